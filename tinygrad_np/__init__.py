@@ -1,0 +1,57 @@
+"""tinygrad_np: a small autograd framework on NumPy and SciPy whose gradients you can see and trust.
+
+>>> import tinygrad_np as tg
+>>> x = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad.tolist()
+[2.0, 4.0, 6.0]
+"""
+
+from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
+from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from tinygrad_np.ops.elementwise import where
+from tinygrad_np.ops.movement import cat, stack
+from tinygrad_np.tensor import (
+    Tensor,
+    arange,
+    empty,
+    eye,
+    full,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnomalyError",
+    "GradcheckError",
+    "Tensor",
+    "arange",
+    "cat",
+    "detect_anomaly",
+    "empty",
+    "enable_grad",
+    "eye",
+    "full",
+    "grad",
+    "gradcheck",
+    "gradgradcheck",
+    "manual_seed",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "rand",
+    "randn",
+    "stack",
+    "tensor",
+    "where",
+    "zeros",
+    "zeros_like",
+]

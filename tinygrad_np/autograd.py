@@ -1,0 +1,423 @@
+"""The engine: Op base class, grad mode, hooks and the iterative backward pass.
+
+Every differentiable operation is an ``Op`` subclass with a NumPy ``forward``
+and a ``vjp`` written with Tensor operations. Because the VJP is made of
+recorded ops, running it with recording switched on (``create_graph=True``)
+builds the graph of the backward pass, which can be differentiated again.
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tinygrad_np.tensor import Tensor
+
+_Tensor: Any = None  # set by tinygrad_np.tensor once the class exists (avoids an import cycle)
+
+# ----------------------------------------------------------------------------- grad mode
+
+# grad: record ops; anomaly: detect_anomaly is on; scope: the Modules being called, outermost
+# first (set by nn.Module.__call__, read by viz to draw one cluster per module)
+_state: dict[str, Any] = {"grad": True, "anomaly": False, "scope": ()}
+
+
+def is_grad_enabled() -> bool:
+    """True when new operations are recorded for backward."""
+    return _state["grad"]
+
+
+class _GradMode:
+    """Context manager and decorator that sets whether ops are recorded."""
+
+    enabled = True
+
+    def __init__(self, func=None):
+        self._prev: list[bool] = []
+        if func is not None:  # used as a bare decorator: @no_grad
+            functools.update_wrapper(self, func)
+        self._func = func
+
+    def __enter__(self):
+        self._prev.append(_state["grad"])
+        _state["grad"] = self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        _state["grad"] = self._prev.pop()
+        return False
+
+    def __call__(self, *args, **kwargs):
+        if self._func is not None:
+            with type(self)():
+                return self._func(*args, **kwargs)
+        (func,) = args  # used as @no_grad()
+
+        @functools.wraps(func)
+        def wrapper(*a, **k):
+            with type(self)():
+                return func(*a, **k)
+
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801 - PyTorch's name
+    """Do not record operations: ``with no_grad():`` or ``@no_grad`` / ``@no_grad()``."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):  # noqa: N801 - PyTorch's name
+    """Record operations again inside a ``no_grad`` block."""
+
+    enabled = True
+
+
+# ----------------------------------------------------------------------------- anomaly mode
+
+
+class AnomalyError(RuntimeError):
+    """Raised in anomaly mode at the first op whose forward or backward is not finite."""
+
+
+class detect_anomaly:  # noqa: N801 - PyTorch's name
+    """Find the first NaN or inf: ``with tinygrad_np.detect_anomaly(): ...``.
+
+    Inside the block every op remembers the line of user code that created it,
+    and the first op whose forward output or backward gradient holds NaN or inf
+    raises :class:`AnomalyError` naming the op and that line. It slows every op
+    down; use it to hunt a bug, not to train.
+    """
+
+    def __init__(self, check_nan: bool = True):
+        self.check_nan = check_nan
+        self._prev: list[bool] = []
+
+    def __enter__(self):
+        self._prev.append(_state["anomaly"])
+        _state["anomaly"] = self.check_nan
+        return self
+
+    def __exit__(self, *exc):
+        _state["anomaly"] = self._prev.pop()
+        return False
+
+
+def _user_frame() -> str:
+    """The innermost stack frame outside this package, as 'file:line in func: code'."""
+    pkg = __file__.rsplit("/", 1)[0]
+    for frame in reversed(traceback.extract_stack()[:-1]):
+        if not frame.filename.startswith(pkg):
+            return f'{frame.filename}:{frame.lineno} in {frame.name}: "{frame.line}"'
+    return "<unknown>"
+
+
+def _check_finite(arr: np.ndarray, op: Op, what: str) -> None:
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "inf"
+        where = getattr(op, "created_at", None) or _user_frame()
+        raise AnomalyError(
+            f"{what} of op '{op.name}' produced {bad} (shape {tuple(arr.shape)}); "
+            f"the op was created at {where}"
+        )
+
+
+# ----------------------------------------------------------------------------- Op
+
+
+class Op:
+    """One node of the graph: a NumPy forward and a VJP made of Tensor ops.
+
+    Subclasses implement ``forward(*arrays, **kwargs) -> np.ndarray`` (saving on
+    ``self`` whatever the VJP needs) and ``vjp(g) -> tuple`` with one entry per
+    input: a Tensor of the input's shape (or broadcastable to it; the engine
+    sums it back) or ``None`` where ``self.needs_grad[i]`` is false.
+    """
+
+    #: functional name shown by viz and error messages; defaults to the class name lowercased
+    name: str = ""
+    inputs: tuple[Tensor, ...]
+    needs_grad: tuple[bool, ...]
+    args: dict[str, Any]
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if not cls.__dict__.get("name"):
+            cls.name = cls.__name__.lower()
+
+    def forward(self, *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def vjp(self, g: Tensor) -> tuple[Tensor | None, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
+        """Run the forward on the inputs' arrays and, when recording, link the result."""
+        op = cls()
+        out = op.forward(*[t.data for t in inputs], **kwargs)
+        if _state["anomaly"]:
+            op.created_at = _user_frame()
+            _check_finite(out, op, "forward")
+        if _state["grad"]:
+            for t in inputs:
+                if t.requires_grad:
+                    op.inputs = inputs
+                    op.needs_grad = tuple([x.requires_grad for x in inputs])
+                    op.args = kwargs
+                    op.scope = _state["scope"]
+                    return _Tensor._make(out, True, op)
+        return _Tensor._make(out, False, None)
+
+    # -- bookkeeping used by the engine, hooks and viz
+    _released = False
+    _hooks: list | None = None
+    _retain: Any = None  # weakref to the output tensor when retain_grad() was called
+
+    def saved_output(self, remake) -> Tensor:
+        """The forward's output for use in a VJP: the array saved as ``self.out`` when
+        not recording, else ``remake()`` so that the VJP stays differentiable."""
+        if _state["grad"]:
+            return remake()
+        return _Tensor._make(self.out, False, None)
+
+    def release(self) -> None:
+        """Free what the forward saved; the node stays in the graph for drawing."""
+        keep = {"inputs", "needs_grad", "args", "scope", "created_at", "_hooks", "_retain"}
+        for k in [k for k in self.__dict__ if k not in keep]:
+            del self.__dict__[k]
+        self._released = True
+
+    def __repr__(self) -> str:
+        return f"<{self.name} node>"
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+def _sum_to(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum a broadcast gradient back to ``shape`` (leading dims, then size-1 dims)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    dims = tuple(range(lead)) + tuple(
+        i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1
+    )
+    if dims:
+        g = g.sum(dim=dims, keepdim=True)
+    return g.reshape(shape) if g.shape != shape else g
+
+
+def _topo_order(roots: list[Op]) -> list[Op]:
+    """Nodes reachable from ``roots``, each after every node that consumes it (iterative DFS)."""
+    order: list[Op] = []
+    seen: set[int] = set()
+    stack: list[tuple[Op, bool]] = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            fn = t.grad_fn
+            if fn is not None and id(fn) not in seen:
+                stack.append((fn, False))
+    order.reverse()
+    return order
+
+
+def _call_hooks(hooks: list | None, g: Tensor) -> Tensor:
+    for hook in hooks or ():
+        r = hook(g)
+        if r is not None:
+            if not isinstance(r, _Tensor) or r.shape != g.shape:
+                raise RuntimeError(
+                    f"a gradient hook must return None or a Tensor of shape {tuple(g.shape)}, "
+                    f"got {r!r}"
+                )
+            g = r
+    return g
+
+
+def run_backward(
+    outputs: list[Tensor],
+    grad_outputs: list[Tensor],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: list[Tensor] | None = None,
+) -> dict[int, Tensor] | None:
+    """Propagate ``grad_outputs`` from ``outputs`` to the leaves.
+
+    With ``inputs=None`` leaf gradients accumulate into ``.grad``; otherwise the
+    gradients of ``inputs`` are returned in a dict keyed by ``id(tensor)`` and
+    nothing is accumulated.
+    """
+    node_grads: dict[int, Tensor] = {}  # id(node) -> gradient of that node's output
+    leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}  # id(leaf) -> (leaf, gradient)
+    want = None if inputs is None else {id(t) for t in inputs}
+    want_nodes = None if inputs is None else {id(t.grad_fn): t for t in inputs if t.grad_fn}
+    result: dict[int, Tensor] = {}
+
+    def add_leaf(t: Tensor, g: Tensor) -> None:
+        prev = leaf_grads.get(id(t))
+        leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
+
+    roots = []
+    for out, g in zip(outputs, grad_outputs, strict=True):
+        if out.grad_fn is None:
+            if out.requires_grad:
+                add_leaf(out, g)
+            continue
+        roots.append(out.grad_fn)
+        k = id(out.grad_fn)
+        node_grads[k] = g if k not in node_grads else node_grads[k] + g
+
+    order = _topo_order(roots)
+    prev_mode = _state["grad"]
+    _state["grad"] = create_graph
+    try:
+        for node in order:
+            g = node_grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._hooks:
+                g = _call_hooks(node._hooks, g)
+            if node._retain is not None:
+                t = node._retain()
+                if t is not None:
+                    t.grad = g if create_graph else _Tensor._make(np.array(g.data), False, None)
+            if want_nodes is not None and id(node) in want_nodes:
+                result[id(want_nodes[id(node)])] = g
+            if node._released:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time (at '{node.name}'): "
+                    "its saved arrays were freed by the first backward. "
+                    "Pass retain_graph=True to the first backward if you need a second one."
+                )
+            grads = node.vjp(g)
+            if _state["anomaly"]:
+                for gi in grads:
+                    if gi is not None:
+                        _check_finite(gi.data, node, "backward")
+            for t, gi, need in zip(node.inputs, grads, node.needs_grad, strict=True):
+                if gi is None or not need:
+                    continue
+                if gi.shape != t.shape:
+                    gi = _sum_to(gi, t.shape)
+                if gi.dtype != t.dtype:
+                    gi = gi.astype(t.dtype)
+                fn = t.grad_fn
+                if fn is None:
+                    add_leaf(t, gi)
+                else:
+                    k = id(fn)
+                    prev = node_grads.get(k)
+                    node_grads[k] = gi if prev is None else prev + gi
+            if not retain_graph:
+                node.release()
+    finally:
+        _state["grad"] = prev_mode
+
+    with no_grad() if not create_graph else enable_grad():
+        for t, g in leaf_grads.values():
+            g = _call_hooks(t._hooks, g)
+            if want is not None:
+                if id(t) in want:
+                    result[id(t)] = g
+                continue
+            if t.grad is None:
+                t.grad = g if create_graph else _Tensor._make(np.array(g.data), False, None)
+            elif create_graph:
+                t.grad = t.grad + g
+            else:
+                t.grad.data = t.grad.data + g.data
+    return result if want is not None else None
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned, not accumulated.
+
+    As ``torch.autograd.grad``: ``grad_outputs`` defaults to ones for scalar
+    outputs; ``retain_graph`` defaults to ``create_graph``. An input the outputs
+    do not depend on raises unless ``allow_unused=True`` (then its entry is None).
+
+    >>> import tinygrad_np as tg
+    >>> x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    >>> tg.grad((x * x).sum(), x)[0].tolist()
+    [2.0, 4.0]
+    """
+    outs = _as_list(outputs)
+    ins = _as_list(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, _Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad: inputs[{i}] does not require grad")
+    gouts = _default_grad_outputs(outs, _as_list(grad_outputs) or [None] * len(outs))
+    if retain_graph is None:
+        retain_graph = create_graph
+    res = run_backward(outs, gouts, retain_graph, create_graph, inputs=ins)
+    out = []
+    for i, t in enumerate(ins):
+        g = res.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: inputs[{i}] (shape {tuple(t.shape)}) was not used to compute the "
+                "outputs; pass allow_unused=True to get None for it"
+            )
+        out.append(g)
+    return tuple(out)
+
+
+def _default_grad_outputs(outs: list, gouts: list) -> list:
+    if len(gouts) != len(outs):
+        raise ValueError(f"grad_outputs has {len(gouts)} entries but there are {len(outs)} outputs")
+    result = []
+    for i, (o, g) in enumerate(zip(outs, gouts, strict=True)):
+        if not isinstance(o, _Tensor):
+            raise TypeError(f"outputs[{i}] must be a Tensor, got {type(o).__name__}")
+        if not o.requires_grad:
+            raise RuntimeError(
+                f"outputs[{i}] does not require grad and has no grad_fn: nothing it was "
+                "computed from requires grad (or it was computed under no_grad)"
+            )
+        if g is None:
+            if o.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; outputs[{i}] "
+                    f"has shape {tuple(o.shape)}: pass a gradient of that shape"
+                )
+            g = _Tensor._make(np.ones(o.shape, dtype=o.dtype), False, None)
+        elif not isinstance(g, _Tensor):
+            g = _Tensor(np.asarray(g, dtype=o.dtype))
+        if g.shape != o.shape:
+            raise ValueError(
+                f"gradient has shape {tuple(g.shape)} but outputs[{i}] has shape {tuple(o.shape)}"
+            )
+        result.append(g)
+    return result
+
+
+def weak(t: Tensor):
+    """A weak reference to a tensor (for retain_grad)."""
+    return weakref.ref(t)

@@ -1,0 +1,67 @@
+"""Functional interface, PyTorch's names: ``import tinygrad_np.nn.functional as F``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np.ops.activation import gelu, leaky_relu, log_softmax, softmax
+from tinygrad_np.ops.linalg import linear
+from tinygrad_np.ops.loss import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    dropout,
+    mse_loss,
+    nll_loss,
+)
+from tinygrad_np.ops.movement import pad as _np_pad
+from tinygrad_np.tensor import Tensor
+
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "dropout",
+    "gelu",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "mse_loss",
+    "nll_loss",
+    "pad",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]
+
+
+def relu(input: Tensor) -> Tensor:
+    """max(x, 0)."""
+    return input.relu()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + e^-x)."""
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent."""
+    return input.tanh()
+
+
+def pad(input: Tensor, pad, value: float = 0) -> Tensor:
+    """Constant padding in PyTorch's order: ``(last_before, last_after, prev_before, ...)``.
+
+    >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
+    [[0.0, 1.0, 2.0]]
+    """
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(
+            f"pad: expected an even number of at most {2 * input.ndim} entries for a "
+            f"{input.ndim}-dim input, got {len(pad)}"
+        )
+    pairs = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        pairs[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return _np_pad(input, np.asarray(pairs), value)

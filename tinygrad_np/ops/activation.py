@@ -1,0 +1,170 @@
+"""Activations and (log-)softmax: forward and VJP side by side."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.ops.elementwise import const
+from tinygrad_np.tensor import Tensor
+
+
+class Relu(Op):
+    """y = max(x, 0).   VJP: gx = g * (x > 0)."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.where(self.mask, x, np.zeros((), x.dtype))
+
+    def vjp(self, g):
+        return (g * const(self.mask.astype(g.dtype)),)
+
+
+class LeakyRelu(Op):
+    """y = x if x > 0 else a*x.   VJP: gx = g * (1 if x > 0 else a)."""
+
+    name = "leaky_relu"
+
+    def forward(self, x, *, negative_slope):
+        self.slope = np.where(x > 0, 1.0, negative_slope).astype(x.dtype)
+        return x * self.slope
+
+    def vjp(self, g):
+        return (g * const(self.slope),)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """Leaky ReLU: ``x`` for positive ``x``, ``negative_slope * x`` otherwise."""
+    if not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"negative_slope must be a number, got {negative_slope!r}")
+    return LeakyRelu.apply(input, negative_slope=negative_slope)
+
+
+class Sigmoid(Op):
+    """y = 1 / (1 + e^-x).   VJP: gx = g * y * (1 - y)."""
+
+    def forward(self, x):
+        self.out = special.expit(x)
+        return self.out
+
+    def vjp(self, g):
+        y = self.saved_output(self.inputs[0].sigmoid)
+        return (g * y * (1 - y),)
+
+
+class Tanh(Op):
+    """y = tanh x.   VJP: gx = g * (1 - y^2)."""
+
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def vjp(self, g):
+        y = self.saved_output(self.inputs[0].tanh)
+        return (g * (1 - y * y),)
+
+
+class Erf(Op):
+    """y = erf x.   VJP: gx = g * 2/sqrt(pi) * e^(-x^2)."""
+
+    def forward(self, x):
+        return special.erf(x)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        return (g * (2 / math.sqrt(math.pi)) * (-(x * x)).exp(),)
+
+
+_SQRT1_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_TANH_C = math.sqrt(2 / math.pi)
+
+
+class Gelu(Op):
+    """y = x * Phi(x) (or its tanh approximation).
+
+    VJP: gx = g * (Phi(x) + x * phi(x)); with approximate="tanh",
+    u = c (x + 0.044715 x^3),
+    gx = g * (0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3*0.044715 x^2)).
+    """
+
+    def forward(self, x, *, approximate):
+        if approximate == "tanh":
+            u = _TANH_C * (x + 0.044715 * x**3)
+            return (0.5 * x * (1 + np.tanh(u))).astype(x.dtype)
+        return (0.5 * x * (1 + special.erf(x * _SQRT1_2))).astype(x.dtype)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        if self.args["approximate"] == "tanh":
+            t = (_TANH_C * (x + 0.044715 * x * x * x)).tanh()
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _TANH_C * (1 + 3 * 0.044715 * x * x)
+        else:
+            cdf = 0.5 * (1 + Erf.apply(x * _SQRT1_2))
+            pdf = _INV_SQRT_2PI * (-0.5 * x * x).exp()
+            d = cdf + x * pdf
+        return (g * d,)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """GELU, exact (``approximate="none"``) or the tanh approximation (``"tanh"``)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(input, approximate=approximate)
+
+
+def _dim(x: Tensor, dim: int, what: str) -> int:
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{what}: dim must be an int, got {dim!r}")
+    if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
+        raise ValueError(f"{what}: dim {dim} is out of range for a tensor of shape {x.shape}")
+    return int(dim) % max(x.ndim, 1)
+
+
+class Softmax(Op):
+    """y = e^(x - max) / sum e^(x - max).   VJP: gx = y * (g - sum(g * y))."""
+
+    def forward(self, x, *, dim):
+        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        self.out = e / e.sum(axis=dim, keepdims=True)
+        return self.out
+
+    def vjp(self, g):
+        dim = self.args["dim"]
+        y = self.saved_output(lambda: self.inputs[0].softmax(dim))
+        return (y * (g - (g * y).sum(dim, keepdim=True)),)
+
+
+class LogSoftmax(Op):
+    """y = x - max - log sum e^(x - max).   VJP: gx = g - softmax(x) * sum(g)."""
+
+    name = "log_softmax"
+
+    def forward(self, x, *, dim):
+        z = x - x.max(axis=dim, keepdims=True)
+        e = np.exp(z)
+        s = e.sum(axis=dim, keepdims=True)
+        self.out = e / s  # softmax, for the VJP
+        return z - np.log(s)
+
+    def vjp(self, g):
+        dim = self.args["dim"]
+        p = self.saved_output(lambda: self.inputs[0].softmax(dim))
+        return (g - p * g.sum(dim, keepdim=True),)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable softmax along ``dim``."""
+    if x.ndim == 0:
+        return Softmax.apply(x.reshape(1), dim=0).reshape(())
+    return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable log-softmax along ``dim``."""
+    if x.ndim == 0:
+        return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())
+    return LogSoftmax.apply(x, dim=_dim(x, dim, "log_softmax"))

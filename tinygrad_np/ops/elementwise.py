@@ -1,0 +1,226 @@
+"""Elementwise arithmetic: forward and VJP side by side.
+
+Broadcasting is NumPy's; the engine sums each gradient back to its input's
+shape, so a VJP here returns gradients of the output's shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.tensor import Tensor
+
+
+def const(arr: np.ndarray) -> Tensor:
+    """Wrap an array as a constant (no grad) tensor."""
+    return Tensor._make(arr, False, None)
+
+
+def _check_broadcast(name: str, a: np.ndarray, b: np.ndarray) -> None:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name}: operands with shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+            "broadcast together"
+        ) from None
+
+
+class Add(Op):
+    """y = a + b.   VJP: ga = g, gb = g (summed back over broadcast dims)."""
+
+    def forward(self, a, b):
+        if a.shape != b.shape:
+            _check_broadcast("add", a, b)
+        return a + b
+
+    def vjp(self, g):
+        return g, g
+
+
+class Sub(Op):
+    """y = a - b.   VJP: ga = g, gb = -g."""
+
+    def forward(self, a, b):
+        if a.shape != b.shape:
+            _check_broadcast("sub", a, b)
+        return a - b
+
+    def vjp(self, g):
+        return g, (-g if self.needs_grad[1] else None)
+
+
+class Mul(Op):
+    """y = a * b.   VJP: ga = g * b, gb = g * a."""
+
+    def forward(self, a, b):
+        if a.shape != b.shape:
+            _check_broadcast("mul", a, b)
+        return a * b
+
+    def vjp(self, g):
+        a, b = self.inputs
+        return (
+            g * b if self.needs_grad[0] else None,
+            g * a if self.needs_grad[1] else None,
+        )
+
+
+class Div(Op):
+    """y = a / b.   VJP: ga = g / b, gb = -g * a / b^2."""
+
+    def forward(self, a, b):
+        if a.shape != b.shape:
+            _check_broadcast("div", a, b)
+        return a / b
+
+    def vjp(self, g):
+        a, b = self.inputs
+        ga = g / b if self.needs_grad[0] else None
+        gb = -g * a / (b * b) if self.needs_grad[1] else None
+        return ga, gb
+
+
+class Pow(Op):
+    """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a)."""
+
+    def forward(self, a, b):
+        if a.shape != b.shape:
+            _check_broadcast("pow", a, b)
+        return np.power(a, b)
+
+    def vjp(self, g):
+        a, b = self.inputs
+        ga = gb = None
+        if self.needs_grad[0]:
+            ga = g * b * a ** (b - 1)
+        if self.needs_grad[1]:
+            # y * log(a), with the 0 * log(0) = 0 convention where a == 0
+            zero = const(a.data == 0)
+            safe_a = Where.apply(zero, const(np.ones((), a.dtype)), a)
+            gb = g * (a**b) * safe_a.log()
+        return ga, gb
+
+
+class Neg(Op):
+    """y = -x.   VJP: gx = -g."""
+
+    def forward(self, x):
+        return -x
+
+    def vjp(self, g):
+        return (-g,)
+
+
+class Exp(Op):
+    """y = e^x.   VJP: gx = g * y."""
+
+    def forward(self, x):
+        self.out = np.exp(x)
+        return self.out
+
+    def vjp(self, g):
+        return (g * self.saved_output(self.inputs[0].exp),)
+
+
+class Log(Op):
+    """y = log x.   VJP: gx = g / x."""
+
+    def forward(self, x):
+        return np.log(x)
+
+    def vjp(self, g):
+        return (g / self.inputs[0],)
+
+
+class Sqrt(Op):
+    """y = sqrt x.   VJP: gx = g / (2 y)."""
+
+    def forward(self, x):
+        self.out = np.sqrt(x)
+        return self.out
+
+    def vjp(self, g):
+        return (g / (2 * self.saved_output(self.inputs[0].sqrt)),)
+
+
+class Abs(Op):
+    """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0, as PyTorch)."""
+
+    def forward(self, x):
+        self.sign = np.sign(x)
+        return np.abs(x)
+
+    def vjp(self, g):
+        return (g * const(self.sign),)
+
+
+class Clip(Op):
+    """y = min(max(x, lo), hi).   VJP: gx = g where lo <= x <= hi, else 0."""
+
+    def forward(self, x, *, min, max):  # noqa: A002
+        out = np.clip(x, min, max)
+        mask = np.ones(x.shape, dtype=x.dtype)
+        if min is not None:
+            mask[x < min] = 0
+        if max is not None:
+            mask[x > max] = 0
+        self.mask = mask
+        return out
+
+    def vjp(self, g):
+        return (g * const(self.mask),)
+
+
+def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Clamp to [min, max]; either bound may be None. The gradient is 0 outside."""
+    if min is None and max is None:
+        raise ValueError("clip: at least one of min and max must be given")
+    return Clip.apply(x, min=min, max=max)
+
+
+class Cast(Op):
+    """y = x as another dtype.   VJP: gx = g cast back to x's dtype."""
+
+    def forward(self, x, *, dtype):
+        return x.astype(dtype)
+
+    def vjp(self, g):
+        return (g.astype(self.inputs[0].dtype),)
+
+
+class Where(Op):
+    """y = a where c else b (c a constant bool array).   VJP: ga = g where c, gb = g where not c."""
+
+    def forward(self, c, a, b):
+        try:
+            return np.where(c, a, b)
+        except ValueError:
+            raise ValueError(
+                f"where: condition {tuple(c.shape)}, input {tuple(a.shape)} and other "
+                f"{tuple(b.shape)} cannot be broadcast together"
+            ) from None
+
+    def vjp(self, g):
+        c = self.inputs[0]
+        zero = const(np.zeros((), dtype=g.dtype))
+        ga = Where.apply(c, g, zero) if self.needs_grad[1] else None
+        gb = Where.apply(c, zero, g) if self.needs_grad[2] else None
+        return None, ga, gb
+
+
+def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's names
+    """Elementwise ``input if condition else other``; condition a bool Tensor or array."""
+    c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if c.dtype != np.bool_:
+        raise TypeError(f"where: condition must be bool, got dtype {c.dtype}")
+    a = input if isinstance(input, Tensor) else None
+    b = other if isinstance(other, Tensor) else None
+    if a is None and b is None:
+        a, b = Tensor(input), Tensor(other)
+    elif a is None:
+        a = b._other(input)
+    elif b is None:
+        b = a._other(other)
+    return Where.apply(const(c), a, b)

@@ -1,0 +1,96 @@
+"""Matrix products: matmul (1-D, 2-D, batched with broadcasting) and linear."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.tensor import Tensor
+
+
+class Matmul(Op):
+    """y = a @ b for a, b with ndim >= 2 (batch dims broadcast).
+
+    VJP: ga = g @ b^T, gb = a^T @ g (the engine sums broadcast batch dims back).
+    """
+
+    def forward(self, a, b):
+        return np.matmul(a, b)
+
+    def vjp(self, g):
+        a, b = self.inputs
+        ga = g @ b.transpose(-1, -2) if self.needs_grad[0] else None
+        gb = a.transpose(-1, -2) @ g if self.needs_grad[1] else None
+        return ga, gb
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with NumPy's rules: 1-D operands are promoted and the added dim removed."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(
+            f"matmul: both operands need at least 1 dim, got shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+    k_a = a.shape[-1]
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    try:
+        if k_a != k_b:
+            raise ValueError
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not match "
+            f"(inner dims {k_a} and {k_b}, batch dims must broadcast)"
+        ) from None
+    if a.ndim == 1 and b.ndim == 1:
+        return (a.unsqueeze(0) @ b.unsqueeze(1)).reshape(())
+    if a.ndim == 1:
+        return Matmul.apply(a.unsqueeze(0), b).squeeze(-2)
+    if b.ndim == 1:
+        return Matmul.apply(a, b.unsqueeze(1)).squeeze(-1)
+    return Matmul.apply(a, b)
+
+
+class Linear(Op):
+    """y = x @ w^T + b, x (..., in), w (out, in), b (out,).
+
+    VJP: gx = g @ w; gw = g^T x summed over all leading dims; gb = g summed likewise.
+    """
+
+    def forward(self, x, w, b=None):
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    def vjp(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        gx = g @ w if self.needs_grad[0] else None
+        g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if self.needs_grad[1] else None
+        if len(self.inputs) == 2:
+            return gx, gw
+        gb = g2.sum(0) if self.needs_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Affine map ``input @ weight.T + bias``; input (..., in), weight (out, in), bias (out,)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {tuple(input.shape)} does not match weight of shape "
+            f"{tuple(weight.shape)} (input's last dim must be {weight.shape[1]})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(
+            f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}"
+        )
+    if input.dtype != weight.dtype:
+        raise ValueError(
+            f"linear: input dtype {input.dtype} differs from weight dtype {weight.dtype}"
+        )
+    if bias is None:
+        return Linear.apply(input, weight)
+    return Linear.apply(input, weight, bias)

@@ -1,0 +1,225 @@
+"""Losses and dropout: fused, numerically stable forwards with VJPs beside them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.ops.elementwise import const
+from tinygrad_np.tensor import Tensor, generator
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reduction(reduction: str, what: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{what}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _class_target(input: Tensor, target, ignore_index: int, what: str) -> np.ndarray:
+    """Validate integer class indices against logits (N, C, *d) or (C,)."""
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{what}: target must hold integer class indices, got dtype {t.dtype}")
+    if input.ndim < 1:
+        raise ValueError(f"{what}: input must have a class dim, got shape {tuple(input.shape)}")
+    want = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+    if t.shape != want:
+        raise ValueError(
+            f"{what}: target has shape {tuple(t.shape)} but input of shape "
+            f"{tuple(input.shape)} needs target shape {tuple(want)}"
+        )
+    C = input.shape[1] if input.ndim > 1 else input.shape[0]
+    valid = t != ignore_index
+    bad = valid & ((t < 0) | (t >= C))
+    if bad.any():
+        raise IndexError(
+            f"{what}: target holds class {int(t[bad].flat[0])}, outside [0, {C}) for input "
+            f"with {C} classes"
+        )
+    return t.astype(np.int64)
+
+
+def _onehot(t: np.ndarray, valid: np.ndarray, C: int, dtype) -> np.ndarray:
+    """(N, C, *d) one-hot of class indices, zero where not valid."""
+    oh = np.zeros((t.shape[0], C) + t.shape[1:], dtype=dtype)
+    safe = np.where(valid, t, 0)
+    np.put_along_axis(oh, safe[:, None], 1, axis=1)
+    return oh * valid[:, None]
+
+
+def _batched(input: Tensor, t: np.ndarray):
+    """Treat a (C,) input with a scalar target as a batch of one."""
+    if input.ndim == 1:
+        return input.reshape(1, -1), t.reshape(1), True
+    return input, t, False
+
+
+class CrossEntropy(Op):
+    """loss_i = -sum_c q_ic log softmax(x_i)_c, q = (1-e) onehot + e/C, masked by ignore_index.
+
+    VJP: gx = g_i * w_i * (softmax(x_i) - q_i), with w_i the reduction's weight.
+    """
+
+    name = "cross_entropy"
+
+    def forward(self, x, *, target, reduction, label_smoothing, ignore_index):
+        C = x.shape[1]
+        valid = target != ignore_index
+        z = x - x.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        q = _onehot(target, valid, C, x.dtype)
+        if label_smoothing:
+            q = q * (1 - label_smoothing) + (label_smoothing / C) * valid[:, None]
+        loss = -(q * logp).sum(axis=1)  # (N, *d)
+        self.q = q
+        self.count = int(valid.sum())
+        if reduction == "sum":
+            return np.asarray(loss.sum(), dtype=x.dtype)
+        if reduction == "mean":
+            return np.asarray(loss.sum() / self.count if self.count else np.nan, dtype=x.dtype)
+        return loss.astype(x.dtype)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        red = self.args["reduction"]
+        if red == "none":
+            g = g.unsqueeze(1)  # (N, 1, *d)
+        elif red == "mean":
+            g = g / self.count
+        return ((x.softmax(1) * const(self.q.sum(axis=1, keepdims=True)) - const(self.q)) * g,)
+
+
+def cross_entropy(
+    input: Tensor,
+    target,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Softmax cross entropy of logits (N, C, *d) against class indices (N, *d).
+
+    Fused and stable: log-softmax is computed with the max subtracted, so
+    logits of 1e4 give a finite loss and gradient.
+
+    >>> from tinygrad_np import Tensor
+    >>> round(cross_entropy(Tensor([[0.0, 0.0]]), [1]).item(), 4)
+    0.6931
+    """
+    _check_reduction(reduction, "cross_entropy")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    t = _class_target(input, target, ignore_index, "cross_entropy")
+    x, t, single = _batched(input, t)
+    out = CrossEntropy.apply(
+        x,
+        target=t,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    return out.reshape(()) if single and reduction == "none" else out
+
+
+class NllLoss(Op):
+    """loss_i = -x[i, t_i].   VJP: gx = -g_i * w_i at (i, t_i), zero elsewhere."""
+
+    name = "nll_loss"
+
+    def forward(self, x, *, target, reduction, ignore_index):
+        valid = target != ignore_index
+        self.onehot = _onehot(target, valid, x.shape[1], x.dtype)
+        self.count = int(valid.sum())
+        loss = -(self.onehot * x).sum(axis=1)
+        if reduction == "sum":
+            return np.asarray(loss.sum(), dtype=x.dtype)
+        if reduction == "mean":
+            return np.asarray(loss.sum() / self.count if self.count else np.nan, dtype=x.dtype)
+        return loss
+
+    def vjp(self, g):
+        red = self.args["reduction"]
+        if red == "none":
+            g = g.unsqueeze(1)
+        elif red == "mean":
+            g = g / self.count
+        return (-g * const(self.onehot),)
+
+
+def nll_loss(input: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
+    """Negative log likelihood of log-probabilities (N, C, *d) at class indices (N, *d)."""
+    _check_reduction(reduction, "nll_loss")
+    t = _class_target(input, target, ignore_index, "nll_loss")
+    x, t, single = _batched(input, t)
+    out = NllLoss.apply(x, target=t, reduction=reduction, ignore_index=ignore_index)
+    return out.reshape(()) if single and reduction == "none" else out
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _target_like(input: Tensor, target, what: str) -> Tensor:
+    t = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
+    if t.shape != input.shape:
+        raise ValueError(
+            f"{what}: target has shape {tuple(t.shape)} but input has shape {tuple(input.shape)}"
+        )
+    return t
+
+
+def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Mean squared error; ``target`` must have the input's shape."""
+    _check_reduction(reduction, "mse_loss")
+    t = _target_like(input, target, "mse_loss")
+    d = input - t
+    return _reduce(d * d, reduction)
+
+
+class BceWithLogits(Op):
+    """loss = max(x, 0) - x t + log(1 + e^-|x|).   VJP: gx = g (sigmoid(x) - t), gt = -g x."""
+
+    name = "binary_cross_entropy_with_logits"
+
+    def forward(self, x, t):
+        return np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+
+    def vjp(self, g):
+        x, t = self.inputs
+        gx = g * (x.sigmoid() - t) if self.needs_grad[0] else None
+        gt = -g * x if self.needs_grad[1] else None
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:
+    """Sigmoid + binary cross entropy in one stable step; ``target`` in [0, 1], input's shape."""
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    t = _target_like(input, target, "binary_cross_entropy_with_logits")
+    return _reduce(BceWithLogits.apply(input, t), reduction)
+
+
+class Dropout(Op):
+    """y = x * m / (1 - p), m ~ Bernoulli(1 - p).   VJP: gx = g * m / (1 - p)."""
+
+    def forward(self, x, *, p):
+        keep = generator().random(x.shape) >= p
+        self.scale = (keep / (1.0 - p)).astype(x.dtype)
+        return x * self.scale
+
+    def vjp(self, g):
+        return (g * const(self.scale),)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return Dropout.apply(x, p=p)

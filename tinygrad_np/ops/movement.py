@@ -1,0 +1,284 @@
+"""Movement ops: reshape, permute, expand, indexing, pad, cat. Each VJP moves g back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.ops.reduce import normalize_dims
+from tinygrad_np.tensor import Tensor
+
+
+class Reshape(Op):
+    """y = x viewed with another shape.   VJP: gx = g reshaped to x's shape."""
+
+    def forward(self, x, *, shape):
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ValueError(
+                f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                f"({x.size} elements) into {tuple(shape)}"
+            ) from None
+
+    def vjp(self, g):
+        return (g.reshape(self.inputs[0].shape),)
+
+
+def _shape_arg(shape) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(n) for n in shape)
+
+
+def reshape(x: Tensor, shape) -> Tensor:
+    shape = _shape_arg(shape)
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    (s,) = normalize_dims(start_dim, x.ndim, "flatten")
+    (e,) = normalize_dims(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    return reshape(x, x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
+
+
+def squeeze(x: Tensor, dim=None) -> Tensor:
+    if dim is None:
+        return reshape(x, tuple(n for n in x.shape if n != 1))
+    dims = normalize_dims(dim, x.ndim, "squeeze")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise ValueError(f"unsqueeze: dim {dim} is out of range for {x.ndim} dims")
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+class Permute(Op):
+    """y = x with axes reordered.   VJP: gx = g with the inverse order."""
+
+    def forward(self, x, *, dims):
+        return np.transpose(x, dims)
+
+    def vjp(self, g):
+        return (g.permute(tuple(np.argsort(self.args["dims"]).tolist())),)
+
+
+def permute(x: Tensor, dims) -> Tensor:
+    dims = _shape_arg(dims)
+    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} is not a permutation of {x.ndim} axes")
+    dims = tuple(d % x.ndim for d in dims)
+    if dims == tuple(range(x.ndim)):
+        return x
+    return Permute.apply(x, dims=dims)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    (a,) = normalize_dims(dim0, x.ndim, "transpose")
+    (b,) = normalize_dims(dim1, x.ndim, "transpose")
+    dims = list(range(x.ndim))
+    dims[a], dims[b] = dims[b], dims[a]
+    return permute(x, dims)
+
+
+class Expand(Op):
+    """y = x broadcast to a larger shape.   VJP: gx = g summed over the broadcast dims."""
+
+    def forward(self, x, *, shape):
+        return np.broadcast_to(x, shape)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        lead = g.ndim - x.ndim
+        dims = tuple(range(lead)) + tuple(
+            i + lead for i, n in enumerate(x.shape) if n == 1 and g.shape[i + lead] != 1
+        )
+        return (g.sum(dims, keepdim=True).reshape(x.shape),)
+
+
+def expand(x: Tensor, shape) -> Tensor:
+    shape = list(_shape_arg(shape))
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"expand: cannot expand shape {tuple(x.shape)} to {tuple(shape)}")
+    for i, n in enumerate(shape):
+        if n == -1:
+            if i < lead:
+                raise ValueError("expand: -1 is not allowed for new leading dims")
+            shape[i] = x.shape[i - lead]
+    shape = tuple(shape)
+    try:
+        np.broadcast_shapes(x.shape, shape)
+        if np.broadcast_shapes(x.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"expand: cannot expand shape {tuple(x.shape)} to {tuple(shape)}"
+        ) from None
+    if shape == x.shape:
+        return x
+    return Expand.apply(x, shape=shape)
+
+
+class Clone(Op):
+    """y = a copy of x.   VJP: gx = g."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def vjp(self, g):
+        return (g,)
+
+
+# ----------------------------------------------------------------------------- indexing
+
+
+def normalize_key(key):
+    """Turn Tensors and lists inside an index into NumPy arrays."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, Tensor):
+            k = k.data
+        elif isinstance(k, list):
+            k = np.asarray(k)
+        if isinstance(k, np.ndarray) and k.dtype.kind not in "iub":
+            raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
+        out.append(k)
+    return tuple(out)
+
+
+def _is_basic(key: tuple) -> bool:
+    return not any(isinstance(k, np.ndarray) for k in key)
+
+
+class Getitem(Op):
+    """y = x[key].   VJP: gx = zeros of x's shape with g added at key (repeats accumulate)."""
+
+    name = "index"
+
+    def forward(self, x, *, key):
+        return x[key]
+
+    def vjp(self, g):
+        return (IndexAdd.apply(g, shape=self.inputs[0].shape, key=self.args["key"]),)
+
+
+class IndexAdd(Op):
+    """y = zeros(shape) with g added at key.   VJP: gg = gy[key]."""
+
+    name = "index_add"
+
+    def forward(self, g, *, shape, key):
+        out = np.zeros(shape, dtype=g.dtype)
+        if _is_basic(key):
+            out[key] = g
+        else:
+            np.add.at(out, key, g)
+        return out
+
+    def vjp(self, gy):
+        return (Getitem.apply(gy, key=self.args["key"]),)
+
+
+def getitem(x: Tensor, key) -> Tensor:
+    key = normalize_key(key)
+    try:
+        x.data[key]  # validate (cheap for views); NumPy's message names the problem
+    except IndexError as e:
+        raise IndexError(f"index {key!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+    return Getitem.apply(x, key=key)
+
+
+# ----------------------------------------------------------------------------- pad, cat
+
+
+class Pad(Op):
+    """y = x with constant padding (NumPy's pad_width).   VJP: gx = g sliced back to x."""
+
+    def forward(self, x, *, pad_width, value):
+        return np.pad(x, pad_width, mode="constant", constant_values=value)
+
+    def vjp(self, g):
+        key = tuple(slice(b, g.shape[i] - a) for i, (b, a) in enumerate(self.args["pad_width"]))
+        return (Getitem.apply(g, key=key),)
+
+
+def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
+    """NumPy-style constant padding: one ``(before, after)`` pair per dimension.
+
+    Negative amounts crop (as in PyTorch's F.pad).
+    """
+    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    pw = [(int(b), int(a)) for b, a in pw.tolist()]
+    if any(b < 0 or a < 0 for b, a in pw):
+        crop = tuple(slice(max(-b, 0), x.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(pw))
+        x = x[crop]
+        pw = [(max(b, 0), max(a, 0)) for b, a in pw]
+    if all(b == 0 and a == 0 for b, a in pw):
+        return x
+    return Pad.apply(x, pad_width=tuple(pw), value=value)
+
+
+class Cat(Op):
+    """y = concatenation along dim.   VJP: each input gets its slice of g."""
+
+    def forward(self, *xs, dim):
+        return np.concatenate(xs, axis=dim)
+
+    def vjp(self, g):
+        dim = self.args["dim"]
+        out, start = [], 0
+        for t, need in zip(self.inputs, self.needs_grad, strict=True):
+            stop = start + t.shape[dim]
+            if need:
+                key = (slice(None),) * dim + (slice(start, stop),)
+                out.append(Getitem.apply(g, key=key))
+            else:
+                out.append(None)
+            start = stop
+        return tuple(out)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Concatenate tensors along an existing ``dim``."""
+    ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    (d,) = normalize_dims(dim, ts[0].ndim, "cat")
+    ref = ts[0].shape
+    for i, t in enumerate(ts):
+        if t.ndim != len(ref) or any(
+            a != b for j, (a, b) in enumerate(zip(t.shape, ref, strict=True)) if j != d
+        ):
+            raise ValueError(
+                f"cat: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has shape "
+                f"{tuple(ref)}; all dims but dim={dim} must match"
+            )
+    return Cat.apply(*ts, dim=d)
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Stack tensors of equal shape along a new ``dim``."""
+    ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, t in enumerate(ts):
+        if t.shape != ts[0].shape:
+            raise ValueError(
+                f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has shape "
+                f"{tuple(ts[0].shape)}"
+            )
+    if not -ts[0].ndim - 1 <= dim <= ts[0].ndim:
+        raise ValueError(f"stack: dim {dim} is out of range")
+    return cat([unsqueeze(t, dim) for t in ts], dim % (ts[0].ndim + 1))

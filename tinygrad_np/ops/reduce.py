@@ -1,0 +1,136 @@
+"""Reductions: sum, mean, var, max/min (with indices), argmax."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from tinygrad_np.autograd import Op
+from tinygrad_np.ops.elementwise import const
+from tinygrad_np.tensor import Tensor
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def normalize_dims(dim, ndim: int, what: str) -> tuple[int, ...]:
+    """``dim`` (None, int or tuple) as a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = []
+    for d in dims:
+        if not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{what}: dim must be an int or a tuple of ints, got {dim!r}")
+        if not -max(ndim, 1) <= d < max(ndim, 1):
+            raise ValueError(f"{what}: dim {d} is out of range for a tensor with {ndim} dims")
+        out.append(int(d) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what}: dim {dim!r} names an axis twice")
+    return tuple(sorted(out)) if ndim else ()
+
+
+def _keep_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(1 if i in dims else n for i, n in enumerate(shape))
+
+
+class Sum(Op):
+    """y = sum of x over dims.   VJP: gx = g (with the summed dims restored) expanded to x."""
+
+    def forward(self, x, *, dim, keepdim):
+        return np.sum(x, axis=dim, keepdims=keepdim)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        return (g.reshape(_keep_shape(x.shape, self.args["dim"])).expand(x.shape),)
+
+
+def sum_(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    dims = normalize_dims(dim, x.ndim, "sum")
+    return Sum.apply(x, dim=dims, keepdim=keepdim)
+
+
+def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Mean over ``dim`` (all dims when None)."""
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"mean needs a floating-point tensor, got dtype {x.dtype}")
+    dims = normalize_dims(dim, x.ndim, "mean")
+    n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    return Sum.apply(x, dim=dims, keepdim=keepdim) * (1.0 / max(n, 1) if n else float("nan"))
+
+
+def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    """Variance over ``dim`` with ``correction`` (1: unbiased, 0: population)."""
+    dims = normalize_dims(dim, x.ndim, "var")
+    n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    d = x - mean(x, dims, keepdim=True)
+    denom = max(n - correction, 0)
+    scale = 1.0 / denom if denom else float("inf")
+    return Sum.apply(d * d, dim=dims, keepdim=keepdim) * scale
+
+
+class MaxMin(Op):
+    """y = max (or min) over dims.   VJP: g routed to the first extreme element of each slice."""
+
+    name = "max"
+
+    def forward(self, x, *, dims, keepdim, largest):
+        if x.size == 0:
+            raise ValueError("max/min of an empty tensor")
+        # move the reduced dims last, flatten them, and take the first arg-extreme
+        rest = [i for i in range(x.ndim) if i not in dims]
+        xt = x.transpose(rest + list(dims)).reshape([x.shape[i] for i in rest] + [-1])
+        idx = xt.argmax(-1) if largest else xt.argmin(-1)
+        mask = np.zeros(xt.shape, dtype=x.dtype)
+        np.put_along_axis(mask, idx[..., None], 1, axis=-1)
+        inv = np.argsort(rest + list(dims))
+        self.mask = mask.reshape([x.shape[i] for i in rest] + [x.shape[i] for i in dims])
+        self.mask = self.mask.transpose(inv)
+        self.indices = idx
+        out = np.take_along_axis(xt, idx[..., None], -1)[..., 0]
+        if keepdim:
+            out = out.reshape(_keep_shape(x.shape, dims))
+        return out
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        g = g.reshape(_keep_shape(x.shape, self.args["dims"]))
+        return (g * const(self.mask),)
+
+
+def _extreme(x: Tensor, dim, keepdim: bool, largest: bool):
+    what = "max" if largest else "min"
+    if dim is None:
+        return MaxMin.apply(x, dims=tuple(range(x.ndim)), keepdim=False, largest=largest)
+    if not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{what}: dim must be an int, got {dim!r}")
+    (d,) = normalize_dims(dim, x.ndim, what)
+    op_out = MaxMin.apply(x, dims=(d,), keepdim=keepdim, largest=largest)
+    idx = (x.data.argmax if largest else x.data.argmin)(axis=d, keepdims=keepdim)
+    return values_indices(op_out, const(idx.astype(np.int64)))
+
+
+def max_(x: Tensor, dim=None, keepdim: bool = False):
+    """Max of all elements (a Tensor), or along ``dim`` a ``(values, indices)`` named tuple."""
+    return _extreme(x, dim, keepdim, largest=True)
+
+
+def min_(x: Tensor, dim=None, keepdim: bool = False):
+    """Min of all elements (a Tensor), or along ``dim`` a ``(values, indices)`` named tuple."""
+    return _extreme(x, dim, keepdim, largest=False)
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
+    if dim is None:
+        return const(np.asarray(x.data.argmax(), dtype=np.int64))
+    (d,) = normalize_dims(dim, x.ndim, "argmax")
+    return const(x.data.argmax(axis=d, keepdims=keepdim).astype(np.int64))
+
+
+def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the first minimum (over the flattened tensor when ``dim`` is None)."""
+    if dim is None:
+        return const(np.asarray(x.data.argmin(), dtype=np.int64))
+    (d,) = normalize_dims(dim, x.ndim, "argmin")
+    return const(x.data.argmin(axis=d, keepdims=keepdim).astype(np.int64))

@@ -1,0 +1,570 @@
+"""Tensor: a NumPy array, its dtype rules, and the link into the graph.
+
+Methods are one-liners that call the ops in ``tinygrad_np.ops``; each op
+records itself when an input requires grad and grad mode is on.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np import autograd
+from tinygrad_np.autograd import run_backward, weak
+
+_FLOAT_DEFAULT = np.float32
+
+
+def to_dtype(dtype: Any) -> np.dtype | None:
+    """Normalise a dtype given as a string, NumPy type or np.dtype ('float64', np.float32)."""
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from e
+
+
+def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        arr = data.data
+    elif isinstance(data, np.ndarray):
+        arr = data
+    elif isinstance(data, (np.generic)):
+        arr = np.asarray(data)
+    else:
+        arr = np.asarray(data)
+        if arr.dtype == np.float64:  # Python floats: PyTorch's default dtype
+            arr = arr.astype(_FLOAT_DEFAULT)
+        elif arr.dtype == object:
+            raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {data!r:.80}")
+    if dtype is not None:
+        return np.array(arr, dtype=dtype)
+    return np.array(arr)  # a copy, as torch.tensor
+
+
+class Tensor:
+    """An n-dimensional array that records the operations applied to it.
+
+    Parameters
+    ----------
+    data : scalar, nested list, np.ndarray or Tensor
+        Python floats become float32; NumPy arrays keep their dtype. The data is copied.
+    requires_grad : bool
+        Record operations on this tensor so that ``backward`` can reach it.
+        Only floating-point tensors can require grad.
+    dtype : str or NumPy dtype, optional
+        Convert the data to this dtype.
+
+    >>> t = Tensor([[1.0, 2.0]], requires_grad=True)
+    >>> (t * t).sum().backward()
+    >>> t.grad.tolist()
+    [[2.0, 4.0]]
+    """
+
+    __slots__ = ("data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "__weakref__")
+    __array_priority__ = 1000  # so that ndarray + Tensor gives Tensor.__radd__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
+        self.data = _to_array(data, to_dtype(dtype))
+        self.grad_fn = None
+        self._grad = None
+        self._hooks = None
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, data: np.ndarray, requires_grad: bool, grad_fn) -> Tensor:
+        t = cls.__new__(cls)
+        t.data = data
+        t.requires_grad = requires_grad
+        t.grad_fn = grad_fn
+        t._grad = None
+        t._hooks = None
+        t.name = None
+        return t
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None and not isinstance(value, Tensor):
+            value = Tensor(np.asarray(value, dtype=self.dtype))
+        if value is not None and value.shape != self.shape:
+            raise ValueError(
+                f"assigned grad has shape {tuple(value.shape)} but the tensor has shape "
+                f"{tuple(self.shape)}"
+            )
+        self._grad = value
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (leaves only; floating dtypes only)."""
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(
+                f"only floating-point tensors can require grad; this tensor's dtype is "
+                f"{self.data.dtype} (convert it with .astype('float32') first)"
+            )
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", precision=4, threshold=50)
+        extra = ""
+        if self.dtype != _FLOAT_DEFAULT:
+            extra += f", dtype={self.dtype}"
+        if self.grad_fn is not None:
+            extra += f", grad_fn=<{self.grad_fn.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"Tensor({body}{extra})"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.size} elements is ambiguous"
+            )
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (shared, not copied; requires no grad history)."""
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None:
+            return self.data.astype(dtype)
+        return self.data
+
+    def item(self) -> float | int | bool:
+        if self.size != 1:
+            raise ValueError(
+                f"item() needs a tensor with one element, this one has shape {tuple(self.shape)}"
+            )
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """The same data (shared) cut from the graph."""
+        return Tensor._make(self.data, False, None)
+
+    def clone(self) -> Tensor:
+        return _mv.Clone.apply(self)
+
+    def astype(self, dtype: Any) -> Tensor:
+        dt = to_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        return _ew.Cast.apply(self, dtype=dt)
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    # ------------------------------------------------------------------ autograd
+    def backward(
+        self, gradient: Any = None, retain_graph: bool | None = None, create_graph: bool = False
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires grad.
+
+        ``gradient`` is the upstream gradient (needed unless self is a scalar).
+        ``retain_graph`` keeps the saved arrays for another backward;
+        ``create_graph`` records this pass so that the gradients can be
+        differentiated again (implies ``retain_graph``).
+        """
+        if retain_graph is None:
+            retain_graph = create_graph
+        (g,) = autograd._default_grad_outputs([self], [gradient])
+        run_backward([self], [g], retain_graph, create_graph)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
+        if self.grad_fn is not None:
+            self.grad_fn._retain = weak(self)
+        elif not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+
+    def register_hook(self, hook) -> Any:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
+        replaces the gradient. Returns a handle with ``remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        owner = self.grad_fn if self.grad_fn is not None else self
+        if owner._hooks is None:
+            owner._hooks = []
+        owner._hooks.append(hook)
+        return _HookHandle(owner._hooks, hook)
+
+    # ------------------------------------------------------------------ operators
+    def _other(self, x: Any) -> Tensor:
+        """A Tensor for the other operand; a Python scalar takes this tensor's dtype."""
+        if isinstance(x, Tensor):
+            return x
+        if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+            kind = self.dtype.kind
+            if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
+                if kind == "b" and not isinstance(x, bool):
+                    return Tensor._make(np.asarray(x), False, None)
+                return Tensor._make(np.asarray(x, dtype=self.dtype), False, None)
+            return Tensor._make(np.asarray(x, dtype=_FLOAT_DEFAULT), False, None)
+        return Tensor._make(np.asarray(x), False, None)
+
+    def __add__(self, o):
+        return _ew.Add.apply(self, self._other(o))
+
+    def __radd__(self, o):
+        return _ew.Add.apply(self._other(o), self)
+
+    def __sub__(self, o):
+        return _ew.Sub.apply(self, self._other(o))
+
+    def __rsub__(self, o):
+        return _ew.Sub.apply(self._other(o), self)
+
+    def __mul__(self, o):
+        return _ew.Mul.apply(self, self._other(o))
+
+    def __rmul__(self, o):
+        return _ew.Mul.apply(self._other(o), self)
+
+    def __truediv__(self, o):
+        return _ew.Div.apply(self, self._other(o))
+
+    def __rtruediv__(self, o):
+        return _ew.Div.apply(self._other(o), self)
+
+    def __pow__(self, o):
+        return _ew.Pow.apply(self, self._other(o))
+
+    def __rpow__(self, o):
+        return _ew.Pow.apply(self._other(o), self)
+
+    def __matmul__(self, o):
+        return _la.matmul(self, self._other(o))
+
+    def __rmatmul__(self, o):
+        return _la.matmul(self._other(o), self)
+
+    def __neg__(self):
+        return _ew.Neg.apply(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.abs()
+
+    def _inplace(self, o, ufunc) -> Tensor:
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place operation on a tensor that requires grad; do it under "
+                "tinygrad_np.no_grad() or on .data"
+            )
+        other = o.data if isinstance(o, Tensor) else o
+        ufunc(self.data, other, out=self.data, casting="same_kind")
+        return self
+
+    def __iadd__(self, o):
+        return self._inplace(o, np.add)
+
+    def __isub__(self, o):
+        return self._inplace(o, np.subtract)
+
+    def __imul__(self, o):
+        return self._inplace(o, np.multiply)
+
+    def __itruediv__(self, o):
+        return self._inplace(o, np.true_divide)
+
+    def _compare(self, o, ufunc) -> Tensor:
+        other = o.data if isinstance(o, Tensor) else o
+        return Tensor._make(ufunc(self.data, other), False, None)
+
+    def __eq__(self, o):  # type: ignore[override]
+        return self._compare(o, np.equal)
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._compare(o, np.not_equal)
+
+    def __lt__(self, o):
+        return self._compare(o, np.less)
+
+    def __le__(self, o):
+        return self._compare(o, np.less_equal)
+
+    def __gt__(self, o):
+        return self._compare(o, np.greater)
+
+    def __ge__(self, o):
+        return self._compare(o, np.greater_equal)
+
+    def __invert__(self):
+        return Tensor._make(np.invert(self.data), False, None)
+
+    def __and__(self, o):
+        return self._compare(o, np.bitwise_and)
+
+    def __or__(self, o):
+        return self._compare(o, np.bitwise_or)
+
+    def __getitem__(self, key):
+        return _mv.getitem(self, key)
+
+    def __setitem__(self, key, value):
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place assignment to a tensor that requires grad; use tinygrad_np.where "
+                "or assign under no_grad()"
+            )
+        self.data[_mv.normalize_key(key)] = value.data if isinstance(value, Tensor) else value
+
+    # ------------------------------------------------------------------ math methods
+    def exp(self):
+        return _ew.Exp.apply(self)
+
+    def log(self):
+        return _ew.Log.apply(self)
+
+    def sqrt(self):
+        return _ew.Sqrt.apply(self)
+
+    def abs(self):
+        return _ew.Abs.apply(self)
+
+    def sign(self):
+        return Tensor._make(np.sign(self.data), False, None)
+
+    def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
+        return _ew.clip(self, min, max)
+
+    clamp = clip
+
+    def relu(self):
+        return _act.Relu.apply(self)
+
+    def sigmoid(self):
+        return _act.Sigmoid.apply(self)
+
+    def tanh(self):
+        return _act.Tanh.apply(self)
+
+    def softmax(self, dim: int = -1):
+        return _act.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1):
+        return _act.log_softmax(self, dim)
+
+    def sum(self, dim=None, keepdim: bool = False):
+        return _red.sum_(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim: bool = False):
+        return _red.mean(self, dim, keepdim)
+
+    def var(self, dim=None, correction: int = 1, keepdim: bool = False):
+        return _red.var(self, dim, correction, keepdim)
+
+    def max(self, dim=None, keepdim: bool = False):
+        return _red.max_(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim: bool = False):
+        return _red.min_(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim: bool = False):
+        return _red.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim: bool = False):
+        return _red.argmin(self, dim, keepdim)
+
+    def matmul(self, other):
+        return _la.matmul(self, self._other(other))
+
+    # ------------------------------------------------------------------ movement methods
+    def reshape(self, *shape):
+        return _mv.reshape(self, shape)
+
+    def view(self, *shape):
+        return _mv.reshape(self, shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        return _mv.flatten(self, start_dim, end_dim)
+
+    def transpose(self, dim0: int, dim1: int):
+        return _mv.transpose(self, dim0, dim1)
+
+    def permute(self, *dims):
+        return _mv.permute(self, dims)
+
+    @property
+    def T(self):  # noqa: N802 - PyTorch's name
+        return _mv.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+
+    def squeeze(self, dim=None):
+        return _mv.squeeze(self, dim)
+
+    def unsqueeze(self, dim: int):
+        return _mv.unsqueeze(self, dim)
+
+    def expand(self, *shape):
+        return _mv.expand(self, shape)
+
+    def pad(self, pad_width, value: float = 0):
+        return _mv.pad(self, pad_width, value)
+
+
+class _HookHandle:
+    def __init__(self, hooks: list, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self) -> None:
+        if self._hook in self._hooks:
+            self._hooks.remove(self._hook)
+
+
+autograd._Tensor = Tensor
+
+# ----------------------------------------------------------------------------- factories
+
+_rng = {"gen": np.random.default_rng()}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed initialisation, dropout, ``rand`` and ``randn``."""
+    _rng["gen"] = np.random.default_rng(seed)
+
+
+def generator() -> np.random.Generator:
+    """The framework's random generator (seeded by ``manual_seed``)."""
+    return _rng["gen"]
+
+
+def _shape_args(shape: Sequence) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for n in shape:
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"shape entries must be non-negative ints, got {tuple(shape)}")
+    return tuple(int(n) for n in shape)
+
+
+def _factory(arr: np.ndarray, requires_grad: bool) -> Tensor:
+    t = Tensor._make(arr, False, None)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _dt(dtype) -> np.dtype:
+    return to_dtype(dtype) if dtype is not None else np.dtype(_FLOAT_DEFAULT)
+
+
+def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.zeros(_shape_args(shape), _dt(dtype)), requires_grad)
+
+
+def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.ones(_shape_args(shape), _dt(dtype)), requires_grad)
+
+
+def empty(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.empty(_shape_args(shape), _dt(dtype)), requires_grad)
+
+
+def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    shape = _shape_args((shape,) if isinstance(shape, int) else tuple(shape))
+    return _factory(np.full(shape, fill_value, _dt(dtype)), requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.zeros(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.ones(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+    """As torch.arange: integers give int64, any float argument gives float32."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        dtype = np.int64 if is_int else _FLOAT_DEFAULT
+    return _factory(np.arange(start, end, step, dtype=to_dtype(dtype)), requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+    return _factory(np.eye(n, m, dtype=_dt(dtype)), requires_grad)
+
+
+def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    arr = generator().random(_shape_args(shape)).astype(_dt(dtype))
+    return _factory(arr, requires_grad)
+
+
+def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    arr = generator().standard_normal(_shape_args(shape)).astype(_dt(dtype))
+    return _factory(arr, requires_grad)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+# The op modules import Tensor from here, so they are imported once it exists.
+from tinygrad_np.ops import activation as _act  # noqa: E402
+from tinygrad_np.ops import elementwise as _ew  # noqa: E402
+from tinygrad_np.ops import linalg as _la  # noqa: E402
+from tinygrad_np.ops import movement as _mv  # noqa: E402
+from tinygrad_np.ops import reduce as _red  # noqa: E402
