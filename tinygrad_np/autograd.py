@@ -9,7 +9,9 @@ builds the graph of the backward pass, which can be differentiated again.
 from __future__ import annotations
 
 import functools
-import traceback
+import linecache
+import os
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +25,9 @@ _Tensor: Any = None  # set by tinygrad_np.tensor once the class exists (avoids a
 # ----------------------------------------------------------------------------- grad mode
 
 # grad: record ops; anomaly: detect_anomaly is on; scope: the Modules being called, outermost
-# first (set by nn.Module.__call__, read by viz to draw one cluster per module)
-_state: dict[str, Any] = {"grad": True, "anomaly": False, "scope": ()}
+# first (set by nn.Module.__call__, read by viz to draw one cluster per module); vjp_of: the
+# node whose VJP is running, in anomaly mode (so a NaN inside it is blamed on that node)
+_state: dict[str, Any] = {"grad": True, "anomaly": False, "scope": (), "vjp_of": None}
 
 
 def is_grad_enabled() -> bool:
@@ -108,22 +111,36 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         return False
 
 
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _user_frame() -> str:
     """The innermost stack frame outside this package, as 'file:line in func: code'."""
-    pkg = __file__.rsplit("/", 1)[0]
-    for frame in reversed(traceback.extract_stack()[:-1]):
-        if not frame.filename.startswith(pkg):
-            return f'{frame.filename}:{frame.lineno} in {frame.name}: "{frame.line}"'
-    return "<unknown>"
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR):
+        f = f.f_back
+    if f is None:
+        return "<unknown>"
+    code = f.f_code
+    line = linecache.getline(code.co_filename, f.f_lineno).strip()
+    return f'{code.co_filename}:{f.f_lineno} in {code.co_name}: "{line}"'
 
 
-def _check_finite(arr: np.ndarray, op: Op, what: str) -> None:
+def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> None:
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "inf"
-        where = getattr(op, "created_at", None) or _user_frame()
+        inner = ""
+        node = _state.get("vjp_of")
+        if node is not None and what == "forward":
+            # an op recorded inside a VJP: the fault belongs to that VJP's node
+            inner = f" (inside its VJP, at the '{op.name}' step)"
+            op, what, which = node, "backward", "gradient"
+        where = getattr(op, "created_at", None)
+        if where is None:
+            where = f"<not recorded: created outside detect_anomaly>; now at {_user_frame()}"
         raise AnomalyError(
-            f"{what} of op '{op.name}' produced {bad} (shape {tuple(arr.shape)}); "
-            f"the op was created at {where}"
+            f"{what} of op '{op.name}' produced {bad} in its {which} "
+            f"(shape {tuple(arr.shape)}){inner}; the op was created at {where}"
         )
 
 
@@ -303,11 +320,15 @@ def run_backward(
                     "its saved arrays were freed by the first backward. "
                     "Pass retain_graph=True to the first backward if you need a second one."
                 )
-            grads = node.vjp(g)
             if _state["anomaly"]:
-                for gi in grads:
+                _state["vjp_of"] = node
+                grads = node.vjp(g)
+                _state["vjp_of"] = None
+                for i, gi in enumerate(grads):
                     if gi is not None:
-                        _check_finite(gi.data, node, "backward")
+                        _check_finite(gi.data, node, "backward", f"gradient for input {i}")
+            else:
+                grads = node.vjp(g)
             for t, gi, need in zip(node.inputs, grads, node.needs_grad, strict=True):
                 if gi is None or not need:
                     continue
@@ -326,6 +347,7 @@ def run_backward(
                 node.release()
     finally:
         _state["grad"] = prev_mode
+        _state["vjp_of"] = None
 
     with no_grad() if not create_graph else enable_grad():
         for t, g in leaf_grads.values():
