@@ -14,9 +14,11 @@ from tinygrad_np.ops.loss import (
     nll_loss,
 )
 from tinygrad_np.ops.movement import pad as _np_pad
+from tinygrad_np.ops.norm import batch_norm
 from tinygrad_np.tensor import Tensor
 
 __all__ = [
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dropout",
