@@ -72,7 +72,9 @@ def batch_norm(
             rv += momentum * unbiased.astype(rv.dtype, copy=False)
     else:
         if rm is None or rv is None:
-            raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+            raise ValueError(
+                "batch_norm: running_mean and running_var are needed when not training"
+            )
         mean = Tensor._make(rm.astype(input.dtype, copy=False).reshape(bshape), False, None)
         var = Tensor._make(rv.astype(input.dtype, copy=False).reshape(bshape), False, None)
     out = (input - mean) / (var + eps).sqrt()
