@@ -11,6 +11,7 @@ from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
 from tinygrad_np.ops.movement import cat, stack
+from tinygrad_np.serialization import load, save
 from tinygrad_np.tensor import (
     Tensor,
     arange,
@@ -43,12 +44,14 @@ __all__ = [
     "grad",
     "gradcheck",
     "gradgradcheck",
+    "load",
     "manual_seed",
     "no_grad",
     "ones",
     "ones_like",
     "rand",
     "randn",
+    "save",
     "stack",
     "tensor",
     "where",

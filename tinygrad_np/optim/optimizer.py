@@ -1,0 +1,321 @@
+"""Optimizers: SGD, Adam, AdamW. PyTorch's update rules, step for step.
+
+Each ``step()`` updates ``p.data`` in place with NumPy (no Tensor ops, nothing
+recorded). ``param_groups`` is a list of dicts holding ``params`` and the
+hyper-parameters; edit them between steps (that is how schedulers work).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np.tensor import Tensor
+
+
+class Optimizer:
+    """Base class: parameter groups, per-parameter state, zero_grad and state dicts.
+
+    ``params`` is an iterable of Tensors, or of dicts each holding ``params`` and any
+    hyper-parameters that differ from the defaults for that group.
+    """
+
+    def __init__(self, params: Any, defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.state: dict[Tensor, dict[str, Any]] = {}  # keyed by the Tensor (hash = id)
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors or dicts, got a "
+                "Tensor (wrap it in a list)"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (a dict with ``params`` and optional hyper-parameters)."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(f"a param group must be a dict with 'params', got {param_group!r:.80}")
+        group = dict(param_group)
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        for i, p in enumerate(ps):
+            if not isinstance(p, Tensor):
+                raise TypeError(
+                    f"{type(self).__name__}: params[{i}] must be a Tensor, got {type(p).__name__}"
+                )
+            if not p.requires_grad:
+                raise ValueError(
+                    f"{type(self).__name__}: params[{i}] (shape {tuple(p.shape)}) does not "
+                    "require grad"
+                )
+            if not p.is_leaf:
+                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in ps}) != len(ps) or any(id(p) in seen for p in ps):
+            raise ValueError(f"{type(self).__name__}: a parameter appears more than once")
+        group["params"] = ps
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Validate one group's hyper-parameters (subclasses)."""
+        if group["lr"] < 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient to None (or to zeros with set_to_none=False)."""
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def _grads(self, group: dict[str, Any]):
+        """(param, gradient array) for the parameters of ``group`` that have a gradient."""
+        for p in group["params"]:
+            if p.grad is not None:
+                g = p.grad.data
+                yield p, (-g if group.get("maximize", False) else g)
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {name: array or number}}, "param_groups": [...]}`` as PyTorch,
+        parameters replaced by their index over all groups. Arrays are copies."""
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed = {k: v for k, v in g.items() if k != "params"}
+            packed["params"] = ids
+            groups.append(copy.deepcopy(packed))
+        state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {
+                        k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                        for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyper-parameters and state saved by ``state_dict`` (copied, not aliased)."""
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(saved)} parameter groups, the optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        lens = [len(g["params"]) for g in self.param_groups]
+        saved_lens = [len(g["params"]) for g in saved]
+        if lens != saved_lens:
+            raise ValueError(
+                f"loaded state dict has groups of sizes {saved_lens}, the optimizer has {lens}"
+            )
+        by_index = {}
+        for g, sg in zip(self.param_groups, saved, strict=True):
+            for p, i in zip(g["params"], sg["params"], strict=True):
+                by_index[int(i)] = p
+        new_state: dict[Tensor, dict[str, Any]] = {}
+        for i, s in state_dict["state"].items():
+            p = by_index.get(int(i))
+            if p is None:
+                continue
+            entry = {}
+            for k, v in s.items():
+                if isinstance(v, np.ndarray) and v.ndim > 0:
+                    if v.shape != p.shape:
+                        raise ValueError(
+                            f"optimizer state '{k}' of parameter {i} has shape "
+                            f"{tuple(v.shape)}, the parameter has {tuple(p.shape)}"
+                        )
+                    entry[k] = np.array(v, dtype=p.dtype, copy=True)
+                elif isinstance(v, np.ndarray):
+                    entry[k] = v.item()
+                else:
+                    entry[k] = copy.deepcopy(v)
+            new_state[p] = entry
+        for g, sg in zip(self.param_groups, saved, strict=True):
+            for k, v in sg.items():
+                if k != "params":
+                    g[k] = copy.deepcopy(v.item() if isinstance(v, np.ndarray) else v)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [type(self).__name__ + " ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
+
+    Per step, as PyTorch: g = grad + wd * p; with momentum, b = g on the first step and
+    b = momentum * b + (1 - dampening) * g afterwards, then g = g + momentum * b (Nesterov)
+    or g = b; finally p = p - lr * g.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        if group["momentum"] < 0:
+            raise ValueError(f"SGD: invalid momentum {group['momentum']}")
+        if group["weight_decay"] < 0:
+            raise ValueError(f"SGD: invalid weight_decay {group['weight_decay']}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
+            wd, nesterov = group["weight_decay"], group["nesterov"]
+            for p, g in self._grads(group):
+                if wd != 0:
+                    g = g + wd * p.data
+                if mom != 0:
+                    st = self.state.setdefault(p, {})
+                    buf = st.get("momentum_buffer")
+                    if buf is None:
+                        buf = st["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
+                    else:
+                        buf *= mom
+                        buf += (1 - damp) * g
+                    g = g + mom * buf if nesterov else buf
+                p.data -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with PyTorch's bias correction; L2 ``weight_decay`` added to the
+    gradient. Per step t: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+    p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        name = type(self).__name__
+        b1, b2 = group["betas"]
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"{name}: betas must be in [0, 1), got {group['betas']}")
+        if group["eps"] < 0:
+            raise ValueError(f"{name}: invalid eps {group['eps']}")
+        if group["weight_decay"] < 0:
+            raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']}")
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            b1, b2 = group["betas"]
+            for p, g in self._grads(group):
+                st = self.state.setdefault(p, {})
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = np.zeros_like(p.data)
+                    st["exp_avg_sq"] = np.zeros_like(p.data)
+                    if group["amsgrad"]:
+                        st["max_exp_avg_sq"] = np.zeros_like(p.data)
+                st["step"] += 1
+                t = st["step"]
+                if wd != 0:
+                    if self._decoupled:
+                        p.data *= 1 - lr * wd  # AdamW: decay the weights, not the gradient
+                    else:
+                        g = g + wd * p.data
+                m, v = st["exp_avg"], st["exp_avg_sq"]
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * (g * g)
+                if group["amsgrad"]:
+                    np.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
+                    v = st["max_exp_avg_sq"]
+                step_size = lr / (1 - b1**t)
+                denom = np.sqrt(v) / math.sqrt(1 - b2**t)
+                denom += eps
+                p.data -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p = p * (1 - lr * wd) before
+    the Adam update, which then ignores wd. Default ``weight_decay=1e-2`` as PyTorch."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)

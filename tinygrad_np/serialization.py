@@ -1,0 +1,161 @@
+"""save / load: state dicts and checkpoints as ``.npz`` files, without pickle.
+
+The file is an ordinary NumPy ``.npz`` archive. Every array is one entry,
+named by its path in the saved object (``"model/0.weight"``), so
+``np.load(path)`` shows it. One more entry, ``__tinygrad_np__``, holds a JSON
+description of the structure (dicts, lists, tuples, numbers, strings, None,
+and which entry each array is), so nested checkpoints such as
+``{"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}`` come
+back as they went in. Loading never unpickles (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np.tensor import Tensor
+
+_META = "__tinygrad_np__"
+_FORMAT = "tinygrad_np.save"
+_VERSION = 1
+
+
+class _Writer:
+    """Turn an object into a JSON tree plus a dict of named arrays."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def _name(self, path: list[str]) -> str:
+        base = "/".join(path) or "value"
+        name, i = base, 1
+        while name in self.arrays or name == _META:
+            name, i = f"{base}#{i}", i + 1
+        return name
+
+    def _array(self, arr: np.ndarray, path: list[str]) -> str:
+        if arr.dtype.hasobject:
+            raise TypeError(f"save: '{'/'.join(path)}' is an object array, which needs pickle")
+        name = self._name(path)
+        self.arrays[name] = arr
+        return name
+
+    def encode(self, obj: Any, path: list[str]) -> dict[str, Any]:
+        if isinstance(obj, Tensor):
+            key = self._array(np.asarray(obj.data), path)
+            return {"t": "tensor", "key": key, "requires_grad": bool(obj.requires_grad)}
+        if isinstance(obj, np.ndarray):
+            return {"t": "array", "key": self._array(obj, path)}
+        if isinstance(obj, np.generic):
+            return {"t": "scalar", "key": self._array(np.asarray(obj), path)}
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return {"t": "value", "v": obj}
+        if isinstance(obj, dict):
+            items = []
+            for k, v in obj.items():
+                if not isinstance(k, (str, int)) or isinstance(k, bool):
+                    raise TypeError(
+                        f"save: dict keys must be str or int, got {k!r} at '{'/'.join(path)}'"
+                    )
+                items.append([k, self.encode(v, path + [str(k)])])
+            return {"t": "dict", "items": items}
+        if isinstance(obj, (list, tuple)):
+            kind = "list" if isinstance(obj, list) else "tuple"
+            return {
+                "t": kind,
+                "items": [self.encode(v, path + [str(i)]) for i, v in enumerate(obj)],
+            }
+        raise TypeError(
+            f"save: cannot store {type(obj).__name__} at '{'/'.join(path) or '<root>'}'; "
+            "supported: dicts, lists, tuples, NumPy arrays, Tensors, numbers, strings, None"
+        )
+
+
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Save a state dict (or a nested dict/list of them, arrays, Tensors, numbers, strings)
+    to ``path`` as a ``.npz`` archive, without pickle. The file is written exactly at
+    ``path`` (no suffix added), atomically: an interrupted save leaves no partial file.
+
+    >>> import tempfile, os, numpy as np, tinygrad_np as tg
+    >>> p = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> tg.save({"model": {"w": np.ones(2)}, "epoch": 3}, p)
+    >>> tg.load(p)["epoch"]
+    3
+    """
+    writer = _Writer()
+    tree = writer.encode(obj, [])
+    meta = json.dumps({"format": _FORMAT, "version": _VERSION, "tree": tree})
+    arrays = dict(writer.arrays)
+    arrays[_META] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _not_ours(path: Any, why: str) -> ValueError:
+    return ValueError(f"{path} is not a file written by tinygrad_np.save: {why}")
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load what ``save`` wrote: state dicts come back as dicts of NumPy arrays, Tensors
+    as Tensors, numbers, strings, lists and tuples as themselves. A file that was not
+    written by ``save`` raises ``ValueError``; nothing is unpickled."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise _not_ours(path, "it is not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if _META not in npz.files:
+                raise _not_ours(path, f"the archive has no '{_META}' entry")
+            meta = json.loads(npz[_META].tobytes().decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                raise _not_ours(path, "its metadata entry has the wrong format")
+            if meta.get("version") != _VERSION:
+                raise ValueError(
+                    f"{path} was written by a newer tinygrad_np.save (format version "
+                    f"{meta.get('version')}); this version reads {_VERSION}"
+                )
+            arrays = {k: npz[k] for k in npz.files if k != _META}
+    except ValueError:
+        raise
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _not_ours(path, f"{type(e).__name__}: {e}") from e
+    try:
+        return _decode(meta["tree"], arrays)
+    except (KeyError, TypeError) as e:
+        raise _not_ours(path, f"its structure is damaged ({type(e).__name__}: {e})") from e
+
+
+def _decode(node: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    t = node["t"]
+    if t == "value":
+        return node["v"]
+    if t == "array":
+        return arrays[node["key"]]
+    if t == "scalar":
+        return arrays[node["key"]][()]
+    if t == "tensor":
+        return Tensor(arrays[node["key"]], requires_grad=node["requires_grad"])
+    if t == "dict":
+        return {k: _decode(v, arrays) for k, v in node["items"]}
+    if t == "list":
+        return [_decode(v, arrays) for v in node["items"]]
+    if t == "tuple":
+        return tuple(_decode(v, arrays) for v in node["items"])
+    raise KeyError(f"unknown node type {t!r}")
