@@ -1,0 +1,322 @@
+"""The engine: topological order, accumulation, freeing, retain_graph, create_graph, hooks."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+from tinygrad_np import Tensor
+
+
+def _x(*shape, seed=0):
+    return Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+
+
+# ----------------------------------------------------------------------------- order
+
+
+def test_chain_of_20000_ops_without_recursion():
+    assert sys.getrecursionlimit() < 20_000  # a recursive walk would overflow
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x
+    for _ in range(20_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**20_000] * 2, rtol=1e-9)
+    del y  # dropping the deep graph must not overflow either
+
+
+def test_chain_of_20000_ops_create_graph_and_grad():
+    x = Tensor(np.array(0.5), requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y + x * 0.0  # 20,000 ops, x used 10,001 times
+    (g,) = tg.grad(y * y, x, create_graph=True)
+    assert g.item() == pytest.approx(1.0)  # d(x^2)/dx at 0.5
+    (gg,) = tg.grad(g, x)
+    assert gg.item() == pytest.approx(2.0)
+
+
+def test_topological_order_waits_for_all_consumers():
+    # a is consumed by a short path and a long path; its gradient must be complete
+    # before its own VJP runs, or the long path's contribution is lost
+    x = _x(3)
+    a = x * 2.0
+    long = a
+    for _ in range(5):
+        long = long.tanh()
+    y = (a + long).sum()
+    y.backward()
+    xt = x.numpy()
+    t = 2 * xt
+    d = np.ones_like(t)
+    for _ in range(5):
+        d = d * (1 - np.tanh(t) ** 2)
+        t = np.tanh(t)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (1 + d), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- accumulation
+
+
+def test_tensor_used_more_than_once_sums_gradients():
+    x = _x(4)
+    y = (x * x + x * 3.0 - x).sum()  # dy/dx = 2x + 2
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 2, rtol=1e-12)
+
+
+def test_diamond_sums_gradients_of_shared_non_leaf():
+    x = _x(2, 3)
+    a = x.exp()
+    y = (a * 2.0 + a * a).sum()
+    y.backward()
+    e = np.exp(x.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), (2 + 2 * e) * e, rtol=1e-12)
+
+
+def test_gradients_accumulate_into_leaves_across_backwards():
+    x = _x(3)
+    (x * 2.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0, 2.0])
+    first = x.grad
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2.0 + 2 * x.numpy())
+    assert x.grad is first  # accumulated in place, as PyTorch does
+    x.grad = None
+    (x * 5.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [5.0] * 3)
+
+
+def test_broadcast_gradient_is_summed_to_input_shape():
+    a, b = _x(2, 3), _x(3, seed=1)
+    (a * b).sum().backward()
+    assert b.grad.shape == (3,)
+    np.testing.assert_allclose(b.grad.numpy(), a.numpy().sum(0))
+
+
+def test_mixed_dtypes_give_gradients_in_each_inputs_dtype():
+    a = Tensor(np.ones(3, np.float32), requires_grad=True)
+    b = Tensor(np.full(3, 2.0), requires_grad=True)  # float64
+    y = a * b
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_allclose(a.grad.numpy(), [2.0] * 3)
+
+
+def test_input_without_grad_gets_none_and_its_vjp_side_is_skipped():
+    a, c = _x(3), Tensor(np.ones(3))
+    (a * c).sum().backward()
+    assert c.grad is None and a.grad is not None
+
+
+# ----------------------------------------------------------------------------- freeing
+
+
+def test_backward_frees_saved_arrays_and_second_pass_raises():
+    x = _x(3)
+    y = x.exp()
+    node = y.grad_fn
+    assert "out" in node.__dict__  # Exp saved its output for the VJP
+    y.sum().backward()
+    assert "out" not in node.__dict__
+    assert node._released
+    with pytest.raises(RuntimeError, match="retain_graph=True") as info:
+        y.sum().backward()
+    assert "second time" in str(info.value)
+
+
+def test_retain_graph_allows_second_pass():
+    x = _x(3)
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    g1 = x.grad.numpy().copy()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * g1)
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_grad_function_frees_unless_retained():
+    x = _x(2)
+    y = (x * x).sum()
+    tg.grad(y, x, retain_graph=True)
+    (g,) = tg.grad(y, x)
+    np.testing.assert_allclose(g.numpy(), 2 * x.numpy())
+    with pytest.raises(RuntimeError, match="second time"):
+        tg.grad(y, x)
+
+
+# ----------------------------------------------------------------------------- create_graph
+
+
+def test_create_graph_gives_second_derivative():
+    x = _x(4)
+    y = (x**3).sum()
+    (g,) = tg.grad(y, x, create_graph=True)
+    assert g.requires_grad and g.grad_fn is not None
+    np.testing.assert_allclose(g.numpy(), 3 * x.numpy() ** 2, rtol=1e-12)
+    g.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy(), rtol=1e-12)
+
+
+def test_backward_create_graph_makes_differentiable_grad():
+    x = _x(3)
+    (x.exp() * x).sum().backward(create_graph=True)
+    gx = x.grad
+    assert gx.requires_grad
+    xs = x.numpy().copy()
+    np.testing.assert_allclose(gx.numpy(), np.exp(xs) * (1 + xs), rtol=1e-12)
+    x.grad = None
+    gx.sum().backward()  # create_graph implied retain_graph: the first graph is still there
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(xs) * (2 + xs), rtol=1e-12)
+
+
+def test_hessian_vector_product_matches_analytic():
+    # f(x) = sum(tanh(A x)), H v = A^T diag(f'') A v with f''(t) = -2 tanh(t)(1 - tanh^2 t)
+    rng = np.random.default_rng(3)
+    A = Tensor(rng.standard_normal((3, 4)))
+    x = Tensor(rng.standard_normal(4), requires_grad=True)
+    v = Tensor(rng.standard_normal(4))
+    f = (A @ x).tanh().sum()
+    (g,) = tg.grad(f, x, create_graph=True)
+    (hv,) = tg.grad((g * v).sum(), x)
+    t = np.tanh(A.numpy() @ x.numpy())
+    want = A.numpy().T @ (-2 * t * (1 - t**2) * (A.numpy() @ v.numpy()))
+    np.testing.assert_allclose(hv.numpy(), want, rtol=1e-10)
+
+
+def test_gradient_penalty_vs_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    w0, x0 = rng.standard_normal((3, 2)), rng.standard_normal((5, 3))
+    w, x = Tensor(w0, requires_grad=True), Tensor(x0, requires_grad=True)
+    out = (x @ w).sigmoid().sum()
+    (gx,) = tg.grad(out, x, create_graph=True)
+    ((gx * gx).sum()).backward()
+    wt = torch.tensor(w0, requires_grad=True)
+    xt = torch.tensor(x0, requires_grad=True)
+    (gxt,) = torch.autograd.grad((xt @ wt).sigmoid().sum(), xt, create_graph=True)
+    (gxt * gxt).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_without_create_graph_grads_are_constants():
+    x = _x(2)
+    (g,) = tg.grad((x * x).sum(), x)
+    assert not g.requires_grad and g.grad_fn is None
+    (x * x).sum().backward()
+    assert not x.grad.requires_grad
+
+
+# ----------------------------------------------------------------------------- grad mode
+
+
+def test_no_grad_records_nothing_and_enable_grad_reenables():
+    x = _x(2)
+    with tg.no_grad():
+        y = x * 2.0
+        with tg.enable_grad():
+            z = x * 2.0
+    assert y.grad_fn is None and not y.requires_grad
+    assert z.grad_fn is not None and z.requires_grad
+    assert (x * 2.0).requires_grad
+
+
+def test_detach_cuts_the_graph():
+    x = _x(3)
+    y = x.detach() * x
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), x.numpy())
+    assert x.detach().data is x.data  # shares memory
+
+
+def test_backward_on_leaf_output():
+    x = _x(3)
+    x.backward(Tensor(np.array([1.0, 2.0, 3.0])))
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 2.0, 3.0])
+
+
+# ----------------------------------------------------------------------------- hooks and grad()
+
+
+def test_hooks_see_and_replace_gradients():
+    x = _x(3)
+    y = x * 2.0
+    seen = []
+    y.register_hook(lambda g: seen.append(g.numpy().copy()))
+    handle = y.register_hook(lambda g: g * 10.0)
+    y.sum().backward()
+    np.testing.assert_allclose(seen[0], [1.0] * 3)
+    np.testing.assert_allclose(x.grad.numpy(), [20.0] * 3)
+    handle.remove()
+    x.grad = None
+    y2 = x * 2.0
+    y2.register_hook(lambda g: None)
+    y2.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0] * 3)
+
+
+def test_leaf_hook_runs_once_on_total_gradient():
+    x = _x(2)
+    calls = []
+    x.register_hook(lambda g: calls.append(g.numpy().copy()))
+    (x * 2.0 + x * 3.0).sum().backward()
+    assert len(calls) == 1
+    np.testing.assert_allclose(calls[0], [5.0, 5.0])
+
+
+def test_hook_returning_wrong_shape_is_an_error():
+    x = _x(2)
+    y = x * 2.0
+    y.register_hook(lambda g: Tensor(np.ones(3)))
+    with pytest.raises(RuntimeError, match="hook"):
+        y.sum().backward()
+
+
+def test_retain_grad_keeps_non_leaf_gradient():
+    x = _x(3)
+    h = x * 3.0
+    h.retain_grad()
+    other = x * 4.0
+    (h * h + other).sum().backward()
+    np.testing.assert_allclose(h.grad.numpy(), 2 * h.numpy())
+    assert other.grad is None
+
+
+def test_grad_returns_without_accumulating():
+    x, w = _x(3), _x(3, seed=1)
+    y = (x * w).sum()
+    gx, gw = tg.grad(y, (x, w))
+    np.testing.assert_allclose(gx.numpy(), w.numpy())
+    np.testing.assert_allclose(gw.numpy(), x.numpy())
+    assert x.grad is None and w.grad is None
+
+
+def test_grad_of_non_leaf_input():
+    x = _x(3)
+    h = x.exp()
+    y = (h * h).sum()
+    (gh,) = tg.grad(y, h)
+    np.testing.assert_allclose(gh.numpy(), 2 * h.numpy())
+
+
+def test_grad_unused_input():
+    x, z = _x(2), _x(2, seed=1)
+    y = (x * 2.0).sum()
+    with pytest.raises(RuntimeError, match="allow_unused"):
+        tg.grad(y, (x, z), retain_graph=True)
+    gx, gz = tg.grad(y, (x, z), allow_unused=True)
+    assert gz is None and gx is not None
+
+
+def test_grad_with_explicit_grad_outputs():
+    x = _x(3)
+    y = x * x
+    (g,) = tg.grad(y, x, grad_outputs=Tensor(np.array([1.0, 0.0, 2.0])))
+    np.testing.assert_allclose(g.numpy(), 2 * x.numpy() * [1.0, 0.0, 2.0])
