@@ -263,6 +263,7 @@ def _build(
     output_names: list[str] | None = None,
     forward_ops: set[int] | None = None,
     extra_roots: tuple = (),
+    forward_leaves: set[int] | None = None,
 ) -> _Graph:
     """The graph model: nodes, edges and clusters, before any collapsing."""
     gr = _Graph()
@@ -311,8 +312,12 @@ def _build(
             cluster = consumer_cluster
         elif t.name:
             title, kind = t.name, "param" if t.requires_grad else "input"
+        elif t.requires_grad:
+            title, kind = "tensor", "param"
+        elif forward_leaves is not None and id(t) not in forward_leaves:
+            title, kind = "saved", "input"  # an array a VJP kept from the forward
         else:
-            title, kind = ("tensor", "param") if t.requires_grad else ("input", "input")
+            title, kind = "input", "input"
         if show_grads and kind != "const":
             lines.append(_grad_line(t.grad) if t.requires_grad else "no grad")
         color = _COLORS["grad_output"] if title == "grad_output" else _COLORS.get(kind, "")
@@ -379,8 +384,15 @@ def _find_repeats(seq: list, allowed) -> list[tuple[int, int, int]]:
             if r >= 2 and p * r > best[0] * best[1] and allowed(i, p):
                 best = (p, r)
         if best[0]:
-            runs.append((i, best[0], best[1]))
-            i += best[0] * best[1]
+            p, r = best
+            # When the units after the run repeat the block's first ones, the run can start
+            # that much later; do, so that it ends where the repetition ends:
+            # Linear(4, 8), ReLU, [Linear(8, 8), ReLU] x 2, Linear(8, 2)
+            extra = 0
+            while extra < p and i + r * p + extra < n and seq[i + r * p + extra] == seq[i + extra]:
+                extra += 1
+            runs.append((i + extra, p, r))
+            i += extra + p * r
         else:
             i += 1
     return runs
@@ -761,6 +773,7 @@ def backward_dot(
         output_names=labels,
         forward_ops={id(op) for op in fwd_ops},
         extra_roots=tuple(roots.values()),
+        forward_leaves={id(t) for op in fwd_ops for t in op.inputs if t.grad_fn is None},
     )
     if collapse:
         _collapse_blocks(gr)
