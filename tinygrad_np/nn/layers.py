@@ -246,7 +246,7 @@ class _ConvNd(Module):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         s += f", stride={self.stride}"
         if self.padding != (0,) * self._nd:
-            s += f", padding={self.padding!r}"
+            s += f", padding={self.padding}"
         if self.dilation != (1,) * self._nd:
             s += f", dilation={self.dilation}"
         if self.output_padding != (0,) * self._nd:
@@ -577,8 +577,10 @@ class Dropout(Module):
 
 
 class _BatchNorm(Module):
-    """Shared by BatchNorm1d/2d: weight (ones), bias (zeros), running_mean (zeros),
-    running_var (ones), num_batches_tracked (int64 0-d)."""
+    """Shared by BatchNorm1d/2d: weight (ones), bias (zeros; absent with ``affine=False`` or
+    ``bias=False``), running_mean (zeros), running_var (ones), num_batches_tracked (int64 0-d).
+
+    ``momentum=None`` gives the cumulative average of all batches seen so far."""
 
     _dims: tuple[int, ...] = ()
 
@@ -590,6 +592,8 @@ class _BatchNorm(Module):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ):
         super().__init__()
         self.num_features = int(num_features)
@@ -600,7 +604,10 @@ class _BatchNorm(Module):
         dt = to_dtype(dtype) or np.dtype(np.float32)
         if affine:
             self.weight = Parameter(np.ones(self.num_features, dtype=dt))
-            self.bias = Parameter(np.zeros(self.num_features, dtype=dt))
+            if bias:
+                self.bias = Parameter(np.zeros(self.num_features, dtype=dt))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -651,7 +658,7 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            f"affine={self.affine}, bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
         )
 
 
