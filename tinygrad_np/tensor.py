@@ -37,7 +37,7 @@ def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
         arr = np.asarray(data)
     else:
         arr = np.asarray(data)
-        if arr.dtype == np.float64:  # Python floats: PyTorch's default dtype
+        if arr.dtype == np.float64 and dtype is None:  # Python floats: PyTorch's default dtype
             arr = arr.astype(_FLOAT_DEFAULT)
         elif arr.dtype == object:
             raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {data!r:.80}")
