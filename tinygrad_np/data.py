@@ -191,7 +191,16 @@ SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No folder held the dataset and it could not be downloaded."""
+    """No folder held the dataset and it could not be downloaded.
+
+    Attributes: ``name``, ``split``, ``searched`` (the folders, in order), ``reason`` (why
+    the download failed) and ``hint`` (how to get the data, one line).
+    """
+
+    def __init__(self, message: str, name: str, split: str, searched: list, reason: str, hint):
+        super().__init__(message)
+        self.name, self.split, self.searched = name, split, searched
+        self.reason, self.hint = reason, hint
 
 
 def _check_name(name: str, split: str | None = None) -> None:
@@ -380,22 +389,26 @@ def load_mnist(
         except (OSError, ValueError) as e:
             download_error = f"downloading failed: {e}"
     stems = " and ".join(_SPLIT_FILES[split])
-    looked = "\n".join(f"  {d}" for d in dict.fromkeys(searched))
-    raise DatasetNotFoundError(
-        f"{name} ({split} split) not found: looked for {stems} (optionally .gz) in\n{looked}\n"
-        f"and {download_error}.\n"
-        "To get the data, do one of:\n"
-        + (
-            "  - sudo apt install dataset-fashion-mnist (Debian/Ubuntu; installs it under "
-            "/usr/share/datasets/fashion-mnist)\n"
-            if name == "fashion-mnist"
-            else ""
+    searched = list(dict.fromkeys(searched))
+    looked = "\n".join(f"  {d}" for d in searched)
+    ways = []
+    if name == "fashion-mnist":
+        ways.append(
+            "sudo apt install dataset-fashion-mnist (Debian/Ubuntu; it installs the files "
+            "under /usr/share/datasets/fashion-mnist)"
         )
-        + "  - put the four files in a folder and pass --data-dir DIR (root=DIR) or set "
-        "TINYGRAD_NP_DATA=DIR\n"
-        f"  - connect to the internet (files go to {cache_dir(name)}), or set "
-        "TINYGRAD_NP_MIRROR to a mirror's base URL"
+    ways += [
+        "put the four files in a folder and pass --data-dir DIR (root=DIR) "
+        "or set TINYGRAD_NP_DATA=DIR",
+        f"connect to the internet (the files go to {cache_dir(name)}) "
+        "or set TINYGRAD_NP_MIRROR to a mirror's base URL",
+    ]
+    message = (
+        f"{name} ({split} split) not found: looked for {stems} (optionally .gz) in\n"
+        f"{looked}\nand {download_error}.\nTo get the data, do one of:\n"
+        + "\n".join(f"  - {w}" for w in ways)
     )
+    raise DatasetNotFoundError(message, name, split, searched, download_error, "; or ".join(ways))
 
 
 def _load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

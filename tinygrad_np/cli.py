@@ -1,0 +1,660 @@
+"""The command line: ``tinygrad-np`` or ``python -m tinygrad_np``.
+
+    tinygrad-np train --dataset fashion-mnist --model lenet --epochs 5 --out runs/lenet
+    tinygrad-np eval runs/lenet/checkpoint.npz
+    tinygrad-np graph --model lenet -o lenet.svg [--backward]
+    tinygrad-np demo
+
+Each subcommand is one ``add_<name>(subparsers)`` function in ``COMMANDS`` that registers its
+parser and sets ``func`` (called with the parsed arguments; returns the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PROG = "tinygrad-np"
+
+# Per-dataset pixel statistics of the training images (of x / 255), used to standardise.
+NORMALIZE = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+CHECKPOINT_FORMAT = "tinygrad_np-checkpoint-1"
+
+
+class CLIError(Exception):
+    """An error the command line reports in one line, with exit code 1."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+# --------------------------------------------------------------------------- data and models
+
+
+def load_split(
+    dataset: str, split: str, data_dir: str | None, limit: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images as standardised float32 (N, 1, 28, 28) and labels int64 (N,)."""
+    from tinygrad_np.data import load_mnist
+
+    images, labels = load_mnist(dataset, split, root=data_dir)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    mean, std = NORMALIZE[dataset]
+    x = (images.astype(np.float32) / np.float32(255) - np.float32(mean)) / np.float32(std)
+    return x[:, None], labels  # (N, 28, 28) -> (N, 1, 28, 28)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    from tinygrad_np import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean cross-entropy loss, accuracy) of ``model`` on (x, y), in eval mode, no grad."""
+    import tinygrad_np as tg
+    from tinygrad_np.data import DataLoader
+    from tinygrad_np.nn import functional as F
+
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with tg.no_grad():
+        for xb, yb in DataLoader(x, y, batch_size=batch_size):
+            logits = model(xb)
+            loss_sum += float(F.cross_entropy(logits, yb, reduction="sum").item())
+            correct += int((logits.data.argmax(1) == yb.data).sum())
+    model.train(was_training)
+    n = max(len(y), 1)
+    return loss_sum / n, correct / n
+
+
+# --------------------------------------------------------------------------- checkpoints
+# One .npz written by tinygrad_np.save (atomically, so Ctrl-C during a save keeps the old one):
+# {"format", "model": state dict, "optimizer": state dict, "meta": arguments and progress}.
+
+
+def save_checkpoint(path: Path, model, optimizer, meta: dict[str, Any]) -> Path:
+    import tinygrad_np as tg
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "meta": meta,
+    }
+    tg.save(checkpoint, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
+    """(meta, model state dict, optimizer state dict) of a checkpoint written by ``train``."""
+    import tinygrad_np as tg
+
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = tg.load(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"{path} is not a tinygrad-np checkpoint ({e})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CLIError(f"{path} was saved by tinygrad_np.save but is not a training checkpoint")
+    return checkpoint["meta"], checkpoint["model"], checkpoint["optimizer"]
+
+
+# --------------------------------------------------------------------------- train
+
+
+class _Metrics:
+    """Appends one JSON object per line to ``metrics.jsonl`` and keeps them for the plot."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        if path.exists():
+            with path.open() as f:
+                self.records = [json.loads(line) for line in f if line.strip()]
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, epoch: int, step: int) -> None:
+        """Forget records past (epoch, step): a resumed run writes them again."""
+        # an epoch record sorts after that epoch's steps
+        keep = [r for r in self.records if (r["epoch"], r.get("step", math.inf)) <= (epoch, step)]
+        if len(keep) != len(self.records):
+            self.records = keep
+            with self.path.open("w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in keep)
+
+
+def plot_metrics(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Loss and accuracy curves to ``path`` (PNG); None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    if steps:
+        x = [r["global_step"] for r in steps]
+        loss = np.array([r["loss"] for r in steps])
+        acc = np.array([r["acc"] for r in steps])
+        window = max(1, min(50, len(loss) // 10))
+        kernel = np.ones(window) / window
+        ax_loss.plot(x, loss, alpha=0.3, color="C0", label="train loss (batch)")
+        ax_loss.plot(
+            x[window - 1 :],
+            np.convolve(loss, kernel, "valid"),
+            color="C0",
+            label=f"train loss ({window}-batch mean)",
+        )
+        ax_acc.plot(
+            x[window - 1 :],
+            np.convolve(acc, kernel, "valid"),
+            color="C0",
+            label=f"train accuracy ({window}-batch mean)",
+        )
+    if epochs:
+        x = [r["global_step"] for r in epochs]
+        ax_loss.plot(x, [r["test_loss"] for r in epochs], "o-", color="C1", label="test loss")
+        ax_acc.plot(x, [r["test_acc"] for r in epochs], "o-", color="C1", label="test accuracy")
+    ax_loss.set(xlabel="step", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+class _GracefulInterrupt:
+    """While active, the first Ctrl-C only sets ``requested``; the loop stops after the batch
+    it is in, so the checkpoint never holds a half-applied optimizer step. A second Ctrl-C
+    raises KeyboardInterrupt at once."""
+
+    def __enter__(self) -> _GracefulInterrupt:
+        self.requested = False
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C cannot arrive here anyway
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this batch (again to stop at once)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _default_run_dir(prefix: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{prefix}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{prefix}-{stamp}-{n}"
+    return path
+
+
+TRAIN_DEFAULTS = {
+    "dataset": "fashion-mnist",
+    "model": "lenet",
+    "epochs": 1,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "lr": None,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "limit": None,
+    "test_limit": None,
+}
+
+
+def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
+    """Train as ``tinygrad-np train`` does; returns the last epoch's metrics record.
+
+    Raises ``KeyboardInterrupt`` after saving a checkpoint when interrupted.
+    """
+    import tinygrad_np as tg
+    from tinygrad_np.data import DataLoader
+    from tinygrad_np.models import build_model
+
+    resume = None
+    if args.resume is not None:
+        resume = load_checkpoint(args.resume)
+        saved = resume[0]["args"]
+        # the run's identity comes from the checkpoint; --epochs may extend it
+        for key in ("dataset", "model", "batch_size", "optimizer", "seed", "limit"):
+            setattr(args, key, saved[key])
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    if resume is not None and out is None and args.out is None:
+        out = Path(args.resume).parent
+    run_dir = Path(args.out) if args.out is not None else out
+    if run_dir is None:
+        run_dir = _default_run_dir(f"{args.model}-{args.dataset}")
+
+    x_train, y_train = load_split(args.dataset, "train", args.data_dir, args.limit)
+    x_test, y_test = load_split(args.dataset, "test", args.data_dir, args.test_limit)
+
+    tg.manual_seed(args.seed)
+    model = build_model(args.model)
+    optimizer = make_optimizer(
+        args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay
+    )
+    loader = DataLoader(x_train, y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    progress = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0}
+    if resume is not None:
+        meta, model_state, opt_state = resume
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(opt_state)
+        progress = dict(meta["progress"])
+        if args.lr is not None:  # an explicit --lr overrides the saved one
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "checkpoint.npz"
+    metrics = _Metrics(run_dir / "metrics.jsonl")
+    metrics.truncate_after(progress["epoch"], progress["step"])
+    config = {k: getattr(args, k) for k in TRAIN_DEFAULTS} | {"lr": lr, "epochs": args.epochs}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"run folder: {run_dir}", file=sys.stderr)
+
+    def save(progress: dict[str, Any]) -> Path:
+        meta = {"args": config, "progress": progress, "normalize": NORMALIZE[args.dataset]}
+        return save_checkpoint(checkpoint, model, optimizer, meta)
+
+    last: dict[str, Any] | None = {}
+    for r in metrics.records:
+        if r["type"] == "epoch":
+            last = r
+
+    with _GracefulInterrupt() as interrupt:
+        while progress["epoch"] < args.epochs:
+            last = _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt)
+            if last is None:  # Ctrl-C: save where we are, then stop
+                path = save(progress)
+                plot_metrics(metrics.records, run_dir / "curves.png")
+                print(f"interrupted: checkpoint saved to {path}", file=sys.stderr)
+                raise KeyboardInterrupt
+            test_loss, test_acc = evaluate(model, x_test, y_test)
+            last |= {"test_loss": test_loss, "test_acc": test_acc}
+            metrics.write(last)
+            print(
+                f"epoch {last['epoch'] + 1}/{args.epochs}: train loss {last['train_loss']:.4f}, "
+                f"train accuracy {last['train_acc']:.2%}, test loss {test_loss:.4f}, "
+                f"test accuracy {test_acc:.2%} ({len(y_test)} images), "
+                f"{last['seconds']:.1f} s, {last['images_per_s']:.0f} images/s"
+            )
+            progress.update(epoch=progress["epoch"] + 1, step=0, loss_sum=0.0, correct=0, seen=0)
+            save(progress)
+            if interrupt.requested:
+                print(f"interrupted: checkpoint saved to {checkpoint}", file=sys.stderr)
+                raise KeyboardInterrupt
+    if plot_metrics(metrics.records, run_dir / "curves.png") is None:
+        print("note: install matplotlib (pip install 'tinygrad_np[plot]') for curves.png")
+    print(f"checkpoint: {checkpoint}")
+    last = dict(last, run_dir=str(run_dir), checkpoint=str(checkpoint))
+    return last
+
+
+def _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt):
+    """One epoch (or its rest, after a resume); updates ``progress`` in place. Returns the
+    epoch's metrics record without the test metrics, or None when Ctrl-C stopped it."""
+    from tinygrad_np.nn import functional as F
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency, but train without it all the same
+        tqdm = None
+    epoch = progress["epoch"]
+    model.train()
+    loader.set_epoch(epoch)
+    batches = iter(loader)
+    for _ in range(progress["step"]):  # a checkpoint from the middle of an epoch
+        next(batches)
+    bar = None
+    if tqdm is not None and not args.quiet:
+        bar = tqdm(
+            total=len(loader),
+            initial=progress["step"],
+            desc=f"epoch {epoch + 1}/{args.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+    start, seen_at_start = time.perf_counter(), progress["seen"]
+    try:
+        for xb, yb in batches:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+            loss_value = float(loss.item())
+            correct = int((logits.data.argmax(1) == yb.data).sum())
+            progress["step"] += 1
+            progress["global_step"] += 1
+            progress["loss_sum"] += loss_value * len(yb)
+            progress["correct"] += correct
+            progress["seen"] += len(yb)
+            metrics.write(
+                {
+                    "type": "step",
+                    "epoch": epoch,
+                    "step": progress["step"],
+                    "global_step": progress["global_step"],
+                    "loss": loss_value,
+                    "acc": correct / len(yb),
+                }
+            )
+            if bar is not None:
+                rate = (progress["seen"] - seen_at_start) / (time.perf_counter() - start)
+                bar.set_postfix(
+                    loss=f"{progress['loss_sum'] / progress['seen']:.4f}",
+                    acc=f"{progress['correct'] / progress['seen']:.2%}",
+                    img_s=f"{rate:.0f}",
+                    refresh=False,
+                )
+                bar.update(1)
+            if interrupt.requested and progress["step"] < len(loader):
+                return None
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    return {
+        "type": "epoch",
+        "epoch": epoch,
+        "global_step": progress["global_step"],
+        "train_loss": progress["loss_sum"] / max(progress["seen"], 1),
+        "train_acc": progress["correct"] / max(progress["seen"], 1),
+        "seconds": seconds,
+        "images_per_s": (progress["seen"] - seen_at_start) / max(seconds, 1e-9),
+    }
+
+
+def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    d = TRAIN_DEFAULTS
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if demo:
+        return
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=d["dataset"])
+    p.add_argument("--model", choices=["lenet", "mlp"], default=d["model"])
+    p.add_argument("--epochs", type=_positive_int, default=d["epochs"])
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d["optimizer"])
+    p.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help="learning rate (default: sgd 0.05, adam/adamw 1e-3)",
+    )
+    p.add_argument("--momentum", type=_nonnegative_float, default=d["momentum"], help="sgd only")
+    p.add_argument("--weight-decay", type=_nonnegative_float, default=d["weight_decay"])
+    p.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        help="continue a run from its checkpoint.npz (up to --epochs epochs in total)",
+    )
+    p.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="train on the first N images only"
+    )
+    p.add_argument(
+        "--test-limit", type=_positive_int, metavar="N", help="test on the first N images only"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.resume is not None and not Path(args.resume).is_file():
+        args.parser.error(f"--resume: no such file: {args.resume}")
+    train(args)
+    return 0
+
+
+def add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on MNIST or Fashion-MNIST",
+        description="Train LeNet-5 or an MLP; leaves checkpoint.npz, metrics.jsonl, "
+        "config.json and curves.png in the run folder. Ctrl-C saves a checkpoint first.",
+    )
+    _add_train_arguments(p)
+    p.set_defaults(func=run_train, parser=p)
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import tinygrad_np as tg
+    from tinygrad_np.models import build_model
+
+    meta, model_state, _ = load_checkpoint(args.checkpoint)
+    saved = meta["args"]
+    dataset = args.dataset or saved["dataset"]
+    x, y = load_split(dataset, args.split, args.data_dir, args.limit)
+    tg.manual_seed(0)
+    model = build_model(saved["model"])
+    model.load_state_dict(model_state)
+    loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
+    print(
+        f"{saved['model']} on {dataset} {args.split} ({len(y)} images): "
+        f"loss {loss:.4f}, accuracy {acc:.2%}"
+    )
+    return 0
+
+
+def add_eval(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint.npz written by train")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="default: as trained")
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--batch-size", type=_positive_int, default=1000)
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="first N images only")
+    p.set_defaults(func=run_eval, parser=p)
+
+
+# --------------------------------------------------------------------------- graph
+
+
+def draw_model_graph(model_name: str, out: Path, backward: bool = False) -> Path:
+    """Draw ``model_name``'s forward (or backward) graph with ``viz.graph_command``."""
+    import tinygrad_np as tg
+    from tinygrad_np import viz
+    from tinygrad_np.models import build_model
+
+    tg.manual_seed(0)
+    model = build_model(model_name)
+    try:
+        return viz.graph_command(model, out, backward=backward)
+    except ImportError as e:
+        raise CLIError(f"{e}; install the Python package: pip install graphviz") from None
+    except viz.GraphvizNotFoundError as e:
+        raise CLIError(" ".join(str(e).split())) from None
+
+
+def run_graph(args: argparse.Namespace) -> int:
+    path = draw_model_graph(args.model, Path(args.output), backward=args.backward)
+    print(path)
+    return 0
+
+
+def add_graph(subparsers) -> None:
+    p = subparsers.add_parser("graph", help="draw a model's computation graph")
+    p.add_argument("--model", choices=["lenet", "mlp"], default="lenet")
+    p.add_argument(
+        "-o", "--output", default="graph.svg", help="svg, png or pdf (default %(default)s)"
+    )
+    p.add_argument("--backward", action="store_true", help="draw the gradients' graph")
+    p.set_defaults(func=run_graph, parser=p)
+
+
+# --------------------------------------------------------------------------- demo
+
+DEMO = {"dataset": "fashion-mnist", "model": "lenet", "optimizer": "adam", "lr": 1e-3}
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    settings = TRAIN_DEFAULTS | DEMO | {"epochs": 1, "seed": args.seed, "resume": None}
+    settings |= {"data_dir": args.data_dir, "out": args.out, "quiet": args.quiet}
+    train_args = argparse.Namespace(**settings)
+    run_dir = Path(args.out) if args.out else _default_run_dir("demo")
+    print(
+        "demo: training LeNet-5 on Fashion-MNIST for one epoch (Adam, lr 1e-3, batch 64)",
+        file=sys.stderr,
+    )
+    result = train(train_args, out=run_dir)
+    svg = run_dir / "lenet.svg"
+    try:
+        draw_model_graph("lenet", svg)
+        graph_note = str(svg)
+    except CLIError as e:
+        graph_note = f"not drawn: {e}"
+    print()
+    print(f"test accuracy: {result['test_acc']:.2%}")
+    print(f"run folder:    {run_dir}")
+    print(f"  checkpoint   {result['checkpoint']}")
+    print(f"  metrics      {run_dir / 'metrics.jsonl'}")
+    curves = run_dir / "curves.png"
+    print(f"  curves       {curves if curves.exists() else 'not drawn: matplotlib missing'}")
+    print(f"  graph        {graph_note}")
+    return 0
+
+
+def add_demo(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="train LeNet-5 on Fashion-MNIST for one epoch and draw its graph",
+        description="What `make demo` runs: one epoch of LeNet-5 on Fashion-MNIST; leaves the "
+        "checkpoint, metrics, loss curves and graph SVG in one run folder.",
+    )
+    _add_train_arguments(p, demo=True)
+    p.set_defaults(func=run_demo, parser=p)
+
+
+# --------------------------------------------------------------------------- main
+
+COMMANDS: list[Callable[[Any], None]] = [add_train, add_eval, add_graph, add_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Train, evaluate and draw tinygrad_np models."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for usage errors, 1 for other errors)."""
+    from tinygrad_np.data import DatasetNotFoundError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except DatasetNotFoundError as e:
+        places = ", ".join(str(p) for p in e.searched)
+        reason = e.reason.splitlines()
+        if len(reason) > 1:  # "could not download X:" and one line per URL: keep the first
+            reason = [reason[0], reason[1].strip(), "..." if len(reason) > 2 else ""]
+        print(
+            f"{PROG}: error: {e.name} not found (looked in {places}; "
+            f"{' '.join(reason).strip()}). To get it: {e.hint}",
+            file=sys.stderr,
+        )
+        return 1
+    except CLIError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
