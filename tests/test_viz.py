@@ -378,20 +378,45 @@ def test_lenet_forward_graph(tmp_path):
     assert edges[(node_with(svg, "input"), c0)] == [" (1, 1, 28, 28) float32"]
 
 
+def _conv2d():
+    if hasattr(F, "conv2d"):
+        return F.conv2d
+    return pytest.importorskip("tinygrad_np.ops.conv").conv2d
+
+
 @needs_dot
-@needs_conv
 def test_strided_conv_backward_graph_names_its_steps(tmp_path):
+    conv2d = _conv2d()
     tg.manual_seed(7)
-    x = tg.randn(1, 1, 7, 7, requires_grad=True)
+    x = tg.randn(1, 1, 6, 6, requires_grad=True)
     x.name = "x"
-    w = tg.randn(2, 1, 3, 3, requires_grad=True)
+    w = tg.randn(1, 1, 3, 3, requires_grad=True)
     w.name = "w"
-    y = F.conv2d(x, w, stride=2, padding=1)
+    y = conv2d(x, w, stride=2, padding=1)  # (1, 1, 3, 3)
     svg = parse_svg(viz.draw_backward(y, [x, w], path=tmp_path / "conv_bwd.svg"))
+    nodes, edges = svg["nodes"], {(s, d): t for s, d, t in svg["edges"]}
+
+    def producer(n: str) -> str:
+        (src,) = [s for s, d in edges if d == n and nodes[s]["texts"][0] not in ("w", "x")]
+        return src
+
     gx = node_with(svg, "grad x")
-    assert "(1, 1, 7, 7)" in svg["nodes"][gx]["texts"]
-    titles = [n["texts"][0] for n in svg["nodes"].values()]
-    assert "dilate" in titles and any(t in titles for t in ("pad", "flip"))
+    assert "(1, 1, 6, 6)" in nodes[gx]["texts"]
+    corr = producer(gx)  # correlation of the padded, dilated g with the flipped kernel
+    assert nodes[corr]["texts"][:2] == ["conv2d", "stride=(1, 1)"]
+    assert edges[(corr, gx)] == [" (1, 1, 6, 6) float32"]
+    pad = [s for s, d in edges if d == corr and nodes[s]["texts"][0] == "pad"][0]
+    # 3x3 dilated by 2 -> 5x5; padded by d*(K-1) - p = 1 in front, to 6 + 2 = 8 long
+    assert "pad_width=((0,0), (0,0), (1,2), (1,2))" in nodes[pad]["texts"]
+    assert edges[(pad, corr)] == [" (1, 1, 8, 8) float32"]
+    dil = producer(pad)
+    assert nodes[dil]["texts"] == ["dilate", "stride=(2, 2)"]
+    assert edges[(dil, pad)] == [" (1, 1, 5, 5) float32"]
+    assert producer(dil) == node_with(svg, "grad_output")
+    flipped = [s for s, d in edges if d == corr and s != pad][0]
+    assert "key=[:, :, ::-1, ::-1]" in nodes[flipped]["texts"]  # the kernel, reversed
+    gw = node_with(svg, "grad w")
+    assert nodes[producer(gw)]["texts"][0] == "conv2d_weight_grad"
 
 
 # ----------------------------------------------------------------------------- example

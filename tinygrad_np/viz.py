@@ -61,7 +61,7 @@ INSTALL_HINT = (
 )
 
 _MAX_ARGS = 6  # argument lines shown per op node
-_MAX_ARG_CHARS = 40
+_MAX_ARG_CHARS = 48
 _MIN_CHAIN = 3  # elementwise ops in a row before collapse=True folds them
 
 # fill colours: forward ops, backward (VJP) ops, parameters, inputs, outputs, collapsed groups
@@ -95,7 +95,7 @@ def _graphviz():
 # ----------------------------------------------------------------------------- labels
 
 
-def _fmt_value(v: Any, key: bool = False) -> str:
+def _fmt_value(v: Any, key: bool = False, inner: bool = False) -> str:
     """A short, readable rendering of one op argument (arrays are summarised)."""
     if isinstance(v, Tensor):
         v = v.data
@@ -121,10 +121,11 @@ def _fmt_value(v: Any, key: bool = False) -> str:
     if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
         return str(np.dtype(v))
     if isinstance(v, (tuple, list)):
-        inner = ", ".join(_fmt_value(x) for x in v)
+        # nested tuples print tight inside, ((0,0), (1,2)), so that pad widths fit on a line
+        body = ("," if inner else ", ").join(_fmt_value(x, inner=not key) for x in v)
         if key:
-            return f"[{inner}]"
-        return f"({inner},)" if len(v) == 1 else f"({inner})"
+            return f"[{body}]"
+        return f"({body},)" if len(v) == 1 else f"({body})"
     return type(v).__name__
 
 
