@@ -106,8 +106,12 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
+class _LoadError(ValueError):
+    """A file that ``load`` cannot read, with the reason already in the message."""
+
+
 def _not_ours(path: Any, why: str) -> ValueError:
-    return ValueError(f"{path} is not a file written by tinygrad_np.save: {why}")
+    return _LoadError(f"{path} is not a file written by tinygrad_np.save: {why}")
 
 
 def load(path: str | os.PathLike) -> Any:
@@ -123,18 +127,21 @@ def load(path: str | os.PathLike) -> Any:
         with np.load(path, allow_pickle=False) as npz:
             if _META not in npz.files:
                 raise _not_ours(path, f"the archive has no '{_META}' entry")
-            meta = json.loads(npz[_META].tobytes().decode("utf-8"))
+            raw = npz[_META]
+            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
+                raise _not_ours(path, f"its '{_META}' entry is not a byte array")
+            meta = json.loads(raw.tobytes().decode("utf-8"))
             if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
                 raise _not_ours(path, "its metadata entry has the wrong format")
             if meta.get("version") != _VERSION:
-                raise ValueError(
+                raise _LoadError(
                     f"{path} was written by a newer tinygrad_np.save (format version "
                     f"{meta.get('version')}); this version reads {_VERSION}"
                 )
             arrays = {k: npz[k] for k in npz.files if k != _META}
-    except ValueError:
+    except _LoadError:
         raise
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
         raise _not_ours(path, f"{type(e).__name__}: {e}") from e
     try:
         return _decode(meta["tree"], arrays)

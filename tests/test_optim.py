@@ -1,0 +1,290 @@
+"""optim: parameters after several steps match torch.optim (float64), state dicts, schedulers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+from tinygrad_np import nn, optim
+from tinygrad_np.optim.lr_scheduler import CosineAnnealingLR, StepLR
+
+SHAPES = [(3, 4), (4,), (2, 3, 2)]
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _init(seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s) for s in SHAPES]
+
+
+def _grads(step):
+    """A fixed, different gradient per step (the same for both frameworks)."""
+    rng = np.random.default_rng(100 + step)
+    return [rng.standard_normal(s) for s in SHAPES]
+
+
+def _run_both(make_ours, make_theirs, steps=6, sched=None, groups=None, edit=None):
+    """Run both optimizers from the same init with the same gradients; compare every step."""
+    torch = _torch()
+    init = _init()
+    ours = [tg.Tensor(a, requires_grad=True) for a in init]
+    theirs = [torch.tensor(a, requires_grad=True) for a in init]
+    if groups is None:
+        o_opt, t_opt = make_ours(ours), make_theirs(theirs)
+    else:
+        o_opt = make_ours([dict(g, params=[ours[i] for i in g["params"]]) for g in groups])
+        t_opt = make_theirs([dict(g, params=[theirs[i] for i in g["params"]]) for g in groups])
+    o_sched = t_sched = None
+    if sched is not None:
+        o_sched, t_sched = sched[0](o_opt), sched[1](t_opt)
+    for step in range(steps):
+        for p, q, g in zip(ours, theirs, _grads(step), strict=True):
+            p.grad = tg.Tensor(g)
+            q.grad = torch.tensor(g)
+        o_opt.step()
+        t_opt.step()
+        for i, (p, q) in enumerate(zip(ours, theirs, strict=True)):
+            np.testing.assert_allclose(
+                p.data, q.detach().numpy(), rtol=1e-6, atol=1e-9, err_msg=f"step {step} param {i}"
+            )
+        if o_sched is not None:
+            o_sched.step()
+            t_sched.step()
+            assert o_sched.get_last_lr() == pytest.approx(t_sched.get_last_lr(), rel=1e-12)
+        if edit is not None:
+            edit(step, o_opt)
+            edit(step, t_opt)
+    return o_opt, t_opt, ours
+
+
+SGD_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.1, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, dampening=0.3),
+    dict(lr=0.05, momentum=0.8, nesterov=True),
+    dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05),
+    dict(lr=0.1, weight_decay=0.1, maximize=True),
+]
+
+
+@pytest.mark.parametrize("kw", SGD_CASES)
+def test_sgd_matches_torch(kw):
+    torch = _torch()
+    _run_both(lambda ps: optim.SGD(ps, **kw), lambda ps: torch.optim.SGD(ps, **kw))
+
+
+ADAM_CASES = [
+    dict(),
+    dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+    dict(lr=0.01, weight_decay=0.1),
+    dict(lr=0.01, amsgrad=True),
+]
+
+
+@pytest.mark.parametrize("kw", ADAM_CASES)
+def test_adam_matches_torch(kw):
+    torch = _torch()
+    _run_both(lambda ps: optim.Adam(ps, **kw), lambda ps: torch.optim.Adam(ps, **kw), steps=8)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(lr=0.01, weight_decay=0.3), dict(amsgrad=True)])
+def test_adamw_matches_torch(kw):
+    torch = _torch()
+    _run_both(lambda ps: optim.AdamW(ps, **kw), lambda ps: torch.optim.AdamW(ps, **kw), steps=8)
+
+
+def test_adamw_default_weight_decay_is_decoupled():
+    p = tg.Tensor(np.ones(3), requires_grad=True)
+    opt = optim.AdamW([p], lr=0.1)
+    assert opt.param_groups[0]["weight_decay"] == 1e-2
+    p.grad = tg.Tensor(np.zeros(3))
+    opt.step()  # zero gradient: only the decay moves p
+    np.testing.assert_allclose(p.data, 1 - 0.1 * 1e-2)
+
+
+def test_param_groups_as_dicts_and_edited_between_steps():
+    torch = _torch()
+    groups = [dict(params=[0, 2], lr=0.05), dict(params=[1], lr=0.2, momentum=0.5)]
+
+    def edit(step, opt):
+        if step == 2:
+            opt.param_groups[0]["lr"] = 0.01
+            opt.param_groups[1]["momentum"] = 0.9
+
+    o_opt, _, _ = _run_both(
+        lambda gs: optim.SGD(gs, lr=1.0, momentum=0.9),
+        lambda gs: torch.optim.SGD(gs, lr=1.0, momentum=0.9),
+        groups=groups,
+        edit=edit,
+    )
+    assert [g["lr"] for g in o_opt.param_groups] == [0.01, 0.2]
+    assert o_opt.param_groups[0]["momentum"] == 0.9  # from the defaults
+    assert len(o_opt.param_groups[0]["params"]) == 2
+
+
+def test_adam_groups_match_torch():
+    torch = _torch()
+    groups = [dict(params=[0]), dict(params=[1, 2], lr=0.05, betas=(0.5, 0.9))]
+    _run_both(lambda gs: optim.Adam(gs, lr=0.01), lambda gs: torch.optim.Adam(gs, lr=0.01),
+              groups=groups)  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["step", "cosine", "cosine_eta_min"])
+def test_schedulers_match_torch(which):
+    torch = _torch()
+    if which == "step":
+        sched = (lambda o: StepLR(o, step_size=3, gamma=0.5),
+                 lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5))  # fmt: skip
+    elif which == "cosine":
+        sched = (lambda o: CosineAnnealingLR(o, T_max=5),
+                 lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5))  # fmt: skip
+    else:
+        tsched = torch.optim.lr_scheduler
+        sched = (lambda o: CosineAnnealingLR(o, T_max=4, eta_min=0.01),
+                 lambda o: tsched.CosineAnnealingLR(o, T_max=4, eta_min=0.01))  # fmt: skip
+    # 12 steps: past T_max the cosine rises again, as PyTorch's recurrence does
+    _run_both(lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+              lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
+              steps=12, sched=sched)  # fmt: skip
+
+
+def test_scheduler_values_without_torch():
+    p = tg.zeros(1, requires_grad=True)
+    opt = optim.SGD([p], lr=1.0)
+    s = StepLR(opt, step_size=2, gamma=0.1)
+    lrs = []
+    for _ in range(5):
+        opt.step()
+        s.step()
+        lrs.append(s.get_last_lr()[0])
+    assert lrs == pytest.approx([1.0, 0.1, 0.1, 0.01, 0.01])
+    opt = optim.Adam([p], lr=1.0)
+    c = CosineAnnealingLR(opt, T_max=4, eta_min=0.2)
+    got = []
+    for _ in range(4):
+        c.step()
+        got.append(opt.param_groups[0]["lr"])
+    want = [0.2 + 0.8 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(1, 5)]
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_state_dict_roundtrip_continues_like_uninterrupted():
+    """Save after 3 steps, load into a fresh optimizer, continue: same as never stopping."""
+
+    def make(ps):
+        return optim.Adam(ps, lr=0.05, weight_decay=0.01)
+
+    a = [tg.Tensor(x, requires_grad=True) for x in _init()]
+    opt_a = make(a)
+    for step in range(6):
+        for p, g in zip(a, _grads(step), strict=True):
+            p.grad = tg.Tensor(g)
+        opt_a.step()
+    b = [tg.Tensor(x, requires_grad=True) for x in _init()]
+    opt_b = make(b)
+    for step in range(3):
+        for p, g in zip(b, _grads(step), strict=True):
+            p.grad = tg.Tensor(g)
+        opt_b.step()
+    sd = opt_b.state_dict()
+    assert sd["param_groups"][0]["params"] == [0, 1, 2]
+    assert sd["state"][0]["step"] == 3 and sd["state"][0]["exp_avg"].shape == (3, 4)
+    c = [tg.Tensor(p.data.copy(), requires_grad=True) for p in b]
+    opt_c = make(c)
+    opt_c.load_state_dict(sd)
+    sd["state"][0]["exp_avg"][...] = 1e6  # copied, not aliased
+    sd["param_groups"][0]["lr"] = 123.0
+    assert opt_c.param_groups[0]["lr"] == 0.05
+    for step in range(3, 6):
+        for p, g in zip(c, _grads(step), strict=True):
+            p.grad = tg.Tensor(g)
+        opt_c.step()
+    for p, q in zip(a, c, strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12)
+
+
+def test_sgd_momentum_state_dict_is_copied():
+    p = tg.Tensor(np.ones(2), requires_grad=True)
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = tg.Tensor(np.ones(2))
+    opt.step()
+    sd = opt.state_dict()
+    buf = opt.state[p]["momentum_buffer"]
+    sd["state"][0]["momentum_buffer"][...] = 5
+    assert np.all(buf == 1)
+    opt2 = optim.SGD([p], lr=0.1, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[p]["momentum_buffer"] is not buf
+    np.testing.assert_array_equal(opt2.state[p]["momentum_buffer"], buf)
+    with pytest.raises(ValueError, match="parameter groups"):
+        optim.SGD([{"params": [p]}, {"params": [tg.zeros(1, requires_grad=True)]}],
+                  lr=0.1).load_state_dict(sd)  # fmt: skip
+
+
+def test_zero_grad_sets_none_and_params_without_grad_are_skipped():
+    a = tg.Tensor(np.ones(2), requires_grad=True)
+    b = tg.Tensor(np.ones(2), requires_grad=True)
+    opt = optim.SGD([a, b], lr=0.5)
+    a.grad = tg.Tensor(np.ones(2))
+    opt.step()
+    np.testing.assert_array_equal(a.data, 0.5)
+    np.testing.assert_array_equal(b.data, 1.0)  # no grad: untouched
+    opt.zero_grad()
+    assert a.grad is None and b.grad is None
+
+
+def test_step_is_in_place_and_records_nothing():
+    m = nn.Linear(3, 2)
+    w = m.weight.data
+    opt = optim.Adam(m.parameters(), lr=0.1)
+    m(tg.randn(4, 3)).sum().backward()
+    opt.step()
+    assert m.weight.data is w  # updated in place
+    assert m.weight.grad_fn is None and m.weight.is_leaf
+
+
+def test_constructor_errors():
+    p = tg.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="does not require grad"):
+        optim.SGD([tg.zeros(2)], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD([p, p], lr=0.1)
+    with pytest.raises(ValueError, match="nesterov"):
+        optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="betas"):
+        optim.Adam([p], betas=(1.0, 0.9))
+    with pytest.raises(TypeError, match="list"):
+        optim.SGD(p, lr=0.1)
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([p * 2], lr=0.1)
+
+
+def test_training_a_model_with_each_optimizer_reduces_loss():
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal((32, 5)).astype(np.float32))
+    y = tg.Tensor((x.data @ rng.standard_normal((5, 1))).astype(np.float32))
+    for make in (
+        lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9),
+        lambda ps: optim.Adam(ps, lr=0.05),
+        lambda ps: optim.AdamW(ps, lr=0.05),
+    ):
+        tg.manual_seed(0)
+        model = nn.Linear(5, 1)
+        opt = make(model.parameters())
+        losses = []
+        for _ in range(60):
+            loss = nn.MSELoss()(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < 0.05 * losses[0]

@@ -1,0 +1,116 @@
+"""save / load: state dicts and nested checkpoints round-trip through .npz without pickle."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+from tinygrad_np import nn, optim
+
+
+def _model():
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def test_state_dict_roundtrip_into_fresh_model(tmp_path):
+    tg.manual_seed(0)
+    m = _model()
+    m(tg.randn(5, 3))  # non-trivial running stats
+    path = tmp_path / "model.npz"
+    tg.save(m.state_dict(), path)
+    sd = tg.load(path)
+    assert list(sd) == list(m.state_dict())  # order kept
+    for k, v in m.state_dict().items():
+        assert sd[k].dtype == v.dtype and sd[k].shape == v.shape
+        np.testing.assert_array_equal(sd[k], v)
+    assert sd["1.num_batches_tracked"].dtype == np.int64 and sd["1.num_batches_tracked"] == 1
+    tg.manual_seed(1)
+    fresh = _model()
+    fresh.load_state_dict(sd)
+    x = tg.randn(2, 3)
+    m.eval()
+    fresh.eval()
+    np.testing.assert_array_equal(m(x).data, fresh(x).data)
+
+
+def test_checkpoint_with_optimizer_state_and_scalars(tmp_path):
+    tg.manual_seed(0)
+    m = _model()
+    opt = optim.Adam(m.parameters(), lr=0.01)
+    for _ in range(2):
+        opt.zero_grad()
+        m(tg.randn(4, 3)).sum().backward()
+        opt.step()
+    ckpt = {
+        "model": m.state_dict(),
+        "optim": opt.state_dict(),
+        "epoch": 3,
+        "loss": 0.25,
+        "name": "lenet",
+        "done": False,
+        "best": None,
+        "history": [1.5, 0.7],
+        "shape": (2, 3),
+        "np_scalar": np.float32(1.5),
+        "t": tg.Tensor([1.0, 2.0], requires_grad=True),
+    }
+    path = tmp_path / "ckpt.pt"  # any suffix: written exactly there
+    tg.save(ckpt, path)
+    assert path.exists() and not (tmp_path / "ckpt.pt.npz").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left
+    back = tg.load(path)
+    assert back["epoch"] == 3 and isinstance(back["epoch"], int)
+    assert back["loss"] == 0.25 and back["name"] == "lenet" and back["done"] is False
+    assert back["best"] is None and back["history"] == [1.5, 0.7] and back["shape"] == (2, 3)
+    assert back["np_scalar"] == np.float32(1.5) and back["np_scalar"].dtype == np.float32
+    assert isinstance(back["t"], tg.Tensor) and back["t"].requires_grad
+    osd = back["optim"]
+    assert set(osd["state"]) == {0, 1, 2, 3, 4, 5}  # int keys survive
+    assert osd["state"][0]["step"] == 2
+    assert osd["param_groups"][0]["betas"] == (0.9, 0.999)
+    opt2 = optim.Adam(m.parameters(), lr=0.5)
+    opt2.load_state_dict(osd)
+    assert opt2.param_groups[0]["lr"] == 0.01
+    np.testing.assert_array_equal(opt2.state[m[0].weight]["exp_avg"],
+                                  opt.state[m[0].weight]["exp_avg"])  # fmt: skip
+
+
+def test_file_is_a_plain_npz_readable_without_pickle(tmp_path):
+    path = tmp_path / "m.npz"
+    tg.save({"model": {"0.weight": np.ones((2, 2))}}, path)
+    with np.load(path, allow_pickle=False) as z:
+        assert "model/0.weight" in z.files
+        np.testing.assert_array_equal(z["model/0.weight"], 1)
+
+
+def test_loading_foreign_files_gives_clear_error(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="not a file written by tinygrad_np.save"):
+        tg.load(text)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.ones(3))
+    with pytest.raises(ValueError, match="not a file written by tinygrad_np.save"):
+        tg.load(other)
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.ones(3))
+    with pytest.raises(ValueError, match="not a file written"):
+        tg.load(npy)
+    broken = tmp_path / "broken.npz"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("__tinygrad_np__.npy", b"garbage")
+    with pytest.raises(ValueError, match="not a file written"):
+        tg.load(broken)
+    with pytest.raises(FileNotFoundError):
+        tg.load(tmp_path / "missing.npz")
+
+
+def test_pickled_object_arrays_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="object array"):
+        tg.save({"x": np.array([{"a": 1}], dtype=object)}, tmp_path / "o.npz")
+    with pytest.raises(TypeError, match="cannot store"):
+        tg.save({"f": lambda: 1}, tmp_path / "f.npz")
+    assert not any(tmp_path.iterdir())  # nothing written on failure
