@@ -13,11 +13,11 @@ from tinygrad_np.tensor import Tensor
 
 
 class Relu(Op):
-    """y = max(x, 0).   VJP: gx = g * (x > 0)."""
+    """y = max(x, 0) (NaN stays NaN).   VJP: gx = g * (x > 0)."""
 
     def forward(self, x):
         self.mask = x > 0
-        return np.where(self.mask, x, np.zeros((), x.dtype))
+        return np.maximum(x, np.zeros((), x.dtype))
 
     def vjp(self, g):
         return (g * const(self.mask.astype(g.dtype)),)

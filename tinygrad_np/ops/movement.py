@@ -74,7 +74,8 @@ class Permute(Op):
 
 def permute(x: Tensor, dims) -> Tensor:
     dims = _shape_arg(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    n = max(x.ndim, 1)
+    if any(not -n <= d < n for d in dims) or sorted(d % n for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {dims} is not a permutation of {x.ndim} axes")
     dims = tuple(d % x.ndim for d in dims)
     if dims == tuple(range(x.ndim)):
