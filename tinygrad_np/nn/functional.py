@@ -5,6 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np.ops.activation import gelu, leaky_relu, log_softmax, softmax
+from tinygrad_np.ops.conv import (
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_algorithm,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    scratch_budget,
+)
 from tinygrad_np.ops.linalg import linear
 from tinygrad_np.ops.loss import (
     binary_cross_entropy_with_logits,
@@ -15,9 +25,31 @@ from tinygrad_np.ops.loss import (
 )
 from tinygrad_np.ops.movement import pad as _np_pad
 from tinygrad_np.ops.norm import batch_norm
+from tinygrad_np.ops.pool import (
+    avg_pool1d,
+    avg_pool2d,
+    avg_pool3d,
+    max_pool1d,
+    max_pool2d,
+    max_pool3d,
+)
 from tinygrad_np.tensor import Tensor
 
 __all__ = [
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_algorithm",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "scratch_budget",
     "batch_norm",
     "binary_cross_entropy_with_logits",
     "cross_entropy",

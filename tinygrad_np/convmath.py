@@ -1,0 +1,690 @@
+"""Convolution arithmetic on plain NumPy arrays: sizes, padding rules, windows, im2col and FFT.
+
+Everything here is NumPy/SciPy only (no Tensors, no graph) so that the ops in
+``tinygrad_np.ops.conv`` / ``ops.pool`` and tools that explain a layer can share it.
+
+Conventions: arrays are channels-first ``(N, C, *spatial)``; a conv weight is
+``(O, C // groups, *K)``; per-dimension tuples are plural (``strides``,
+``dilations``); ``pads`` is one ``(before, after)`` pair per spatial dim. A
+negative pad amount crops, so ``pad_spatial(pad_spatial(x, pads), negate(pads))``
+gives back ``x``'s shape.
+
+The three linear maps of a convolution (for one geometry: strides s, pads p,
+dilations d, groups G) are
+
+- ``correlate(xp, w)``:            y[n,o,i]  = sum_{c,k} xp[n,c,i*s + k*d] w[o,c,k]
+- ``correlate_transpose(g, w)``:   gxp[n,c,j] = sum_{o,i,k: i*s + k*d = j} g[n,o,i] w[o,c,k]
+- ``correlate_weight_grad(xp, g)``: gw[o,c,k] = sum_{n,i} xp[n,c,i*s + k*d] g[n,o,i]
+
+(channel sums run over one group), where ``xp`` is the padded input. Each has
+an im2col/GEMM and an FFT implementation; ``choose_algorithm`` picks one by a
+cost estimate unless ``conv_algorithm("gemm" | "fft")`` (or the environment
+variable ``TINYGRAD_NP_CONV_ALGO``) forces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import scipy.fft
+
+Pair = tuple[int, int]
+
+ALGORITHMS = ("auto", "gemm", "fft")
+
+_settings: dict = {
+    "algorithm": os.environ.get("TINYGRAD_NP_CONV_ALGO", "auto").lower(),
+    # temporary memory one im2col (or FFT) chunk may use, beyond inputs and outputs
+    "scratch_bytes": int(os.environ.get("TINYGRAD_NP_CONV_SCRATCH", 64 * 2**20)),
+}
+if _settings["algorithm"] not in ALGORITHMS:
+    raise ValueError(
+        f"TINYGRAD_NP_CONV_ALGO must be one of {ALGORITHMS}, got {_settings['algorithm']!r}"
+    )
+
+# an FFT flop is worth this many GEMM flops (BLAS runs near peak; FFTs and the small
+# per-frequency complex matmuls do not); measured on the benchmark machine
+FFT_PENALTY = 3.0
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def get_conv_algorithm() -> str:
+    """The current algorithm setting: "auto", "gemm" or "fft"."""
+    return _settings["algorithm"]
+
+
+@contextlib.contextmanager
+def conv_algorithm(name: str) -> Iterator[None]:
+    """Force the convolution algorithm inside a ``with`` block: "gemm", "fft" or "auto".
+
+    >>> with conv_algorithm("fft"):
+    ...     get_conv_algorithm()
+    'fft'
+    """
+    name = str(name).lower()
+    if name not in ALGORITHMS:
+        raise ValueError(f"conv_algorithm: name must be one of {ALGORITHMS}, got {name!r}")
+    prev = _settings["algorithm"]
+    _settings["algorithm"] = name
+    try:
+        yield
+    finally:
+        _settings["algorithm"] = prev
+
+
+@contextlib.contextmanager
+def scratch_budget(nbytes: int) -> Iterator[None]:
+    """Bound the temporary memory of one im2col / FFT chunk to ``nbytes`` inside a block."""
+    if nbytes <= 0:
+        raise ValueError(f"scratch_budget: nbytes must be positive, got {nbytes}")
+    prev = _settings["scratch_bytes"]
+    _settings["scratch_bytes"] = int(nbytes)
+    try:
+        yield
+    finally:
+        _settings["scratch_bytes"] = prev
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def expand_arg(value, nd: int, name: str, what: str = "conv") -> tuple[int, ...]:
+    """An int or a sequence of ``nd`` ints as a tuple of ``nd`` ints (``name`` in errors)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * nd
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        vals = tuple(value)
+        if len(vals) == nd and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals
+        ):
+            return tuple(int(v) for v in vals)
+    raise ValueError(
+        f"{what}: {name} must be an int or {nd} ints (one per spatial dim), got {value!r}"
+    )
+
+
+def check_positive(values: tuple[int, ...], name: str, what: str = "conv") -> None:
+    """Raise ValueError naming ``name`` unless every entry is positive."""
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{what}: {name} must be positive, got {values}")
+
+
+def negate(pads: Sequence[Pair]) -> tuple[Pair, ...]:
+    """The pads that undo ``pads`` (crop what was added, zero-fill what was cropped)."""
+    return tuple((-b, -a) for b, a in pads)
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def dilated_size(kernel: int, dilation: int = 1) -> int:
+    """Extent of a kernel of ``kernel`` taps spaced ``dilation`` apart: d*(K-1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_output_size(
+    n: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | Pair = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Number of windows along one dim: floor((n + p_before + p_after - d*(K-1) - 1) / s) + 1.
+
+    ``padding`` is an int (both sides) or a ``(before, after)`` pair. With
+    ``ceil_mode`` (pooling) the division rounds up, but a last window that
+    would start in the right padding is dropped, as in PyTorch. Returns 0 when
+    the dilated kernel is longer than the padded input.
+
+    >>> conv_output_size(96, 4, stride=2)
+    47
+    >>> conv_output_size(5, 2, stride=2, ceil_mode=True)
+    3
+    """
+    pb, pa = (padding, padding) if isinstance(padding, (int, np.integer)) else padding
+    span = n + pb + pa - dilated_size(kernel, dilation)
+    if span < 0:
+        return 0
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= n + pb:
+        out -= 1
+    return out
+
+
+def same_padding(n: int, kernel: int, stride: int = 1, dilation: int = 1) -> Pair:
+    """TensorFlow's SAME rule: output ceil(n / s); total padding split with the extra after.
+
+    total = max((ceil(n/s) - 1) * s + d*(K-1) + 1 - n, 0); before = total // 2.
+
+    >>> same_padding(36, 5, stride=7)   # ceil(36/7) = 6 windows need 5*7 + 5 = 40 rows
+    (2, 2)
+    >>> same_padding(10, 4)
+    (1, 2)
+    """
+    out = -(-n // stride)
+    total = max((out - 1) * stride + dilated_size(kernel, dilation) - n, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(
+    padding,
+    in_sizes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+    what: str = "conv",
+) -> tuple[Pair, ...]:
+    """Per-dim ``(before, after)`` pairs for a conv ``padding`` argument.
+
+    ``padding`` is an int, one int per dim, ``"valid"`` (none), ``"same"``
+    (``same_padding`` per dim) or one ``(before, after)`` pair per dim.
+
+    >>> resolve_padding("same", (36, 47), (5, 8), (7, 4), (1, 1))
+    ((2, 2), (2, 3))
+    >>> resolve_padding(((1, 2), (0, 3)), (8, 8), (3, 3), (1, 1), (1, 1))
+    ((1, 2), (0, 3))
+    """
+    nd = len(in_sizes)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0),) * nd
+        if mode == "same":
+            return tuple(
+                same_padding(n, k, s, d)
+                for n, k, s, d in zip(in_sizes, kernel, strides, dilations, strict=True)
+            )
+        raise ValueError(
+            f"{what}: padding must be 'valid' or 'same' when a string, got {padding!r}"
+        )
+    if isinstance(padding, Sequence) and len(padding) == nd and nd > 0:
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and len(p) == 2:
+                pairs.append((p[0], p[1]))
+            else:
+                pairs.append((p, p))
+        if all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for pr in pairs for v in pr
+        ):
+            pads = tuple((int(b), int(a)) for b, a in pairs)
+            if any(b < 0 or a < 0 for b, a in pads):
+                raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+            return pads
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        if padding < 0:
+            raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+        return ((int(padding), int(padding)),) * nd
+    raise ValueError(
+        f"{what}: padding must be an int, {nd} ints, 'valid', 'same' or {nd} (before, after) "
+        f"pairs, got {padding!r}"
+    )
+
+
+def pool_padding(
+    n: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False
+) -> Pair:
+    """Pooling pads as an array pair: ``(p, p + extra)`` where ``extra`` rows make the last
+    ceil_mode window fit (those rows are never counted as input)."""
+    out = conv_output_size(n, kernel, stride, padding, dilation, ceil_mode)
+    need = (out - 1) * stride + dilated_size(kernel, dilation)
+    return padding, padding + max(0, need - (n + 2 * padding))
+
+
+def unread_rows(
+    n: int, kernel: int, stride: int = 1, padding: int | Pair = 0, dilation: int = 1
+) -> int:
+    """How many trailing input rows no window reads (their gradient is zero).
+
+    The last window starts at (out-1)*s in the padded input and ends at
+    (out-1)*s + d*(K-1); input rows after that are never read.
+
+    >>> unread_rows(8, 3, stride=2)   # windows start at 0, 2, 4: rows 0..6 read, row 7 not
+    1
+    """
+    pb, pa = (padding, padding) if isinstance(padding, (int, np.integer)) else padding
+    out = conv_output_size(n, kernel, stride, (pb, pa), dilation)
+    if out == 0:
+        return n
+    last = (out - 1) * stride + dilation * (kernel - 1)  # in padded coordinates
+    return max(0, min(n, n + pb - 1 - last))
+
+
+def read_mask(
+    n: int, kernel: int, stride: int = 1, padding: int | Pair = 0, dilation: int = 1
+) -> np.ndarray:
+    """Bool mask of the input rows some window reads (interior gaps appear when s > d*(K-1)+1
+    or when the dilation skips rows)."""
+    pb, pa = (padding, padding) if isinstance(padding, (int, np.integer)) else padding
+    out = conv_output_size(n, kernel, stride, (pb, pa), dilation)
+    pos = (np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] * dilation - pb).ravel()
+    mask = np.zeros(n, dtype=bool)
+    mask[pos[(pos >= 0) & (pos < n)]] = True
+    return mask
+
+
+def im2col_scratch_bytes(
+    batch: int,
+    channels: int,
+    kernel: Sequence[int],
+    out_sizes: Sequence[int],
+    itemsize: int = 4,
+) -> int:
+    """Bytes of the im2col matrix of a whole batch: N * C * prod(K) * prod(out) * itemsize.
+
+    The GEMM path never holds more than ``scratch_bytes`` of it at once: it
+    processes ``batch_chunk`` samples at a time.
+    """
+    return batch * channels * math.prod(kernel) * math.prod(out_sizes) * itemsize
+
+
+def batch_chunk(per_sample_bytes: int, batch: int, budget: int | None = None) -> int:
+    """How many samples fit the scratch budget (at least one)."""
+    budget = _settings["scratch_bytes"] if budget is None else budget
+    return max(1, min(batch, budget // max(per_sample_bytes, 1)))
+
+
+def _chunks(batch: int, per_sample_bytes: int) -> Iterator[tuple[int, int]]:
+    step = batch_chunk(per_sample_bytes, batch)
+    for n0 in range(0, batch, step):
+        yield n0, min(batch, n0 + step)
+
+
+# ----------------------------------------------------------------------------- array helpers
+
+
+def pad_spatial(x: np.ndarray, pads: Sequence[Pair], value: float = 0.0) -> np.ndarray:
+    """Pad (or, for negative amounts, crop) the trailing ``len(pads)`` axes of ``x``.
+
+    Returns ``x`` itself when nothing changes and a view when it only crops.
+    """
+    lead = x.ndim - len(pads)
+    if all(b == 0 and a == 0 for b, a in pads):
+        return x
+    src = [slice(None)] * lead
+    dst = [slice(None)] * lead
+    shape = list(x.shape[:lead])
+    for n, (b, a) in zip(x.shape[lead:], pads, strict=True):
+        m = n + b + a
+        if m < 0:
+            raise ValueError(f"pad_spatial: pads {tuple(pads)} crop more than the size {n}")
+        shape.append(m)
+        s0, d0 = max(-b, 0), max(b, 0)
+        length = max(0, min(n - s0, m - d0))
+        src.append(slice(s0, s0 + length))
+        dst.append(slice(d0, d0 + length))
+    if all(b <= 0 and a <= 0 for b, a in pads):
+        return x[tuple(src)]
+    out = np.full(shape, value, dtype=x.dtype) if value else np.zeros(shape, dtype=x.dtype)
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def dilate(x: np.ndarray, strides: Sequence[int]) -> np.ndarray:
+    """Insert ``s - 1`` zeros between neighbours along each of the trailing axes.
+
+    A length-n axis becomes (n - 1) * s + 1 long; this is the stride dilation
+    of an upstream gradient (``x[..., ::s]`` undoes it).
+
+    >>> dilate(np.array([1, 2, 3]), (2,)).tolist()
+    [1, 0, 2, 0, 3]
+    """
+    nd = len(strides)
+    if all(s == 1 for s in strides):
+        return x
+    lead = x.ndim - nd
+    shape = x.shape[:lead] + tuple(
+        max((n - 1) * s + 1, 0) for n, s in zip(x.shape[lead:], strides, strict=True)
+    )
+    out = np.zeros(shape, dtype=x.dtype)
+    out[(Ellipsis,) + tuple(slice(None, None, s) for s in strides)] = x
+    return out
+
+
+def strided_slice(offset: Sequence[int], dilations, strides, out_sizes) -> tuple[slice, ...]:
+    """The slices that pick, for kernel tap ``offset``, the input row of every window:
+    rows k*d + i*s for i < out, per dim."""
+    return tuple(
+        slice(k * d, k * d + (o - 1) * s + 1, s)
+        for k, d, s, o in zip(offset, dilations, strides, out_sizes, strict=True)
+    )
+
+
+def window_view(
+    xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
+) -> np.ndarray:
+    """A read-only strided view ``(*lead, *out, *K)`` of every window of ``xp`` (no copy).
+
+    ``view[..., i, k] = xp[..., i*s + k*d]`` per spatial dim.
+    """
+    nd = len(kernel)
+    lead = xp.ndim - nd
+    out_sizes = tuple(
+        conv_output_size(n, k, s, 0, d)
+        for n, k, s, d in zip(xp.shape[lead:], kernel, strides, dilations, strict=True)
+    )
+    sp = xp.strides[lead:]
+    shape = xp.shape[:lead] + out_sizes + tuple(kernel)
+    st = (
+        xp.strides[:lead]
+        + tuple(a * s for a, s in zip(sp, strides, strict=True))
+        + tuple(a * d for a, d in zip(sp, dilations, strict=True))
+    )
+    return np.lib.stride_tricks.as_strided(xp, shape, st, writeable=False)
+
+
+def _out_sizes(sp, kernel, strides, dilations) -> tuple[int, ...]:
+    return tuple(
+        conv_output_size(n, k, s, 0, d)
+        for n, k, s, d in zip(sp, kernel, strides, dilations, strict=True)
+    )
+
+
+# ----------------------------------------------------------------------------- im2col / GEMM
+#
+# Two layouts of the im2col matrix, picked by the number of output positions P:
+#   per-sample  cols (nb, G, Cg*K, P):  y[n] = w @ cols[n], written straight into (N, O, P);
+#               good when P is large (the GEMM is (Og, CgK) x (CgK, P) per sample)
+#   batch-wide  cols (G, Cg*K, nb*P):   one GEMM for the chunk; the result (O, nb, P) is
+#               transposed into (N, O, P); good when P is small (late layers)
+
+_PER_SAMPLE_MIN_P = 256
+
+
+def _im2col_per_sample(xp, kernel, strides, dilations, groups) -> np.ndarray:
+    """cols (nb, G, Cg*prod(K), P) of the padded chunk ``xp`` (nb, C, *Sp)."""
+    nb, c = xp.shape[:2]
+    nd = len(kernel)
+    win = window_view(xp, kernel, strides, dilations)  # (nb, C, *out, *K)
+    out_sizes = win.shape[2 : 2 + nd]
+    perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
+    cols = np.empty((nb, c) + tuple(kernel) + out_sizes, dtype=xp.dtype)
+    np.copyto(cols, win.transpose(perm))  # (nb, C, *K, *out)
+    return cols.reshape(nb, groups, -1, math.prod(out_sizes))
+
+
+def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
+    """cols (G, Cg*prod(K), nb*P) of the padded chunk ``xp`` (nb, C, *Sp)."""
+    nb, c = xp.shape[:2]
+    nd = len(kernel)
+    win = window_view(xp, kernel, strides, dilations)  # (nb, C, *out, *K)
+    out_sizes = win.shape[2 : 2 + nd]
+    perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
+    cols = np.empty((c,) + tuple(kernel) + (nb,) + out_sizes, dtype=xp.dtype)
+    np.copyto(cols, win.transpose(perm))  # (C, *K, nb, *out)
+    return cols.reshape(groups, -1, nb * math.prod(out_sizes))
+
+
+def correlate_gemm(xp, w, strides, dilations, groups) -> np.ndarray:
+    """y (N, O, *out) = windows of xp times w, by im2col and one BLAS matmul per group."""
+    n, c = xp.shape[:2]
+    o = w.shape[0]
+    kernel = w.shape[2:]
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    p = math.prod(out_sizes)
+    dtype = np.result_type(xp.dtype, w.dtype)
+    y = np.empty((n, o) + out_sizes, dtype=dtype)
+    wg = w.reshape(groups, o // groups, -1)  # (G, Og, Cg*K)
+    yv = y.reshape(n, groups, o // groups, p)
+    per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
+    for n0, n1 in _chunks(n, per_sample):
+        if p >= _PER_SAMPLE_MIN_P:
+            cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
+            np.matmul(wg, cols, out=yv[n0:n1])  # (nb, G, Og, P)
+        else:
+            cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)
+            r = np.matmul(wg, cols)  # (G, Og, nb*P)
+            yv[n0:n1] = r.reshape(groups, o // groups, n1 - n0, p).transpose(2, 0, 1, 3)
+    return y
+
+
+def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
+    """gxp (N, C, *padded_sizes): each g value times the kernel, added back onto the window
+    it came from (col2im: one strided add per kernel tap; rows no window reached stay 0)."""
+    n, o = g.shape[:2]
+    og, cg = o // groups, w.shape[1]
+    c = cg * groups
+    kernel = w.shape[2:]
+    out_sizes = g.shape[2:]
+    p = math.prod(out_sizes)
+    dtype = np.result_type(g.dtype, w.dtype)
+    wt = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (G, Cg*K, Og)
+    gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
+    per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
+    gv = g.reshape(n, groups, og, p)
+    for n0, n1 in _chunks(n, per_sample):
+        nb = n1 - n0
+        if p >= _PER_SAMPLE_MIN_P:
+            dcols = np.matmul(wt, gv[n0:n1])  # (nb, G, Cg*K, P)
+            dcols = dcols.reshape((nb, c) + tuple(kernel) + tuple(out_sizes))
+            target = gx[n0:n1]
+            for k in np.ndindex(*kernel):
+                sl = strided_slice(k, dilations, strides, out_sizes)
+                target[(slice(None), slice(None)) + sl] += dcols[(slice(None), slice(None)) + k]
+        else:
+            gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
+            dcols = np.matmul(wt, gt)  # (G, Cg*K, nb*P)
+            dcols = dcols.reshape((c,) + tuple(kernel) + (nb,) + tuple(out_sizes))
+            target = gx[n0:n1].transpose((1, 0) + tuple(range(2, 2 + len(kernel))))  # view
+            for k in np.ndindex(*kernel):
+                sl = strided_slice(k, dilations, strides, out_sizes)
+                target[(slice(None), slice(None)) + sl] += dcols[(slice(None),) + k]
+    return gx
+
+
+def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
+    """gw (O, Cg, *K) = sum over batch and positions of g times the window it came from,
+    per group: one GEMM (G, Og, nb*P) x (G, nb*P, Cg*K) per chunk, accumulated."""
+    n, c = xp.shape[:2]
+    o = g.shape[1]
+    og, cg = o // groups, c // groups
+    out_sizes = g.shape[2:]
+    p = math.prod(out_sizes)
+    dtype = np.result_type(xp.dtype, g.dtype)
+    gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
+    gv = g.reshape(n, groups, og, p)
+    per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
+    for n0, n1 in _chunks(n, per_sample):
+        nb = n1 - n0
+        if p >= _PER_SAMPLE_MIN_P and nb * og * cg * math.prod(kernel) * 8 < 2**24:
+            cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
+            # (nb, G, Og, P) x (nb, G, P, CgK) -> summed over the batch
+            gw += np.matmul(gv[n0:n1], cols.transpose(0, 1, 3, 2)).sum(0)
+        else:
+            cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
+            gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
+            gw += np.matmul(gt, cols.transpose(0, 2, 1))
+    return gw.reshape((o, cg) + tuple(kernel))
+
+
+# ----------------------------------------------------------------------------- FFT
+#
+# Correlation is a product in frequency space: with F the real FFT over the spatial
+# axes (size >= the padded input, so no wrap-around reaches a valid output),
+#   y   = F^-1[ sum_c F(xp) conj(F(w_d)) ]  sampled at i*s        (w_d: kernel dilated by d)
+#   gxp = F^-1[ sum_o F(g_s) F(w_d) ]                               (g_s: g dilated by s)
+#   gw  = F^-1[ sum_n conj(F(g_s)) F(xp) ]  sampled at k*d
+# The channel sums are small complex matmuls, one per frequency, batched by np.matmul.
+
+
+def fft_shape(sizes: Sequence[int]) -> tuple[int, ...]:
+    """FFT sizes at least ``sizes`` with small prime factors (fast transforms)."""
+    return tuple(scipy.fft.next_fast_len(int(n), real=True) for n in sizes)
+
+
+def _rfft(a, fs):
+    axes = tuple(range(a.ndim - len(fs), a.ndim))
+    return scipy.fft.rfftn(a, s=fs, axes=axes, workers=-1)
+
+
+def _irfft(a, fs):
+    axes = tuple(range(a.ndim - len(fs), a.ndim))
+    return scipy.fft.irfftn(a, s=fs, axes=axes, workers=-1)
+
+
+def _freq_major(a: np.ndarray, groups: int) -> np.ndarray:
+    """(A, G*B, *F) -> contiguous (F, G, A, B)."""
+    a0, gb = a.shape[:2]
+    a = a.reshape(a0, groups, gb // groups, -1)
+    return np.ascontiguousarray(a.transpose(3, 1, 0, 2))
+
+
+def _freq_back(a: np.ndarray, fshape) -> np.ndarray:
+    """(F, G, A, B) -> (A, G*B, *F)."""
+    f, g, a0, b = a.shape
+    return a.transpose(2, 1, 3, 0).reshape((a0, g * b) + tuple(fshape))
+
+
+def _fft_per_sample_bytes(c, o, fs, itemsize) -> int:
+    bins = math.prod(fs[:-1]) * (fs[-1] // 2 + 1)
+    return 2 * itemsize * bins * (2 * c + 2 * o) + itemsize * math.prod(fs) * (c + o)
+
+
+def correlate_fft(xp, w, strides, dilations, groups) -> np.ndarray:
+    """Same as ``correlate_gemm``, through FFTs (cheaper for large kernels)."""
+    n, c = xp.shape[:2]
+    o = w.shape[0]
+    kernel = w.shape[2:]
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    dtype = np.result_type(xp.dtype, w.dtype)
+    fs = fft_shape(xp.shape[2:])
+    wf = np.conj(_rfft(dilate(w, dilations).astype(dtype, copy=False), fs))  # (O, Cg, *F)
+    fshape = wf.shape[2:]
+    og, cg = o // groups, c // groups
+    wf = np.ascontiguousarray(wf.reshape(groups, og, cg, -1).transpose(3, 0, 2, 1))  # F,G,Cg,Og
+    y = np.empty((n, o) + out_sizes, dtype=dtype)
+    take = (slice(None), slice(None)) + tuple(
+        slice(0, (m - 1) * s + 1, s) for m, s in zip(out_sizes, strides, strict=True)
+    )
+    for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
+        xf = _freq_major(_rfft(xp[n0:n1], fs), groups)  # (F, G, nb, Cg)
+        yf = _freq_back(np.matmul(xf, wf), fshape)  # (nb, O, *F)
+        y[n0:n1] = _irfft(yf, fs)[take]
+    return y
+
+
+def correlate_transpose_fft(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
+    """Same as ``correlate_transpose_gemm``, through FFTs."""
+    n, o = g.shape[:2]
+    og, cg = o // groups, w.shape[1]
+    c = cg * groups
+    dtype = np.result_type(g.dtype, w.dtype)
+    fs = fft_shape(padded_sizes)
+    wf = _rfft(dilate(w, dilations).astype(dtype, copy=False), fs)  # (O, Cg, *F)
+    fshape = wf.shape[2:]
+    wf = np.ascontiguousarray(wf.reshape(groups, og, cg, -1).transpose(3, 0, 1, 2))  # F,G,Og,Cg
+    gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
+    take = (slice(None), slice(None)) + tuple(slice(0, m) for m in padded_sizes)
+    for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, g.itemsize)):
+        gf = _freq_major(_rfft(dilate(g[n0:n1], strides), fs), groups)  # (F, G, nb, Og)
+        xf = _freq_back(np.matmul(gf, wf), fshape)  # (nb, C, *F)
+        gx[n0:n1] = _irfft(xf, fs)[take]
+    return gx
+
+
+def correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
+    """Same as ``correlate_weight_grad_gemm``, through FFTs."""
+    n, c = xp.shape[:2]
+    o = g.shape[1]
+    cg = c // groups
+    dtype = np.result_type(xp.dtype, g.dtype)
+    fs = fft_shape(xp.shape[2:])
+    acc = None
+    for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
+        xf = _freq_major(_rfft(xp[n0:n1], fs), groups)  # (F, G, nb, Cg)
+        gf = _freq_major(np.conj(_rfft(dilate(g[n0:n1], strides), fs)), groups)  # (F,G,nb,Og)
+        part = np.matmul(gf.transpose(0, 1, 3, 2), xf)  # (F, G, Og, Cg)
+        acc = part if acc is None else acc + part
+    fshape = fs[:-1] + (fs[-1] // 2 + 1,)
+    rf = acc.transpose(1, 2, 3, 0).reshape((o, cg) + fshape)  # (O, Cg, *F)
+    r = _irfft(rf, fs)
+    take = (slice(None), slice(None)) + tuple(
+        slice(0, dilated_size(k, d), d) for k, d in zip(kernel, dilations, strict=True)
+    )
+    return np.ascontiguousarray(r[take]).astype(dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def estimate_costs(
+    batch: int,
+    in_channels: int,
+    out_channels: int,
+    groups: int,
+    padded_sizes: Sequence[int],
+    kernel: Sequence[int],
+    out_sizes: Sequence[int],
+) -> dict[str, float]:
+    """Rough flop counts of the two algorithms for one of the three conv maps.
+
+    gemm: 2 N O Cg prod(out) prod(K).  fft: real transforms of the input, the
+    kernel and the output (2.5 M log2 M each, M = prod(fft sizes)) plus the
+    per-frequency complex channel sums (8 N O Cg flops per bin), times
+    ``FFT_PENALTY``.
+    """
+    cg = in_channels // groups
+    gemm = 2.0 * batch * out_channels * cg * math.prod(out_sizes) * math.prod(kernel)
+    fs = fft_shape(padded_sizes)
+    m = math.prod(fs)
+    bins = math.prod(fs[:-1]) * (fs[-1] // 2 + 1)
+    transforms = (
+        2.5
+        * m
+        * max(math.log2(m), 1.0)
+        * (batch * in_channels + batch * out_channels + out_channels * cg)
+    )
+    fft = FFT_PENALTY * (transforms + 8.0 * batch * out_channels * cg * bins)
+    return {"gemm": gemm, "fft": fft}
+
+
+def choose_algorithm(
+    batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes
+) -> str:
+    """ "gemm" or "fft": the forced setting, else the cheaper by ``estimate_costs``."""
+    setting = _settings["algorithm"]
+    if setting != "auto":
+        return setting
+    if math.prod(kernel) < 16:  # small kernels: im2col always wins
+        return "gemm"
+    cost = estimate_costs(batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes)
+    return "fft" if cost["fft"] < cost["gemm"] else "gemm"
+
+
+def correlate(xp, w, strides, dilations, groups) -> np.ndarray:
+    """y (N, O, *out): y[n,o,i] = sum_{c in group, k} xp[n,c,i*s + k*d] w[o,c,k]."""
+    kernel = w.shape[2:]
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    algo = choose_algorithm(
+        xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
+    )
+    fn = correlate_fft if algo == "fft" else correlate_gemm
+    return fn(xp, w, strides, dilations, groups)
+
+
+def correlate_transpose(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
+    """gxp (N, C, *padded_sizes), the adjoint of ``correlate`` in its input."""
+    kernel = w.shape[2:]
+    algo = choose_algorithm(
+        g.shape[0], w.shape[1] * groups, w.shape[0], groups, padded_sizes, kernel, g.shape[2:]
+    )
+    fn = correlate_transpose_fft if algo == "fft" else correlate_transpose_gemm
+    return fn(g, w, padded_sizes, strides, dilations, groups)
+
+
+def correlate_weight_grad(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
+    """gw (O, Cg, *K), the adjoint of ``correlate`` in its weight."""
+    algo = choose_algorithm(
+        xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
+    )
+    fn = correlate_weight_grad_fft if algo == "fft" else correlate_weight_grad_gemm
+    return fn(xp, g, kernel, strides, dilations, groups)

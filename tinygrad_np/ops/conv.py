@@ -1,0 +1,425 @@
+"""Convolution in any number of spatial dims: conv, transposed conv, and their VJPs.
+
+One geometry (strides s, pads (before, after), dilations d, groups G) defines
+three linear maps, and each one's VJP is made of the other two:
+
+    Conv            y  = conv(x, w)            gx = ConvTranspose(g, w)  gw = ConvWeightGrad(x, g)
+    ConvTranspose   x' = conv_transpose(y, w)  gy = Conv(g, w)           gw = ConvWeightGrad(g, y)
+    ConvWeightGrad  w' = weight_grad(x, y)     gx = ConvTranspose(y, g)  gy = Conv(x, g)
+
+so every order of derivative works (``create_graph=True``). The NumPy work
+lives in ``tinygrad_np.convmath`` (im2col/GEMM or FFT, chosen by a cost
+estimate; force one with ``F.conv_algorithm("gemm" | "fft")``).
+
+Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
+``Conv.vjp`` calls the fused ``ConvTranspose`` (one GEMM, then col2im: a
+strided add per kernel tap). When the backward pass is itself recorded
+(``create_graph=True``) it spells the same math out as visible nodes:
+
+    # The forward read x at o*s + k*d - p_before. To send g back: put s-1
+    # zeros between its entries (stride dilation, node "dilate"), pad
+    # d*(K-1) - p_before in front and up to x's length behind (node "pad";
+    # negative amounts crop), correlate with the flipped kernel at dilation d
+    # (node "convNd", stride 1). Rows no window reached get zero gradient.
+
+Both routes give the same numbers up to float rounding (tests/test_conv.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tinygrad_np import convmath as cm
+from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.ops.movement import Getitem
+from tinygrad_np.tensor import Tensor
+
+conv_algorithm = cm.conv_algorithm
+scratch_budget = cm.scratch_budget
+
+
+def _geometry(args: dict) -> dict:
+    """The keywords that define a conv geometry, taken from an op's args."""
+    return {k: args[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
+    return (o,) + (1,) * nd
+
+
+class Conv(Op):
+    """y[n,o,i] = sum_{c in o's group, k} x_pad[n,c,i*s + k*d] w[o,c,k] (+ b[o]).
+
+    VJP: gx = conv_transpose(g, w) (== dilate g by s, pad, correlate with the
+    flipped kernel); gw = correlation of x_pad with the s-dilated g, summed
+    over the batch, per group; gb = g summed over batch and space.
+    """
+
+    def forward(self, x, w, b=None, *, stride, padding, dilation, groups, kernel_size):
+        nd = x.ndim - 2
+        self.name = f"conv{nd}d"
+        xp = cm.pad_spatial(x, padding)
+        y = cm.correlate(xp, w, stride, dilation, groups)
+        if b is not None:
+            y += b.reshape(_bias_shape(w.shape[0], nd))
+        return y
+
+    def vjp(self, g):
+        x, w = self.inputs[0], self.inputs[1]
+        geo = _geometry(self.args)
+        gx = conv_input_grad(g, w, x.shape[2:], **geo) if self.needs_grad[0] else None
+        gw = None
+        if self.needs_grad[1]:
+            gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), **geo)
+        if len(self.inputs) == 2:
+            return gx, gw
+        gb = g.sum((0,) + tuple(range(2, g.ndim))) if self.needs_grad[2] else None
+        return gx, gw, gb
+
+
+class ConvTranspose(Op):
+    """x'[n,c,j] = sum_{o,i,k: i*s + k*d - p_before = j} y[n,o,i] w[o,c,k] (+ b[c]).
+
+    The adjoint of ``Conv`` in its input for a conv whose input has spatial
+    size ``input_size``; rows no window reaches are 0.
+    VJP: gy = conv(g, w); gw = conv_weight_grad(g, y); gb = g summed.
+    """
+
+    def forward(self, y, w, b=None, *, stride, padding, dilation, groups, input_size, **shown):
+        nd = y.ndim - 2
+        self.name = f"conv_transpose{nd}d"
+        padded = tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
+        xp = cm.correlate_transpose(y, w, padded, stride, dilation, groups)
+        x = np.ascontiguousarray(cm.pad_spatial(xp, cm.negate(padding)))  # crop the padding
+        if b is not None:
+            x += b.reshape(_bias_shape(x.shape[1], nd))
+        return x
+
+    def vjp(self, g):
+        y, w = self.inputs[0], self.inputs[1]
+        geo = _geometry(self.args)
+        kernel = tuple(w.shape[2:])
+        gy = Conv.apply(g, w, kernel_size=kernel, **geo) if self.needs_grad[0] else None
+        gw = ConvWeightGrad.apply(g, y, kernel_size=kernel, **geo) if self.needs_grad[1] else None
+        if len(self.inputs) == 2:
+            return gy, gw
+        gb = g.sum((0,) + tuple(range(2, g.ndim))) if self.needs_grad[2] else None
+        return gy, gw, gb
+
+
+class ConvWeightGrad(Op):
+    """w'[o,c,k] = sum_{n,i} x_pad[n,c,i*s + k*d] y[n,o,i], per group.
+
+    Bilinear in (x, y). VJP for an upstream h shaped like the weight:
+    gx = conv_transpose(y, h), gy = conv(x, h).
+    """
+
+    def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size):
+        self.name = f"conv{x.ndim - 2}d_weight_grad"
+        xp = cm.pad_spatial(x, padding)
+        return cm.correlate_weight_grad(xp, y, kernel_size, stride, dilation, groups)
+
+    def vjp(self, h):
+        x, y = self.inputs
+        geo = _geometry(self.args)
+        gx = conv_input_grad(y, h, x.shape[2:], **geo) if self.needs_grad[0] else None
+        kernel = tuple(h.shape[2:])
+        gy = Conv.apply(x, h, kernel_size=kernel, **geo) if self.needs_grad[1] else None
+        return gx, gy
+
+
+class Dilate(Op):
+    """y = x with s-1 zeros between neighbours along each spatial dim.   VJP: gx = g[..., ::s]."""
+
+    def forward(self, x, *, stride):
+        return cm.dilate(x, stride)
+
+    def vjp(self, g):
+        key = (Ellipsis,) + tuple(slice(None, None, s) for s in self.args["stride"])
+        return (Getitem.apply(g, key=key),)
+
+
+def flip_kernel(w: Tensor, groups: int) -> Tensor:
+    """The kernel of the transposed correlation: per group, swap the in/out channel axes
+    and reverse every spatial axis. (O, C/G, *K) -> (C, O/G, *K)."""
+    o, cg = w.shape[:2]
+    kernel = tuple(w.shape[2:])
+    nd = len(kernel)
+    wt = w.reshape((groups, o // groups, cg) + kernel)  # (G, Og, Cg, *K)
+    wt = wt.permute((0, 2, 1) + tuple(range(3, 3 + nd)))  # (G, Cg, Og, *K)
+    wt = wt.reshape((groups * cg, o // groups) + kernel)  # (C, Og, *K)
+    return wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+
+
+def conv_input_grad(g: Tensor, w: Tensor, input_size, stride, padding, dilation, groups):
+    """gx (N, C, *input_size) for upstream g (N, O, *out): the transposed convolution.
+
+    Not recording: the fused ``ConvTranspose``. Recording (create_graph=True):
+    dilate -> pad -> conv with the flipped kernel, each a visible node.
+    """
+    if not is_grad_enabled():
+        return ConvTranspose.apply(
+            g,
+            w,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            input_size=tuple(input_size),
+        )
+    kernel = tuple(w.shape[2:])
+    nd = len(kernel)
+    gd = Dilate.apply(g, stride=stride) if any(s > 1 for s in stride) else g
+    pads = [(0, 0), (0, 0)]
+    for n, k, d, (pb, _), m in zip(
+        input_size, kernel, dilation, padding, gd.shape[2:], strict=True
+    ):
+        front = d * (k - 1) - pb
+        pads.append((front, n + d * (k - 1) - front - m))  # total length n + d*(K-1)
+    gp = gd.pad(pads)
+    return Conv.apply(
+        gp,
+        flip_kernel(w, groups),
+        stride=(1,) * nd,
+        padding=((0, 0),) * nd,
+        dilation=dilation,
+        groups=groups,
+        kernel_size=kernel,
+    )
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_common(what, input, weight, bias, nd, weight_in_axis) -> bool:
+    """Validate ranks and dtypes; returns whether the input is batched."""
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"{what}: input and weight must be Tensors")
+    if input.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{what}: input must be {nd + 1}-D (C, *spatial) or {nd + 2}-D (N, C, *spatial), "
+            f"got shape {tuple(input.shape)}"
+        )
+    if weight.ndim != nd + 2:
+        raise ValueError(
+            f"{what}: weight must be {nd + 2}-D {weight_in_axis}, got shape {tuple(weight.shape)}"
+        )
+    if input.dtype != weight.dtype:
+        raise ValueError(
+            f"{what}: input dtype {input.dtype} differs from weight dtype {weight.dtype}"
+        )
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"{what}: bias must be a Tensor or None")
+        if bias.dtype != input.dtype:
+            raise ValueError(
+                f"{what}: bias dtype {bias.dtype} differs from input dtype {input.dtype}"
+            )
+    return input.ndim == nd + 2
+
+
+def _check_groups(what, groups, in_channels, out_channels, c_in) -> None:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
+        raise ValueError(f"{what}: groups must be a positive int, got {groups!r}")
+    if in_channels % groups:
+        raise ValueError(
+            f"{what}: groups={groups} does not divide the input channels ({in_channels})"
+        )
+    if out_channels % groups:
+        raise ValueError(
+            f"{what}: groups={groups} does not divide the output channels ({out_channels})"
+        )
+    del c_in
+
+
+def _check_fits(what, sizes, pads, kernel, dilations) -> None:
+    for i, (n, (pb, pa), k, d) in enumerate(zip(sizes, pads, kernel, dilations, strict=True)):
+        if n + pb + pa < cm.dilated_size(k, d):
+            raise ValueError(
+                f"{what}: kernel size {k} (dilated extent {cm.dilated_size(k, d)}) is larger "
+                f"than the padded input {n + pb + pa} (size {n} + padding ({pb}, {pa})) in "
+                f"spatial dim {i}"
+            )
+
+
+# ----------------------------------------------------------------------------- functional
+
+
+def _conv(nd, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    what = f"conv{nd}d"
+    batched = _check_common(what, input, weight, bias, nd, "(out_channels, in_channels/groups, *K)")
+    x = input if batched else input.unsqueeze(0)
+    strides = cm.expand_arg(stride, nd, "stride", what)
+    dilations = cm.expand_arg(dilation, nd, "dilation", what)
+    cm.check_positive(strides, "stride", what)
+    cm.check_positive(dilations, "dilation", what)
+    o, cg = weight.shape[:2]
+    c = x.shape[1]
+    _check_groups(what, groups, c, o, c)
+    if c != cg * groups:
+        raise ValueError(
+            f"{what}: input has {c} channels but weight of shape {tuple(weight.shape)} with "
+            f"groups={groups} expects {cg * groups} (weight.shape[1] * groups)"
+        )
+    if bias is not None and bias.shape != (o,):
+        raise ValueError(f"{what}: bias must have shape ({o},), got {tuple(bias.shape)}")
+    kernel = tuple(weight.shape[2:])
+    pads = cm.resolve_padding(padding, x.shape[2:], kernel, strides, dilations, what)
+    _check_fits(what, x.shape[2:], pads, kernel, dilations)
+    ins = (x, weight) if bias is None else (x, weight, bias)
+    y = Conv.apply(
+        *ins,
+        stride=strides,
+        padding=pads,
+        dilation=dilations,
+        groups=int(groups),
+        kernel_size=kernel,
+    )
+    return y if batched else y.squeeze(0)
+
+
+def _conv_transpose(
+    nd, input, weight, bias, stride, padding, output_padding, groups, dilation
+) -> Tensor:
+    what = f"conv_transpose{nd}d"
+    batched = _check_common(what, input, weight, bias, nd, "(in_channels, out_channels/groups, *K)")
+    y = input if batched else input.unsqueeze(0)
+    strides = cm.expand_arg(stride, nd, "stride", what)
+    dilations = cm.expand_arg(dilation, nd, "dilation", what)
+    cm.check_positive(strides, "stride", what)
+    cm.check_positive(dilations, "dilation", what)
+    pad = cm.expand_arg(padding, nd, "padding", what)
+    out_pad = cm.expand_arg(output_padding, nd, "output_padding", what)
+    if any(p < 0 for p in pad):
+        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+    for op_, s, d in zip(out_pad, strides, dilations, strict=True):
+        if op_ < 0 or op_ >= max(s, d):
+            raise ValueError(
+                f"{what}: output_padding must be non-negative and smaller than stride or "
+                f"dilation, got output_padding={output_padding!r} with stride={strides}, "
+                f"dilation={dilations}"
+            )
+    cin, og = weight.shape[:2]
+    c = y.shape[1]
+    _check_groups(what, groups, c, og * groups, c)
+    if c != cin:
+        raise ValueError(
+            f"{what}: input has {c} channels but weight of shape {tuple(weight.shape)} "
+            f"expects {cin} (weight.shape[0])"
+        )
+    if bias is not None and bias.shape != (og * groups,):
+        raise ValueError(f"{what}: bias must have shape ({og * groups},), got {tuple(bias.shape)}")
+    kernel = tuple(weight.shape[2:])
+    sizes, pads = [], []
+    for n, k, s, d, p, op_ in zip(
+        y.shape[2:], kernel, strides, dilations, pad, out_pad, strict=True
+    ):
+        m = (n - 1) * s - 2 * p + cm.dilated_size(k, d) + op_
+        if m <= 0:
+            raise ValueError(
+                f"{what}: the output size would be {m} (input {n}, kernel {k}, stride {s}, "
+                f"padding {p}, dilation {d}): the kernel is too small for this padding"
+            )
+        # the conv this transposes reads (m + 2p - d(K-1) - 1) // s + 1 windows; when
+        # output_padding >= s that is one more than n, so the last after-pad rows are cut
+        extra = max(0, op_ - (s - 1))
+        sizes.append(m)
+        pads.append((p, p - extra))
+    ins = (y, weight) if bias is None else (y, weight, bias)
+    x = ConvTranspose.apply(
+        *ins,
+        stride=strides,
+        padding=tuple(pads),
+        dilation=dilations,
+        groups=int(groups),
+        input_size=tuple(sizes),
+        kernel_size=kernel,
+        output_padding=out_pad,
+    )
+    return x if batched else x.squeeze(0)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """1-D convolution (cross-correlation) over (N, C, L); see ``conv2d``."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """2-D convolution (cross-correlation), PyTorch's ``F.conv2d``.
+
+    Parameters
+    ----------
+    input : Tensor (N, C, H, W) or (C, H, W)
+    weight : Tensor (O, C // groups, kH, kW)
+    bias : Tensor (O,) or None
+    stride, dilation : int or (sH, sW)
+    padding : int, (pH, pW), "valid", "same" (TensorFlow's SAME when stride > 1:
+        output ceil(n / s), the odd pixel after) or ((top, bottom), (left, right))
+    groups : int dividing C and O (groups == C: depthwise)
+
+    Returns (N, O, Ho, Wo) with Ho = floor((H + top + bottom - dH*(kH-1) - 1) / sH) + 1.
+
+    VJP: gx = conv_transpose(g, w) (g dilated by the stride, padded, correlated
+    with the flipped kernel; rows no window read get 0); gw[o, c] = sum over the
+    batch of x_pad[:, c] correlated with the stride-dilated g[:, o]; gb = g summed
+    over batch and space.
+
+    >>> import tinygrad_np as tg
+    >>> x = tg.ones(1, 1, 4, 4)
+    >>> conv2d(x, tg.ones(1, 1, 3, 3), padding="same").shape
+    (1, 1, 4, 4)
+    """
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
+    """3-D convolution (cross-correlation) over (N, C, D, H, W); see ``conv2d``."""
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose1d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+) -> Tensor:
+    """1-D transposed convolution; see ``conv_transpose2d``."""
+    return _conv_transpose(
+        1, input, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+
+
+def conv_transpose2d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+) -> Tensor:
+    """2-D transposed convolution ("deconvolution"), PyTorch's ``F.conv_transpose2d``.
+
+    The gradient of ``conv2d`` with respect to its input, used as a layer.
+    ``weight`` is (C_in, C_out // groups, kH, kW); the output size per dim is
+    (n - 1) * s - 2 * padding + d * (K - 1) + output_padding + 1.
+
+    VJP: g_input = conv2d(g, w) with the same stride/padding/dilation/groups;
+    g_weight = the conv weight gradient with input and upstream swapped.
+
+    >>> import tinygrad_np as tg
+    >>> conv_transpose2d(tg.ones(1, 2, 3, 3), tg.ones(2, 4, 2, 2), stride=2).shape
+    (1, 4, 6, 6)
+    """
+    return _conv_transpose(
+        2, input, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+
+
+def conv_transpose3d(
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+) -> Tensor:
+    """3-D transposed convolution; see ``conv_transpose2d``."""
+    return _conv_transpose(
+        3, input, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+
+
+def conv_flops(input_shape, weight_shape, output_shape, groups: int = 1) -> int:
+    """Multiply-adds times two of one conv forward: 2 N O (C/G) prod(K) prod(out)."""
+    n = input_shape[0]
+    o, cg = weight_shape[:2]
+    return 2 * n * o * cg * math.prod(weight_shape[2:]) * math.prod(output_shape[2:])

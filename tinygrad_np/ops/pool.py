@@ -1,0 +1,346 @@
+"""Max and average pooling in any number of spatial dims, with differentiable VJPs.
+
+A pooling window for output position i along one dim reads the padded input
+at rows i*s + k*d, k < K (``convmath.strided_slice`` gives, for one kernel tap
+k, those rows for every i at once). Every pass below loops over the prod(K)
+kernel taps and works on whole (N, C, *out) arrays per tap.
+
+    MaxPool         y = max over each window          gx = MaxPoolScatter(g)
+    MaxPoolScatter  g routed to each window's argmax  gg = MaxPoolGather(h)
+    MaxPoolGather   h read at each window's argmax    gh = MaxPoolScatter(g)
+    AvgPool         y = window sum / divisor          gx = AvgPoolTranspose(g)
+    AvgPoolTranspose  g / divisor spread on windows   gg = AvgPool(h)
+
+The argmax (which tap won, ties to the first in row-major tap order, as
+PyTorch) is fixed by the forward, so the scatter and gather are linear and
+each other's VJP: max pooling is differentiable to every order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_np import convmath as cm
+from tinygrad_np.autograd import Op
+from tinygrad_np.tensor import Tensor
+
+
+class Argmax:
+    """The winning kernel tap of every pooling window, (N, C, *out) ints (short repr for viz)."""
+
+    __slots__ = ("taps",)
+
+    def __init__(self, taps: np.ndarray):
+        self.taps = taps
+
+    def __repr__(self) -> str:
+        return f"Argmax(shape={tuple(self.taps.shape)})"
+
+
+def _taps(kernel):
+    return list(np.ndindex(*kernel))
+
+
+def _window_slices(k, dilation, stride, out_sizes):
+    return (slice(None), slice(None)) + cm.strided_slice(k, dilation, stride, out_sizes)
+
+
+def _padded_sizes(input_size, padding):
+    return tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
+
+
+def _scatter_taps(g, taps, kernel, stride, padding, dilation, input_size) -> np.ndarray:
+    """gx: g[i] added at the input row chosen by taps[i] (all windows, overlaps accumulate)."""
+    out_sizes = g.shape[2:]
+    gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
+    zero = np.zeros((), dtype=g.dtype)
+    for t, k in enumerate(_taps(kernel)):
+        gxp[_window_slices(k, dilation, stride, out_sizes)] += np.where(taps == t, g, zero)
+    return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
+
+
+def _gather_taps(h, taps, kernel, stride, padding, dilation) -> np.ndarray:
+    """y[i] = h at the input row chosen by taps[i]."""
+    hp = cm.pad_spatial(h, padding)
+    out_sizes = taps.shape[2:]
+    y = np.zeros(taps.shape, dtype=h.dtype)
+    for t, k in enumerate(_taps(kernel)):
+        np.copyto(y, hp[_window_slices(k, dilation, stride, out_sizes)], where=taps == t)
+    return y
+
+
+class MaxPool(Op):
+    """y[n,c,i] = max_k x_pad[n,c,i*s + k*d] (padding is -inf, never chosen).
+
+    VJP: gx = g routed to the first maximal element of each window (``MaxPoolScatter``).
+    """
+
+    def forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+        nd = x.ndim - 2
+        self.name = f"max_pool{nd}d"
+        xp = cm.pad_spatial(x, padding, value=-np.inf)
+        out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, dilation)
+        taps = _taps(kernel_size)
+        best = np.array(xp[_window_slices(taps[0], dilation, stride, out_sizes)])
+        arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
+        for t, k in enumerate(taps[1:], start=1):
+            v = xp[_window_slices(k, dilation, stride, out_sizes)]
+            won = v > best  # strict: ties keep the earlier tap
+            np.copyto(best, v, where=won)
+            arg[won] = t
+        self.taps = arg
+        return best
+
+    def vjp(self, g):
+        a = self.args
+        return (
+            MaxPoolScatter.apply(
+                g,
+                argmax=Argmax(self.taps),
+                kernel_size=a["kernel_size"],
+                stride=a["stride"],
+                padding=a["padding"],
+                dilation=a["dilation"],
+                input_size=tuple(self.inputs[0].shape[2:]),
+            ),
+        )
+
+
+class MaxPoolScatter(Op):
+    """gx = zeros of the input's shape with g[i] added at window i's argmax.
+
+    Linear in g. VJP: gg = h read at each window's argmax (``MaxPoolGather``).
+    """
+
+    def forward(self, g, *, argmax, kernel_size, stride, padding, dilation, input_size):
+        self.name = f"max_pool{g.ndim - 2}d_backward"
+        return _scatter_taps(g, argmax.taps, kernel_size, stride, padding, dilation, input_size)
+
+    def vjp(self, h):
+        a = dict(self.args)
+        del a["input_size"]
+        return (MaxPoolGather.apply(h, **a),)
+
+
+class MaxPoolGather(Op):
+    """y[i] = h at window i's argmax.   Linear in h. VJP: scatter back (``MaxPoolScatter``)."""
+
+    def forward(self, h, *, argmax, kernel_size, stride, padding, dilation):
+        self.name = f"max_pool{h.ndim - 2}d_gather"
+        return _gather_taps(h, argmax.taps, kernel_size, stride, padding, dilation)
+
+    def vjp(self, g):
+        return (MaxPoolScatter.apply(g, input_size=tuple(self.inputs[0].shape[2:]), **self.args),)
+
+
+def avg_divisor(
+    input_size, kernel_size, stride, padding, ceil_mode, count_include_pad
+) -> np.ndarray:
+    """Divisor of every window, shape (*out): product over dims of the window length
+    clipped to the padded input (count_include_pad) or to the input (not), as PyTorch."""
+    div = np.ones((), dtype=np.float64)
+    for n, k, s, (p, _) in zip(input_size, kernel_size, stride, padding, strict=True):
+        out = cm.conv_output_size(n, k, s, p, 1, ceil_mode)
+        start = np.arange(out) * s - p
+        end = np.minimum(start + k, n + p)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        div = np.multiply.outer(div, (end - start).astype(np.float64))
+    return div
+
+
+class AvgPool(Op):
+    """y[n,c,i] = sum_k x_pad[n,c,i*s + k] / divisor[i] (zero padding).
+
+    Linear. VJP: gx = g / divisor spread evenly over each window (``AvgPoolTranspose``).
+    """
+
+    def forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
+        nd = x.ndim - 2
+        self.name = f"avg_pool{nd}d"
+        xp = cm.pad_spatial(x, padding)
+        ones = (1,) * nd
+        out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, ones)
+        y = np.zeros(x.shape[:2] + out_sizes, dtype=x.dtype)
+        for k in _taps(kernel_size):
+            y += xp[_window_slices(k, ones, stride, out_sizes)]
+        y *= _inverse_divisor(
+            x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype
+        )
+        return y
+
+    def vjp(self, g):
+        return (AvgPoolTranspose.apply(g, input_size=tuple(self.inputs[0].shape[2:]), **self.args),)
+
+
+class AvgPoolTranspose(Op):
+    """gx[j] = sum over windows i containing j of g[i] / divisor[i].   VJP: gg = AvgPool(h)."""
+
+    def forward(self, g, *, kernel_size, stride, padding, ceil_mode, count_include_pad, input_size):
+        nd = g.ndim - 2
+        self.name = f"avg_pool{nd}d_backward"
+        inv = _inverse_divisor(
+            input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, g.dtype
+        )
+        gs = g * inv
+        out_sizes = g.shape[2:]
+        gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
+        for k in _taps(kernel_size):
+            gxp[_window_slices(k, (1,) * nd, stride, out_sizes)] += gs
+        return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
+
+    def vjp(self, h):
+        a = dict(self.args)
+        del a["input_size"]
+        return (AvgPool.apply(h, **a),)
+
+
+def _inverse_divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, dt):
+    div = avg_divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    return (1.0 / div).astype(dt)
+
+
+# ----------------------------------------------------------------------------- functional
+
+
+def _pool_args(what, input, nd, kernel_size, stride, padding, dilation, ceil_mode):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{what}: input must be a Tensor, got {type(input).__name__}")
+    if input.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{what}: input must be {nd + 1}-D (C, *spatial) or {nd + 2}-D (N, C, *spatial), "
+            f"got shape {tuple(input.shape)}"
+        )
+    if input.dtype.kind != "f":
+        raise ValueError(f"{what}: input must be float32 or float64, got {input.dtype}")
+    kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
+    strides = (
+        kernel if stride is None or stride == [] else cm.expand_arg(stride, nd, "stride", what)
+    )
+    dilations = cm.expand_arg(dilation, nd, "dilation", what)
+    pads = cm.expand_arg(padding, nd, "padding", what)
+    cm.check_positive(kernel, "kernel_size", what)
+    cm.check_positive(strides, "stride", what)
+    cm.check_positive(dilations, "dilation", what)
+    x = input if input.ndim == nd + 2 else input.unsqueeze(0)
+    pairs = []
+    for i, (n, k, s, p, d) in enumerate(
+        zip(x.shape[2:], kernel, strides, pads, dilations, strict=True)
+    ):
+        if p < 0 or p > cm.dilated_size(k, d) // 2:
+            raise ValueError(
+                f"{what}: padding must be between 0 and half the (dilated) kernel size "
+                f"{cm.dilated_size(k, d)}, got padding={padding!r}"
+            )
+        if cm.conv_output_size(n, k, s, p, d, ceil_mode) <= 0:
+            raise ValueError(
+                f"{what}: kernel size {k} (dilated extent {cm.dilated_size(k, d)}) is larger "
+                f"than the padded input {n + 2 * p} in spatial dim {i}"
+            )
+        pairs.append(cm.pool_padding(n, k, s, p, d, ceil_mode))
+    return x, kernel, strides, tuple(pairs), dilations
+
+
+def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode) -> Tensor:
+    what = f"max_pool{nd}d"
+    x, kernel, strides, pads, dilations = _pool_args(
+        what, input, nd, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    y = MaxPool.apply(
+        x,
+        kernel_size=kernel,
+        stride=strides,
+        padding=pads,
+        dilation=dilations,
+        ceil_mode=bool(ceil_mode),
+    )
+    return y if input.ndim == nd + 2 else y.squeeze(0)
+
+
+def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad) -> Tensor:
+    what = f"avg_pool{nd}d"
+    x, kernel, strides, pads, _ = _pool_args(
+        what, input, nd, kernel_size, stride, padding, 1, ceil_mode
+    )
+    y = AvgPool.apply(
+        x,
+        kernel_size=kernel,
+        stride=strides,
+        padding=pads,
+        ceil_mode=bool(ceil_mode),
+        count_include_pad=bool(count_include_pad),
+    )
+    return y if input.ndim == nd + 2 else y.squeeze(0)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
+    """1-D max pooling over (N, C, L); see ``max_pool2d``."""
+    return _max_pool(1, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
+    """2-D max pooling, PyTorch's ``F.max_pool2d`` (stride defaults to kernel_size).
+
+    Padding (at most half the dilated kernel) is -inf, so it never wins;
+    ``ceil_mode`` rounds the output size up but drops a window that would start
+    in the right padding.
+
+    VJP: the gradient of each output goes to the first maximal element of its
+    window (overlapping windows accumulate); that routing is itself linear and
+    differentiable (its VJP gathers at the same positions).
+
+    >>> import tinygrad_np as tg
+    >>> max_pool2d(tg.Tensor([[[[1.0, 2.0], [4.0, 3.0]]]]), 2).tolist()
+    [[[[4.0]]]]
+    """
+    return _max_pool(2, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> Tensor:
+    """3-D max pooling over (N, C, D, H, W); see ``max_pool2d``."""
+    return _max_pool(3, input, kernel_size, stride, padding, dilation, ceil_mode)
+
+
+def avg_pool1d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+) -> Tensor:
+    """1-D average pooling over (N, C, L); see ``avg_pool2d``."""
+    return _avg_pool(1, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def avg_pool2d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+) -> Tensor:
+    """2-D average pooling, PyTorch's ``F.avg_pool2d``.
+
+    The divisor of a window is its size clipped to the padded input
+    (``count_include_pad=True``) or the number of real input elements in it.
+    VJP: each output's gradient divided by its divisor, spread over its window.
+
+    >>> import tinygrad_np as tg
+    >>> avg_pool2d(tg.Tensor([[[[1.0, 2.0], [4.0, 3.0]]]]), 2).tolist()
+    [[[[2.5]]]]
+    """
+    return _avg_pool(2, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def avg_pool3d(
+    input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+) -> Tensor:
+    """3-D average pooling over (N, C, D, H, W); see ``avg_pool2d``."""
+    return _avg_pool(3, input, kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+def pool_output_shape(
+    input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+) -> tuple[int, ...]:
+    """The output shape of a pooling call (for docs and explain tools)."""
+    nd = len(input_shape) - 2
+    k = cm.expand_arg(kernel_size, nd, "kernel_size")
+    s = k if stride is None else cm.expand_arg(stride, nd, "stride")
+    p = cm.expand_arg(padding, nd, "padding")
+    d = cm.expand_arg(dilation, nd, "dilation")
+    return tuple(input_shape[:2]) + tuple(
+        cm.conv_output_size(n, *a, ceil_mode=ceil_mode)
+        for n, a in zip(input_shape[2:], zip(k, s, p, d, strict=True), strict=True)
+    )
