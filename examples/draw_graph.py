@@ -15,32 +15,7 @@ from pathlib import Path
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
 from tinygrad_np import nn, viz
-
-
-class LeNet5(nn.Module):
-    """LeNet-5 for 28x28 images: two conv + pool stages, three linear layers."""
-
-    def __init__(self, classes: int = 10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2),  # (N, 6, 28, 28)
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # (N, 6, 14, 14)
-            nn.Conv2d(6, 16, 5),  # (N, 16, 10, 10)
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # (N, 16, 5, 5)
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),  # (N, 400)
-            nn.Linear(400, 120),
-            nn.ReLU(),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, classes),
-        )
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
+from tinygrad_np.models import LeNet5
 
 
 def lenet_forward(out: Path) -> Path:

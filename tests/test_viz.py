@@ -343,37 +343,25 @@ def test_graph_command_draws_a_model(tmp_path, backward):
 # ----------------------------------------------------------------------------- conv networks
 
 
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, 10),
-        )  # fmt: skip
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
 @needs_dot
 @needs_conv
 def test_lenet_forward_graph(tmp_path):
     tg.manual_seed(6)
-    net = LeNet()
+    net = pytest.importorskip("tinygrad_np.models").LeNet5()
     svg = parse_svg(viz.draw_graph(net(tg.randn(1, 1, 28, 28)), path=tmp_path / "lenet.svg"))
     convs = nodes_with(svg, "conv2d")
     assert len(convs) == 2 and len(nodes_with(svg, "max_pool2d")) == 2
     w0 = node_with(svg, "features.0.weight")
     assert "(6, 1, 5, 5)" in svg["nodes"][w0]["texts"]
     (c0,) = [c for c in convs if any(s == w0 and d == c for s, d, _ in svg["edges"])]
-    assert any("padding" in t and "2" in t for t in svg["nodes"][c0]["texts"])
+    assert "padding=((2,2), (2,2))" in svg["nodes"][c0]["texts"]
+    assert "kernel_size=(5, 5)" in svg["nodes"][c0]["texts"]
+    pool = nodes_with(svg, "max_pool2d")[0]
+    assert "kernel_size=(2, 2)" in svg["nodes"][pool]["texts"]
     assert inside(svg, c0, "features.0 · Conv2d")
     labels = {c["label"] for c in svg["clusters"]}
-    assert {"LeNet", "features · Sequential", "classifier · Sequential"} <= labels
+    assert {"LeNet5", "features · Sequential", "classifier · Sequential"} <= labels
+    assert "features.2 · MaxPool2d" in labels and "classifier.0 · Linear" in labels
     edges = {(s, d): t for s, d, t in svg["edges"]}
     assert edges[(node_with(svg, "input"), c0)] == [" (1, 1, 28, 28) float32"]
 
