@@ -301,6 +301,10 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
         # the run's identity comes from the checkpoint; --epochs may extend it
         for key in ("dataset", "model", "batch_size", "optimizer", "seed", "limit"):
             setattr(args, key, saved[key])
+        if args.epochs is None:
+            args.epochs = saved["epochs"]
+    if args.epochs is None:
+        args.epochs = TRAIN_DEFAULTS["epochs"]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if resume is not None and out is None and args.out is None:
         out = Path(args.resume).parent
@@ -460,7 +464,12 @@ def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> N
         return
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=d["dataset"])
     p.add_argument("--model", choices=["lenet", "mlp"], default=d["model"])
-    p.add_argument("--epochs", type=_positive_int, default=d["epochs"])
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help=f"epochs in total (default {d['epochs']}, or the resumed run's)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d["optimizer"])
     p.add_argument(

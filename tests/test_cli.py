@@ -1,0 +1,300 @@
+"""The command line: train / eval / graph / demo on tiny generated IDX data."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.data as data
+from tinygrad_np import cli
+from tinygrad_np.data import save_idx
+from tinygrad_np.nn import functional as F
+
+HAS_CONV = hasattr(F, "conv2d") and hasattr(F, "max_pool2d")
+needs_conv = pytest.mark.skipif(not HAS_CONV, reason="F.conv2d / F.max_pool2d not there yet")
+HAS_DOT = shutil.which("dot") is not None
+
+
+def write_tiny_dataset(folder: Path, n_train=96, n_test=40, seed=0) -> Path:
+    """Learnable 28x28 images: class k is a bright horizontal bar at rows 2k..2k+3, plus noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 2 * k + 2 : 2 * k + 6, 4:24] = 250
+        save_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        save_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYGRAD_NP_DATA", raising=False)
+    monkeypatch.setenv("TINYGRAD_NP_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system")
+    monkeypatch.chdir(tmp_path)
+    return write_tiny_dataset(tmp_path / "data")
+
+
+def run(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def train_args(tiny, out, *extra, model="mlp"):
+    return ("train", "--data-dir", tiny, "--out", out, "--model", model, "--quiet", *extra)
+
+
+def test_train_writes_run_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--epochs", "2", "--batch-size", "16", "--seed", "3")) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["checkpoint.npz", "config.json", "curves.png", "metrics.jsonl"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    steps, epochs = records(out, "step"), records(out, "epoch")
+    assert len(steps) == 2 * 6  # 96 images / 16 per batch, two epochs
+    assert [r["global_step"] for r in steps] == list(range(1, 13))
+    assert [(r["epoch"], r["step"]) for r in steps[5:7]] == [(0, 6), (1, 1)]
+    assert all(np.isfinite(r["loss"]) and 0 <= r["acc"] <= 1 for r in steps)
+    assert [r["epoch"] for r in epochs] == [0, 1]
+    for r in epochs:
+        assert set(r) >= {"train_loss", "train_acc", "test_loss", "test_acc", "images_per_s"}
+        assert 0 <= r["test_acc"] <= 1 and r["images_per_s"] > 0
+    # the epoch's train loss is the mean of its batch losses (all batches are full)
+    assert epochs[0]["train_loss"] == pytest.approx(np.mean([r["loss"] for r in steps[:6]]))
+    assert steps[-1]["loss"] < steps[0]["loss"]  # it learns
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "mlp" and config["seed"] == 3 and config["lr"] == 1e-3
+    printed = capsys.readouterr().out
+    assert "epoch 2/2" in printed and "test accuracy" in printed and "checkpoint.npz" in printed
+
+    # the checkpoint holds the model, which eval reproduces
+    meta, state, opt_state = cli.load_checkpoint(out / "checkpoint.npz")
+    assert meta["progress"]["epoch"] == 2 and "classifier.0.weight" in state
+    assert run("eval", out / "checkpoint.npz", "--data-dir", tiny) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy {epochs[-1]['test_acc']:.2%}" in printed
+    assert "(40 images)" in printed
+
+
+def test_same_seed_same_losses_bit_for_bit(tiny, tmp_path):
+    losses = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        out = tmp_path / name
+        assert (
+            run(*train_args(tiny, out, "--epochs", "2", "--batch-size", "32", "--seed", seed)) == 0
+        )
+        losses.append([r["loss"] for r in records(out, "step")])
+    assert losses[0] == losses[1]  # exact float equality, through JSON's round trip
+    assert losses[0] != losses[2]
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    full = tmp_path / "full"
+    assert (
+        run(*train_args(tiny, full, "--epochs", "3", "--batch-size", "32", "--optimizer", "sgd"))
+        == 0
+    )
+    part = tmp_path / "part"
+    assert (
+        run(*train_args(tiny, part, "--epochs", "1", "--batch-size", "32", "--optimizer", "sgd"))
+        == 0
+    )
+    assert len(records(part, "epoch")) == 1
+    assert (
+        run(
+            "train",
+            "--resume",
+            part / "checkpoint.npz",
+            "--epochs",
+            "3",
+            "--data-dir",
+            tiny,
+            "--quiet",
+        )
+        == 0
+    )
+    assert [r["loss"] for r in records(part, "step")] == [r["loss"] for r in records(full, "step")]
+    assert [r["test_acc"] for r in records(part, "epoch")] == [
+        r["test_acc"] for r in records(full, "epoch")
+    ]
+
+
+def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch, capsys):
+    full = tmp_path / "full"
+    args = ("--epochs", "2", "--batch-size", "16")
+    assert run(*train_args(tiny, full, *args)) == 0
+
+    # Press Ctrl-C (a real SIGINT) during the 4th optimizer step of the first epoch.
+    make = cli.make_optimizer
+
+    def interrupting(*a, **k):
+        opt = make(*a, **k)
+        step, calls = opt.step, []
+
+        def step_and_interrupt():
+            calls.append(1)
+            if len(calls) == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+            step()
+
+        opt.step = step_and_interrupt
+        return opt
+
+    monkeypatch.setattr(cli, "make_optimizer", interrupting)
+    part = tmp_path / "part"
+    assert run(*train_args(tiny, part, *args)) == 130
+    assert "interrupted: checkpoint saved" in capsys.readouterr().err
+    meta, _, _ = cli.load_checkpoint(part / "checkpoint.npz")
+    assert meta["progress"]["epoch"] == 0 and meta["progress"]["step"] == 4  # finished its batch
+    assert len(records(part, "step")) == 4 and records(part, "epoch") == []
+
+    monkeypatch.setattr(cli, "make_optimizer", make)
+    assert run("train", "--resume", part / "checkpoint.npz", "--data-dir", tiny, "--quiet") == 0
+    assert [r["loss"] for r in records(part, "step")] == [r["loss"] for r in records(full, "step")]
+    ends = [(r["train_loss"], r["test_loss"]) for r in records(part, "epoch")]
+    assert ends == [(r["train_loss"], r["test_loss"]) for r in records(full, "epoch")]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["fly"],
+        ["train", "--epochs", "0"],
+        ["train", "--epochs", "two"],
+        ["train", "--batch-size", "-3"],
+        ["train", "--lr", "0"],
+        ["train", "--model", "resnet"],
+        ["train", "--optimizer", "rmsprop"],
+        ["train", "--dataset", "cifar10"],
+        ["train", "--limit", "0"],
+        ["train", "--resume", "/no/such/checkpoint.npz"],
+        ["train", "--unknown-flag"],
+        ["eval"],
+        ["graph", "--model", "vgg"],
+    ],
+)
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and "Traceback" not in err
+
+
+def test_missing_dataset_is_one_line_error_exit_1(tiny, tmp_path, capsys):
+    code = run("train", "--data-dir", tmp_path / "empty", "--dataset", "mnist", "--quiet")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # "downloading URL" progress lines, then the error on one line
+    err = [line for line in err.splitlines() if not line.startswith("downloading ")]
+    assert len(err) == 1 and err[0].startswith("tinygrad-np: error: mnist not found")
+    assert str(tmp_path / "empty") in err[0] and "TINYGRAD_NP_DATA" in err[0]
+    assert "127.0.0.1:9" in err[0]
+
+
+def test_eval_rejects_a_file_that_is_not_a_checkpoint(tiny, tmp_path, capsys):
+    bogus = tmp_path / "bogus.npz"
+    np.savez(bogus, x=np.zeros(3))
+    assert run("eval", bogus, "--data-dir", tiny) == 1
+    assert "not a tinygrad-np checkpoint" in capsys.readouterr().err
+    other = tmp_path / "state.npz"
+    tg.save({"w": np.zeros(2)}, other)
+    assert run("eval", other) == 1
+    assert "not a training checkpoint" in capsys.readouterr().err
+    assert run("eval", tmp_path / "missing.npz") == 1
+
+
+def test_python_dash_m_entry_point(tiny, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinygrad_np", "train", "--epochs", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "usage: tinygrad-np train" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinygrad_np", "--help"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0
+    for command in ("train", "eval", "graph", "demo"):
+        assert command in proc.stdout
+
+
+def test_subcommands_are_one_function_each():
+    assert [f.__name__ for f in cli.COMMANDS[:4]] == [
+        "add_train",
+        "add_eval",
+        "add_graph",
+        "add_demo",
+    ]
+
+    def add_hello(subparsers):
+        p = subparsers.add_parser("hello")
+        p.set_defaults(func=lambda args: 7)
+
+    cli.COMMANDS.append(add_hello)
+    try:
+        assert cli.main(["hello"]) == 7
+    finally:
+        cli.COMMANDS.remove(add_hello)
+
+
+@needs_conv
+def test_train_lenet_few_steps(tiny, tmp_path):
+    out = tmp_path / "lenet"
+    assert run(*train_args(tiny, out, "--limit", "48", "--batch-size", "16", model="lenet")) == 0
+    steps = records(out, "step")
+    assert len(steps) == 3
+    meta, state, _ = cli.load_checkpoint(out / "checkpoint.npz")
+    assert state["features.0.weight"].shape == (6, 1, 5, 5)
+    assert state["features.3.weight"].shape == (16, 6, 5, 5)
+    assert state["classifier.0.weight"].shape == (120, 400)
+
+
+@needs_conv
+@pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
+@pytest.mark.parametrize("backward", [False, True])
+def test_graph_writes_svg(tmp_path, capsys, backward):
+    out = tmp_path / "lenet.svg"
+    assert run("graph", "--model", "lenet", "-o", out, *(["--backward"] if backward else [])) == 0
+    svg = out.read_text()
+    assert svg.lstrip().startswith("<?xml") or "<svg" in svg[:500]
+    assert "conv2d" in svg and "max_pool2d" in svg
+    assert str(out) in capsys.readouterr().out
+
+
+@needs_conv
+def test_demo_fills_one_run_folder(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "DEMO", dict(cli.DEMO, limit=32, test_limit=20))
+    out = tmp_path / "demo"
+    assert run("demo", "--data-dir", tiny, "--out", out, "--quiet") == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed and str(out) in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"checkpoint.npz", "metrics.jsonl", "curves.png", "config.json"} <= names
+    if HAS_DOT:
+        assert "lenet.svg" in names
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "lenet" and config["dataset"] == "fashion-mnist"
+    assert config["epochs"] == 1
