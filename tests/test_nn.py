@@ -1,0 +1,569 @@
+"""nn: modules vs torch.nn with copied weights, default init, state dicts, repr, dtypes."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+from tinygrad_np import autograd, nn
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "nn.md"
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _copy_weights(ours: nn.Module, theirs) -> None:
+    """Load torch's state dict into ours (same names: that is part of the test)."""
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+
+
+def _compare_module(ours, theirs, x: np.ndarray, atol=1e-10):
+    """Outputs, input gradients and parameter gradients for a random upstream gradient."""
+    torch = _torch()
+    rng = np.random.default_rng(1)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    g = rng.standard_normal(tuple(yt.shape))
+    (yt * torch.tensor(g)).sum().backward()
+    xo = tg.Tensor(x, requires_grad=True)
+    yo = ours(xo)
+    yo.backward(tg.Tensor(g))
+    np.testing.assert_allclose(yo.data, yt.detach().numpy(), atol=atol, rtol=1e-7)
+    np.testing.assert_allclose(xo.grad.data, xt.grad.numpy(), atol=atol, rtol=1e-7)
+    theirs_grads = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(
+            p.grad.data, theirs_grads[name].grad.numpy(), atol=atol, rtol=1e-7, err_msg=name
+        )
+
+
+# ----------------------------------------------------------------------------- vs torch
+
+
+def test_linear_matches_torch():
+    torch = _torch()
+    tl = torch.nn.Linear(5, 3).double()
+    ours = nn.Linear(5, 3, dtype="float64")
+    _copy_weights(ours, tl)
+    _compare_module(ours, tl, np.random.default_rng(0).standard_normal((4, 5)))
+
+
+def test_mlp_sequential_matches_torch_with_same_names():
+    torch = _torch()
+    tm = torch.nn.Sequential(
+        torch.nn.Linear(6, 8),
+        torch.nn.Tanh(),
+        torch.nn.Linear(8, 8, bias=False),
+        torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(8, 4),
+        torch.nn.GELU(),
+        torch.nn.Linear(4, 3),
+        torch.nn.Sigmoid(),
+        torch.nn.Softmax(dim=1),
+    ).double()
+    ours = nn.Sequential(
+        nn.Linear(6, 8),
+        nn.Tanh(),
+        nn.Linear(8, 8, bias=False),
+        nn.LeakyReLU(0.2),
+        nn.Linear(8, 4),
+        nn.GELU(),
+        nn.Linear(4, 3),
+        nn.Sigmoid(),
+        nn.Softmax(dim=1),
+    ).double()
+    assert list(ours.state_dict()) == list(tm.state_dict())
+    _copy_weights(ours, tm)
+    _compare_module(ours, tm, np.random.default_rng(0).standard_normal((5, 6)))
+
+
+@pytest.mark.parametrize(
+    "cls, shape",
+    [("BatchNorm1d", (6, 3)), ("BatchNorm1d", (4, 3, 5)), ("BatchNorm2d", (3, 3, 4, 5))],
+)
+def test_batchnorm_train_and_eval_match_torch(cls, shape):
+    torch = _torch()
+    tb = getattr(torch.nn, cls)(3, momentum=0.3).double()
+    ours = getattr(nn, cls)(3, momentum=0.3).double()
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        tb.weight.copy_(torch.tensor(rng.uniform(0.5, 2, 3)))
+        tb.bias.copy_(torch.tensor(rng.standard_normal(3)))
+    _copy_weights(ours, tb)
+    for step in range(3):  # training: batch statistics, running stats updated each call
+        x = rng.standard_normal(shape) * 2 + 1
+        for p in ours.parameters():
+            p.grad = None
+        tb.zero_grad()
+        _compare_module(ours, tb, x)
+        for k, v in tb.state_dict().items():
+            np.testing.assert_allclose(ours.state_dict()[k], v.numpy(), rtol=1e-10, err_msg=k)
+        assert int(ours.num_batches_tracked.item()) == step + 1
+    ours.eval()
+    tb.eval()
+    for p in ours.parameters():
+        p.grad = None
+    tb.zero_grad()
+    _compare_module(ours, tb, rng.standard_normal(shape))
+    assert int(ours.num_batches_tracked.item()) == 3  # eval does not count
+
+
+def test_batchnorm_cumulative_average_and_no_running_stats():
+    torch = _torch()
+    rng = np.random.default_rng(3)
+    tb = torch.nn.BatchNorm1d(4, momentum=None).double()
+    ours = nn.BatchNorm1d(4, momentum=None).double()
+    for _ in range(3):
+        x = rng.standard_normal((5, 4))
+        tb(torch.tensor(x))
+        ours(tg.Tensor(x))
+    for k, v in tb.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[k], v.numpy(), rtol=1e-12, err_msg=k)
+    plain = nn.BatchNorm2d(2, affine=False, track_running_stats=False)
+    assert list(plain.state_dict()) == [] and list(plain.parameters()) == []
+    x = rng.standard_normal((2, 2, 3, 3))
+    plain.eval()  # no running stats: batch statistics even in eval, as PyTorch
+    ref = torch.nn.BatchNorm2d(2, affine=False, track_running_stats=False).double().eval()
+    np.testing.assert_allclose(plain(tg.Tensor(x)).data, ref(torch.tensor(x)).numpy(), atol=1e-6)
+
+
+def test_f_batch_norm_gradcheck_training():
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((4, 3, 2)), requires_grad=True)
+    w = tg.Tensor(np.random.default_rng(1).uniform(0.5, 2, 3), requires_grad=True)
+    b = tg.Tensor(np.random.default_rng(2).standard_normal(3), requires_grad=True)
+    assert tg.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), (x, w, b))
+    assert tg.gradgradcheck(lambda x: F.batch_norm(x, None, None, training=True), (x,))
+
+
+def test_f_batch_norm_errors():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(tg.ones(1, 3), None, None, training=True)
+    with pytest.raises(ValueError, match="running_mean"):
+        F.batch_norm(tg.ones(2, 3), np.zeros(4), np.ones(3))
+    with pytest.raises(ValueError, match="expected 3 channels"):
+        nn.BatchNorm1d(3)(tg.ones(2, 4))
+    with pytest.raises(ValueError, match="4-dim"):
+        nn.BatchNorm2d(3)(tg.ones(2, 3))
+
+
+def test_dropout_train_and_eval():
+    tg.manual_seed(0)
+    d = nn.Dropout(0.25)
+    x = tg.ones(200, 50, dtype="float64")
+    y = d(x).data
+    kept = y != 0
+    assert 0.7 < kept.mean() < 0.8
+    np.testing.assert_allclose(y[kept], 1 / 0.75)
+    d.eval()
+    np.testing.assert_array_equal(d(x).data, x.data)  # eval: identity, as torch's
+    with pytest.raises(ValueError, match="p must be in"):
+        nn.Dropout(1.5)
+
+
+def test_losses_match_torch():
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 4))
+    target = rng.integers(0, 4, 6)
+    ours = nn.CrossEntropyLoss(label_smoothing=0.1)(tg.Tensor(logits), target)
+    ref = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(torch.tensor(logits), torch.tensor(target))
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-10)
+    a, b = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    ours = nn.MSELoss(reduction="sum")(tg.Tensor(a), tg.Tensor(b))
+    assert ours.item() == pytest.approx(((a - b) ** 2).sum(), rel=1e-12)
+
+
+def test_flatten_and_softmax_default_dim():
+    x = tg.randn(2, 3, 4, 5)
+    assert nn.Flatten()(x).shape == (2, 60)
+    assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)
+    assert nn.Flatten(start_dim=2)(x).shape == (2, 3, 20)
+    s = nn.Softmax()(tg.randn(2, 3))  # legacy dim=None: dim 1 for 2-d input
+    np.testing.assert_allclose(s.data.sum(axis=1), 1, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- conv / pool
+
+
+def _need(name):
+    if not hasattr(F, name):
+        pytest.skip(f"F.{name} is not implemented yet")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(stride=2, padding=1),
+        dict(padding=1, dilation=2, groups=2),
+        dict(stride=(2, 1), padding=(0, 1), bias=False),
+    ],
+)
+def test_conv2d_matches_torch(kw):
+    _need("conv2d")
+    torch = _torch()
+    tc = torch.nn.Conv2d(4, 6, 3, **kw).double()
+    ours = nn.Conv2d(4, 6, 3, **kw).double()
+    _copy_weights(ours, tc)
+    _compare_module(ours, tc, np.random.default_rng(0).standard_normal((2, 4, 7, 8)))
+
+
+def test_conv1d_conv3d_convtranspose2d_match_torch():
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    cases = [
+        ("conv1d", nn.Conv1d(3, 4, 3, stride=2, padding=1), torch.nn.Conv1d(3, 4, 3, 2, 1),
+         (2, 3, 9)),
+        ("conv3d", nn.Conv3d(2, 3, 2, padding=1), torch.nn.Conv3d(2, 3, 2, padding=1),
+         (1, 2, 3, 4, 3)),
+        (
+            "conv_transpose2d",
+            nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1),
+            torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1),
+            (2, 4, 3, 4),
+        ),
+    ]  # fmt: skip
+    for fname, ours, theirs, shape in cases:
+        _need(fname)
+        theirs = theirs.double()
+        ours.double()
+        _copy_weights(ours, theirs)
+        _compare_module(ours, theirs, rng.standard_normal(shape))
+
+
+def test_pooling_matches_torch():
+    _need("max_pool2d")
+    _need("avg_pool2d")
+    torch = _torch()
+    x = np.random.default_rng(0).standard_normal((2, 3, 7, 6))
+    pairs = [
+        (nn.MaxPool2d(2), torch.nn.MaxPool2d(2)),
+        (nn.MaxPool2d(3, stride=2, padding=1), torch.nn.MaxPool2d(3, stride=2, padding=1)),
+        (nn.AvgPool2d(2, stride=1), torch.nn.AvgPool2d(2, stride=1)),
+        (
+            nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+            torch.nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+        ),
+    ]
+    for ours, theirs in pairs:
+        _compare_module(ours, theirs, x)
+
+
+def test_lenet_state_dict_names_and_forward_match_torch():
+    _need("conv2d")
+    _need("max_pool2d")
+    torch = _torch()
+
+    def build(m):
+        return m.Sequential(
+            m.Conv2d(1, 6, 5, padding=2),
+            m.ReLU(),
+            m.MaxPool2d(2),
+            m.Conv2d(6, 16, 5),
+            m.BatchNorm2d(16),
+            m.ReLU(),
+            m.AvgPool2d(2),
+            m.Flatten(),
+            m.Linear(16 * 5 * 5, 10),
+        )
+
+    tm, ours = build(torch.nn).double(), build(nn).double()
+    assert list(ours.state_dict()) == list(tm.state_dict())
+    _copy_weights(ours, tm)
+    _compare_module(ours, tm, np.random.default_rng(0).standard_normal((3, 1, 28, 28)), atol=1e-9)
+
+
+def test_conv_constructor_errors():
+    with pytest.raises(ValueError, match="divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        nn.Conv2d(3, 4, (3, 3, 3))
+    with pytest.raises(NotImplementedError, match="padding_mode"):
+        nn.Conv2d(3, 4, 3, padding_mode="reflect")
+
+
+# ----------------------------------------------------------------------------- init
+
+
+@pytest.mark.parametrize(
+    "make, fan_in",
+    [
+        (lambda: nn.Linear(50, 40), 50),
+        (lambda: nn.Conv2d(6, 8, 3), 6 * 9),
+        (lambda: nn.Conv2d(6, 8, (3, 5), groups=2), 3 * 15),
+        (lambda: nn.Conv1d(4, 8, 5), 20),
+        (lambda: nn.Conv3d(2, 4, 3), 54),
+        (lambda: nn.ConvTranspose2d(6, 8, 3, groups=2), 4 * 9),  # dim 1 of (in, out/g, k, k)
+    ],
+)
+def test_default_init_bounds_follow_fan_in(make, fan_in):
+    tg.manual_seed(0)
+    m = make()
+    bound = 1 / math.sqrt(fan_in)  # kaiming_uniform(a=sqrt(5)) and the bias rule agree
+    w, b = m.weight.data, m.bias.data
+    assert w.dtype == np.float32 and b.dtype == np.float32
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    # uniform on [-bound, bound]: the extremes come close, std is bound / sqrt(3)
+    assert np.abs(w).max() > 0.9 * bound
+    assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.2)
+
+
+def test_default_init_is_seeded_and_matches_torch_shapes():
+    torch = _torch()
+    tg.manual_seed(5)
+    a = nn.Conv2d(3, 4, 3).state_dict()
+    tg.manual_seed(5)
+    b = nn.Conv2d(3, 4, 3).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    ct = torch.nn.ConvTranspose2d(6, 8, 3, groups=2)
+    assert nn.ConvTranspose2d(6, 8, 3, groups=2).weight.shape == tuple(ct.weight.shape)
+    bn = nn.BatchNorm2d(5)
+    np.testing.assert_array_equal(bn.weight.data, 1)
+    np.testing.assert_array_equal(bn.bias.data, 0)
+    np.testing.assert_array_equal(bn.running_var.data, 1)
+    assert bn.num_batches_tracked.dtype == np.int64
+
+
+# ----------------------------------------------------------------------------- Module
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+        self.head = nn.Linear(4, 2)
+        self.scale = nn.Parameter(np.ones(1, dtype=np.float32))
+        self.register_buffer("step", tg.zeros(1))
+        self.note = "not a parameter"
+
+    def forward(self, x):
+        return self.head(self.features(x).relu()) * self.scale
+
+
+def test_named_parameters_children_modules_buffers():
+    m = Block()
+    names = [n for n, _ in m.named_parameters()]
+    assert names == [
+        "scale",
+        "features.0.weight",
+        "features.0.bias",
+        "features.1.weight",
+        "features.1.bias",
+        "head.weight",
+        "head.bias",
+    ]
+    assert [id(p) for p in m.parameters()] == [id(p) for _, p in m.named_parameters()]
+    assert [type(c).__name__ for c in m.children()] == ["Sequential", "Linear"]
+    assert [n for n, _ in m.named_modules()] == ["", "features", "features.0", "features.1", "head"]
+    assert len(list(m.modules())) == 5
+    assert [n for n, _ in m.named_buffers()] == [
+        "step",
+        "features.1.running_mean",
+        "features.1.running_var",
+        "features.1.num_batches_tracked",
+    ]
+    assert list(m.state_dict())[:2] == ["scale", "step"]
+    assert m.note == "not a parameter"
+    assert all(p.requires_grad for p in m.parameters())
+
+
+def test_shared_parameter_listed_once_and_reassignment():
+    lin = nn.Linear(2, 2)
+    seq = nn.Sequential(lin, nn.ReLU(), lin)
+    assert len(list(seq.parameters())) == 2
+    assert list(seq.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]  # as torch
+    m = nn.Linear(2, 2)
+    m.bias = None
+    assert [n for n, _ in m.named_parameters()] == ["weight"]
+    with pytest.raises(TypeError, match="Parameter"):
+        m.weight = tg.ones(2, 2)
+    del m.weight
+    assert list(m.parameters()) == []
+
+
+def test_module_without_super_init_has_clear_error():
+    class Bad(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(2, 2)
+
+    with pytest.raises(AttributeError, match="super\\(\\).__init__"):
+        Bad()
+
+
+def test_train_eval_and_zero_grad():
+    m = Block()
+    assert m.training and m.features[1].training
+    assert m.eval() is m
+    assert not any(x.training for x in m.modules())
+    m.train()
+    assert all(x.training for x in m.modules())
+    m(tg.randn(4, 3)).sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_call_pushes_scope_and_restores_it():
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(autograd._state["scope"])
+            return x * 2
+
+    inner = Probe()
+    outer = nn.Sequential(nn.Linear(2, 2), inner)
+    x = tg.randn(1, 2, requires_grad=True)
+    y = outer(x)
+    assert seen == [(outer, inner)]
+    assert autograd._state["scope"] == ()
+    assert y.grad_fn.scope == (outer, inner)  # the op made inside Probe records its modules
+
+    class Boom(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        nn.Sequential(Boom())(x)
+    assert autograd._state["scope"] == ()
+
+
+def test_sequential_indexing_len_iteration():
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    assert len(seq) == 3
+    assert isinstance(seq[-1], nn.Linear) and seq[-1] is seq[2]
+    assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"]
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is seq[0]
+    assert head(tg.randn(4, 2)).shape == (4, 3)
+    with pytest.raises(IndexError):
+        seq[3]
+    seq.append(nn.Sigmoid())
+    assert len(seq) == 4 and list(seq.state_dict())[-1] == "2.bias"
+
+
+def test_repr_like_torch():
+    torch = _torch()
+
+    def build(m):
+        return m.Sequential(
+            m.Conv2d(1, 6, 5, padding=2),
+            m.ReLU(),
+            m.MaxPool2d(2),
+            m.Sequential(m.Linear(4, 3, bias=False), m.BatchNorm1d(3), m.Dropout(0.1)),
+            m.Flatten(),
+            m.LeakyReLU(0.2),
+            m.GELU(),
+            m.Softmax(dim=1),
+        )
+
+    assert repr(build(nn)) == repr(build(torch.nn))
+    assert repr(nn.Conv2d(2, 4, 3, stride=2, groups=2, bias=False)) == repr(
+        torch.nn.Conv2d(2, 4, 3, stride=2, groups=2, bias=False)
+    )
+    assert repr(nn.Linear(2, 3)) == "Linear(in_features=2, out_features=3, bias=True)"
+
+
+def test_state_dict_is_a_copy_and_load_roundtrip():
+    tg.manual_seed(0)
+    a, b = Block(), Block()
+    a(tg.randn(5, 3))  # moves running stats
+    sd = a.state_dict()
+    sd["head.weight"][...] = 7  # a copy: the model is unchanged
+    assert not np.any(a.head.weight.data == 7)
+    w_before = b.head.weight
+    b.load_state_dict(a.state_dict())
+    assert b.head.weight is w_before  # loaded in place
+    for k, v in a.state_dict().items():
+        np.testing.assert_array_equal(b.state_dict()[k], v)
+    b.load_state_dict({k: tg.Tensor(v) for k, v in a.state_dict().items()})  # Tensors too
+
+
+def test_load_state_dict_strict_errors():
+    m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    sd = m.state_dict()
+    del sd["1.running_var"]
+    sd["extra.weight"] = np.zeros(1)
+    with pytest.raises(KeyError) as e:
+        m.load_state_dict(sd)
+    msg = str(e.value)
+    assert "missing keys: '1.running_var'" in msg and "unexpected keys: 'extra.weight'" in msg
+    before = m[0].weight.data.copy()
+    sd["0.weight"] = np.ones((2, 3), dtype=np.float32) * 5
+    res = m.load_state_dict({k: v for k, v in sd.items() if k != "0.weight"}, strict=False)
+    assert res.missing_keys == ["0.weight", "1.running_var"]
+    assert res.unexpected_keys == ["extra.weight"]
+    with pytest.raises(ValueError, match=re.escape("'0.weight' has shape (2, 3)")) as e:
+        m.load_state_dict(sd, strict=False)
+    assert "(3, 2) in the model" in str(e.value)
+    np.testing.assert_array_equal(m[0].weight.data, before)  # nothing was changed
+
+
+def test_double_float_to_convert_parameters_and_buffers():
+    m = Block()
+    params = list(m.parameters())
+    assert m.double() is m
+    assert all(p.dtype == np.float64 for p in m.parameters())
+    assert m.features[1].running_mean.dtype == np.float64
+    assert m.step.dtype == np.float64
+    assert m.features[1].num_batches_tracked.dtype == np.int64  # integers stay
+    assert [id(p) for p in m.parameters()] == [id(p) for p in params]  # same objects
+    y = m(tg.randn(4, 3, dtype="float64"))
+    assert y.dtype == np.float64
+    y.sum().backward()
+    m.to("float32")
+    assert all(p.dtype == np.float32 and p.grad.dtype == np.float32 for p in m.parameters())
+    m.float()
+    assert m.head.weight.dtype == np.float32
+    with pytest.raises(TypeError, match="floating-point"):
+        m.to("int32")
+
+
+def test_parameter_is_a_tensor_requiring_grad():
+    p = nn.Parameter(tg.ones(2, 3))
+    assert isinstance(p, tg.Tensor) and p.requires_grad and p.is_leaf
+    assert p.shape == (2, 3) and p.dtype == np.float32
+    assert repr(p).startswith("Parameter containing:")
+    q = nn.Parameter(np.zeros(2), requires_grad=False)
+    assert not q.requires_grad and q.dtype == np.float64
+
+
+def test_mlp_trains_and_loss_drops():
+    tg.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.BatchNorm1d(32), nn.Linear(32, 2))
+    loss_fn = nn.CrossEntropyLoss()
+    lr = 0.1
+    first = None
+    for _ in range(150):
+        loss = loss_fn(model(tg.Tensor(x)), y)
+        model.zero_grad()
+        loss.backward()
+        with tg.no_grad():
+            for p in model.parameters():
+                p.data -= lr * p.grad.data
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.3 * first
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def test_docs_nn_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert blocks
+    ns: dict = {}
+    for block in blocks:  # the blocks of one page build on each other
+        exec(compile(block, str(DOCS), "exec"), ns)
