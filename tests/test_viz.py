@@ -425,3 +425,18 @@ def test_draw_graph_example_writes_both_pictures(tmp_path):
     for name in ("lenet_forward.svg", "conv_backward.svg"):
         svg = parse_svg(tmp_path / name)
         assert len(svg["nodes"]) > 5
+
+
+@needs_conv
+@pytest.mark.xfail(
+    reason="Op.release() (autograd.py) deletes the instance attribute `name` that Conv and "
+    "MaxPool set in forward, so after a plain backward they are drawn as 'conv'/'maxpool'",
+    strict=False,
+)
+def test_conv_and_pool_names_survive_a_backward():
+    x = tg.randn(1, 1, 8, 8, requires_grad=True)
+    w = tg.randn(2, 1, 3, 3, requires_grad=True)
+    y = F.max_pool2d(F.conv2d(x, w), 2).sum()
+    y.backward()
+    src = viz.to_dot(y, show_grads=True).source
+    assert "<b>conv2d</b>" in src and "<b>max_pool2d</b>" in src
