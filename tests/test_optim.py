@@ -228,6 +228,18 @@ def test_sgd_momentum_state_dict_is_copied():
                   lr=0.1).load_state_dict(sd)  # fmt: skip
 
 
+def test_frozen_parameters_are_accepted_and_left_alone():
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    m[0].requires_grad_(False)
+    frozen = m[0].weight.data.copy()
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)  # as torch: frozen ones allowed
+    m(tg.randn(3, 2)).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(m[0].weight.data, frozen)
+    assert m[0].weight.grad is None and m[1].weight.grad is not None
+    assert set(opt.state_dict()["state"]) == {2, 3}
+
+
 def test_zero_grad_sets_none_and_params_without_grad_are_skipped():
     a = tg.Tensor(np.ones(2), requires_grad=True)
     b = tg.Tensor(np.ones(2), requires_grad=True)
@@ -254,8 +266,6 @@ def test_constructor_errors():
     p = tg.zeros(2, requires_grad=True)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.SGD([], lr=0.1)
-    with pytest.raises(ValueError, match="does not require grad"):
-        optim.SGD([tg.zeros(2)], lr=0.1)
     with pytest.raises(ValueError, match="more than once"):
         optim.SGD([p, p], lr=0.1)
     with pytest.raises(ValueError, match="nesterov"):

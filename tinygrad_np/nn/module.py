@@ -343,8 +343,11 @@ class Module:
     def to(self, dtype: Any) -> Module:
         """Convert floating-point parameters and buffers to ``dtype`` in place; returns self.
 
-        The Parameter objects stay the same (an optimizer built earlier still holds them).
+        ``to("cpu")`` is accepted and does nothing. The Parameter objects stay the same
+        (an optimizer built earlier still holds them).
         """
+        if isinstance(dtype, str) and dtype == "cpu":
+            return self  # the only device: accepted so that PyTorch code runs unchanged
         dt = to_dtype(dtype)
         if dt is None or dt.kind != "f":
             raise TypeError(f"to(dtype): expected a floating-point dtype, got {dtype!r}")

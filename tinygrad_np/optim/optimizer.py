@@ -20,8 +20,9 @@ from tinygrad_np.tensor import Tensor
 class Optimizer:
     """Base class: parameter groups, per-parameter state, zero_grad and state dicts.
 
-    ``params`` is an iterable of Tensors, or of dicts each holding ``params`` and any
-    hyper-parameters that differ from the defaults for that group.
+    ``params`` is an iterable of leaf Tensors, or of dicts each holding ``params`` and any
+    hyper-parameters that differ from the defaults for that group. A parameter whose
+    ``.grad`` is None at ``step()`` (frozen, or unused) is left as it is, as in PyTorch.
     """
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
@@ -52,11 +53,6 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(
                     f"{type(self).__name__}: params[{i}] must be a Tensor, got {type(p).__name__}"
-                )
-            if not p.requires_grad:
-                raise ValueError(
-                    f"{type(self).__name__}: params[{i}] (shape {tuple(p.shape)}) does not "
-                    "require grad"
                 )
             if not p.is_leaf:
                 raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor")
