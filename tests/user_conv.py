@@ -136,3 +136,83 @@ def make_backward(bug):
 def conv2d_forward_nodilation(x, w, b, stride, padding):
     """The same forward for a user whose code takes no dilation or groups."""
     return conv_forward(x, w, b, stride, padding, [1] * (x.ndim - 2), 1)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool_out(n, k, s, p, d, ceil_mode):
+    span = n + 2 * p - d * (k - 1) - 1
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:  # a last window may not start in the padding
+        out -= 1
+    return out
+
+
+def _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Yield (output index, per-dim input positions inside x, per-dim positions incl. padding)."""
+    size = x.shape[2:]
+    pads = [pb for pb, _ in padding]
+    out = [
+        _pool_out(n, k, s, p, d, ceil_mode)
+        for n, k, s, p, d in zip(size, kernel_size, stride, pads, dilation, strict=True)
+    ]
+    for o in np.ndindex(*out):
+        pos = [
+            oi * s + np.arange(k) * d - p
+            for oi, s, k, p, d in zip(o, stride, kernel_size, pads, dilation, strict=True)
+        ]
+        inside = [q[(q >= 0) & (q < n)] for q, n in zip(pos, size, strict=True)]
+        padded = [q[q < n + p] for q, n, p in zip(pos, size, pads, strict=True)]
+        yield o, out, inside, padded
+
+
+def max_pool_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+    y = None
+    for o, out, inside, _ in _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
+        if y is None:
+            y = np.zeros((*x.shape[:2], *out))
+        block = x[(slice(None), slice(None), *np.ix_(*inside))]
+        y[(slice(None), slice(None), *o)] = block.reshape(*x.shape[:2], -1).max(axis=2)
+    return y
+
+
+def max_pool_backward(x, dy, kernel_size, stride, padding, dilation, ceil_mode, bug=None):
+    """The gradient goes to each window's maximum; overlapping windows add up."""
+    dx = np.zeros_like(x)
+    n, c = x.shape[:2]
+    for o, _, inside, _ in _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
+        grid = np.ix_(*inside)
+        block = x[(slice(None), slice(None), *grid)].reshape(n, c, -1)
+        arg = block.argmax(axis=2)  # (N, C)
+        where = np.unravel_index(arg, [len(q) for q in inside])
+        coords = [q[w] for q, w in zip(inside, where, strict=True)]
+        ni, ci = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+        g = dy[(slice(None), slice(None), *o)]
+        if bug == "overwrite_overlaps":
+            dx[(ni, ci, *coords)] = g  # a later window wipes an earlier one's gradient
+        else:
+            np.add.at(dx, (ni, ci, *coords), g)
+    return dx
+
+
+def avg_pool_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    y = None
+    dil = [1] * (x.ndim - 2)
+    for o, out, inside, padded in _pool_windows(x, kernel_size, stride, padding, dil, ceil_mode):
+        if y is None:
+            y = np.zeros((*x.shape[:2], *out))
+        block = x[(slice(None), slice(None), *np.ix_(*inside))]
+        count = np.prod([len(q) for q in (padded if count_include_pad else inside)])
+        y[(slice(None), slice(None), *o)] = block.reshape(*x.shape[:2], -1).sum(axis=2) / count
+    return y
+
+
+def avg_pool_backward(x, dy, kernel_size, stride, padding, ceil_mode, count_include_pad):
+    dx = np.zeros_like(x)
+    dil = [1] * (x.ndim - 2)
+    for o, _, inside, padded in _pool_windows(x, kernel_size, stride, padding, dil, ceil_mode):
+        count = np.prod([len(q) for q in (padded if count_include_pad else inside)])
+        g = dy[(slice(None), slice(None), *o)] / count  # (N, C)
+        dx[(slice(None), slice(None), *np.ix_(*inside))] += g.reshape(*g.shape, *[1] * len(inside))
+    return dx

@@ -371,7 +371,9 @@ class Report:
     def __str__(self) -> str:
         n, bad = len(self.checked), len({id(f.config) for f in self.failures})
         head = f"{self.title}: " + (
-            f"OK, {n} configurations pass" if self.ok else f"{bad} of {n} configurations fail"
+            f"OK, {n} configuration{'s' if n != 1 else ''} pass{'' if n != 1 else 'es'}"
+            if self.ok
+            else f"{bad} of {n} configurations fail"
         )
         lines = [head]
         lines += [f"  note: {note}" for note in self.notes]
@@ -913,8 +915,27 @@ def _run_pool(cfg: PoolConfig, kind: str, fwd, bwd, seed: int, atol: float,
             out = out[0]
         err = err or _compare("backward", "dx", dx, out, cfg, atol, rtol)
         if err is not None:
+            err.hint = _pool_hint(cfg, kind) if err.kind == "value" else None
             fails.append(err)
     return fails
+
+
+def _pool_hint(cfg: PoolConfig, kind: str) -> str | None:
+    """Advice from what the (shrunk) failing pooling configuration still has."""
+    tips = []
+    spans = [d * (k - 1) + 1 for k, d in zip(cfg.kernel, cfg.dilation, strict=True)]
+    if any(s < span for s, span in zip(cfg.stride, spans, strict=True)):
+        tips.append("overlapping windows: add (+=) each window's gradient, do not assign")
+    if any(cfg.padding):
+        tips.append(
+            "padding: padded cells never receive gradient"
+            + ("" if kind == "max" else "; the divisor counts them only with count_include_pad")
+        )
+    if cfg.ceil_mode:
+        tips.append("ceil_mode: the last window is partial")
+    if any(d > 1 for d in cfg.dilation):
+        tips.append("dilation > 1: window tap k sits at k*dilation")
+    return "the smallest failing configuration needs " + "; ".join(tips) if tips else None
 
 
 def pool(
