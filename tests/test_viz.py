@@ -428,11 +428,6 @@ def test_draw_graph_example_writes_both_pictures(tmp_path):
 
 
 @needs_conv
-@pytest.mark.xfail(
-    reason="Op.release() (autograd.py) deletes the instance attribute `name` that Conv and "
-    "MaxPool set in forward, so after a plain backward they are drawn as 'conv'/'maxpool'",
-    strict=False,
-)
 def test_conv_and_pool_names_survive_a_backward():
     x = tg.randn(1, 1, 8, 8, requires_grad=True)
     w = tg.randn(2, 1, 3, 3, requires_grad=True)

@@ -205,7 +205,7 @@ class Op:
 
     def release(self) -> None:
         """Free what the forward saved; the node stays in the graph for drawing."""
-        keep = {"inputs", "needs_grad", "args", "scope", "created_at", "_hooks", "_retain"}
+        keep = {"inputs", "needs_grad", "args", "scope", "name", "created_at", "_hooks", "_retain"}
         for k in [k for k in self.__dict__ if k not in keep]:
             del self.__dict__[k]
         self._released = True
