@@ -143,6 +143,24 @@ def test_f_batch_norm_gradcheck_training():
     assert tg.gradgradcheck(lambda x: F.batch_norm(x, None, None, training=True), (x,))
 
 
+def test_f_batch_norm_updates_running_arrays_in_place_like_torch():
+    torch = _torch()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3, 4))
+    rm, rv = np.zeros(3), np.ones(3)
+    trm, trv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    y = F.batch_norm(tg.Tensor(x), rm, rv, training=True, momentum=0.2, eps=1e-3)
+    ref = torch.nn.functional.batch_norm(
+        torch.tensor(x), trm, trv, training=True, momentum=0.2, eps=1e-3
+    )
+    np.testing.assert_allclose(y.data, ref.numpy(), atol=1e-12)
+    np.testing.assert_allclose(rm, trm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(rv, trv.numpy(), rtol=1e-12)  # unbiased variance
+    y = F.batch_norm(tg.Tensor(x), rm, rv, training=False, eps=1e-3)
+    ref = torch.nn.functional.batch_norm(torch.tensor(x), trm, trv, training=False, eps=1e-3)
+    np.testing.assert_allclose(y.data, ref.numpy(), atol=1e-12)
+
+
 def test_f_batch_norm_errors():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(tg.ones(1, 3), None, None, training=True)
