@@ -58,3 +58,17 @@ __all__ = [
     "zeros",
     "zeros_like",
 ]
+
+_SUBMODULES = ("check", "data", "explain", "models", "nn", "optim", "viz")
+
+
+def __getattr__(name: str):
+    """Import submodules on first use (``tg.nn``, ``tg.optim``, ``tg.viz``...), as torch does.
+
+    Lazy so that ``import tinygrad_np`` needs only NumPy and SciPy.
+    """
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"tinygrad_np.{name}")
+    raise AttributeError(f"module 'tinygrad_np' has no attribute {name!r}")
