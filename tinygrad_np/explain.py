@@ -1,0 +1,521 @@
+"""Arithmetic explainer: the numbers behind a convolution or pooling call, written out.
+
+``explain.conv2d(input_shape, weight_shape, stride=2)`` prints (and returns) the
+output-size formula per dimension with the numbers filled in, how ``"same"``
+splits its padding, which input rows no window reads (they get zero
+gradient), the shapes inside each VJP step, and the scratch memory of the
+algorithm the op would choose. All arithmetic comes from ``tinygrad_np.convmath``,
+the module the ops themselves use, so the explanation and the op cannot disagree.
+
+>>> from tinygrad_np import explain
+>>> e = explain.conv1d((1, 1, 8), (1, 1, 3), stride=2, quiet=True)
+>>> e.output_shape
+(1, 1, 3)
+>>> print(e.lines[3])
+  dim 0 (L): floor((8 + 0 + 0 - 1*(3-1) - 1) / 2) + 1 = floor(5 / 2) + 1 = 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from tinygrad_np import convmath as cm
+
+__all__ = [
+    "Explanation",
+    "avg_pool1d",
+    "avg_pool2d",
+    "avg_pool3d",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+    "output_size_lines",
+]
+
+_DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@dataclasses.dataclass
+class Explanation:
+    """What ``explain.*`` found. ``str()`` is the full text; ``lines`` the same, split;
+    ``output_shape``, ``pads`` (per-dim (before, after)), ``unread`` (per dim, the input
+    rows no window reads), ``algorithm`` and ``scratch_bytes`` for conv."""
+
+    op: str
+    output_shape: tuple[int, ...]
+    lines: list[str]
+    pads: tuple[tuple[int, int], ...] = ()
+    unread: tuple[tuple[int, ...], ...] = ()
+    algorithm: str | None = None
+    scratch_bytes: int | None = None
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+    def __repr__(self) -> str:
+        return f"<Explanation of {self.op}: output {self.output_shape}>"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _shape(value, name: str, rank: int | None = None) -> tuple[int, ...]:
+    """A shape given as a tuple or as 'NxCxHxW'."""
+    if isinstance(value, str):
+        try:
+            value = tuple(int(v) for v in value.lower().split("x"))
+        except ValueError as e:
+            raise ValueError(f"{name} must look like 128x3x96x96, got {value!r}") from e
+    try:
+        shape = tuple(int(v) for v in value)
+    except TypeError as e:
+        raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}") from e
+    if any(v <= 0 for v in shape):
+        raise ValueError(f"{name} must have positive sizes, got {shape}")
+    if rank is not None and len(shape) != rank:
+        raise ValueError(f"{name} must have {rank} entries, got {len(shape)}: {shape}")
+    return shape
+
+
+def _ranges(idx: Sequence[int]) -> str:
+    """[0, 1, 2, 7] -> '0-2, 7'."""
+    parts, start = [], None
+    idx = list(idx)
+    for i, v in enumerate(idx):
+        if start is None:
+            start = v
+        if i + 1 == len(idx) or idx[i + 1] != v + 1:
+            parts.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(parts)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _size_line(i, name, n, k, s, pads, d, ceil_mode=False) -> tuple[str, int]:
+    """The output-size formula for one dim with the numbers filled in, and its value."""
+    pb, pa = pads
+    out = cm.conv_output_size(n, k, s, (pb, pa), d, ceil_mode)
+    span = n + pb + pa - cm.dilated_size(k, d)
+    rnd = "ceil" if ceil_mode else "floor"
+    text = (
+        f"  dim {i} ({name}): {rnd}(({n} + {pb} + {pa} - {d}*({k}-1) - 1) / {s}) + 1 = "
+        f"{rnd}({span} / {s}) + 1 = "
+    )
+    plain = (-(-span // s) if ceil_mode else span // s) + 1
+    if span < 0:
+        text += f"0 (the dilated kernel, {cm.dilated_size(k, d)}, is longer than the padded "
+        text += f"input, {n + pb + pa})"
+    elif plain != out:
+        text += f"{plain}, minus the last window, which would start in the padding: {out}"
+    else:
+        text += f"{out}"
+    return text, out
+
+
+def _unread_lines(sizes, kernel, strides, pads, dilations, names) -> tuple[list[str], tuple]:
+    lines, unread = [], []
+    for i, (n, k, s, p, d) in enumerate(zip(sizes, kernel, strides, pads, dilations, strict=True)):
+        mask = cm.read_mask(n, k, s, p, d)
+        missed = tuple(int(j) for j in np.flatnonzero(~mask))
+        unread.append(missed)
+        if not missed:
+            lines.append(f"  dim {i} ({names[i]}): every one of the {n} rows is read")
+            continue
+        tail = cm.unread_rows(n, k, s, p, d)
+        why = []
+        if tail:
+            why.append(f"the last {tail} after the last window")
+        if len(missed) > tail:
+            why.append("gaps between windows (stride larger than the dilated kernel, or "
+                       "dilation skipping rows)")  # fmt: skip
+        lines.append(
+            f"  dim {i} ({names[i]}): rows {_ranges(missed)} of 0-{n - 1} are never read "
+            f"({'; '.join(why)}): their gradient is zero"
+        )
+    return lines, tuple(unread)
+
+
+def _same_lines(sizes, kernel, strides, dilations, names) -> list[str]:
+    lines = ['"same" padding (TensorFlow\'s rule: output ceil(n / s), the odd one goes after):']
+    for i, (n, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations, strict=True)):
+        pb, pa = cm.same_padding(n, k, s, d)
+        out = -(-n // s)
+        lines.append(
+            f"  dim {i} ({names[i]}): total = max((ceil({n}/{s}) - 1)*{s} + {d}*({k}-1) + 1 - "
+            f"{n}, 0) = max(({out} - 1)*{s} + {cm.dilated_size(k, d)} - {n}, 0) = {pb + pa}"
+            f" -> {pb} before, {pa} after"
+        )
+    return lines
+
+
+def _geometry(nd, stride, dilation, what):
+    strides = cm.expand_arg(stride, nd, "stride", what)
+    dilations = cm.expand_arg(dilation, nd, "dilation", what)
+    cm.check_positive(strides, "stride", what)
+    cm.check_positive(dilations, "dilation", what)
+    return strides, dilations
+
+
+def _emit(e: Explanation, quiet: bool) -> Explanation:
+    if not quiet:
+        print(e)
+    return e
+
+
+def output_size_lines(cfg) -> list[str]:
+    """The per-dim output-size lines for a ``check.ConvConfig`` (used by the check kit)."""
+    names = _DIM_NAMES[cfg.ndim]
+    return [
+        _size_line(i, names[i], n, k, s, p, d)[0].strip()
+        for i, (n, k, s, p, d) in enumerate(
+            zip(cfg.size, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation, strict=True)
+        )
+    ]
+
+
+# ----------------------------------------------------------------------------- conv
+
+
+def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtype, quiet):
+    what = f"conv{nd}d"
+    xs = _shape(input_shape, "input_shape")
+    if len(xs) == nd + 1:
+        xs = (1, *xs)  # unbatched, as the op accepts it
+    if len(xs) != nd + 2:
+        raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
+    ws = _shape(weight_shape, "weight_shape", nd + 2)
+    strides, dilations = _geometry(nd, stride, dilation, what)
+    n_, c = xs[:2]
+    o, cg = ws[:2]
+    if not isinstance(groups, int) or groups <= 0 or c % groups or o % groups:
+        raise ValueError(
+            f"{what}: groups={groups!r} must divide the input channels ({c}) and the output "
+            f"channels ({o})"
+        )
+    if cg * groups != c:
+        raise ValueError(
+            f"{what}: input has {c} channels but weight {ws} with groups={groups} expects "
+            f"{cg * groups} (weight.shape[1] * groups)"
+        )
+    sizes, kernel = xs[2:], ws[2:]
+    names = _DIM_NAMES[nd]
+    pads = cm.resolve_padding(padding, sizes, kernel, strides, dilations, what)
+    itemsize = np.dtype(dtype).itemsize
+
+    head = (
+        f"{what}: input {xs}, weight {ws}, stride {strides}, padding {pads}, "
+        f"dilation {dilations}, groups {groups}"
+    )
+    lines = [head, ""]
+    if isinstance(padding, str) and padding.lower() == "same":
+        lines += _same_lines(sizes, kernel, strides, dilations, names) + [""]
+    lines.append(
+        "Output size per spatial dim: floor((n + p_before + p_after - d*(k-1) - 1) / s) + 1"
+    )
+    outs = []
+    for i, (n, k, s, p, d) in enumerate(zip(sizes, kernel, strides, pads, dilations, strict=True)):
+        text, out = _size_line(i, names[i], n, k, s, p, d)
+        lines.append(text)
+        outs.append(out)
+    out_shape = (n_, o, *outs)
+    if min(outs) <= 0:
+        lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
+        return _emit(Explanation(what, out_shape, lines, pads), quiet)
+    lines.append(f"  -> output {out_shape}")
+    lines.append(
+        f"  channels: {groups} group(s); each output channel reads {cg} input channel(s)"
+        + ("" if groups == 1 else f" (output channels g*{o // groups}.. read inputs g*{cg}..)")
+    )
+    lines += ["", "Input rows no window reads:"]
+    unread_text, unread = _unread_lines(sizes, kernel, strides, pads, dilations, names)
+    lines += unread_text
+
+    # the VJP, as ops/conv.py spells it out when the backward is recorded
+    padded = tuple(n + pb + pa for n, (pb, pa) in zip(sizes, pads, strict=True))
+    dil = tuple((m - 1) * s + 1 for m, s in zip(outs, strides, strict=True))
+    vjp_pads = []
+    for n, k, d, (pb, _), m in zip(sizes, kernel, dilations, pads, dil, strict=True):
+        front = d * (k - 1) - pb
+        vjp_pads.append((front, n + d * (k - 1) - front - m))
+    full = tuple(n + d * (k - 1) for n, k, d in zip(sizes, kernel, dilations, strict=True))
+    lines += [
+        "",
+        "Backward (VJP) shapes:",
+        f"  dy                                              {out_shape}",
+        f"  1. stride dilation: {'s-1 zeros between entries':<27} -> {(n_, o, *dil)}"
+        + ("" if any(s > 1 for s in strides) else "  (stride 1: nothing to do)"),
+        f"  2. pad (d*(k-1) - p_before, rest) = {tuple(vjp_pads)}"
+        f" -> {(n_, o, *full)}  (negative = crop)",
+        f"  3. kernel flipped, channels swapped per group:  {ws} -> {(c, o // groups, *kernel)}",
+        f"  4. correlate, stride 1, dilation {dilations}:        -> dx {xs}",
+        f"  dw: correlate x padded {(n_, c, *padded)} with the dilated dy, sum over N -> {ws}",
+        f"  db: dy summed over N and space -> ({o},)",
+    ]
+
+    # the algorithm the op would pick, and its temporary memory
+    algo = cm.choose_algorithm(n_, c, o, groups, padded, kernel, outs)
+    costs = cm.estimate_costs(n_, c, o, groups, padded, kernel, outs)
+    setting = cm.get_conv_algorithm()
+    why = (
+        f"forced by conv_algorithm('{setting}')"
+        if setting != "auto"
+        else "kernel under 16 taps: im2col always wins"
+        if math.prod(kernel) < 16
+        else "the cheaper estimate"
+    )
+    lines += [
+        "",
+        f"Algorithm ({np.dtype(dtype).name}): {algo} ({why}; estimated flops: "
+        f"gemm {costs['gemm']:.3g}, fft {costs['fft']:.3g})",
+    ]
+    budget = cm._settings["scratch_bytes"]
+    if algo == "gemm":
+        per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
+        total = cm.im2col_scratch_bytes(n_, c, kernel, outs, itemsize)
+        chunk = cm.batch_chunk(per, n_)
+        scratch = chunk * per
+        lines.append(
+            f"  im2col matrix: N*C*prod(k)*prod(out)*{itemsize} B = {n_}*{c}*"
+            f"{math.prod(kernel)}*{math.prod(outs)}*{itemsize} = {_bytes(total)} for the batch;"
+        )
+        lines.append(
+            f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
+            f"scratch {_bytes(scratch)}"
+        )
+    else:
+        fs = cm.fft_shape(padded)
+        per = cm._fft_per_sample_bytes(c, o, fs, itemsize)
+        chunk = cm.batch_chunk(per, n_)
+        scratch = chunk * per
+        lines.append(
+            f"  FFT size {fs} (padded input {padded}); spectra of {chunk} sample(s) at a time "
+            f"(budget {_bytes(budget)}): scratch {_bytes(scratch)}"
+        )
+    e = Explanation(what, out_shape, lines, pads, unread, algo, scratch)
+    return _emit(e, quiet)
+
+
+def conv1d(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+           dtype="float32", quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv1d`` for these shapes (see :func:`conv2d`)."""
+    return _conv(1, input_shape, weight_shape, stride, padding, dilation, groups, dtype, quiet)
+
+
+def conv2d(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+           dtype="float32", quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv2d(x, w, stride=..., padding=..., dilation=..., groups=...)``.
+
+    Parameters
+    ----------
+    input_shape : tuple or "NxCxHxW"
+        (N, C_in, H, W) (or unbatched (C_in, H, W)).
+    weight_shape : tuple or "OxCxKhxKw"
+        (C_out, C_in // groups, kh, kw).
+    stride, padding, dilation, groups
+        As for ``F.conv2d``: ``padding`` may be an int, one per dim, ``"same"``,
+        ``"valid"`` or (before, after) pairs.
+    dtype : str
+        Element type for the scratch-memory estimate.
+    quiet : bool
+        Do not print; just return the :class:`Explanation`.
+
+    >>> e = conv2d((128, 3, 97, 96), (40, 3, 4, 4), stride=2, quiet=True)
+    >>> e.output_shape, e.unread
+    ((128, 40, 47, 47), ((96,), ()))
+    """
+    return _conv(2, input_shape, weight_shape, stride, padding, dilation, groups, dtype, quiet)
+
+
+def conv3d(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+           dtype="float32", quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv3d`` for these shapes (see :func:`conv2d`)."""
+    return _conv(3, input_shape, weight_shape, stride, padding, dilation, groups, dtype, quiet)
+
+
+# ----------------------------------------------------------------------------- transposed conv
+
+
+def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_padding, groups,
+                    dilation, quiet):  # fmt: skip
+    what = f"conv_transpose{nd}d"
+    xs = _shape(input_shape, "input_shape")
+    if len(xs) == nd + 1:
+        xs = (1, *xs)
+    if len(xs) != nd + 2:
+        raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
+    ws = _shape(weight_shape, "weight_shape", nd + 2)
+    strides, dilations = _geometry(nd, stride, dilation, what)
+    pads = cm.expand_arg(padding, nd, "padding", what)
+    out_pads = cm.expand_arg(output_padding, nd, "output_padding", what)
+    n_, c = xs[:2]
+    cin, og = ws[:2]
+    if c != cin:
+        raise ValueError(f"{what}: input has {c} channels but weight {ws} expects {cin}")
+    if not isinstance(groups, int) or groups <= 0 or c % groups:
+        raise ValueError(f"{what}: groups={groups!r} must divide the input channels ({c})")
+    names = _DIM_NAMES[nd]
+    lines = [
+        f"{what}: input {xs}, weight {ws}, stride {strides}, padding {pads}, "
+        f"output_padding {out_pads}, groups {groups}, dilation {dilations}",
+        "",
+        "The transposed conv is the input-gradient of a conv from its output back to its input.",
+        "Output size per spatial dim: (n - 1)*s - 2*p + d*(k-1) + 1 + output_padding",
+    ]
+    outs = []
+    for i, (n, k, s, p, d, op_) in enumerate(
+        zip(xs[2:], ws[2:], strides, pads, dilations, out_pads, strict=True)
+    ):
+        m = (n - 1) * s - 2 * p + cm.dilated_size(k, d) + op_
+        outs.append(m)
+        lines.append(
+            f"  dim {i} ({names[i]}): ({n} - 1)*{s} - 2*{p} + {d}*({k}-1) + 1 + {op_} = {m}"
+        )
+    out_shape = (n_, og * groups, *outs)
+    if min(outs) <= 0:
+        lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
+        return _emit(Explanation(what, out_shape, lines), quiet)
+    lines.append(f"  -> output {out_shape}")
+    lines += ["", "Output rows no input position reaches (they hold only the bias):"]
+    conv_pads = tuple((p, p - max(0, op_ - (s - 1)))
+                      for p, op_, s in zip(pads, out_pads, strides, strict=True))  # fmt: skip
+    unread_text, unread = _unread_lines(outs, ws[2:], strides, conv_pads, dilations, names)
+    lines += [t.replace("never read", "never written").replace("is read", "is written")
+              .replace("their gradient is zero", "bias only") for t in unread_text]  # fmt: skip
+    lines += [
+        "",
+        "Backward (VJP) shapes:",
+        f"  dy {out_shape} -> dx = conv{nd}d(dy, w, stride {strides}, padding {pads}, "
+        f"dilation {dilations}) -> {xs}",
+        f"  dw: correlate dy with the input at stride {strides} -> {ws}",
+        f"  db: dy summed over N and space -> ({og * groups},)",
+    ]
+    return _emit(Explanation(what, out_shape, lines, tuple((p, p) for p in pads), unread), quiet)
+
+
+def conv_transpose1d(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv_transpose1d``; weight is (C_in, C_out // groups, k)."""
+    return _conv_transpose(1, input_shape, weight_shape, stride, padding, output_padding, groups,
+                           dilation, quiet)  # fmt: skip
+
+
+def conv_transpose2d(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv_transpose2d``; weight is (C_in, C_out // groups, kh, kw)."""
+    return _conv_transpose(2, input_shape, weight_shape, stride, padding, output_padding, groups,
+                           dilation, quiet)  # fmt: skip
+
+
+def conv_transpose3d(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, quiet=False) -> Explanation:  # fmt: skip
+    """Explain ``F.conv_transpose3d``; weight is (C_in, C_out // groups, kd, kh, kw)."""
+    return _conv_transpose(3, input_shape, weight_shape, stride, padding, output_padding, groups,
+                           dilation, quiet)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mode,
+          count_include_pad, quiet):  # fmt: skip
+    what = f"{kind}_pool{nd}d"
+    xs = _shape(input_shape, "input_shape")
+    if len(xs) == nd + 1:
+        xs = (1, *xs)
+    if len(xs) != nd + 2:
+        raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
+    kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
+    strides, dilations = _geometry(nd, kernel if stride is None else stride, dilation, what)
+    pads = cm.expand_arg(padding, nd, "padding", what)
+    for k, p, d in zip(kernel, pads, dilations, strict=True):
+        if 2 * p > cm.dilated_size(k, d):
+            raise ValueError(
+                f"{what}: padding {p} must be at most half the (dilated) kernel "
+                f"{cm.dilated_size(k, d)}"
+            )
+    names = _DIM_NAMES[nd]
+    pairs = tuple((p, p) for p in pads)
+    rnd = "ceil" if ceil_mode else "floor"
+    lines = [
+        f"{what}: input {xs}, kernel_size {kernel}, stride {strides}, padding {pads}"
+        + (f", dilation {dilations}" if kind == "max" else "")
+        + f", ceil_mode {ceil_mode}"
+        + ("" if kind == "max" else f", count_include_pad {count_include_pad}"),
+        "",
+        f"Output size per spatial dim: {rnd}((n + 2p - d*(k-1) - 1) / s) + 1",
+    ]
+    outs = []
+    for i, (n, k, s, p, d) in enumerate(zip(xs[2:], kernel, strides, pairs, dilations,
+                                             strict=True)):  # fmt: skip
+        text, out = _size_line(i, names[i], n, k, s, p, d, ceil_mode)
+        lines.append(text)
+        outs.append(out)
+    out_shape = (*xs[:2], *outs)
+    if min(outs) <= 0:
+        lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
+        return _emit(Explanation(what, out_shape, lines, pairs), quiet)
+    lines.append(f"  -> output {out_shape}")
+    lines += ["", "Input rows no window reads:"]
+    unread_text, unread = _unread_lines(xs[2:], kernel, strides, pairs, dilations, names)
+    lines += unread_text
+    overlap = any(s < cm.dilated_size(k, d) for s, k, d in zip(strides, kernel, dilations,
+                                                              strict=True))  # fmt: skip
+    route = (
+        "goes to its window's maximum (padding is -inf and never wins)"
+        if kind == "max"
+        else "is spread evenly over its window, divided by the window's "
+        + ("size clipped to the padded input" if count_include_pad else "count of real inputs")
+    )
+    lines += [
+        "",
+        "Backward (VJP) shapes:",
+        f"  dy {out_shape} -> dx {xs}: each dy entry {route}"
+        + ("; overlapping windows add up" if overlap else ""),
+        "",
+        "Scratch: none beyond the output (windows are strided views of the padded input)",
+    ]
+    return _emit(Explanation(what, out_shape, lines, pairs, unread), quiet)
+
+
+def _make_pool(kind: str, nd: int):
+    if kind == "max":
+
+        def fn(input_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               quiet=False) -> Explanation:  # fmt: skip
+            return _pool("max", nd, input_shape, kernel_size, stride, padding, dilation,
+                         ceil_mode, True, quiet)  # fmt: skip
+
+    else:
+
+        def fn(input_shape, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, quiet=False) -> Explanation:  # fmt: skip
+            return _pool("avg", nd, input_shape, kernel_size, stride, padding, 1, ceil_mode,
+                         count_include_pad, quiet)  # fmt: skip
+
+    fn.__name__ = fn.__qualname__ = f"{kind}_pool{nd}d"
+    fn.__doc__ = f"Explain ``F.{kind}_pool{nd}d`` for this input shape (arguments as there)."
+    return fn
+
+
+max_pool1d = _make_pool("max", 1)
+max_pool2d = _make_pool("max", 2)
+max_pool3d = _make_pool("max", 3)
+avg_pool1d = _make_pool("avg", 1)
+avg_pool2d = _make_pool("avg", 2)
+avg_pool3d = _make_pool("avg", 3)
