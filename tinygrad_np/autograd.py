@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinygrad_np.tensor import Tensor
 
 _Tensor: Any = None  # set by tinygrad_np.tensor once the class exists (avoids an import cycle)
+_make: Any = None  # Tensor._make(data, requires_grad, grad_fn), set there too
 
 # ----------------------------------------------------------------------------- grad mode
 
@@ -178,18 +179,19 @@ class Op:
         """Run the forward on the inputs' arrays and, when recording, link the result."""
         op = cls()
         out = op.forward(*[t.data for t in inputs], **kwargs)
-        if _state["anomaly"]:
+        state = _state
+        if state["anomaly"]:
             op.created_at = _user_frame()
             _check_finite(out, op, "forward")
-        if _state["grad"]:
-            for t in inputs:
-                if t.requires_grad:
-                    op.inputs = inputs
-                    op.needs_grad = tuple([x.requires_grad for x in inputs])
-                    op.args = kwargs
-                    op.scope = _state["scope"]
-                    return _Tensor._make(out, True, op)
-        return _Tensor._make(out, False, None)
+        if state["grad"]:
+            needs = tuple([t.requires_grad for t in inputs])
+            if True in needs:
+                op.inputs = inputs
+                op.needs_grad = needs
+                op.args = kwargs
+                op.scope = state["scope"]
+                return _make(out, True, op)
+        return _make(out, False, None)
 
     # -- bookkeeping used by the engine, hooks and viz
     _released = False
@@ -205,13 +207,19 @@ class Op:
 
     def release(self) -> None:
         """Free what the forward saved; the node stays in the graph for drawing."""
-        keep = {"inputs", "needs_grad", "args", "scope", "name", "created_at", "_hooks", "_retain"}
-        for k in [k for k in self.__dict__ if k not in keep]:
-            del self.__dict__[k]
+        d = self.__dict__
+        for k in [k for k in d if k not in _KEEP_ON_RELEASE]:
+            del d[k]
         self._released = True
 
     def __repr__(self) -> str:
         return f"<{self.name} node>"
+
+
+# what Op.release keeps: the graph's structure, for viz and error messages
+_KEEP_ON_RELEASE = frozenset(
+    {"inputs", "needs_grad", "args", "scope", "name", "created_at", "_hooks", "_retain"}
+)
 
 
 # ----------------------------------------------------------------------------- backward
@@ -284,9 +292,13 @@ def run_backward(
     want_nodes = None if inputs is None else {id(t.grad_fn): t for t in inputs if t.grad_fn}
     result: dict[int, Tensor] = {}
 
+    def add(prev: Tensor, g: Tensor) -> Tensor:
+        # unrecorded passes add the arrays directly: no graph node is needed
+        return prev + g if create_graph else _make(prev.data + g.data, False, None)
+
     def add_leaf(t: Tensor, g: Tensor) -> None:
         prev = leaf_grads.get(id(t))
-        leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
+        leaf_grads[id(t)] = (t, g if prev is None else add(prev[1], g))
 
     roots = []
     for out, g in zip(outputs, grad_outputs, strict=True):
@@ -301,6 +313,7 @@ def run_backward(
     order = _topo_order(roots)
     prev_mode = _state["grad"]
     _state["grad"] = create_graph
+    anomaly = _state["anomaly"]
     try:
         for node in order:
             g = node_grads.pop(id(node), None)
@@ -320,7 +333,7 @@ def run_backward(
                     "its saved arrays were freed by the first backward. "
                     "Pass retain_graph=True to the first backward if you need a second one."
                 )
-            if _state["anomaly"]:
+            if anomaly:
                 _state["vjp_of"] = node
                 grads = node.vjp(g)
                 _state["vjp_of"] = None
@@ -332,9 +345,9 @@ def run_backward(
             for t, gi, need in zip(node.inputs, grads, node.needs_grad, strict=True):
                 if gi is None or not need:
                     continue
-                if gi.shape != t.shape:
+                if gi.data.shape != t.data.shape:
                     gi = _sum_to(gi, t.shape)
-                if gi.dtype != t.dtype:
+                if gi.data.dtype != t.data.dtype:
                     gi = gi.astype(t.dtype)
                 fn = t.grad_fn
                 if fn is None:
@@ -342,7 +355,7 @@ def run_backward(
                 else:
                     k = id(fn)
                     prev = node_grads.get(k)
-                    node_grads[k] = gi if prev is None else prev + gi
+                    node_grads[k] = gi if prev is None else add(prev, gi)
             if not retain_graph:
                 node.release()
     finally:

@@ -252,6 +252,8 @@ class Tensor:
         """A Tensor for the other operand; a Python scalar takes this tensor's dtype."""
         if isinstance(x, Tensor):
             return x
+        if (type(x) is float or type(x) is int) and self.data.dtype.kind == "f":  # fast path
+            return Tensor._make(np.asarray(x, dtype=self.data.dtype), False, None)
         if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
             kind = self.dtype.kind
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
@@ -473,6 +475,7 @@ class _HookHandle:
 
 
 autograd._Tensor = Tensor
+autograd._make = Tensor._make
 
 # ----------------------------------------------------------------------------- factories
 

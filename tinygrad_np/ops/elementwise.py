@@ -31,9 +31,11 @@ class Add(Op):
     """y = a + b.   VJP: ga = g, gb = g (summed back over broadcast dims)."""
 
     def forward(self, a, b):
-        if a.shape != b.shape:
+        try:
+            return a + b
+        except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("add", a, b)
-        return a + b
+            raise
 
     def vjp(self, g):
         return g, g
@@ -43,9 +45,11 @@ class Sub(Op):
     """y = a - b.   VJP: ga = g, gb = -g."""
 
     def forward(self, a, b):
-        if a.shape != b.shape:
+        try:
+            return a - b
+        except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("sub", a, b)
-        return a - b
+            raise
 
     def vjp(self, g):
         return g, (-g if self.needs_grad[1] else None)
@@ -55,9 +59,11 @@ class Mul(Op):
     """y = a * b.   VJP: ga = g * b, gb = g * a."""
 
     def forward(self, a, b):
-        if a.shape != b.shape:
+        try:
+            return a * b
+        except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("mul", a, b)
-        return a * b
+            raise
 
     def vjp(self, g):
         a, b = self.inputs
@@ -71,9 +77,11 @@ class Div(Op):
     """y = a / b.   VJP: ga = g / b, gb = -g * a / b^2."""
 
     def forward(self, a, b):
-        if a.shape != b.shape:
+        try:
+            return a / b
+        except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("div", a, b)
-        return a / b
+            raise
 
     def vjp(self, g):
         a, b = self.inputs
@@ -86,9 +94,11 @@ class Pow(Op):
     """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a)."""
 
     def forward(self, a, b):
-        if a.shape != b.shape:
+        try:
+            return np.power(a, b)
+        except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("pow", a, b)
-        return np.power(a, b)
+            raise
 
     def vjp(self, g):
         a, b = self.inputs
