@@ -532,6 +532,10 @@ def load_function(spec: str) -> Callable:
         module = importlib.util.module_from_spec(loc)
         loc.loader.exec_module(module)
     else:
+        import sys
+
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())  # the console script does not look in the cwd
         module = importlib.import_module(mod_name)
     fn = module
     for part in attr.split("."):

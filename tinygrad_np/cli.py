@@ -622,9 +622,148 @@ def add_demo(subparsers) -> None:
     p.set_defaults(func=run_demo, parser=p)
 
 
+# --------------------------------------------------------------------------- check, explain
+
+_BACKWARD_NAMES = {"dy", "g", "grad", "grad_output", "dout", "gy"}
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import inspect
+
+    from tinygrad_np import check
+
+    fwd, bwd = args.forward, args.backward
+    for spec in args.functions:
+        try:
+            fn = check.load_function(spec)
+        except (ImportError, ValueError, TypeError, OSError) as e:
+            raise CLIError(f"cannot load {spec!r}: {e}") from None
+        params = set(inspect.signature(fn).parameters)
+        if params & _BACKWARD_NAMES:
+            bwd = bwd or fn
+        else:
+            fwd = fwd or fn
+    if fwd is None and bwd is None:
+        raise CLIError("give at least one function as module:function (or --forward/--backward)")
+    ndim = tuple(args.ndim) if args.ndim else None
+    try:
+        if args.op == "conv":
+            report = check.conv(fwd, bwd, ndim=ndim, seed=args.seed)
+        else:
+            kind = args.op.split("_")[0]
+            report = check.pool(fwd, bwd, kind=kind, ndim=ndim, seed=args.seed)
+    except (TypeError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(report)
+    return 0 if report.ok else 1
+
+
+def add_check(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="check your own NumPy conv or pooling forward/backward against the framework",
+        description="Runs tinygrad_np.check over the sweep of configurations and prints the "
+        "report; exit code 1 when something fails. A function whose signature has `dy` is "
+        "taken as the backward, any other as the forward.",
+    )
+    p.add_argument("functions", nargs="*", metavar="MODULE:FUNCTION",
+                   help="e.g. my_conv:backward or path/to/my_conv.py:backward")  # fmt: skip
+    p.add_argument("--forward", help="the forward, as MODULE:FUNCTION")
+    p.add_argument("--backward", help="the backward, as MODULE:FUNCTION")
+    p.add_argument("--op", choices=["conv", "max_pool", "avg_pool"], default="conv")
+    p.add_argument("--ndim", type=int, nargs="+", choices=[1, 2, 3],
+                   help="spatial dims to check (default: those your code supports)")  # fmt: skip
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.set_defaults(func=run_check, parser=p)
+
+
+def _ints(text: str) -> tuple[int, ...] | int:
+    """'2' -> 2, '2,1' or '2x1' -> (2, 1)."""
+    parts = [t for t in text.replace("x", ",").split(",") if t]
+    try:
+        vals = tuple(int(t) for t in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ints like 2 or 2,1, got {text!r}") from None
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _padding(text: str):
+    """'1', '1,2', 'same', 'valid', or pairs '0:1,2:2' (before:after per dim)."""
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    if ":" in text:
+        try:
+            return tuple(tuple(int(v) for v in pr.split(":")) for pr in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad padding pairs {text!r}") from None
+    return _ints(text)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from tinygrad_np import explain
+
+    op = args.op
+    kw: dict[str, Any] = {"stride": args.stride, "quiet": True}
+    try:
+        if op.startswith("conv"):
+            if args.weight is None:
+                raise CLIError(f"{op} needs --weight, e.g. --weight 40x3x4x4")
+            kw |= {"dilation": args.dilation, "groups": args.groups}
+            if op.startswith("conv_transpose"):
+                kw |= {"padding": args.padding or 0, "output_padding": args.output_padding}
+            else:
+                kw |= {"padding": args.padding or 0, "dtype": args.dtype}
+            e = getattr(explain, op)(args.input, args.weight, **kw)
+        else:
+            if args.kernel_size is None:
+                raise CLIError(f"{op} needs --kernel-size")
+            kw |= {"padding": args.padding or 0, "ceil_mode": args.ceil_mode}
+            if op.startswith("max"):
+                kw["dilation"] = args.dilation
+            if args.stride is None:
+                kw["stride"] = None
+            e = getattr(explain, op)(args.input, args.kernel_size, **kw)
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None
+    print(e)
+    return 0
+
+
+def add_explain(subparsers) -> None:
+    ops = [
+        f"{k}{d}d" for k in ("conv", "conv_transpose", "max_pool", "avg_pool") for d in (1, 2, 3)
+    ]
+    p = subparsers.add_parser(
+        "explain",
+        help="explain the arithmetic of a conv or pooling call (sizes, padding, VJP, memory)",
+        description="e.g. tinygrad-np explain conv2d --input 128x3x96x96 --weight 40x3x4x4 "
+        "--stride 2",
+    )
+    p.add_argument("op", choices=ops)
+    p.add_argument("--input", required=True, help="input shape, e.g. 128x3x96x96")
+    p.add_argument("--weight", help="weight shape (conv), e.g. 40x3x4x4")
+    p.add_argument("--kernel-size", type=_ints, help="pooling window, e.g. 2 or 3,2")
+    p.add_argument("--stride", type=_ints, default=None)
+    p.add_argument("--padding", type=_padding, default=None,
+                   help="2, 2,1, same, valid, or before:after pairs like 0:1,1:1")  # fmt: skip
+    p.add_argument("--dilation", type=_ints, default=1)
+    p.add_argument("--groups", type=_positive_int, default=1)
+    p.add_argument("--output-padding", type=_ints, default=0)
+    p.add_argument("--ceil-mode", action="store_true")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.set_defaults(func=run_explain, parser=p)
+
+
 # --------------------------------------------------------------------------- main
 
-COMMANDS: list[Callable[[Any], None]] = [add_train, add_eval, add_graph, add_demo]
+COMMANDS: list[Callable[[Any], None]] = [
+    add_train,
+    add_eval,
+    add_graph,
+    add_demo,
+    add_check,
+    add_explain,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
