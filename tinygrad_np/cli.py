@@ -708,7 +708,7 @@ def run_explain(args: argparse.Namespace) -> int:
         if op.startswith("conv"):
             if args.weight is None:
                 raise CLIError(f"{op} needs --weight, e.g. --weight 40x3x4x4")
-            kw |= {"dilation": args.dilation, "groups": args.groups}
+            kw |= {"dilation": args.dilation, "groups": args.groups, "stride": args.stride or 1}
             if op.startswith("conv_transpose"):
                 kw |= {"padding": args.padding or 0, "output_padding": args.output_padding}
             else:

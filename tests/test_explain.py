@@ -1,0 +1,151 @@
+"""explain: the formulas it prints agree with what the ops really do."""
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+from tinygrad_np import convmath as cm
+from tinygrad_np import explain
+from tinygrad_np.cli import main
+from tinygrad_np.nn import functional as F
+
+
+def test_issue_example_numbers():
+    e = explain.conv2d((128, 3, 96, 96), (40, 3, 4, 4), stride=2, quiet=True)
+    assert e.output_shape == (128, 40, 47, 47)
+    text = str(e)
+    assert "dim 0 (H): floor((96 + 0 + 0 - 1*(4-1) - 1) / 2) + 1 = floor(92 / 2) + 1 = 47" in text
+    assert "-> (128, 40, 93, 93)" in text  # the stride-dilated upstream gradient
+    assert "(40, 3, 4, 4) -> (3, 40, 4, 4)" in text  # flipped, channels swapped
+    assert e.algorithm == "gemm"
+    assert e.scratch_bytes == cm.im2col_scratch_bytes(128, 3, (4, 4), (47, 47), 4)
+    assert "51.8 MiB" in text
+
+
+CONV_CASES = [
+    ((2, 3, 11), (4, 3, 3), dict(stride=2)),
+    ((1, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 3), padding=((0, 2), (1, 0)), groups=2)),
+    ((1, 2, 10, 7), (3, 2, 4, 3), dict(stride=(3, 2), padding="same", dilation=(1, 2))),
+    ((2, 2, 6, 5, 7), (2, 2, 2, 3, 2), dict(stride=(1, 2, 3), padding=1, dilation=(2, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", CONV_CASES)
+def test_conv_output_shape_and_unread_rows_match_the_op(xs, ws, kw):
+    nd = len(xs) - 2
+    e = getattr(explain, f"conv{nd}d")(xs, ws, quiet=True, **kw)
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal(xs), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal(ws) + 3.0)  # no zero weights: zero grad = never read
+    y = getattr(F, f"conv{nd}d")(x, w, **kw)
+    assert y.shape == e.output_shape
+    y.backward(tg.Tensor(rng.standard_normal(y.shape) + 5.0))
+    g = np.abs(x.grad.data)
+    for axis, unread in enumerate(e.unread):
+        other = tuple(a for a in range(g.ndim) if a != axis + 2)
+        zero_rows = tuple(int(i) for i in np.flatnonzero(g.sum(axis=other) == 0))
+        assert zero_rows == unread
+
+
+def test_unread_rows_are_named_with_the_reason():
+    e = explain.conv1d((1, 1, 8), (1, 1, 3), stride=2, quiet=True)
+    assert e.unread == ((7,),)
+    assert "rows 7 of 0-7 are never read (the last 1 after the last window)" in str(e)
+    gaps = explain.conv1d((1, 1, 9), (1, 1, 2), stride=3, quiet=True)
+    assert gaps.unread == ((2, 5, 8),) and "gaps between windows" in str(gaps)
+
+
+def test_same_padding_split_is_spelled_out():
+    e = explain.conv2d((1, 1, 10, 36), (1, 1, 4, 5), stride=(1, 7), padding="same", quiet=True)
+    text = str(e)
+    assert e.pads == ((1, 2), (2, 2)) == cm.resolve_padding("same", (10, 36), (4, 5), (1, 7),
+                                                            (1, 1))  # fmt: skip
+    assert "= 3 -> 1 before, 2 after" in text and "= 4 -> 2 before, 2 after" in text
+    assert e.output_shape[2:] == (10, 6)  # ceil(n / s)
+
+
+def test_large_kernel_chooses_fft_and_reports_its_scratch():
+    e = explain.conv2d((8, 64, 64, 64), (64, 64, 7, 7), padding=3, quiet=True)
+    assert e.algorithm == "fft" == cm.choose_algorithm(8, 64, 64, 1, (70, 70), (7, 7), (64, 64))
+    assert "FFT size (72, 72)" in str(e) and e.scratch_bytes > 0
+    with cm.conv_algorithm("gemm"):
+        forced = explain.conv2d((8, 64, 64, 64), (64, 64, 7, 7), padding=3, quiet=True)
+    assert forced.algorithm == "gemm" and "forced by conv_algorithm('gemm')" in str(forced)
+
+
+@pytest.mark.parametrize(
+    "xs, ws, kw",
+    [
+        ((1, 4, 5, 5), (4, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+        ((2, 2, 7), (2, 3, 4), dict(stride=3, dilation=2)),
+    ],
+)
+def test_conv_transpose_output_shape_matches_the_op(xs, ws, kw):
+    nd = len(xs) - 2
+    e = getattr(explain, f"conv_transpose{nd}d")(xs, ws, quiet=True, **kw)
+    y = getattr(F, f"conv_transpose{nd}d")(tg.Tensor(np.ones(xs)), tg.Tensor(np.ones(ws)), **kw)
+    assert y.shape == e.output_shape
+
+
+@pytest.mark.parametrize(
+    "kind, xs, kw",
+    [
+        ("max", (1, 2, 7, 8), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        ("max", (1, 1, 9), dict(kernel_size=2, stride=3, dilation=2)),
+        ("avg", (2, 1, 5, 6, 4), dict(kernel_size=2)),
+        (
+            "avg",
+            (1, 1, 8, 5),
+            dict(kernel_size=(3, 2), stride=(2, 1), padding=1, count_include_pad=False),
+        ),  # fmt: skip
+    ],
+)
+def test_pool_output_shape_and_unread_rows_match_the_op(kind, xs, kw):
+    nd = len(xs) - 2
+    e = getattr(explain, f"{kind}_pool{nd}d")(xs, quiet=True, **kw)
+    x = tg.Tensor(np.random.default_rng(1).standard_normal(xs), requires_grad=True)
+    y = getattr(F, f"{kind}_pool{nd}d")(x, **kw)
+    assert y.shape == e.output_shape
+    if kind == "avg":  # every read row gets gradient from an average
+        y.backward(tg.Tensor(np.ones(y.shape)))
+        g = x.grad.data
+        for axis, unread in enumerate(e.unread):
+            other = tuple(a for a in range(g.ndim) if a != axis + 2)
+            assert tuple(np.flatnonzero(g.sum(axis=other) == 0)) == unread
+
+
+def test_prints_by_default_and_returns_an_object(capsys):
+    e = explain.max_pool2d((1, 3, 7, 8), 3, stride=2, padding=1, ceil_mode=True)
+    out = capsys.readouterr().out
+    assert out.strip() == str(e) and "ceil((7 + 1 + 1 - 1*(3-1) - 1) / 2) + 1" in out
+    assert repr(e) == "<Explanation of max_pool2d: output (1, 3, 4, 5)>"
+    explain.avg_pool1d((1, 1, 4), 2, quiet=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_configurations_are_explained_or_rejected_with_numbers():
+    e = explain.conv1d((1, 1, 3), (1, 1, 5), quiet=True)
+    assert e.output_shape == (1, 1, 0)
+    assert "the dilated kernel, 5, is longer than the padded input, 3" in str(e)
+    with pytest.raises(ValueError, match=r"input has 3 channels but weight .* expects 2"):
+        explain.conv2d((1, 3, 8, 8), (2, 2, 3, 3), quiet=True)
+    with pytest.raises(ValueError, match=r"groups=2 must divide the input channels \(3\)"):
+        explain.conv2d((1, 3, 8, 8), (2, 2, 3, 3), groups=2, quiet=True)
+    with pytest.raises(ValueError, match="input_shape"):
+        explain.conv2d((3, 8), (2, 3, 3, 3), quiet=True)
+    # the op itself states the same numbers
+    with pytest.raises(ValueError, match=r"dilated extent 5\) is larger than the padded input 3"):
+        F.conv1d(tg.Tensor(np.ones((1, 1, 3))), tg.Tensor(np.ones((1, 1, 5))))
+
+
+def test_cli_explain(capsys):
+    argv = ["explain", "conv2d", "--input", "128x3x96x96", "--weight", "40x3x4x4", "--stride", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "-> output (128, 40, 47, 47)" in out
+    assert main(["explain", "conv1d", "--input", "1x1x10", "--weight", "1x1x4",
+                 "--padding", "same"]) == 0  # fmt: skip
+    assert "-> 1 before, 2 after" in capsys.readouterr().out
+    assert main(["explain", "max_pool2d", "--input", "1x1x7x7", "--kernel-size", "2"]) == 0
+    assert "(1, 1, 3, 3)" in capsys.readouterr().out
+    assert main(["explain", "conv2d", "--input", "1x3x8x8"]) == 1
