@@ -241,21 +241,22 @@ def _sum_to(g: Tensor, shape: tuple[int, ...]) -> Tensor:
 def _topo_order(roots: list[Op]) -> list[Op]:
     """Nodes reachable from ``roots``, each after every node that consumes it (iterative DFS)."""
     order: list[Op] = []
-    seen: set[int] = set()
+    seen: set[Op] = set()  # Op hashes by identity
     stack: list[tuple[Op, bool]] = [(r, False) for r in roots]
+    push, pop, emit, mark = stack.append, stack.pop, order.append, seen.add
     while stack:
-        node, done = stack.pop()
+        node, done = pop()
         if done:
-            order.append(node)
+            emit(node)
             continue
-        if id(node) in seen:
+        if node in seen:
             continue
-        seen.add(id(node))
-        stack.append((node, True))
+        mark(node)
+        push((node, True))
         for t in node.inputs:
             fn = t.grad_fn
-            if fn is not None and id(fn) not in seen:
-                stack.append((fn, False))
+            if fn is not None and fn not in seen:
+                push((fn, False))
     order.reverse()
     return order
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import special
 
-from tinygrad_np.autograd import Op
+from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
 from tinygrad_np.tensor import Tensor
 
@@ -51,7 +51,9 @@ class Sigmoid(Op):
         return self.out
 
     def vjp(self, g):
-        y = self.saved_output(self.inputs[0].sigmoid)
+        if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
+            return (g * const(self.out * (1 - self.out)),)
+        y = self.inputs[0].sigmoid()
         return (g * y * (1 - y),)
 
 
@@ -63,7 +65,9 @@ class Tanh(Op):
         return self.out
 
     def vjp(self, g):
-        y = self.saved_output(self.inputs[0].tanh)
+        if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
+            return (g * const(1 - self.out * self.out),)
+        y = self.inputs[0].tanh()
         return (g * (1 - y * y),)
 
 
