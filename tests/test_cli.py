@@ -298,3 +298,14 @@ def test_demo_fills_one_run_folder(tiny, tmp_path, monkeypatch, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "lenet" and config["dataset"] == "fashion-mnist"
     assert config["epochs"] == 1
+
+
+@needs_conv
+def test_graph_without_dot_is_a_clean_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    out = tmp_path / "lenet.svg"
+    assert run("graph", "--model", "lenet", "-o", out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tinygrad-np: error:") and "apt install graphviz" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "lenet.dot").exists() and not out.exists()
