@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinygrad_np.autograd import Op
+from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.tensor import Tensor
 
 
@@ -52,7 +52,11 @@ class Sub(Op):
             raise
 
     def vjp(self, g):
-        return g, (-g if self.needs_grad[1] else None)
+        if not self.needs_grad[1]:
+            return g, None
+        if not is_grad_enabled():  # not recorded: plain NumPy, no graph node needed
+            return g, const(-g.data)
+        return g, -g
 
 
 class Mul(Op):
@@ -67,6 +71,12 @@ class Mul(Op):
 
     def vjp(self, g):
         a, b = self.inputs
+        if not is_grad_enabled():  # not recorded: plain NumPy, no graph node needed
+            gd = g.data
+            return (
+                const(gd * b.data) if self.needs_grad[0] else None,
+                const(gd * a.data) if self.needs_grad[1] else None,
+            )
         return (
             g * b if self.needs_grad[0] else None,
             g * a if self.needs_grad[1] else None,
