@@ -389,3 +389,19 @@ def test_where_condition_as_array_or_tensor():
     assert tg.where(np.array([True, False]), a, b).tolist() == [1.0, 6.0]
     assert tg.where(Tensor([False, True]), a, b).tolist() == [5.0, 2.0]
     assert tg.where(a > 1.5, a, 0.0).tolist() == [0.0, 2.0]
+
+
+def test_dropout_eval_identity_scaling_and_gradient():
+    import tinygrad_np.nn.functional as F
+
+    x = Tensor(np.ones((50, 40)), requires_grad=True)
+    assert F.dropout(x, 0.5, training=False) is x
+    assert F.dropout(x, 0.0) is x
+    assert F.dropout(x, 1.0).numpy().sum() == 0.0
+    tg.manual_seed(5)
+    y = F.dropout(x, 0.25)
+    kept = y.numpy() != 0
+    assert 0.65 < kept.mean() < 0.85  # about 1 - p survive
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.75)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.75)
