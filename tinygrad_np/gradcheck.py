@@ -118,12 +118,21 @@ def gradcheck(
     ]
 
     if fast_mode:
+        scale = (
+            float(
+                sum(
+                    np.sum(np.abs(np.asarray(o.data, np.float64) * u))
+                    for o, u in zip(outs, us, strict=True)
+                )
+            ),
+            sum(int(o.size) for o in outs),
+        )
         for p in range(n_projections):
             vs = [rng.standard_normal(t.shape) for t in wrt]
-            num, allowed = _directional(wrt, vs, eps, atol, rtol, scalar)
+            num, allowed = _directional(wrt, vs, eps, atol, rtol, scalar, scale)
             ana = float(sum(np.sum(a * v) for a, v in zip(analytic, vs, strict=True)))
             if abs(ana - num) > allowed:
-                culprit = _fast_culprit(wrt, wrt_idx, analytic, vs, eps, atol, rtol, scalar)
+                culprit = _fast_culprit(wrt, wrt_idx, analytic, vs, eps, atol, rtol, scalar, scale)
                 where = (
                     ""
                     if culprit is None
@@ -191,7 +200,7 @@ def gradcheck(
     return True
 
 
-def _directional(wrt, vs, eps, atol, rtol, scalar) -> tuple[float, float]:
+def _directional(wrt, vs, eps, atol, rtol, scalar, scale) -> tuple[float, float]:
     """<J^T u, v> by central differences along v, and the difference allowed from it.
 
     A projection sums N per-element terms, so an error in one element is diluted
@@ -199,6 +208,7 @@ def _directional(wrt, vs, eps, atol, rtol, scalar) -> tuple[float, float]:
     tightened to the finite differences' own error, estimated from a second
     step 2*eps (Richardson: the two differ by about 3x the O(eps^2) error), and
     loosened back to ``rtol`` only where that estimate is large (kinks, noise).
+    ``scale`` is (sum |output * u|, number of terms), for the rounding noise.
     """
 
     def step(h: float) -> float:
@@ -214,13 +224,15 @@ def _directional(wrt, vs, eps, atol, rtol, scalar) -> tuple[float, float]:
 
     num = step(eps)
     fd_err = abs(num - step(2 * eps))
-    return num, atol + min(rtol * abs(num), 1e-7 * abs(num) + 10 * fd_err)
+    # rounding noise of the summed scalar: about eps_machine * log2(terms) * sum |terms|, / eps
+    noise = np.finfo(np.float64).eps * np.log2(max(scale[1], 2)) * scale[0] / eps
+    return num, atol + min(rtol * abs(num), 1e-7 * abs(num) + 10 * fd_err + noise)
 
 
-def _fast_culprit(wrt, wrt_idx, analytic, vs, eps, atol, rtol, scalar) -> int | None:
+def _fast_culprit(wrt, wrt_idx, analytic, vs, eps, atol, rtol, scalar, scale) -> int | None:
     """Repeat a failed projection one input at a time; the index of the first that disagrees."""
     for t, i_in, a, v in zip(wrt, wrt_idx, analytic, vs, strict=True):
-        num, allowed = _directional([t], [v], eps, atol, rtol, scalar)
+        num, allowed = _directional([t], [v], eps, atol, rtol, scalar, scale)
         if abs(float(np.sum(a * v)) - num) > allowed:
             return i_in
     return None
