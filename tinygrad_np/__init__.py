@@ -7,6 +7,7 @@
 [2.0, 4.0, 6.0]
 """
 
+from tinygrad_np import check, explain
 from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
@@ -32,6 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyError",
+    "check",
+    "explain",
     "GradcheckError",
     "Tensor",
     "arange",
