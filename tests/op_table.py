@@ -85,6 +85,18 @@ _IDX_ADD = np.array([0, 3, 0, 1, 3])
 _BCE_T = tg.Tensor(np.array([[0.0, 1.0, 0.3], [1.0, 0.5, 0.0]]), dtype="float64")
 
 
+def _max_pool_grad(x, g):
+    """d max_pool2d(x, 2, 1) / dx applied to g, as a recorded function of g (x is fixed)."""
+    xr = tg.Tensor(x.data, requires_grad=True)
+    return tg.grad(F.max_pool2d(xr, 2, 1), xr, g, create_graph=True)[0]
+
+
+def _max_pool_grad_torch(x, g):
+    xr = x.detach().requires_grad_()
+    return torch.autograd.grad(torch.nn.functional.max_pool2d(xr, 2, 1), xr, g,
+                               create_graph=True)[0]
+
+
 ROWS: list[OpRow] = [
     OpRow("add", lambda a, b: a + b, [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5))],
           lambda a, b: a + b, ops=("Add",)),
@@ -358,4 +370,83 @@ ROWS: list[OpRow] = [
     # finite differences sees the same mask (PyTorch's generator differs: no torch_fn)
     OpRow("dropout", lambda a: _seeded_dropout(a, 0.3), [((4, 5),)], None, ops=("Dropout",)),
     # --- convolution and pooling rows go here ---
+    OpRow("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, groups=2),
+          [((2, 4, 7), (6, 2, 3), (6,))],
+          lambda x, w, b: torch.nn.functional.conv1d(x, w, b, stride=2, padding=1, groups=2),
+          ops=("Conv", "ConvWeightGrad", "Dilate")),
+    OpRow("conv2d", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=(1, 0),
+                                             dilation=(1, 2)),
+          [((2, 3, 6, 5), (4, 3, 3, 2), (4,))],
+          lambda x, w, b: torch.nn.functional.conv2d(x, w, b, stride=(2, 1), padding=(1, 0),
+                                                     dilation=(1, 2)),
+          ops=("Conv", "ConvWeightGrad", "Dilate")),
+    OpRow("conv2d_same_stride2", lambda x, w: F.conv2d(x, w, stride=2, padding="same"),
+          [((1, 2, 7, 6), (3, 2, 3, 2))],
+          # TensorFlow's SAME: output (4, 3); pads (1, 1) rows and (0, 1) cols, extra after
+          lambda x, w: torch.nn.functional.conv2d(
+              torch.nn.functional.pad(x, (0, 1, 1, 1)), w, stride=2),
+          ops=("Conv",)),
+    OpRow("conv2d_asymmetric", lambda x, w: F.conv2d(x, w, padding=((2, 0), (0, 3))),
+          [((1, 2, 4, 4), (2, 2, 3, 3))],
+          lambda x, w: torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 3, 2, 0)), w),
+          ops=("Conv",)),
+    OpRow("conv2d_depthwise", lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=3),
+          [((2, 3, 5, 5), (6, 1, 3, 3)), ((3, 5, 4), (6, 1, 2, 2))],
+          lambda x, w: torch.nn.functional.conv2d(x, w, stride=2, padding=1, groups=3),
+          ops=("Conv",)),
+    OpRow("conv3d", lambda x, w, b: F.conv3d(x, w, b, stride=(1, 2, 1), padding=1),
+          [((1, 2, 3, 4, 3), (3, 2, 2, 2, 2), (3,))],
+          lambda x, w, b: torch.nn.functional.conv3d(x, w, b, stride=(1, 2, 1), padding=1),
+          ops=("Conv",)),
+    OpRow("conv_transpose1d",
+          lambda x, w, b: F.conv_transpose1d(x, w, b, stride=3, padding=1, output_padding=2,
+                                             groups=2, dilation=2),
+          [((2, 4, 3), (4, 2, 3), (4,))],
+          lambda x, w, b: torch.nn.functional.conv_transpose1d(
+              x, w, b, stride=3, padding=1, output_padding=2, groups=2, dilation=2),
+          ops=("ConvTranspose",)),
+    OpRow("conv_transpose2d",
+          lambda x, w: F.conv_transpose2d(x, w, stride=(2, 1), padding=(0, 1),
+                                          output_padding=(1, 0)),
+          [((1, 3, 3, 3), (3, 2, 2, 3))],
+          lambda x, w: torch.nn.functional.conv_transpose2d(
+              x, w, stride=(2, 1), padding=(0, 1), output_padding=(1, 0)),
+          ops=("ConvTranspose",)),
+    OpRow("conv_transpose3d", lambda x, w: F.conv_transpose3d(x, w, stride=2, dilation=(1, 2, 1)),
+          [((1, 2, 2, 2, 2), (2, 1, 2, 2, 1))],
+          lambda x, w: torch.nn.functional.conv_transpose3d(x, w, stride=2, dilation=(1, 2, 1)),
+          ops=("ConvTranspose",)),
+    OpRow("max_pool1d", lambda x: F.max_pool1d(x, 3, 2, padding=1, ceil_mode=True),
+          [((2, 3, 8),)],
+          lambda x: torch.nn.functional.max_pool1d(x, 3, 2, padding=1, ceil_mode=True),
+          ops=("MaxPool", "MaxPoolScatter")),
+    OpRow("max_pool2d", lambda x: F.max_pool2d(x, (3, 2), (2, 1), padding=1, dilation=(1, 2)),
+          [((2, 2, 6, 5),), ((2, 5, 6),)],
+          lambda x: torch.nn.functional.max_pool2d(x, (3, 2), (2, 1), padding=1,
+                                                   dilation=(1, 2)),
+          ops=("MaxPool", "MaxPoolScatter")),
+    OpRow("max_pool3d", lambda x: F.max_pool3d(x, 2, ceil_mode=True), [((1, 2, 3, 4, 5),)],
+          lambda x: torch.nn.functional.max_pool3d(x, 2, ceil_mode=True),
+          ops=("MaxPool", "MaxPoolScatter")),
+    # the max-pool gradient as a function of (x, g): its own VJP gathers at the argmax
+    OpRow("max_pool2d_backward",
+          lambda x, g: _max_pool_grad(x, g),
+          [((1, 2, 4, 5), (1, 2, 3, 4))],
+          lambda x, g: _max_pool_grad_torch(x, g),
+          ops=("MaxPoolScatter", "MaxPoolGather"), grad_inputs=(1,)),
+    OpRow("avg_pool1d", lambda x: F.avg_pool1d(x, 3, 2, padding=1, count_include_pad=False),
+          [((2, 3, 7),)],
+          lambda x: torch.nn.functional.avg_pool1d(x, 3, 2, padding=1, count_include_pad=False),
+          ops=("AvgPool", "AvgPoolTranspose")),
+    OpRow("avg_pool2d", lambda x: F.avg_pool2d(x, (3, 2), (2, 2), padding=1, ceil_mode=True),
+          [((2, 2, 6, 5),), ((2, 6, 7),)],
+          lambda x: torch.nn.functional.avg_pool2d(x, (3, 2), (2, 2), padding=1,
+                                                   ceil_mode=True),
+          ops=("AvgPool", "AvgPoolTranspose")),
+    OpRow("avg_pool3d",
+          lambda x: F.avg_pool3d(x, 2, padding=1, ceil_mode=True, count_include_pad=False),
+          [((1, 2, 3, 4, 3),)],
+          lambda x: torch.nn.functional.avg_pool3d(x, 2, padding=1, ceil_mode=True,
+                                                   count_include_pad=False),
+          ops=("AvgPool", "AvgPoolTranspose")),
 ]

@@ -83,11 +83,12 @@ class MaxPool(Op):
         taps = _taps(kernel_size)
         best = np.array(xp[_window_slices(taps[0], dilation, stride, out_sizes)])
         arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
+        won = np.empty(best.shape, dtype=bool)
         for t, k in enumerate(taps[1:], start=1):
             v = xp[_window_slices(k, dilation, stride, out_sizes)]
-            won = v > best  # strict: ties keep the earlier tap
+            won = np.greater(v, best, out=won)  # strict: ties keep the earlier tap
             np.copyto(best, v, where=won)
-            arg[won] = t
+            np.copyto(arg, t, where=won)
         self.taps = arg
         return best
 
