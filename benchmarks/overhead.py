@@ -6,7 +6,7 @@ tensors the arithmetic is negligible, so the figure is the cost of the
 framework itself: building the graph node, dtype and shape bookkeeping, the
 topological sort and the VJP calls.
 
-    python benchmarks/overhead.py [--ops 200] [--size 16] [--repeats 30]
+    python benchmarks/overhead.py [--ops 200] [--size 16] [--repeats 50]
 """
 
 from __future__ import annotations
@@ -38,23 +38,8 @@ def chain(x, w, b, n_ops: int):
     return y.sum()
 
 
-def _time(step, repeats: int) -> float:
-    """Median seconds of ``step()`` after two warm-up calls."""
-    step()
-    step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def bench_tinygrad(n_ops: int, size: int, repeats: int) -> tuple[float, float]:
-    rng = np.random.default_rng(0)
-    x = tg.Tensor(rng.standard_normal(size).astype(np.float32), requires_grad=True)
-    w = tg.Tensor(rng.standard_normal(size).astype(np.float32), requires_grad=True)
-    b = tg.Tensor(rng.standard_normal(size).astype(np.float32), requires_grad=True)
+def _steps(x, w, b, n_ops: int):
+    """(forward, forward+backward) closures over leaf tensors of either framework."""
 
     def fwd():
         return chain(x, w, b, n_ops)
@@ -63,10 +48,19 @@ def bench_tinygrad(n_ops: int, size: int, repeats: int) -> tuple[float, float]:
         x.grad = w.grad = b.grad = None
         chain(x, w, b, n_ops).backward()
 
-    return _time(fwd, repeats), _time(fwd_bwd, repeats)
+    return fwd, fwd_bwd
 
 
-def bench_torch(n_ops: int, size: int, repeats: int) -> tuple[float, float] | None:
+def tinygrad_steps(n_ops: int, size: int):
+    rng = np.random.default_rng(0)
+    x, w, b = (
+        tg.Tensor(rng.standard_normal(size).astype(np.float32), requires_grad=True)
+        for _ in range(3)
+    )
+    return _steps(x, w, b, n_ops)
+
+
+def torch_steps(n_ops: int, size: int):
     try:
         import torch
     except ImportError:
@@ -74,39 +68,50 @@ def bench_torch(n_ops: int, size: int, repeats: int) -> tuple[float, float] | No
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     x, w, b = (torch.randn(size, generator=gen, requires_grad=True) for _ in range(3))
+    return _steps(x, w, b, n_ops)
 
-    def fwd():
-        return chain(x, w, b, n_ops)
 
-    def fwd_bwd():
-        x.grad = w.grad = b.grad = None
-        chain(x, w, b, n_ops).backward()
-
-    return _time(fwd, repeats), _time(fwd_bwd, repeats)
+def measure(steps: dict, repeats: int) -> dict:
+    """Median seconds per call of each step. The frameworks take turns within every round,
+    so that load from other processes on a shared machine falls on both alike."""
+    for step in steps.values():  # warm up
+        step()
+        step()
+    times: dict = {k: [] for k in steps}
+    for _ in range(repeats):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ops", type=int, default=200, help="length of the chain")
     p.add_argument("--size", type=int, default=16, help="elements per tensor")
-    p.add_argument("--repeats", type=int, default=30, help="timed runs (median reported)")
+    p.add_argument("--repeats", type=int, default=50, help="timed rounds (median reported)")
     args = p.parse_args(argv)
     n = args.ops + 1  # the chain's ops plus the final sum
-    us = 1e6 / n
-    tf, tfb = bench_tinygrad(args.ops, args.size, args.repeats)
-    res = {"tinygrad_fwd": tf * us, "tinygrad_fwd_bwd": tfb * us}
+    steps = dict(zip(("tg_fwd", "tg_fwd_bwd"), tinygrad_steps(args.ops, args.size), strict=True))
+    ref = torch_steps(args.ops, args.size)
+    if ref is not None:
+        steps.update(zip(("pt_fwd", "pt_fwd_bwd"), ref, strict=True))
+    us = {k: v * 1e6 / n for k, v in measure(steps, args.repeats).items()}
     print(f"chain of {args.ops} elementwise ops on {args.size}-element float32 tensors")
-    print(f"{'':12}{'forward':>14}{'fwd+bwd':>14}   (microseconds per op)")
-    print(f"{'tinygrad_np':12}{tf * us:14.2f}{tfb * us:14.2f}")
-    ref = bench_torch(args.ops, args.size, args.repeats)
+    print(f"{'':12}{'forward':>14}{'fwd+bwd':>14}   (microseconds per op, median)")
+    print(f"{'tinygrad_np':12}{us['tg_fwd']:14.2f}{us['tg_fwd_bwd']:14.2f}")
     if ref is None:
         print("PyTorch is not installed: no ratio")
-        return res
-    pf, pfb = ref
-    res.update(torch_fwd=pf * us, torch_fwd_bwd=pfb * us, ratio=tfb / pfb)
-    print(f"{'pytorch':12}{pf * us:14.2f}{pfb * us:14.2f}")
-    print(f"{'ratio':12}{tf / pf:14.2f}{tfb / pfb:14.2f}   (tinygrad_np / PyTorch; goal <= 1.0)")
-    return res
+        return us
+    us["ratio_fwd"] = us["tg_fwd"] / us["pt_fwd"]
+    us["ratio"] = us["tg_fwd_bwd"] / us["pt_fwd_bwd"]
+    print(f"{'pytorch':12}{us['pt_fwd']:14.2f}{us['pt_fwd_bwd']:14.2f}")
+    print(
+        f"{'ratio':12}{us['ratio_fwd']:14.2f}{us['ratio']:14.2f}"
+        "   (tinygrad_np / PyTorch; goal <= 1.0)"
+    )
+    return us
 
 
 if __name__ == "__main__":
