@@ -246,17 +246,14 @@ def unread_rows(
     """How many trailing input rows no window reads (their gradient is zero).
 
     The last window starts at (out-1)*s in the padded input and ends at
-    (out-1)*s + d*(K-1); input rows after that are never read.
+    (out-1)*s + d*(K-1); input rows after the last tap it reads are never read.
 
     >>> unread_rows(8, 3, stride=2)   # windows start at 0, 2, 4: rows 0..6 read, row 7 not
     1
     """
-    pb, pa = (padding, padding) if isinstance(padding, (int, np.integer)) else padding
-    out = conv_output_size(n, kernel, stride, (pb, pa), dilation)
-    if out == 0:
-        return n
-    last = (out - 1) * stride + dilation * (kernel - 1)  # in padded coordinates
-    return max(0, min(n, n + pb - 1 - last))
+    mask = read_mask(n, kernel, stride, padding, dilation)
+    hits = np.flatnonzero(mask)
+    return int(n - (hits[-1] + 1)) if hits.size else n
 
 
 def read_mask(
@@ -400,6 +397,23 @@ def _out_sizes(sp, kernel, strides, dilations) -> tuple[int, ...]:
 _PER_SAMPLE_MIN_P = 256
 
 
+def _bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Batched matmul over broadcast leading dims as a loop of 2-D BLAS calls.
+
+    (np.matmul on stacks with broadcasting or ``out=`` can fall back to a slow
+    non-BLAS loop; one 2-D call per matrix never does.)
+    """
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if out is None:
+        dtype = np.result_type(a.dtype, b.dtype)
+        out = np.empty(lead + (a.shape[-2], b.shape[-1]), dtype=dtype)
+    a = np.broadcast_to(a, lead + a.shape[-2:])
+    b = np.broadcast_to(b, lead + b.shape[-2:])
+    for idx in np.ndindex(*lead):
+        np.matmul(a[idx], b[idx], out=out[idx])
+    return out
+
+
 def _im2col_per_sample(xp, kernel, strides, dilations, groups) -> np.ndarray:
     """cols (nb, G, Cg*prod(K), P) of the padded chunk ``xp`` (nb, C, *Sp)."""
     nb, c = xp.shape[:2]
@@ -439,10 +453,10 @@ def correlate_gemm(xp, w, strides, dilations, groups) -> np.ndarray:
     for n0, n1 in _chunks(n, per_sample):
         if p >= _PER_SAMPLE_MIN_P:
             cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
-            np.matmul(wg, cols, out=yv[n0:n1])  # (nb, G, Og, P)
+            _bmm(wg, cols, out=yv[n0:n1])  # (nb, G, Og, P)
         else:
             cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)
-            r = np.matmul(wg, cols)  # (G, Og, nb*P)
+            r = _bmm(wg, cols)  # (G, Og, nb*P)
             yv[n0:n1] = r.reshape(groups, o // groups, n1 - n0, p).transpose(2, 0, 1, 3)
     return y
 
@@ -464,7 +478,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
         if p >= _PER_SAMPLE_MIN_P:
-            dcols = np.matmul(wt, gv[n0:n1])  # (nb, G, Cg*K, P)
+            dcols = _bmm(wt, gv[n0:n1])  # (nb, G, Cg*K, P)
             dcols = dcols.reshape((nb, c) + tuple(kernel) + tuple(out_sizes))
             target = gx[n0:n1]
             for k in np.ndindex(*kernel):
@@ -472,7 +486,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
                 target[(slice(None), slice(None)) + sl] += dcols[(slice(None), slice(None)) + k]
         else:
             gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
-            dcols = np.matmul(wt, gt)  # (G, Cg*K, nb*P)
+            dcols = _bmm(wt, gt)  # (G, Cg*K, nb*P)
             dcols = dcols.reshape((c,) + tuple(kernel) + (nb,) + tuple(out_sizes))
             target = gx[n0:n1].transpose((1, 0) + tuple(range(2, 2 + len(kernel))))  # view
             for k in np.ndindex(*kernel):
@@ -495,14 +509,9 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups) -> np.
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
-        if p >= _PER_SAMPLE_MIN_P and nb * og * cg * math.prod(kernel) * 8 < 2**24:
-            cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
-            # (nb, G, Og, P) x (nb, G, P, CgK) -> summed over the batch
-            gw += np.matmul(gv[n0:n1], cols.transpose(0, 1, 3, 2)).sum(0)
-        else:
-            cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
-            gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
-            gw += np.matmul(gt, cols.transpose(0, 2, 1))
+        cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
+        gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
+        gw += _bmm(gt, cols.transpose(0, 2, 1))
     return gw.reshape((o, cg) + tuple(kernel))
 
 

@@ -1,0 +1,513 @@
+"""Convolution: convmath helpers, gradcheck sweeps, a seeded sweep against PyTorch, both
+algorithms, bounded scratch memory, errors, and the users' reported cases as named tests."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+from tinygrad_np import convmath as cm
+
+ALGOS = ["gemm", "fft"]
+
+
+def _t(a, grad=True, dtype="float64"):
+    return tg.Tensor(np.asarray(a), dtype=dtype, requires_grad=grad)
+
+
+# ----------------------------------------------------------------------------- convmath
+
+
+def test_output_size_and_same_padding_rules():
+    assert cm.conv_output_size(96, 4, 2) == 47
+    assert cm.conv_output_size(7, 3, 2, (1, 0)) == 3
+    assert cm.conv_output_size(3, 5) == 0  # kernel longer than the input
+    assert cm.conv_output_size(6, 3, 2, 1, dilation=2) == 2
+    for n, k, s, d in itertools.product(range(1, 12), range(1, 5), range(1, 4), range(1, 3)):
+        pb, pa = cm.same_padding(n, k, s, d)
+        assert pa - pb in (0, 1)  # the odd pixel goes after, as TensorFlow
+        assert cm.conv_output_size(n, k, s, (pb, pa), d) == -(-n // s)
+
+
+def test_resolve_padding_forms():
+    args = ((8, 9), (3, 2), (1, 1), (1, 1))
+    assert cm.resolve_padding(1, *args) == ((1, 1), (1, 1))
+    assert cm.resolve_padding((1, 2), *args) == ((1, 1), (2, 2))
+    assert cm.resolve_padding("valid", *args) == ((0, 0), (0, 0))
+    assert cm.resolve_padding("same", *args) == ((1, 1), (0, 1))
+    assert cm.resolve_padding(((0, 3), (2, 1)), *args) == ((0, 3), (2, 1))
+    for bad in ("full", -1, (1, 2, 3), ((1, -1), (0, 0)), 1.5):
+        with pytest.raises(ValueError, match="padding"):
+            cm.resolve_padding(bad, *args)
+
+
+def test_unread_rows_match_read_mask():
+    for n, k, s, d, pb, pa in itertools.product(range(3, 10), (1, 2, 3), (1, 2, 3), (1, 2),
+                                                (0, 1), (0, 2)):  # fmt: skip
+        if cm.conv_output_size(n, k, s, (pb, pa), d) == 0:
+            continue
+        mask = cm.read_mask(n, k, s, (pb, pa), d)
+        r = cm.unread_rows(n, k, s, (pb, pa), d)
+        assert not mask[n - r :].any() and (r == n or mask[n - r - 1])
+
+
+def test_dilate_pad_and_window_view():
+    x = np.arange(6.0).reshape(1, 1, 2, 3)
+    d = cm.dilate(x, (2, 3))
+    assert d.shape == (1, 1, 3, 7) and d[0, 0, 2, 6] == 5 and d.sum() == x.sum()
+    p = cm.pad_spatial(x, ((1, 0), (0, 2)))
+    assert p.shape == (1, 1, 3, 5)
+    back = cm.pad_spatial(p, cm.negate(((1, 0), (0, 2))))
+    np.testing.assert_array_equal(back, x)
+    v = cm.window_view(np.arange(10.0), (3,), (2,), (2,))  # windows x[i*2 + k*2]
+    np.testing.assert_array_equal(v, [[0, 2, 4], [2, 4, 6], [4, 6, 8]])
+    assert cm.im2col_scratch_bytes(8, 3, (4, 4), (47, 47), 4) == 8 * 3 * 16 * 47 * 47 * 4
+
+
+def test_algorithm_choice_and_override(monkeypatch):
+    small = (32, 32, 64, 1, (34, 34), (3, 3), (32, 32))
+    large = (8, 16, 32, 1, (74, 74), (11, 11), (64, 64))
+    assert cm.choose_algorithm(*small) == "gemm"
+    assert cm.choose_algorithm(*large) == "fft"
+    with F.conv_algorithm("fft"):
+        assert cm.choose_algorithm(*small) == "fft"
+        with F.conv_algorithm("gemm"):
+            assert cm.choose_algorithm(*large) == "gemm"
+        assert cm.get_conv_algorithm() == "fft"
+    assert cm.get_conv_algorithm() == "auto"
+    with pytest.raises(ValueError, match="conv_algorithm"):
+        with F.conv_algorithm("winograd"):
+            pass
+
+
+# ----------------------------------------------------------------------------- gradcheck sweep
+
+GRAD_CONFIGS = [
+    # nd, N, C, O, G, size, kernel, stride, padding, dilation
+    (1, 2, 2, 3, 1, (7,), (3,), (2,), 1, (1,)),
+    (1, 1, 4, 2, 2, (8,), (2,), (3,), ((2, 0),), (2,)),
+    (2, 1, 2, 2, 1, (5, 6), (3, 2), (2, 1), "same", (1, 1)),
+    (2, 2, 2, 4, 2, (5, 5), (2, 2), (1, 2), ((0, 2), (1, 0)), (2, 1)),
+    (2, 1, 3, 3, 3, (5, 4), (3, 3), (2, 2), 1, (1, 1)),  # depthwise
+    (2, 1, 1, 2, 1, (7, 5), (2, 3), (3, 2), "valid", (1, 1)),  # rows left over
+    (3, 1, 2, 2, 1, (3, 4, 3), (2, 2, 2), (1, 2, 1), (1, 0, 1), (1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("cfg", GRAD_CONFIGS, ids=lambda c: f"{c[0]}d-{c[6]}-s{c[7]}-p{c[8]}")
+def test_conv_gradcheck_and_gradgradcheck(cfg, algo):
+    nd, n, c, o, g, size, k, s, p, d = cfg
+    rng = np.random.default_rng(hash(str(cfg)) % 2**32)
+    x = _t(rng.standard_normal((n, c) + size))
+    w = _t(rng.standard_normal((o, c // g) + k))
+    b = _t(rng.standard_normal(o))
+    conv = getattr(F, f"conv{nd}d")
+
+    def fn(x, w, b):
+        return conv(x, w, b, stride=s, padding=p, dilation=d, groups=g)
+
+    with F.conv_algorithm(algo):
+        assert tg.gradcheck(fn, (x, w, b))
+        assert tg.gradgradcheck(fn, (x, w, b))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_conv_transpose_gradcheck(nd, algo):
+    rng = np.random.default_rng(nd)
+    x = _t(rng.standard_normal((1, 4) + (3,) * nd))
+    w = _t(rng.standard_normal((4, 1) + (2,) * nd))
+    b = _t(rng.standard_normal(2))
+    fn = lambda x, w, b: getattr(F, f"conv_transpose{nd}d")(  # noqa: E731
+        x, w, b, stride=2, padding=1, output_padding=1, groups=2, dilation=1
+    )
+    with F.conv_algorithm(algo):
+        assert tg.gradcheck(fn, (x, w, b))
+        assert tg.gradgradcheck(fn, (x, w, b))
+
+
+def test_third_derivative_through_conv():
+    rng = np.random.default_rng(3)
+    x = _t(rng.standard_normal((1, 2, 5, 5)))
+    w = _t(rng.standard_normal((2, 2, 3, 3)))
+
+    def second(x, w):  # d/dw of sum((d/dx sum(conv(x, w)^2))^2): third-order in the end
+        y = F.conv2d(x, w, stride=2, padding=1)
+        (gx,) = tg.grad((y * y).sum(), x, create_graph=True)
+        return (gx * gx).sum()
+
+    assert tg.gradcheck(second, (x, w))
+    assert tg.gradgradcheck(second, (x, w))
+
+
+def test_fused_and_recorded_input_gradients_agree():
+    """Plain backward takes the fused ConvTranspose; create_graph spells out dilate, pad and
+    a correlation with the flipped kernel. Same numbers, and the nodes are visible."""
+    rng = np.random.default_rng(4)
+    for s, p, d, g in [((2, 3), ((1, 2), (0, 3)), (1, 2), 2), ((1, 1), "same", (2, 1), 1),
+                       ((3, 2), ((4, 0), (0, 0)), (1, 1), 4)]:  # fmt: skip
+        x = _t(rng.standard_normal((2, 4, 9, 8)))
+        w = _t(rng.standard_normal((4, 4 // g, 3, 2)))
+        shape = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g).shape
+        u = tg.Tensor(rng.standard_normal(shape), requires_grad=True)  # so dilate/pad record
+        y = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
+        fast = tg.grad(y, [x, w], [u])
+        y = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
+        slow = tg.grad(y, [x, w], [u], create_graph=True)
+        for a, b in zip(fast, slow, strict=True):
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-12)
+        names = set()
+        stack = [slow[0].grad_fn]
+        while stack:
+            node = stack.pop()
+            names.add(node.name)
+            stack.extend(t.grad_fn for t in node.inputs if t.grad_fn is not None)
+        assert "conv2d" in names
+        assert "pad" in names or "index" in names  # padding beyond the kernel: a crop
+        assert ("dilate" in names) == (s != (1, 1))
+        assert slow[1].grad_fn.name == "conv2d_weight_grad"
+
+
+def test_op_names_and_args_for_the_graph_viewer():
+    x = tg.randn(1, 2, 6, 6, requires_grad=True)
+    w = tg.randn(4, 1, 3, 3, requires_grad=True)
+    y = F.conv2d(x, w, stride=2, padding="same", groups=2)
+    assert y.grad_fn.name == "conv2d"
+    args = y.grad_fn.args
+    assert args["stride"] == (2, 2) and args["padding"] == ((0, 1), (0, 1))
+    assert args["groups"] == 2 and args["kernel_size"] == (3, 3) and args["dilation"] == (1, 1)
+    t = F.conv_transpose1d(tg.randn(1, 2, 4), tg.randn(2, 3, 2, requires_grad=True), stride=2)
+    assert t.grad_fn.name == "conv_transpose1d" and t.grad_fn.args["output_padding"] == (0,)
+    z = F.conv3d(tg.randn(1, 1, 3, 3, 3), tg.randn(1, 1, 2, 2, 2, requires_grad=True))
+    assert z.grad_fn.name == "conv3d"
+
+
+# ----------------------------------------------------------------------------- vs PyTorch
+
+
+def _random_config(rng):
+    nd = int(rng.integers(1, 4))
+    g = int(rng.choice([1, 1, 2, 3]))
+    c, o = g * int(rng.integers(1, 3)), g * int(rng.integers(1, 3))
+    k = tuple(int(v) for v in rng.integers(1, 4, nd))
+    s = tuple(int(v) for v in rng.integers(1, 4, nd))
+    d = tuple(int(v) for v in rng.integers(1, 3, nd))
+    kind = rng.choice(["int", "per_dim", "valid", "same", "pairs"])
+    if kind == "int":
+        p = int(rng.integers(0, 3))
+    elif kind == "per_dim":
+        p = tuple(int(v) for v in rng.integers(0, 3, nd))
+    elif kind == "pairs":
+        p = tuple((int(a), int(b)) for a, b in rng.integers(0, 4, (nd, 2)))
+    else:
+        p = str(kind)
+    size = tuple(int(cm.dilated_size(ki, di) + rng.integers(0, 6)) for ki, di in zip(k, d))
+    n = int(rng.integers(1, 3))
+    return nd, n, c, o, g, size, k, s, p, d
+
+
+def _torch_conv(torch, xt, wt, bt, nd, s, pads, d, g):
+    """PyTorch reference: explicit F.pad with (before, after) pairs, then a valid conv."""
+    flat = []
+    for pb, pa in reversed(pads):
+        flat += [pb, pa]
+    xp = torch.nn.functional.pad(xt, flat)
+    return getattr(torch.nn.functional, f"conv{nd}d")(xp, wt, bt, stride=s, dilation=d, groups=g)
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_conv_matches_torch_random_sweep(seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1000 + seed)
+    nd, n, c, o, g, size, k, s, p, d = _random_config(rng)
+    algo = ALGOS[seed % 2]
+    x = rng.standard_normal((n, c) + size)
+    w = rng.standard_normal((o, c // g) + k)
+    b = rng.standard_normal(o)
+    pads = cm.resolve_padding(p, size, k, s, d)
+    X, W, B = _t(x), _t(w), _t(b)
+    with F.conv_algorithm(algo):
+        y = getattr(F, f"conv{nd}d")(X, W, B, stride=s, padding=p, dilation=d, groups=g)
+        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        yt = _torch_conv(torch, xt, wt, bt, nd, s, pads, d, g)
+        assert y.shape == tuple(yt.shape)
+        np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-9, atol=1e-9)
+        u = rng.standard_normal(y.shape)
+        grads = tg.grad(y, [X, W, B], [tg.Tensor(u)])
+    ref = torch.autograd.grad(yt, [xt, wt, bt], torch.tensor(u))
+    for a, r in zip(grads, ref, strict=True):
+        assert a.shape == tuple(r.shape)
+        np.testing.assert_allclose(a.data, r.numpy(), rtol=1e-9, atol=1e-9)
+    if p == "same" or isinstance(p, tuple) and isinstance(p[0], tuple):
+        # the same layer given its explicit (before, after) pairs gives the same result
+        with F.conv_algorithm(algo):
+            y2 = getattr(F, f"conv{nd}d")(X, W, B, stride=s, padding=pads, dilation=d, groups=g)
+        np.testing.assert_array_equal(y2.data, y.data)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_conv_transpose_matches_torch_random_sweep(seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2000 + seed)
+    nd = int(rng.integers(1, 4))
+    g = int(rng.choice([1, 2]))
+    cin, cout = g * int(rng.integers(1, 3)), g * int(rng.integers(1, 3))
+    k = tuple(int(v) for v in rng.integers(1, 4, nd))
+    s = tuple(int(v) for v in rng.integers(1, 4, nd))
+    d = tuple(int(v) for v in rng.integers(1, 3, nd))
+    p = tuple(int(rng.integers(0, (ki - 1) * di // 2 + 1)) for ki, di in zip(k, d))
+    op = tuple(int(rng.integers(0, max(si, di))) for si, di in zip(s, d))
+    size = tuple(int(v) for v in rng.integers(1, 5, nd))
+    x = rng.standard_normal((2, cin) + size)
+    w = rng.standard_normal((cin, cout // g) + k)
+    b = rng.standard_normal(cout)
+    kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
+    X, W, B = _t(x), _t(w), _t(b)
+    with F.conv_algorithm(ALGOS[seed % 2]):
+        y = getattr(F, f"conv_transpose{nd}d")(X, W, B, **kw)
+        xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        yt = getattr(torch.nn.functional, f"conv_transpose{nd}d")(xt, wt, bt, **kw)
+        np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-9, atol=1e-9)
+        u = rng.standard_normal(y.shape)
+        grads = tg.grad(y, [X, W, B], [tg.Tensor(u)])
+    ref = torch.autograd.grad(yt, [xt, wt, bt], torch.tensor(u))
+    for a, r in zip(grads, ref, strict=True):
+        np.testing.assert_allclose(a.data, r.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_float32_stays_float32_and_matches_torch(algo):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 12, 11)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 5, 4)).astype(np.float32)
+    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    with F.conv_algorithm(algo):
+        y = F.conv2d(X, W, stride=(2, 1), padding=2, groups=2)
+        u = rng.standard_normal(y.shape).astype(np.float32)
+        gx, gw = tg.grad(y, [X, W], [tg.Tensor(u)])
+    assert y.dtype == gx.dtype == gw.dtype == np.float32
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, stride=(2, 1), padding=2, groups=2)
+    rx, rw = torch.autograd.grad(yt, [xt, wt], torch.tensor(u))
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx.data, rx.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw.data, rw.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_gemm_and_fft_agree_on_a_large_kernel():
+    rng = np.random.default_rng(6)
+    x, w = _t(rng.standard_normal((2, 3, 20, 17))), _t(rng.standard_normal((4, 3, 11, 9)))
+    out = {}
+    for algo in ALGOS:
+        with F.conv_algorithm(algo):
+            y = F.conv2d(x, w, stride=(1, 2), padding=(5, 4), dilation=(1, 1))
+            out[algo] = [y.data] + [t.data for t in tg.grad(y.sum() * 1.0, [x, w])]
+    for a, b in zip(out["gemm"], out["fft"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_im2col_chunks_bound_scratch_memory():
+    """With a 1 MiB scratch budget a batch whose im2col matrix is ~30 MiB is processed in
+    chunks: the peak above inputs + outputs stays near the budget, results unchanged."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 5, 5)).astype(np.float32)
+    full = cm.im2col_scratch_bytes(64, 8, (5, 5), (16, 16), 4)
+    assert full > 12 * 2**20
+    ref = cm.correlate_gemm(x, w, (1, 1), (1, 1), 1)
+    budget = 2**20
+    with cm.scratch_budget(budget):
+        assert cm.batch_chunk(full // 64, 64) == budget // (full // 64)
+        tracemalloc.start()
+        y = cm.correlate_gemm(x, w, (1, 1), (1, 1), 1)
+        gx = cm.correlate_transpose_gemm(y, w, x.shape[2:], (1, 1), (1, 1), 1)
+        gw = cm.correlate_weight_grad_gemm(x, y, (5, 5), (1, 1), (1, 1), 1)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
+    outputs = y.nbytes + gx.nbytes + gw.nbytes
+    assert peak < outputs + 3 * budget, (peak, outputs)
+    gw_ref = cm.correlate_weight_grad_gemm(x, y, (5, 5), (1, 1), (1, 1), 1)  # one chunk
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-4, atol=1e-5 * np.abs(gw_ref).max())
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors_name_the_argument():
+    x = tg.randn(2, 4, 8, 8)
+    w = tg.randn(6, 2, 3, 3)
+    cases = [
+        (lambda: F.conv2d(x, tg.randn(6, 3, 3, 3)), "channels"),
+        (lambda: F.conv2d(x, w, groups=3), "groups"),
+        (lambda: F.conv2d(x, tg.randn(6, 4, 9, 3)), "kernel size 9"),
+        (lambda: F.conv2d(x, w, groups=2, stride=0), "stride"),
+        (lambda: F.conv2d(x, w, groups=2, stride=(1, -1)), "stride"),
+        (lambda: F.conv2d(x, w, groups=2, dilation=0), "dilation"),
+        (lambda: F.conv2d(tg.randn(4, 8), w, groups=2), "input must be"),
+        (lambda: F.conv2d(x, tg.randn(6, 2, 3), groups=2), "weight must be"),
+        (lambda: F.conv2d(x.double(), w, groups=2), "dtype"),
+        (lambda: F.conv2d(x, w, tg.randn(5), groups=2), "bias"),
+        (lambda: F.conv2d(x, w, groups=2, padding="full"), "padding"),
+        (lambda: F.conv1d(tg.randn(1, 1, 3), tg.randn(1, 1, 5), dilation=2), "larger than"),
+        (lambda: F.conv_transpose2d(x, tg.randn(3, 2, 3, 3)), "channels"),
+        (lambda: F.conv_transpose2d(x, tg.randn(4, 2, 3, 3), output_padding=1), "output_padding"),
+        (lambda: F.conv_transpose2d(x, tg.randn(4, 2, 3, 3), groups=3), "groups"),
+    ]
+    for fn, words in cases:
+        with pytest.raises(ValueError, match=words):
+            fn()
+
+
+def test_unbatched_input():
+    rng = np.random.default_rng(8)
+    x, w = _t(rng.standard_normal((3, 7, 6))), _t(rng.standard_normal((2, 3, 3, 2)))
+    y = F.conv2d(x, w, padding=1)
+    yb = F.conv2d(x.unsqueeze(0), w, padding=1)
+    assert y.shape == (2, 7, 7)
+    np.testing.assert_array_equal(y.data, yb.data[0])
+    (gx,) = tg.grad(y.sum(), [x])
+    assert gx.shape == x.shape
+
+
+# ----------------------------------------------------------------------------- users' cases
+
+
+def _init(rng, *shape):
+    return rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
+
+
+def _net96(f, p, x):
+    x = f.max_pool2d(f.relu(f.conv2d(x, p[0], p[1], stride=2)), 3, 2)
+    x = f.max_pool2d(f.relu(f.conv2d(x, p[2], p[3])), 4, 2)
+    x = f.relu(f.conv2d(x, p[4], p[5]))
+    x = f.relu(f.conv2d(x, p[6], p[7]))
+    x = f.max_pool2d(f.relu(f.conv2d(x, p[8], p[9])), 3, 2)
+    x = x.reshape(x.shape[0], -1)
+    x = f.relu(f.linear(x, p[10], p[11]))
+    x = f.relu(f.linear(x, p[12], p[13]))
+    return f.linear(x, p[14], p[15])
+
+
+def test_user_96x96_network_forward_backward_sgd_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    shapes = [(40, 3, 4, 4), (40,), (105, 40, 2, 2), (105,), (158, 105, 2, 2), (158,),
+              (158, 158, 2, 2), (158,), (105, 158, 2, 2), (105,), (945, 945), (945,),
+              (475, 945), (475,), (8, 475), (8,)]  # fmt: skip
+    params = [_init(rng, *s) if len(s) > 1 else 0.1 * rng.standard_normal(s) for s in shapes]
+    x = rng.standard_normal((2, 3, 96, 96))
+    target = np.array([3, 7])
+    ps = [_t(a) for a in params]
+    loss = F.cross_entropy(_net96(F, ps, tg.Tensor(x)), target)
+    loss.backward()
+    pt = [torch.tensor(a, requires_grad=True) for a in params]
+    lt = torch.nn.functional.cross_entropy(
+        _net96(torch.nn.functional, pt, torch.tensor(x)), torch.tensor(target)
+    )
+    lt.backward()
+    assert loss.item() == pytest.approx(lt.item(), rel=1e-10)
+    for p, q in zip(ps, pt, strict=True):
+        assert p.grad.shape == p.shape
+        np.testing.assert_allclose(p.grad.data, q.grad.numpy(), rtol=1e-7, atol=1e-10)
+    lr = 0.01
+    for p in ps:
+        p.data -= lr * p.grad.data
+    with torch.no_grad():
+        for q in pt:
+            q -= lr * q.grad
+    loss2 = F.cross_entropy(_net96(F, ps, tg.Tensor(x)), target)
+    lt2 = torch.nn.functional.cross_entropy(
+        _net96(torch.nn.functional, pt, torch.tensor(x)), torch.tensor(target)
+    )
+    assert loss2.item() == pytest.approx(lt2.item(), rel=1e-9)
+    assert loss2.item() < loss.item()  # the step went downhill
+
+
+def test_user_stride_7_4_padding_keeps_36x47():
+    """(N,1,36,47) with kernel (2,1,5,8) and stride (7,4): keeping the output at 36x47 takes
+    (36-1)*7 + 5 - 36 = 214 rows and (47-1)*4 + 8 - 47 = 145 cols of padding; an
+    asymmetric split does it. Gradients match PyTorch's F.pad + conv."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 1, 36, 47))
+    w = rng.standard_normal((2, 1, 5, 8))
+    pads = ((107, 107), (72, 73))
+    X, W = _t(x), _t(w)
+    y = F.conv2d(X, W, stride=(7, 4), padding=pads)
+    assert y.shape == (3, 2, 36, 47)
+    u = rng.standard_normal(y.shape)
+    gx, gw = tg.grad(y, [X, W], [tg.Tensor(u)])
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (72, 73, 107, 107)), wt,
+                                    stride=(7, 4))  # fmt: skip
+    rx, rw = torch.autograd.grad(yt, [xt, wt], torch.tensor(u))
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx.data, rx.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw.data, rw.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_user_stride_7_4_same_padding_gives_ceil_and_matches_explicit_pair():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 1, 36, 47))
+    w = rng.standard_normal((2, 1, 5, 8))
+    pads = cm.resolve_padding("same", (36, 47), (5, 8), (7, 4), (1, 1))
+    assert pads == ((2, 2), (2, 3))  # 4 rows and 5 cols in total, the odd one after
+    X, W = _t(x), _t(w)
+    y = F.conv2d(X, W, stride=(7, 4), padding="same")
+    assert y.shape == (2, 2, 6, 12)  # ceil(36/7), ceil(47/4)
+    y2 = F.conv2d(X, W, stride=(7, 4), padding=pads)
+    np.testing.assert_array_equal(y.data, y2.data)
+    u = rng.standard_normal(y.shape)
+    gx, gw = tg.grad(y, [X, W], [tg.Tensor(u)])
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (2, 3, 2, 2)), wt, stride=(7, 4))
+    rx, rw = torch.autograd.grad(yt, [xt, wt], torch.tensor(u))
+    np.testing.assert_allclose(gx.data, rx.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw.data, rw.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_user_5x100x100_input_10_filters_weight_gradient():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((5, 100, 100)).astype(np.float32)  # unbatched (C, H, W)
+    w = rng.standard_normal((10, 5, 5, 5)).astype(np.float32)
+    X, W = tg.Tensor(x), tg.Tensor(w, requires_grad=True)
+    y = F.conv2d(X, W)
+    assert y.shape == (10, 96, 96)
+    u = rng.standard_normal(y.shape).astype(np.float32)
+    (gw,) = tg.grad(y, [W], [tg.Tensor(u)])
+    assert gw.shape == (10, 5, 5, 5) and gw.dtype == np.float32
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(torch.tensor(x), wt)
+    (rw,) = torch.autograd.grad(yt, [wt], torch.tensor(u))
+    np.testing.assert_allclose(gw.data, rw.numpy(), rtol=1e-4, atol=2e-3)
+
+
+def test_user_valid_input_gradient_keeps_input_shape_with_rows_left_over():
+    """With "valid" padding and a stride that does not divide (n - K), the last rows are
+    never read: the input gradient still has the input's shape, with zeros there."""
+    rng = np.random.default_rng(13)
+    for n, k, s in [(8, 3, 2), (10, 4, 3), (7, 2, 4), (50, 4, 4), (9, 1, 5)]:
+        x = _t(rng.standard_normal((1, 1, n, n + 1)))
+        w = _t(rng.standard_normal((1, 1, k, k)))
+        y = F.conv2d(x, w, stride=s, padding="valid")
+        gx, gw = tg.grad(y, [x, w], [tg.Tensor(rng.standard_normal(y.shape))])
+        assert gx.shape == x.shape and gw.shape == w.shape
+        r = cm.unread_rows(n, k, s)
+        if r:
+            assert not gx.data[0, 0, n - r :, :].any()
+        mask = cm.read_mask(n, k, s)
+        assert not gx.data[0, 0, ~mask, :].any()
+        assert gx.data[0, 0, mask, :].any()
