@@ -207,7 +207,9 @@ def _random_config(rng):
         p = tuple((int(a), int(b)) for a, b in rng.integers(0, 4, (nd, 2)))
     else:
         p = str(kind)
-    size = tuple(int(cm.dilated_size(ki, di) + rng.integers(0, 6)) for ki, di in zip(k, d))
+    size = tuple(
+        int(cm.dilated_size(ki, di) + rng.integers(0, 6)) for ki, di in zip(k, d, strict=True)
+    )
     n = int(rng.integers(1, 3))
     return nd, n, c, o, g, size, k, s, p, d
 
@@ -261,8 +263,8 @@ def test_conv_transpose_matches_torch_random_sweep(seed):
     k = tuple(int(v) for v in rng.integers(1, 4, nd))
     s = tuple(int(v) for v in rng.integers(1, 4, nd))
     d = tuple(int(v) for v in rng.integers(1, 3, nd))
-    p = tuple(int(rng.integers(0, (ki - 1) * di // 2 + 1)) for ki, di in zip(k, d))
-    op = tuple(int(rng.integers(0, max(si, di))) for si, di in zip(s, d))
+    p = tuple(int(rng.integers(0, (ki - 1) * di // 2 + 1)) for ki, di in zip(k, d, strict=True))
+    op = tuple(int(rng.integers(0, max(si, di))) for si, di in zip(s, d, strict=True))
     size = tuple(int(v) for v in rng.integers(1, 5, nd))
     x = rng.standard_normal((2, cin) + size)
     w = rng.standard_normal((cin, cout // g) + k)
