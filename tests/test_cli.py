@@ -106,39 +106,25 @@ def test_same_seed_same_losses_bit_for_bit(tiny, tmp_path):
 
 
 def test_resume_continues_exactly(tiny, tmp_path):
+    common = ("--batch-size", "32", "--optimizer", "sgd")
     full = tmp_path / "full"
-    assert (
-        run(*train_args(tiny, full, "--epochs", "3", "--batch-size", "32", "--optimizer", "sgd"))
-        == 0
-    )
+    assert run(*train_args(tiny, full, "--epochs", "3", *common)) == 0
     part = tmp_path / "part"
-    assert (
-        run(*train_args(tiny, part, "--epochs", "1", "--batch-size", "32", "--optimizer", "sgd"))
-        == 0
-    )
+    assert run(*train_args(tiny, part, "--epochs", "1", *common)) == 0
     assert len(records(part, "epoch")) == 1
-    assert (
-        run(
-            "train",
-            "--resume",
-            part / "checkpoint.npz",
-            "--epochs",
-            "3",
-            "--data-dir",
-            tiny,
-            "--quiet",
-        )
-        == 0
-    )
+    resume = ("train", "--resume", part / "checkpoint.npz", "--epochs", "3", "--data-dir", tiny)
+    assert run(*resume, "--quiet") == 0
     assert [r["loss"] for r in records(part, "step")] == [r["loss"] for r in records(full, "step")]
     assert [r["test_acc"] for r in records(part, "epoch")] == [
         r["test_acc"] for r in records(full, "epoch")
     ]
+    assert {r["lr"] for r in records(full, "step")} == {0.05}
 
 
-def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch, capsys, schedule):
     full = tmp_path / "full"
-    args = ("--epochs", "2", "--batch-size", "16")
+    args = ("--epochs", "2", "--batch-size", "16", "--schedule", schedule)
     assert run(*train_args(tiny, full, *args)) == 0
 
     # Press Ctrl-C (a real SIGINT) during the 4th optimizer step of the first epoch.
@@ -170,6 +156,12 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch,
     assert [r["loss"] for r in records(part, "step")] == [r["loss"] for r in records(full, "step")]
     ends = [(r["train_loss"], r["test_loss"]) for r in records(part, "epoch")]
     assert ends == [(r["train_loss"], r["test_loss"]) for r in records(full, "epoch")]
+    lrs = [r["lr"] for r in records(part, "step")]
+    assert lrs == [r["lr"] for r in records(full, "step")]
+    if schedule == "cosine":  # from 1e-3 down towards 0 over the 12 batches
+        assert lrs[0] == 1e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-4
+    else:
+        assert set(lrs) == {1e-3}
 
 
 @pytest.mark.parametrize(

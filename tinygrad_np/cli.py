@@ -279,6 +279,7 @@ TRAIN_DEFAULTS = {
     "lr": None,
     "momentum": 0.9,
     "weight_decay": 0.0,
+    "schedule": "constant",
     "seed": 0,
     "limit": None,
     "test_limit": None,
@@ -291,6 +292,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     Raises ``KeyboardInterrupt`` after saving a checkpoint when interrupted.
     """
     import tinygrad_np as tg
+    from tinygrad_np import optim
     from tinygrad_np.data import DataLoader
     from tinygrad_np.models import build_model
 
@@ -299,7 +301,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
         resume = load_checkpoint(args.resume)
         saved = resume[0]["args"]
         # the run's identity comes from the checkpoint; --epochs may extend it
-        for key in ("dataset", "model", "batch_size", "optimizer", "seed", "limit"):
+        for key in ("dataset", "model", "batch_size", "optimizer", "schedule", "seed", "limit"):
             setattr(args, key, saved[key])
         if args.epochs is None:
             args.epochs = saved["epochs"]
@@ -327,9 +329,14 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         progress = dict(meta["progress"])
-        if args.lr is not None:  # an explicit --lr overrides the saved one
+        if args.lr is not None and args.schedule == "constant":  # --lr overrides the saved one
             for group in optimizer.param_groups:
                 group["lr"] = lr
+    scheduler = None
+    if args.schedule == "cosine":  # per batch, from lr down to 0 at the end of the last epoch
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * len(loader))
+        if resume is not None and resume[0].get("scheduler"):
+            scheduler.load_state_dict(resume[0]["scheduler"])
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.npz"
@@ -341,6 +348,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
 
     def save(progress: dict[str, Any]) -> Path:
         meta = {"args": config, "progress": progress, "normalize": NORMALIZE[args.dataset]}
+        meta["scheduler"] = scheduler.state_dict() if scheduler is not None else None
         return save_checkpoint(checkpoint, model, optimizer, meta)
 
     last: dict[str, Any] | None = {}
@@ -350,7 +358,9 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
 
     with _GracefulInterrupt() as interrupt:
         while progress["epoch"] < args.epochs:
-            last = _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt)
+            last = _train_epoch(
+                args, model, optimizer, scheduler, loader, metrics, progress, interrupt
+            )
             if last is None:  # Ctrl-C: save where we are, then stop
                 path = save(progress)
                 plot_metrics(metrics.records, run_dir / "curves.png")
@@ -377,7 +387,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     return last
 
 
-def _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt):
+def _train_epoch(args, model, optimizer, scheduler, loader, metrics, progress, interrupt):
     """One epoch (or its rest, after a resume); updates ``progress`` in place. Returns the
     epoch's metrics record without the test metrics, or None when Ctrl-C stopped it."""
     from tinygrad_np.nn import functional as F
@@ -410,6 +420,9 @@ def _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
 
             loss_value = float(loss.item())
             correct = int((logits.data.argmax(1) == yb.data).sum())
@@ -426,6 +439,7 @@ def _train_epoch(args, model, optimizer, loader, metrics, progress, interrupt):
                     "global_step": progress["global_step"],
                     "loss": loss_value,
                     "acc": correct / len(yb),
+                    "lr": lr,
                 }
             )
             if bar is not None:
@@ -480,6 +494,12 @@ def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> N
     )
     p.add_argument("--momentum", type=_nonnegative_float, default=d["momentum"], help="sgd only")
     p.add_argument("--weight-decay", type=_nonnegative_float, default=d["weight_decay"])
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default=d["schedule"],
+        help="learning rate: constant, or cosine annealing to 0 over all batches",
+    )
     p.add_argument(
         "--resume",
         metavar="CHECKPOINT",
