@@ -1,0 +1,156 @@
+"""Max and average pooling: a seeded sweep against PyTorch, gradchecks, tie-breaking,
+higher derivatives of max pooling, unbatched inputs and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+from tinygrad_np import convmath as cm
+
+
+def _t(a):
+    return tg.Tensor(np.asarray(a), dtype="float64", requires_grad=True)
+
+
+def _random_pool(rng):
+    nd = int(rng.integers(1, 4))
+    k = tuple(int(v) for v in rng.integers(1, 4, nd))
+    s = tuple(int(v) for v in rng.integers(1, 4, nd))
+    d = tuple(int(v) for v in rng.integers(1, 3, nd))
+    p = tuple(int(rng.integers(0, ki // 2 + 1)) for ki in k)  # PyTorch: pad <= K // 2
+    size = tuple(
+        int(cm.dilated_size(ki, di) + rng.integers(0, 5)) for ki, di in zip(k, d, strict=True)
+    )
+    return nd, k, s, p, d, size, bool(rng.integers(0, 2))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_max_pool_matches_torch_random_sweep(seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(seed)
+    nd, k, s, p, d, size, ceil = _random_pool(rng)
+    x = rng.standard_normal((2, 3) + size)
+    X = _t(x)
+    y = getattr(F, f"max_pool{nd}d")(X, k, s, p, d, ceil)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(torch.nn.functional, f"max_pool{nd}d")(xt, k, s, p, d, ceil)
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    u = rng.standard_normal(y.shape)
+    (gx,) = tg.grad(y, [X], [tg.Tensor(u)])
+    (rx,) = torch.autograd.grad(yt, [xt], torch.tensor(u))
+    np.testing.assert_allclose(gx.data, rx.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_avg_pool_matches_torch_random_sweep(seed):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(100 + seed)
+    nd, k, s, p, _, size, ceil = _random_pool(rng)
+    p = tuple(min(pi, ki // 2) for pi, ki in zip(p, k, strict=True))
+    include = bool(rng.integers(0, 2))
+    x = rng.standard_normal((2, 2) + size)
+    X = _t(x)
+    y = getattr(F, f"avg_pool{nd}d")(X, k, s, p, ceil, include)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(torch.nn.functional, f"avg_pool{nd}d")(xt, k, s, p, ceil, include)
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    u = rng.standard_normal(y.shape)
+    (gx,) = tg.grad(y, [X], [tg.Tensor(u)])
+    (rx,) = torch.autograd.grad(yt, [xt], torch.tensor(u))
+    np.testing.assert_allclose(gx.data, rx.numpy(), rtol=1e-12, atol=1e-12)
+
+
+POOL_CONFIGS = [
+    (1, (7,), 3, 2, 1, 1, True),
+    (2, (5, 6), (2, 3), (2, 1), (1, 1), (2, 1), False),
+    (2, (6, 5), 3, 2, 1, 1, True),
+    (3, (3, 4, 4), 2, (1, 2, 2), (0, 1, 1), 1, True),
+]
+
+
+@pytest.mark.parametrize("cfg", POOL_CONFIGS, ids=lambda c: f"{c[0]}d-k{c[2]}-s{c[3]}")
+def test_pool_gradcheck_and_gradgradcheck(cfg):
+    nd, size, k, s, p, d, ceil = cfg
+    x = _t(np.random.default_rng(0).standard_normal((1, 2) + size))
+    mp = getattr(F, f"max_pool{nd}d")
+    ap = getattr(F, f"avg_pool{nd}d")
+    assert tg.gradcheck(lambda a: mp(a, k, s, p, d, ceil), x)
+    assert tg.gradgradcheck(lambda a: mp(a, k, s, p, d, ceil), x)
+    assert tg.gradcheck(lambda a: ap(a, k, s, p, ceil, False), x)
+    assert tg.gradgradcheck(lambda a: ap(a, k, s, p, ceil, True), x)
+
+
+def test_max_pool_ties_go_to_the_first_element_as_torch():
+    torch = pytest.importorskip("torch")
+    x = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 3.0, 3.0], [0.0, 0.0, 3.0, 1.0]]]])
+    X = _t(x)
+    y = F.max_pool2d(X, 2, 1)
+    y.backward(tg.Tensor(np.ones(y.shape)))
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(xt, 2, 1).backward(torch.ones(1, 1, 2, 3, dtype=torch.float64))
+    np.testing.assert_array_equal(X.grad.data, xt.grad.numpy())
+    assert X.grad.data[0, 0, 0, 1] == 2  # windows 0 and 1 both pick (0, 1), the first 3
+
+
+def test_max_pool_vjp_is_differentiable_scatter_and_gather():
+    """The input gradient of max pooling is a scatter to the argmax; its VJP with respect to
+    the upstream gradient is a gather at the same places (and so on, every order)."""
+    rng = np.random.default_rng(1)
+    x = _t(rng.standard_normal((1, 2, 5, 5)))
+    g = _t(rng.standard_normal((1, 2, 4, 4)))
+    y = F.max_pool2d(x, 2, 1)
+    (gx,) = tg.grad(y, [x], [g], create_graph=True)
+    assert gx.grad_fn.name == "max_pool2d_backward"
+    h = _t(rng.standard_normal(x.shape))
+    (gg,) = tg.grad(gx, [g], [h], create_graph=True)
+    assert gg.grad_fn.name == "max_pool2d_gather"
+    # <scatter(g), h> == <g, gather(h)>: the two are adjoint
+    assert np.sum(gx.data * h.data) == pytest.approx(np.sum(g.data * gg.data), rel=1e-12)
+    u = rng.standard_normal(g.shape)
+    (gh,) = tg.grad(gg, [h], [tg.Tensor(u)], create_graph=True)  # gather's VJP: scatter
+    assert gh.grad_fn is None or gh.grad_fn.name == "max_pool2d_backward"
+    np.testing.assert_allclose(gh.data, tg.grad(y, [x], [tg.Tensor(u)])[0].data)
+
+
+def test_avg_pool_count_include_pad_divisors():
+    x = tg.ones(1, 1, 3, 3)
+    a = F.avg_pool2d(x, 3, 1, padding=1, count_include_pad=True)
+    b = F.avg_pool2d(x, 3, 1, padding=1, count_include_pad=False)
+    assert a.data[0, 0, 0, 0] == pytest.approx(4 / 9)
+    assert a.data[0, 0, 1, 1] == pytest.approx(1.0)
+    np.testing.assert_allclose(b.data, 1.0)
+
+
+def test_unbatched_pool_and_names():
+    x = _t(np.random.default_rng(2).standard_normal((3, 6, 6)))
+    y = F.max_pool2d(x, 2)
+    assert y.shape == (3, 3, 3)
+    yb = F.max_pool2d(x.unsqueeze(0), 2)
+    np.testing.assert_array_equal(y.data, yb.data[0])
+    assert yb.grad_fn.name == "max_pool2d"
+    assert yb.grad_fn.args["kernel_size"] == (2, 2) and yb.grad_fn.args["stride"] == (2, 2)
+    assert F.avg_pool1d(x, 3, 2).shape == (3, 6, 2)
+    assert F.avg_pool1d(x[:1], 3, 2).grad_fn.name == "avg_pool1d"
+    assert F.max_pool3d(x.unsqueeze(0), 2).shape == (1, 1, 3, 3)
+    assert F.max_pool2d(x.float(), 2).dtype == np.float32
+
+
+def test_pool_errors_name_the_argument():
+    x = tg.randn(1, 2, 6, 6)
+    cases = [
+        (lambda: F.max_pool2d(x, 3, padding=2), "padding"),
+        (lambda: F.max_pool2d(x, 0), "kernel_size"),
+        (lambda: F.max_pool2d(x, 2, stride=0), "stride"),
+        (lambda: F.max_pool2d(x, 2, dilation=0), "dilation"),
+        (lambda: F.max_pool2d(tg.randn(6), 2), "input must be"),
+        (lambda: F.avg_pool2d(x, 7), "larger than"),
+        (lambda: F.avg_pool2d(x, (2, 2, 2)), "kernel_size"),
+    ]
+    for fn, words in cases:
+        with pytest.raises(ValueError, match=words):
+            fn()
