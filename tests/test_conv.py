@@ -513,3 +513,27 @@ def test_user_valid_input_gradient_keeps_input_shape_with_rows_left_over():
         mask = cm.read_mask(n, k, s)
         assert not gx.data[0, 0, ~mask, :].any()
         assert gx.data[0, 0, mask, :].any()
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_depthwise_direct_path_equals_im2col(m):
+    """Depthwise convs (one input channel per group) take a per-tap multiply-add path."""
+    rng = np.random.default_rng(14 + m)
+    x = rng.standard_normal((2, 3, 9, 8))
+    w = rng.standard_normal((3 * m, 1, 3, 2))
+    s, d = (2, 1), (1, 2)
+    y = cm.correlate_depthwise(x, w, s, d, 3)
+    np.testing.assert_allclose(y, cm.correlate_gemm(x, w, s, d, 3), rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(
+        cm.correlate_transpose_depthwise(g, w, x.shape[2:], s, d, 3),
+        cm.correlate_transpose_gemm(g, w, x.shape[2:], s, d, 3),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        cm.correlate_weight_grad_depthwise(x, g, (3, 2), s, d, 3),
+        cm.correlate_weight_grad_gemm(x, g, (3, 2), s, d, 3),
+        rtol=1e-12,
+        atol=1e-12,
+    )

@@ -515,6 +515,70 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups) -> np.
     return gw.reshape((o, cg) + tuple(kernel))
 
 
+# ----------------------------------------------------------------------------- depthwise
+#
+# With one input channel per group (depthwise, Cg == 1) the im2col GEMMs degenerate into
+# (1 x K) times (K x P) products; a multiply-add per kernel tap on whole arrays is faster
+# and needs no im2col scratch at all. Output channel o = c*m + j reads input channel c.
+
+
+def _tap_view(xp, k, dilations, strides, out_sizes):
+    return xp[(slice(None), slice(None)) + strided_slice(k, dilations, strides, out_sizes)]
+
+
+def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
+    """``correlate`` for Cg == 1: y[n, c*m + j] = sum_k w[c*m + j, 0, k] x_pad[n, c, i*s + k*d]."""
+    n, c = xp.shape[:2]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    m = w.shape[0] // c
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    dtype = np.result_type(xp.dtype, w.dtype)
+    y = np.zeros((n, c, m) + out_sizes, dtype=dtype)
+    tmp = np.empty_like(y)
+    wk = w.reshape((c, m) + tuple(kernel))
+    for k in np.ndindex(*kernel):
+        xs = _tap_view(xp, k, dilations, strides, out_sizes)[:, :, None]  # (N, C, 1, *out)
+        wt = wk[(slice(None), slice(None)) + k].reshape((1, c, m) + (1,) * nd)
+        y += np.multiply(xs, wt, out=tmp)
+    return y.reshape((n, c * m) + out_sizes)
+
+
+def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
+    """``correlate_transpose`` for Cg == 1: one strided multiply-add per kernel tap."""
+    n = g.shape[0]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    c = groups
+    m = w.shape[0] // c
+    out_sizes = g.shape[2:]
+    dtype = np.result_type(g.dtype, w.dtype)
+    gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
+    gv = g.reshape((n, c, m) + tuple(out_sizes))
+    wk = w.reshape((c, m) + tuple(kernel))
+    for k in np.ndindex(*kernel):
+        wt = wk[(slice(None), slice(None)) + k].reshape((1, c, m) + (1,) * nd)
+        contrib = gv[:, :, 0] * wt[:, :, 0] if m == 1 else (gv * wt).sum(2)
+        _tap_view(gx, k, dilations, strides, out_sizes)[...] += contrib
+    return gx
+
+
+def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
+    """``correlate_weight_grad`` for Cg == 1: per tap, sum over batch and positions."""
+    n, c = xp.shape[:2]
+    o = g.shape[1]
+    m = o // c
+    out_sizes = g.shape[2:]
+    p = math.prod(out_sizes)
+    dtype = np.result_type(xp.dtype, g.dtype)
+    gv = g.reshape(n, c, m, p)
+    gw = np.zeros((c, m) + tuple(kernel), dtype=dtype)
+    for k in np.ndindex(*kernel):
+        xs = np.ascontiguousarray(_tap_view(xp, k, dilations, strides, out_sizes))
+        gw[(slice(None), slice(None)) + k] = np.einsum("ncjp,ncp->cj", gv, xs.reshape(n, c, p))
+    return gw.reshape((o, 1) + tuple(kernel))
+
+
 # ----------------------------------------------------------------------------- FFT
 #
 # Correlation is a product in frequency space: with F the real FFT over the spatial
@@ -676,6 +740,8 @@ def correlate(xp, w, strides, dilations, groups) -> np.ndarray:
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
+    if algo == "gemm" and groups > 1 and w.shape[1] == 1:
+        return correlate_depthwise(xp, w, strides, dilations, groups)
     fn = correlate_fft if algo == "fft" else correlate_gemm
     return fn(xp, w, strides, dilations, groups)
 
@@ -686,6 +752,8 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups) -> np.nd
     algo = choose_algorithm(
         g.shape[0], w.shape[1] * groups, w.shape[0], groups, padded_sizes, kernel, g.shape[2:]
     )
+    if algo == "gemm" and groups > 1 and w.shape[1] == 1:
+        return correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups)
     fn = correlate_transpose_fft if algo == "fft" else correlate_transpose_gemm
     return fn(g, w, padded_sizes, strides, dilations, groups)
 
@@ -695,5 +763,7 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups) -> np.ndarr
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
     )
+    if algo == "gemm" and groups > 1 and xp.shape[1] == groups:
+        return correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups)
     fn = correlate_weight_grad_fft if algo == "fft" else correlate_weight_grad_gemm
     return fn(xp, g, kernel, strides, dilations, groups)

@@ -69,10 +69,24 @@ def _gather_taps(h, taps, kernel, stride, padding, dilation) -> np.ndarray:
     return y
 
 
+def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
+    """Which tap of each window holds its maximum (the first one on ties, as PyTorch)."""
+    out_sizes = best.shape[2:]
+    taps = _taps(kernel)
+    arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
+    for t in range(len(taps) - 1, 0, -1):  # backwards, so that the earliest match wins
+        v = xp[_window_slices(taps[t], dilation, stride, out_sizes)]
+        np.copyto(arg, t, where=v == best)
+    first = xp[_window_slices(taps[0], dilation, stride, out_sizes)]
+    np.copyto(arg, 0, where=first == best)
+    return arg
+
+
 class MaxPool(Op):
     """y[n,c,i] = max_k x_pad[n,c,i*s + k*d] (padding is -inf, never chosen).
 
     VJP: gx = g routed to the first maximal element of each window (``MaxPoolScatter``).
+    The forward only takes running maxima; which tap won is found in the VJP.
     """
 
     def forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
@@ -82,22 +96,19 @@ class MaxPool(Op):
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, dilation)
         taps = _taps(kernel_size)
         best = np.array(xp[_window_slices(taps[0], dilation, stride, out_sizes)])
-        arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
-        won = np.empty(best.shape, dtype=bool)
-        for t, k in enumerate(taps[1:], start=1):
-            v = xp[_window_slices(k, dilation, stride, out_sizes)]
-            won = np.greater(v, best, out=won)  # strict: ties keep the earlier tap
-            np.copyto(best, v, where=won)
-            np.copyto(arg, t, where=won)
-        self.taps = arg
+        for k in taps[1:]:
+            np.maximum(best, xp[_window_slices(k, dilation, stride, out_sizes)], out=best)
+        self.out = best
         return best
 
     def vjp(self, g):
         a = self.args
+        xp = cm.pad_spatial(self.inputs[0].data, a["padding"], value=-np.inf)
+        taps = _argmax_taps(xp, self.out, a["kernel_size"], a["stride"], a["dilation"])
         return (
             MaxPoolScatter.apply(
                 g,
-                argmax=Argmax(self.taps),
+                argmax=Argmax(taps),
                 kernel_size=a["kernel_size"],
                 stride=a["stride"],
                 padding=a["padding"],
