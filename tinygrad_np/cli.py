@@ -601,7 +601,14 @@ def add_graph(subparsers) -> None:
 
 # --------------------------------------------------------------------------- demo
 
-DEMO = {"dataset": "fashion-mnist", "model": "lenet", "optimizer": "adam", "lr": 1e-3}
+# Measured (docs/training.md): 86.84% test accuracy after this one epoch with seed 0.
+DEMO = {
+    "dataset": "fashion-mnist",
+    "model": "lenet",
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "batch_size": 32,
+}
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -610,7 +617,8 @@ def run_demo(args: argparse.Namespace) -> int:
     train_args = argparse.Namespace(**settings)
     run_dir = Path(args.out) if args.out else _default_run_dir("demo")
     print(
-        "demo: training LeNet-5 on Fashion-MNIST for one epoch (Adam, lr 1e-3, batch 64)",
+        f"demo: training LeNet-5 on Fashion-MNIST for one epoch (Adam, lr {DEMO['lr']:g}, "
+        f"batch {DEMO['batch_size']})",
         file=sys.stderr,
     )
     result = train(train_args, out=run_dir)
