@@ -388,13 +388,12 @@ def _out_sizes(sp, kernel, strides, dilations) -> tuple[int, ...]:
 
 # ----------------------------------------------------------------------------- im2col / GEMM
 #
-# Two layouts of the im2col matrix, picked by the number of output positions P:
-#   per-sample  cols (nb, G, Cg*K, P):  y[n] = w @ cols[n], written straight into (N, O, P);
-#               good when P is large (the GEMM is (Og, CgK) x (CgK, P) per sample)
-#   batch-wide  cols (G, Cg*K, nb*P):   one GEMM for the chunk; the result (O, nb, P) is
-#               transposed into (N, O, P); good when P is small (late layers)
-
-_PER_SAMPLE_MIN_P = 256
+# Two layouts of the im2col matrix:
+#   batch-wide  cols (G, Cg*K, nb*P):   one GEMM per group for a chunk of nb samples; the
+#               result (O, nb, P) is transposed into (N, O, P). Used for every chunk of
+#               more than one sample; kept by the forward for the weight gradient.
+#   per-sample  cols (nb, G, Cg*K, P):  the GEMM writes straight into y; used when the
+#               budget only fits one sample at a time.
 
 
 def _bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -438,27 +437,37 @@ def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
     return cols.reshape(groups, -1, nb * math.prod(out_sizes))
 
 
-def correlate_gemm(xp, w, strides, dilations, groups) -> np.ndarray:
-    """y (N, O, *out) = windows of xp times w, by im2col and one BLAS matmul per group."""
+def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
+    """y (N, O, *out) = windows of xp times w, by im2col and one BLAS matmul per group.
+
+    With ``keep_cols`` returns ``(y, cols)`` where ``cols`` (G, Cg*K, N*P) is the
+    whole batch's im2col matrix when it fits the scratch budget in one chunk
+    (the weight gradient can reuse it), else ``None``.
+    """
     n, c = xp.shape[:2]
     o = w.shape[0]
+    og = o // groups
     kernel = w.shape[2:]
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     p = math.prod(out_sizes)
     dtype = np.result_type(xp.dtype, w.dtype)
     y = np.empty((n, o) + out_sizes, dtype=dtype)
-    wg = w.reshape(groups, o // groups, -1)  # (G, Og, Cg*K)
-    yv = y.reshape(n, groups, o // groups, p)
+    wg = w.reshape(groups, og, -1)  # (G, Og, Cg*K)
+    yv = y.reshape(n, groups, og, p)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
+    cols = None
     for n0, n1 in _chunks(n, per_sample):
-        if p >= _PER_SAMPLE_MIN_P:
+        if n1 - n0 == 1:  # one sample: the GEMM writes straight into y
             cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
-            _bmm(wg, cols, out=yv[n0:n1])  # (nb, G, Og, P)
-        else:
-            cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)
-            r = _bmm(wg, cols)  # (G, Og, nb*P)
-            yv[n0:n1] = r.reshape(groups, o // groups, n1 - n0, p).transpose(2, 0, 1, 3)
-    return y
+            _bmm(wg, cols, out=yv[n0:n1])  # (1, G, Og, P)
+            cols = cols[0] if n == 1 else None
+            continue
+        cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nb*P)
+        r = _bmm(wg, cols)  # (G, Og, nb*P)
+        yv[n0:n1] = r.reshape(groups, og, n1 - n0, p).transpose(2, 0, 1, 3)
+        if n1 - n0 != n:
+            cols = None
+    return (y, cols) if keep_cols else y
 
 
 def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
@@ -488,17 +497,22 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     return gx
 
 
-def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
+def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=None):
     """gw (O, Cg, *K) = sum over batch and positions of g times the window it came from,
-    per group: one GEMM (G, Og, nb*P) x (G, nb*P, Cg*K) per chunk, accumulated."""
+    per group: one GEMM (G, Og, nb*P) x (G, nb*P, Cg*K) per chunk, accumulated.
+    ``cols``: the forward's whole-batch im2col matrix (G, Cg*K, N*P), reused when given."""
     n, c = xp.shape[:2]
     o = g.shape[1]
     og, cg = o // groups, c // groups
     out_sizes = g.shape[2:]
     p = math.prod(out_sizes)
     dtype = np.result_type(xp.dtype, g.dtype)
-    gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     gv = g.reshape(n, groups, og, p)
+    if cols is not None:
+        gt = gv.transpose(1, 2, 0, 3).reshape(groups, og, n * p)  # (G, Og, N*P)
+        gw = _bmm(gt, cols.transpose(0, 2, 1))
+        return gw.reshape((o, cg) + tuple(kernel)).astype(dtype, copy=False)
+    gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
@@ -726,17 +740,24 @@ def choose_algorithm(
     return "fft" if cost["fft"] < cost["gemm"] else "gemm"
 
 
-def correlate(xp, w, strides, dilations, groups) -> np.ndarray:
-    """y (N, O, *out): y[n,o,i] = sum_{c in group, k} xp[n,c,i*s + k*d] w[o,c,k]."""
+def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False):
+    """y (N, O, *out): y[n,o,i] = sum_{c in group, k} xp[n,c,i*s + k*d] w[o,c,k].
+
+    With ``keep_cols`` returns ``(y, cols)``: the im2col matrix for
+    ``correlate_weight_grad`` when the GEMM route made one that fits the budget, else None.
+    """
     kernel = w.shape[2:]
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
     if algo == "gemm" and groups > 1 and w.shape[1] == 1:
-        return correlate_depthwise(xp, w, strides, dilations, groups)
-    fn = correlate_fft if algo == "fft" else correlate_gemm
-    return fn(xp, w, strides, dilations, groups)
+        y = correlate_depthwise(xp, w, strides, dilations, groups)
+    elif algo == "gemm":
+        return correlate_gemm(xp, w, strides, dilations, groups, keep_cols=keep_cols)
+    else:
+        y = correlate_fft(xp, w, strides, dilations, groups)
+    return (y, None) if keep_cols else y
 
 
 def correlate_transpose(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
@@ -751,8 +772,11 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups) -> np.nd
     return fn(g, w, padded_sizes, strides, dilations, groups)
 
 
-def correlate_weight_grad(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
-    """gw (O, Cg, *K), the adjoint of ``correlate`` in its weight."""
+def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) -> np.ndarray:
+    """gw (O, Cg, *K), the adjoint of ``correlate`` in its weight (``cols``: the forward's
+    im2col matrix, reused when given)."""
+    if cols is not None:
+        return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols)
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
     )

@@ -45,6 +45,18 @@ def _geometry(args: dict) -> dict:
     return {k: args[k] for k in ("stride", "padding", "dilation", "groups")}
 
 
+class _Cols:
+    """The forward's im2col matrix handed to the weight gradient (short repr for viz)."""
+
+    __slots__ = ("cols",)
+
+    def __init__(self, cols):
+        self.cols = cols
+
+    def __repr__(self) -> str:
+        return "im2col cache" if self.cols is not None else "None"
+
+
 def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
@@ -61,7 +73,7 @@ class Conv(Op):
         nd = x.ndim - 2
         self.name = f"conv{nd}d"
         xp = cm.pad_spatial(x, padding)
-        y = cm.correlate(xp, w, stride, dilation, groups)
+        y, self.cols = cm.correlate(xp, w, stride, dilation, groups, keep_cols=True)
         if b is not None:
             y += b.reshape(_bias_shape(w.shape[0], nd))
         return y
@@ -72,7 +84,10 @@ class Conv(Op):
         gx = conv_input_grad(g, w, x.shape[2:], **geo) if self.needs_grad[0] else None
         gw = None
         if self.needs_grad[1]:
-            gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), **geo)
+            # the forward's im2col matrix saves redoing it (not when recording: the
+            # recorded op must not depend on a cache of x's values)
+            cols = None if is_grad_enabled() else _Cols(self.cols)
+            gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
         if len(self.inputs) == 2:
             return gx, gw
         gb = g.sum((0,) + tuple(range(2, g.ndim))) if self.needs_grad[2] else None
@@ -116,10 +131,11 @@ class ConvWeightGrad(Op):
     gx = conv_transpose(y, h), gy = conv(x, h).
     """
 
-    def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size):
+    def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size, _cols=None):
         self.name = f"conv{x.ndim - 2}d_weight_grad"
         xp = cm.pad_spatial(x, padding)
-        return cm.correlate_weight_grad(xp, y, kernel_size, stride, dilation, groups)
+        cols = None if _cols is None else _cols.cols
+        return cm.correlate_weight_grad(xp, y, kernel_size, stride, dilation, groups, cols)
 
     def vjp(self, h):
         x, y = self.inputs

@@ -26,15 +26,26 @@ from tinygrad_np.tensor import Tensor
 
 
 class Argmax:
-    """The winning kernel tap of every pooling window, (N, C, *out) ints (short repr for viz)."""
+    """Which kernel tap won every pooling window, (N, C, *out) ints, first on ties as PyTorch.
 
-    __slots__ = ("taps",)
+    Computed on first use from the padded input and the window maxima, since the
+    common backward (non-overlapping windows) routes g without it (short repr for viz).
+    """
 
-    def __init__(self, taps: np.ndarray):
-        self.taps = taps
+    __slots__ = ("xp", "best", "geometry", "_taps")
+
+    def __init__(self, xp: np.ndarray, best: np.ndarray, kernel, stride, dilation):
+        self.xp, self.best, self.geometry = xp, best, (kernel, stride, dilation)
+        self._taps = None
+
+    @property
+    def taps(self) -> np.ndarray:
+        if self._taps is None:
+            self._taps = _argmax_taps(self.xp, self.best, *self.geometry)
+        return self._taps
 
     def __repr__(self) -> str:
-        return f"Argmax(shape={tuple(self.taps.shape)})"
+        return f"Argmax(shape={tuple(self.best.shape)})"
 
 
 def _taps(kernel):
@@ -49,10 +60,23 @@ def _padded_sizes(input_size, padding):
     return tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
 
 
-def _scatter_taps(g, taps, kernel, stride, padding, dilation, input_size) -> np.ndarray:
-    """gx: g[i] added at the input row chosen by taps[i] (all windows, overlaps accumulate)."""
+def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
+    """gx: g[i] added at the input row of window i's maximum (overlaps accumulate)."""
     out_sizes = g.shape[2:]
     gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
+    if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
+        # windows tile the input: each tap's slice is written once; the first tap equal
+        # to the maximum takes g (ties to the first), found without an argmax array
+        taken = np.zeros(g.shape, dtype=bool)
+        hit = np.empty(g.shape, dtype=bool)
+        for k in _taps(kernel):
+            sl = _window_slices(k, dilation, stride, out_sizes)
+            np.equal(argmax.xp[sl], argmax.best, out=hit)
+            hit &= ~taken
+            taken |= hit
+            np.multiply(g, hit, out=gxp[sl])
+        return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
+    taps = argmax.taps
     zero = np.zeros((), dtype=g.dtype)
     for t, k in enumerate(_taps(kernel)):
         gxp[_window_slices(k, dilation, stride, out_sizes)] += np.where(taps == t, g, zero)
@@ -104,11 +128,11 @@ class MaxPool(Op):
     def vjp(self, g):
         a = self.args
         xp = cm.pad_spatial(self.inputs[0].data, a["padding"], value=-np.inf)
-        taps = _argmax_taps(xp, self.out, a["kernel_size"], a["stride"], a["dilation"])
+        argmax = Argmax(xp, self.out, a["kernel_size"], a["stride"], a["dilation"])
         return (
             MaxPoolScatter.apply(
                 g,
-                argmax=Argmax(taps),
+                argmax=argmax,
                 kernel_size=a["kernel_size"],
                 stride=a["stride"],
                 padding=a["padding"],
@@ -126,7 +150,7 @@ class MaxPoolScatter(Op):
 
     def forward(self, g, *, argmax, kernel_size, stride, padding, dilation, input_size):
         self.name = f"max_pool{g.ndim - 2}d_backward"
-        return _scatter_taps(g, argmax.taps, kernel_size, stride, padding, dilation, input_size)
+        return _scatter_taps(g, argmax, kernel_size, stride, padding, dilation, input_size)
 
     def vjp(self, h):
         a = dict(self.args)
