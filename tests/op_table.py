@@ -97,6 +97,19 @@ def _max_pool_grad_torch(x, g):
                                create_graph=True)[0]
 
 
+def _flip_kernel(w, groups: int):
+    from tinygrad_np.ops.conv import flip_kernel
+
+    return flip_kernel(w, groups)
+
+
+def _torch_flip_kernel(w, groups: int):
+    o, cg = w.shape[:2]
+    k = tuple(w.shape[2:])
+    wt = w.reshape((groups, o // groups, cg) + k).transpose(1, 2)
+    return wt.reshape((groups * cg, o // groups) + k).flip(tuple(range(2, 2 + len(k))))
+
+
 ROWS: list[OpRow] = [
     OpRow("add", lambda a, b: a + b, [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5))],
           lambda a, b: a + b, ops=("Add",)),
@@ -370,6 +383,10 @@ ROWS: list[OpRow] = [
     # finite differences sees the same mask (PyTorch's generator differs: no torch_fn)
     OpRow("dropout", lambda a: _seeded_dropout(a, 0.3), [((4, 5),)], None, ops=("Dropout",)),
     # --- convolution and pooling rows go here ---
+    # the flipped kernel of the transposed correlation (channels swapped per group)
+    OpRow("flip_kernel", lambda w: _flip_kernel(w, groups=2),
+          [((4, 3, 2, 3),), ((6, 1, 3),), ((2, 3, 2),)],
+          lambda w: _torch_flip_kernel(w, 2), ops=("FlipKernel",)),
     OpRow("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1, groups=2),
           [((2, 4, 7), (6, 2, 3), (6,))],
           lambda x, w, b: torch.nn.functional.conv1d(x, w, b, stride=2, padding=1, groups=2),

@@ -157,16 +157,31 @@ class Dilate(Op):
         return (Getitem.apply(g, key=key),)
 
 
+class FlipKernel(Op):
+    """The kernel of the transposed correlation: per group, swap the in/out channel axes and
+    reverse every spatial axis, (O, C/G, *K) -> (C, O/G, *K).
+
+    A permutation of the entries that is its own inverse, so VJP: gw = flip_kernel(g).
+    """
+
+    name = "flip_kernel"
+
+    def forward(self, w, *, groups):
+        o, cg = w.shape[:2]
+        kernel = w.shape[2:]
+        nd = len(kernel)
+        wt = w.reshape((groups, o // groups, cg) + kernel)  # (G, Og, Cg, *K)
+        wt = wt.transpose((0, 2, 1) + tuple(range(3, 3 + nd)))  # (G, Cg, Og, *K)
+        wt = wt.reshape((groups * cg, o // groups) + kernel)  # (C, Og, *K)
+        return np.ascontiguousarray(wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd])
+
+    def vjp(self, g):
+        return (FlipKernel.apply(g, groups=self.args["groups"]),)
+
+
 def flip_kernel(w: Tensor, groups: int) -> Tensor:
-    """The kernel of the transposed correlation: per group, swap the in/out channel axes
-    and reverse every spatial axis. (O, C/G, *K) -> (C, O/G, *K)."""
-    o, cg = w.shape[:2]
-    kernel = tuple(w.shape[2:])
-    nd = len(kernel)
-    wt = w.reshape((groups, o // groups, cg) + kernel)  # (G, Og, Cg, *K)
-    wt = wt.permute((0, 2, 1) + tuple(range(3, 3 + nd)))  # (G, Cg, Og, *K)
-    wt = wt.reshape((groups * cg, o // groups) + kernel)  # (C, Og, *K)
-    return wt[(slice(None), slice(None)) + (slice(None, None, -1),) * nd]
+    """(O, C/G, *K) -> (C, O/G, *K): channels swapped per group, spatial axes reversed."""
+    return FlipKernel.apply(w, groups=groups)
 
 
 def conv_input_grad(g: Tensor, w: Tensor, input_size, stride, padding, dilation, groups):
