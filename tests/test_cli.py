@@ -301,3 +301,12 @@ def test_graph_without_dot_is_a_clean_error(tmp_path, monkeypatch, capsys):
     assert err.startswith("tinygrad-np: error:") and "apt install graphviz" in err
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "lenet.dot").exists() and not out.exists()
+
+
+def test_train_without_matplotlib_skips_the_plot(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--limit", "32", "--batch-size", "16")) == 0
+    assert not (out / "curves.png").exists()
+    assert (out / "checkpoint.npz").exists() and (out / "metrics.jsonl").exists()
+    assert "install matplotlib" in capsys.readouterr().out

@@ -453,3 +453,28 @@ def test_dataloader_accepts_tensors_and_checks_arguments():
         DataLoader(np.zeros(3), batch_size=2.5)
     with pytest.raises(ValueError, match="at least one"):
         DataLoader(batch_size=2)
+
+
+def test_ctrl_c_during_download_leaves_no_partial_file(isolated, monkeypatch):
+    class Response:
+        headers = {"Content-Length": "1000"}
+        calls = 0
+
+        def read(self, n):
+            Response.calls += 1
+            if Response.calls > 1:
+                raise KeyboardInterrupt
+            return b"\x1f\x8b" + b"x" * 98
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: Response())
+    cache = isolated / "home" / ".cache" / "tinygrad_np" / "mnist"
+    with pytest.raises(KeyboardInterrupt):
+        load_mnist("mnist", "train", mirror="http://127.0.0.1:1/", verify=False)
+    assert Response.calls == 2
+    assert leftovers(cache) == []
