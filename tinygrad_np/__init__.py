@@ -8,6 +8,7 @@
 """
 
 from tinygrad_np import check, explain
+from tinygrad_np._memory import tune_malloc
 from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
@@ -30,6 +31,8 @@ from tinygrad_np.tensor import (
 )
 
 __version__ = "0.1.0"
+
+tune_malloc()  # reuse freed temporaries instead of page-faulting them in each step
 
 __all__ = [
     "AnomalyError",

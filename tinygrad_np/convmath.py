@@ -533,6 +533,72 @@ def _tap_view(xp, k, dilations, strides, out_sizes):
     return xp[(slice(None), slice(None)) + strided_slice(k, dilations, strides, out_sizes)]
 
 
+# elements per block of the depthwise loops: small enough that a block and its temporary
+# stay in cache across the prod(K) taps (the loops are memory-bound otherwise)
+_DEPTHWISE_BLOCK = 1 << 16
+
+
+def _nc_blocks(n: int, c: int, per_channel: int) -> Iterator[tuple[slice, slice]]:
+    """(samples, channels) slices covering n x c in blocks of about ``_DEPTHWISE_BLOCK``."""
+    cb = max(1, min(c, _DEPTHWISE_BLOCK // max(per_channel, 1)))
+    nb = max(1, _DEPTHWISE_BLOCK // max(per_channel * c, 1)) if cb == c else 1
+    for n0 in range(0, n, nb):
+        for c0 in range(0, c, cb):
+            yield slice(n0, min(n, n0 + nb)), slice(c0, min(c, c0 + cb))
+
+
+class _WideGrid:
+    """Stride-1 taps as shifts of a flattened image.
+
+    With stride 1, tap k of window i reads x_pad at i + k*d, so over the flattened padded
+    image (C order, ``plane`` entries per channel) every tap is the same contiguous run
+    shifted by ``offset[k] = sum_i k_i d_i e_i`` (``e`` the C-order element strides).
+    Outputs are computed on the "wide" grid: every padded position whose first index is
+    below out[0] (``length`` entries); ``crop`` keeps the real windows, the rest read
+    past the row ends and are dropped. Long contiguous runs keep NumPy's inner loops
+    long, which matters for these memory-bound loops.
+    """
+
+    def __init__(self, padded_sizes, kernel, dilations, out_sizes):
+        self.padded = tuple(padded_sizes)
+        elem = np.cumprod((1,) + self.padded[:0:-1])[::-1]
+        self.offsets = [
+            int(sum(k[i] * dilations[i] * elem[i] for i in range(len(kernel))))
+            for k in np.ndindex(*kernel)
+        ]
+        self.plane = math.prod(self.padded)
+        self.length = out_sizes[0] * int(elem[0])
+        self.margin = max(0, self.length + max(self.offsets) - self.plane)
+        self.wide_shape = (out_sizes[0],) + self.padded[1:]
+        self.crop = tuple(slice(0, o) for o in out_sizes)
+
+    def flat(self, a: np.ndarray) -> np.ndarray:
+        """(N, C, *padded) -> (N, C, plane + margin), zero-extended so every shift fits."""
+        n, c = a.shape[:2]
+        out = np.zeros((n, c, self.plane + self.margin), dtype=a.dtype)
+        out[:, :, : self.plane] = a.reshape(n, c, self.plane)
+        return out
+
+    def to_wide(self, g: np.ndarray) -> np.ndarray:
+        """(N, C, *out) -> (N, C, length) with zeros at the positions that are not windows."""
+        n, c = g.shape[:2]
+        wide = np.zeros((n, c) + self.wide_shape, dtype=g.dtype)
+        wide[(slice(None), slice(None)) + self.crop] = g
+        return wide.reshape(n, c, self.length)
+
+    def from_wide(self, y: np.ndarray) -> np.ndarray:
+        n, c = y.shape[:2]
+        return y.reshape((n, c) + self.wide_shape)[(slice(None), slice(None)) + self.crop]
+
+
+def _depthwise_wide(xp, w, strides, dilations):
+    """The wide grid for a stride-1 depthwise conv with one output per channel, else None."""
+    if any(s != 1 for s in strides) or w.shape[0] != xp.shape[1]:
+        return None
+    out_sizes = _out_sizes(xp.shape[2:], w.shape[2:], strides, dilations)
+    return _WideGrid(xp.shape[2:], w.shape[2:], dilations, out_sizes)
+
+
 def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     """``correlate`` for Cg == 1: y[n, c*m + j] = sum_k w[c*m + j, 0, k] x_pad[n, c, i*s + k*d]."""
     n, c = xp.shape[:2]
@@ -541,13 +607,35 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     m = w.shape[0] // c
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
-    y = np.zeros((n, c, m) + out_sizes, dtype=dtype)
-    tmp = np.empty_like(y)
-    wk = w.reshape((c, m) + tuple(kernel))
-    for k in np.ndindex(*kernel):
-        xs = _tap_view(xp, k, dilations, strides, out_sizes)[:, :, None]  # (N, C, 1, *out)
-        wt = wk[(slice(None), slice(None)) + k].reshape((1, c, m) + (1,) * nd)
-        y += np.multiply(xs, wt, out=tmp)
+    grid = _depthwise_wide(xp, w, strides, dilations)
+    if grid is not None:
+        xf = grid.flat(xp.astype(dtype, copy=False))  # (N, C, plane + margin)
+        wf = w.reshape(c, -1).astype(dtype, copy=False)  # (C, prod K)
+        length = grid.length
+        yw = np.empty((n, c, length), dtype=dtype)
+        for ns, cs in _nc_blocks(n, c, length):  # all taps while a block is in cache
+            yb, xb, wb = yw[ns, cs], xf[ns, cs], wf[None, cs, :, None]
+            tmp = np.empty_like(yb)
+            for i, off in enumerate(grid.offsets):
+                if i == 0:
+                    np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=yb)
+                else:
+                    yb += np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=tmp)
+        return np.ascontiguousarray(grid.from_wide(yw))
+    y = np.empty((n, c, m) + out_sizes, dtype=dtype)
+    wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
+    taps = list(np.ndindex(*kernel))
+    for ns, cs in _nc_blocks(n, c, m * math.prod(out_sizes)):
+        yb = y[ns, cs]  # (nb, cb, m, *out)
+        tmp = np.empty_like(yb)
+        xb = xp[ns, cs]
+        for i, k in enumerate(taps):
+            xs = _tap_view(xb, k, dilations, strides, out_sizes)[:, :, None]  # (nb, cb, 1, *out)
+            wt = wk[(cs, slice(None)) + k].reshape((1, -1, m) + (1,) * nd)
+            if i == 0:
+                np.multiply(xs, wt, out=yb)
+            else:
+                yb += np.multiply(xs, wt, out=tmp)
     return y.reshape((n, c * m) + out_sizes)
 
 
@@ -560,13 +648,29 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
     m = w.shape[0] // c
     out_sizes = g.shape[2:]
     dtype = np.result_type(g.dtype, w.dtype)
+    if m == 1 and all(s_ == 1 for s_ in strides):
+        grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
+        gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)
+        wf = w.reshape(c, -1).astype(dtype, copy=False)
+        length = grid.length
+        gxf = np.zeros((n, c, grid.plane + grid.margin), dtype=dtype)
+        for ns, cs in _nc_blocks(n, c, grid.plane + grid.margin):
+            gb, xb, wb = gw_[ns, cs], gxf[ns, cs], wf[None, cs, :, None]
+            tmp = np.empty_like(gb)
+            for i, off in enumerate(grid.offsets):
+                xb[:, :, off : off + length] += np.multiply(gb, wb[:, :, i], out=tmp)
+        return gxf[:, :, : grid.plane].reshape((n, c) + tuple(padded_sizes))
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     gv = g.reshape((n, c, m) + tuple(out_sizes))
-    wk = w.reshape((c, m) + tuple(kernel))
-    for k in np.ndindex(*kernel):
-        wt = wk[(slice(None), slice(None)) + k].reshape((1, c, m) + (1,) * nd)
-        contrib = gv[:, :, 0] * wt[:, :, 0] if m == 1 else (gv * wt).sum(2)
-        _tap_view(gx, k, dilations, strides, out_sizes)[...] += contrib
+    wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
+    for ns, cs in _nc_blocks(n, c, max(m * math.prod(out_sizes), math.prod(padded_sizes))):
+        gb, xb = gv[ns, cs], gx[ns, cs]
+        tmp = np.empty(gb.shape, dtype=dtype)
+        for k in np.ndindex(*kernel):
+            wt = wk[(cs, slice(None)) + k].reshape((1, -1, m) + (1,) * nd)
+            np.multiply(gb, wt, out=tmp)
+            contrib = tmp[:, :, 0] if m == 1 else tmp.sum(2)
+            _tap_view(xb, k, dilations, strides, out_sizes)[...] += contrib
     return gx
 
 
@@ -576,14 +680,30 @@ def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -
     o = g.shape[1]
     m = o // c
     out_sizes = g.shape[2:]
-    p = math.prod(out_sizes)
+    nd = len(out_sizes)
     dtype = np.result_type(xp.dtype, g.dtype)
-    gv = g.reshape(n, c, m, p)
-    gw = np.zeros((c, m) + tuple(kernel), dtype=dtype)
-    for k in np.ndindex(*kernel):
-        xs = np.ascontiguousarray(_tap_view(xp, k, dilations, strides, out_sizes))
-        gw[(slice(None), slice(None)) + k] = np.einsum("ncjp,ncp->cj", gv, xs.reshape(n, c, p))
-    return gw.reshape((o, 1) + tuple(kernel))
+    if m == 1 and all(s_ == 1 for s_ in strides):
+        grid = _WideGrid(xp.shape[2:], kernel, dilations, out_sizes)
+        xf = grid.flat(xp.astype(dtype, copy=False))
+        gw_ = grid.to_wide(g.astype(dtype, copy=False))  # zeros off the windows
+        length = grid.length
+        gwf = np.zeros((c, len(grid.offsets)), dtype=dtype)
+        for j in range(n):  # per sample and tap: one dot product per channel (BLAS)
+            gj = gw_[j][:, None, :]  # (C, 1, length)
+            for i, off in enumerate(grid.offsets):
+                gwf[:, i] += np.matmul(gj, xf[j, :, off : off + length, None])[:, 0, 0]
+        return gwf.reshape((o, 1) + tuple(kernel))
+    gv = g.reshape((n, c, m) + tuple(out_sizes))
+    gw = np.zeros((c, m) + tuple(kernel), dtype=np.float64 if dtype == np.float32 else dtype)
+    red = (0,) + tuple(range(3, 3 + nd))  # batch and space
+    for ns, cs in _nc_blocks(n, c, m * math.prod(out_sizes)):
+        gb, xb = gv[ns, cs], xp[ns, cs]
+        tmp = np.empty(gb.shape, dtype=dtype)
+        for k in np.ndindex(*kernel):
+            xs = _tap_view(xb, k, dilations, strides, out_sizes)[:, :, None]
+            np.multiply(gb, xs, out=tmp)
+            gw[(cs, slice(None)) + k] += tmp.sum(axis=red)
+    return gw.astype(dtype, copy=False).reshape((o, 1) + tuple(kernel))
 
 
 # ----------------------------------------------------------------------------- FFT

@@ -26,17 +26,19 @@ from tinygrad_np.tensor import Tensor
 
 
 class Argmax:
-    """Which kernel tap won every pooling window, (N, C, *out) ints, first on ties as PyTorch.
+    """Where every pooling window's maximum sits (the first one on ties, as PyTorch).
 
     Computed on first use from the padded input and the window maxima, since the
     common backward (non-overlapping windows) routes g without it (short repr for viz).
+    ``taps``: which kernel tap won, (N, C, *out); ``flat``: the winner's index into the
+    padded input in C order.
     """
 
-    __slots__ = ("xp", "best", "geometry", "_taps")
+    __slots__ = ("xp", "best", "geometry", "_taps", "_flat")
 
     def __init__(self, xp: np.ndarray, best: np.ndarray, kernel, stride, dilation):
         self.xp, self.best, self.geometry = xp, best, (kernel, stride, dilation)
-        self._taps = None
+        self._taps = self._flat = None
 
     @property
     def taps(self) -> np.ndarray:
@@ -44,8 +46,36 @@ class Argmax:
             self._taps = _argmax_taps(self.xp, self.best, *self.geometry)
         return self._taps
 
+    @property
+    def flat(self) -> np.ndarray:
+        if self._flat is None:
+            self._flat = _flat_index(self.taps, self.xp.shape, *self.geometry)
+        return self._flat
+
     def __repr__(self) -> str:
         return f"Argmax(shape={tuple(self.best.shape)})"
+
+
+def _flat_index(taps, padded_shape, kernel, stride, dilation) -> np.ndarray:
+    """C-order index into an array of ``padded_shape`` of the tap ``taps[i]`` of window i:
+    base of window i (row i*s per dim) plus the tap's offset (k*d per dim)."""
+    nd = len(kernel)
+    out_sizes = taps.shape[2:]
+    elem = np.cumprod((1,) + tuple(padded_shape[:2:-1]))[::-1]  # C-order strides, spatial
+    offsets = np.zeros(len(_taps(kernel)), dtype=np.int64)
+    for t, k in enumerate(_taps(kernel)):
+        offsets[t] = sum(k[i] * dilation[i] * elem[i] for i in range(nd))
+    plane = int(np.prod(padded_shape[2:]))
+    base = (np.arange(taps.shape[0] * taps.shape[1], dtype=np.int64) * plane).reshape(
+        taps.shape[:2] + (1,) * nd
+    )
+    for i in range(nd):
+        shape = [1] * (2 + nd)
+        shape[2 + i] = out_sizes[i]
+        base = base + (np.arange(out_sizes[i], dtype=np.int64) * (stride[i] * elem[i])).reshape(
+            shape
+        )
+    return base + offsets[taps]
 
 
 def _taps(kernel):
@@ -76,34 +106,33 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
             taken |= hit
             np.multiply(g, hit, out=gxp[sl])
         return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
-    taps = argmax.taps
-    zero = np.zeros((), dtype=g.dtype)
-    for t, k in enumerate(_taps(kernel)):
-        gxp[_window_slices(k, dilation, stride, out_sizes)] += np.where(taps == t, g, zero)
+    # overlapping windows: add every g at its window's maximum in one pass (bincount sums
+    # the repeats, in float64)
+    padded = gxp.shape
+    flat = np.bincount(argmax.flat.ravel(), weights=g.ravel(), minlength=gxp.size)
+    gxp = flat.astype(g.dtype, copy=False).reshape(padded)
     return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
 
 
-def _gather_taps(h, taps, kernel, stride, padding, dilation) -> np.ndarray:
-    """y[i] = h at the input row chosen by taps[i]."""
-    hp = cm.pad_spatial(h, padding)
-    out_sizes = taps.shape[2:]
-    y = np.zeros(taps.shape, dtype=h.dtype)
-    for t, k in enumerate(_taps(kernel)):
-        np.copyto(y, hp[_window_slices(k, dilation, stride, out_sizes)], where=taps == t)
-    return y
+def _gather_taps(h, argmax, padding) -> np.ndarray:
+    """y[i] = h at the input row of window i's maximum."""
+    hp = np.ascontiguousarray(cm.pad_spatial(h, padding))
+    return hp.reshape(-1)[argmax.flat]
 
 
 def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
-    """Which tap of each window holds its maximum (the first one on ties, as PyTorch)."""
+    """Which tap of each window holds its maximum (the first one on ties, as PyTorch):
+    the number of taps before the first one equal to the maximum, counted branch-free."""
     out_sizes = best.shape[2:]
     taps = _taps(kernel)
     arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
-    for t in range(len(taps) - 1, 0, -1):  # backwards, so that the earliest match wins
-        v = xp[_window_slices(taps[t], dilation, stride, out_sizes)]
-        np.copyto(arg, t, where=v == best)
-    first = xp[_window_slices(taps[0], dilation, stride, out_sizes)]
-    np.copyto(arg, 0, where=first == best)
-    return arg
+    found = np.zeros(best.shape, dtype=bool)
+    hit = np.empty(best.shape, dtype=bool)
+    for k in taps:
+        np.equal(xp[_window_slices(k, dilation, stride, out_sizes)], best, out=hit)
+        found |= hit
+        arg += ~found
+    return np.minimum(arg, len(taps) - 1, out=arg)  # a window of NaN: its first tap
 
 
 class MaxPool(Op):
@@ -163,7 +192,7 @@ class MaxPoolGather(Op):
 
     def forward(self, h, *, argmax, kernel_size, stride, padding, dilation):
         self.name = f"max_pool{h.ndim - 2}d_gather"
-        return _gather_taps(h, argmax.taps, kernel_size, stride, padding, dilation)
+        return _gather_taps(h, argmax, padding)
 
     def vjp(self, g):
         return (MaxPoolScatter.apply(g, input_size=tuple(self.inputs[0].shape[2:]), **self.args),)
