@@ -7,11 +7,20 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (command -v sudo >/dev/null &&
 
 .PHONY: test demo lint bench system-deps clean
 
-$(VENV)/.installed: pyproject.toml
+# The demo needs the package and matplotlib; the tests add pytest, ruff, hypothesis and
+# the PyTorch reference (torch==2.13.0, CPU build).
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,reference,plot]'
 	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install -q -e '.[plot]'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install -q -e '.[dev,reference,plot]'
+	touch $@ $(VENV)/.installed-demo
 
 # Graphviz's `dot` renders graphs; Debian's dataset-fashion-mnist holds the demo's data.
 system-deps:
@@ -27,12 +36,13 @@ system-deps:
 	fi
 
 test: $(VENV)/.installed system-deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n auto -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-demo: $(VENV)/.installed system-deps
+demo: $(VENV)/.installed-demo system-deps
 	$(PY) -m tinygrad_np demo
 
 bench: $(VENV)/.installed
