@@ -510,7 +510,8 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
     gv = g.reshape(n, groups, og, p)
     if cols is not None:
         gt = gv.transpose(1, 2, 0, 3).reshape(groups, og, n * p)  # (G, Og, N*P)
-        gw = _bmm(gt, cols.transpose(0, 2, 1))
+        # gw^T = cols @ g^T: BLAS is faster with the long N*P axis inside than outside
+        gw = _bmm(cols, gt.transpose(0, 2, 1)).transpose(0, 2, 1)  # (G, Og, Cg*K)
         return gw.reshape((o, cg) + tuple(kernel)).astype(dtype, copy=False)
     gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
@@ -518,7 +519,7 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
         nb = n1 - n0
         cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
         gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
-        gw += _bmm(gt, cols.transpose(0, 2, 1))
+        gw += _bmm(cols, gt.transpose(0, 2, 1)).transpose(0, 2, 1)
     return gw.reshape((o, cg) + tuple(kernel))
 
 
