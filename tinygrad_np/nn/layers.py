@@ -258,10 +258,8 @@ class _ConvNd(Module):
         return s
 
 
-class Conv1d(_ConvNd):
-    """1-d cross-correlation over (N, C_in, L); weight (out, in/groups, k)."""
-
-    _nd = 1
+class _Conv(_ConvNd):
+    """PyTorch's ConvNd constructor; ``forward`` calls ``F.conv{_nd}d``."""
 
     def __init__(
         self,
@@ -282,12 +280,19 @@ class Conv1d(_ConvNd):
         )  # fmt: skip
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.conv1d(
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self._nd - 1]
+        return conv(
             input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )
 
 
-class Conv2d(_ConvNd):
+class Conv1d(_Conv):
+    """1-d cross-correlation over (N, C_in, L); weight (out, in/groups, k)."""
+
+    _nd = 1
+
+
+class Conv2d(_Conv):
     """2-d cross-correlation over (N, C_in, H, W); weight (out, in/groups, kh, kw).
 
     Default init as PyTorch: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
@@ -296,57 +301,11 @@ class Conv2d(_ConvNd):
 
     _nd = 2
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        dtype: Any = None,
-    ):
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            padding_mode, dtype=dtype,
-        )  # fmt: skip
 
-    def forward(self, input: Tensor) -> Tensor:
-        return F.conv2d(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
-
-
-class Conv3d(_ConvNd):
+class Conv3d(_Conv):
     """3-d cross-correlation over (N, C_in, D, H, W); weight (out, in/groups, kd, kh, kw)."""
 
     _nd = 3
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Any = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        dtype: Any = None,
-    ):
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            padding_mode, dtype=dtype,
-        )  # fmt: skip
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.conv3d(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
 
 
 class ConvTranspose2d(_ConvNd):
