@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -320,3 +321,40 @@ def test_grad_with_explicit_grad_outputs():
     y = x * x
     (g,) = tg.grad(y, x, grad_outputs=Tensor(np.array([1.0, 0.0, 2.0])))
     np.testing.assert_allclose(g.numpy(), 2 * x.numpy() * [1.0, 0.0, 2.0])
+
+
+def test_backward_frees_large_intermediates_but_keeps_the_graph_drawable():
+    # An activation the user no longer holds is freed once backward has passed it,
+    # as PyTorch frees saved tensors; the graph's structure (shapes, dtypes) remains.
+    import gc
+
+    x = tg.Tensor(np.ones((64, 512), np.float32), requires_grad=True)
+    h = x * 2.0  # 128 KiB intermediate
+    ref = weakref.ref(h.data)
+    loss = h.relu().sum()
+    del h
+    gc.collect()
+    assert ref() is not None  # alive in the graph until backward
+    loss.backward()
+    gc.collect()
+    assert ref() is None
+    relu = loss.grad_fn.inputs[0].grad_fn
+    (stand_in,) = relu.inputs
+    assert stand_in.shape == (64, 512) and stand_in.dtype == np.float32
+    with pytest.raises(RuntimeError, match="freed by backward"):
+        stand_in.data
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((64, 512), 2.0, np.float32))
+
+
+def test_retain_graph_keeps_intermediates():
+    x = tg.Tensor(np.ones((64, 512), np.float32), requires_grad=True)
+    h = x * 2.0
+    ref = weakref.ref(h.data)
+    loss = h.relu().sum()
+    del h
+    loss.backward(retain_graph=True)
+    assert ref() is not None
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((64, 512), 4.0, np.float32))

@@ -206,14 +206,50 @@ class Op:
         return _Tensor._make(self.out, False, None)
 
     def release(self) -> None:
-        """Free what the forward saved; the node stays in the graph for drawing."""
+        """Free what the forward saved; the node stays in the graph for drawing.
+
+        Large intermediate inputs are swapped for data-less stand-ins, so that an
+        activation is freed once the backward has passed it (as PyTorch frees saved
+        tensors) instead of living as long as the graph; leaves stay as they are.
+        """
         d = self.__dict__
         for k in [k for k in d if k not in _KEEP_ON_RELEASE]:
             del d[k]
         self._released = True
+        inputs = self.inputs
+        for t in inputs:
+            if t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES:
+                self.inputs = tuple(
+                    _Released(x) if x.grad_fn is not None and x.data.nbytes > _RELEASE_MIN_BYTES
+                    else x
+                    for x in inputs
+                )
+                break
 
     def __repr__(self) -> str:
         return f"<{self.name} node>"
+
+
+_RELEASE_MIN_BYTES = 1 << 16  # smaller intermediates are not worth swapping out
+
+
+class _Released:
+    """What a released node keeps of an intermediate input: its place in the graph and its
+    shape and dtype, not its data."""
+
+    __slots__ = ("shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name", "grad")
+
+    def __init__(self, t: Tensor):
+        self.shape, self.dtype, self.ndim, self.size = t.shape, t.dtype, t.ndim, t.size
+        self.grad_fn, self.requires_grad, self.name = t.grad_fn, t.requires_grad, t.name
+        self.grad = None
+
+    @property
+    def data(self) -> np.ndarray:
+        raise RuntimeError(
+            "this intermediate tensor's data was freed by backward (pass retain_graph=True to "
+            "keep it)"
+        )
 
 
 # what Op.release keeps: the graph's structure, for viz and error messages

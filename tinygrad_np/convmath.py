@@ -40,6 +40,9 @@ _settings: dict = {
     "algorithm": os.environ.get("TINYGRAD_NP_CONV_ALGO", "auto").lower(),
     # temporary memory one im2col (or FFT) chunk may use, beyond inputs and outputs
     "scratch_bytes": int(os.environ.get("TINYGRAD_NP_CONV_SCRATCH", 64 * 2**20)),
+    # the largest im2col matrix a conv keeps from its forward for its weight gradient
+    # (it lives until the backward, so it adds to peak memory)
+    "cache_bytes": int(os.environ.get("TINYGRAD_NP_CONV_CACHE", 16 * 2**20)),
 }
 if _settings["algorithm"] not in ALGORITHMS:
     raise ValueError(
@@ -441,8 +444,8 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
     """y (N, O, *out) = windows of xp times w, by im2col and one BLAS matmul per group.
 
     With ``keep_cols`` returns ``(y, cols)`` where ``cols`` (G, Cg*K, N*P) is the
-    whole batch's im2col matrix when it fits the scratch budget in one chunk
-    (the weight gradient can reuse it), else ``None``.
+    whole batch's im2col matrix when it was made in one chunk and is at most
+    ``cache_bytes`` (the weight gradient can reuse it), else ``None``.
     """
     n, c = xp.shape[:2]
     o = w.shape[0]
@@ -460,12 +463,12 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
         if n1 - n0 == 1:  # one sample: the GEMM writes straight into y
             cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
             _bmm(wg, cols, out=yv[n0:n1])  # (1, G, Og, P)
-            cols = cols[0] if n == 1 else None
+            cols = cols[0] if n == 1 and cols.nbytes <= _settings["cache_bytes"] else None
             continue
         cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nb*P)
         r = _bmm(wg, cols)  # (G, Og, nb*P)
         yv[n0:n1] = r.reshape(groups, og, n1 - n0, p).transpose(2, 0, 1, 3)
-        if n1 - n0 != n:
+        if n1 - n0 != n or cols.nbytes > _settings["cache_bytes"]:
             cols = None
     return (y, cols) if keep_cols else y
 

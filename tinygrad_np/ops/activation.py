@@ -8,7 +8,7 @@ import numpy as np
 from scipy import special
 
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.elementwise import Where, const
 from tinygrad_np.tensor import Tensor
 
 
@@ -16,11 +16,13 @@ class Relu(Op):
     """y = max(x, 0) (NaN stays NaN).   VJP: gx = g * (x > 0)."""
 
     def forward(self, x):
-        self.mask = x > 0
-        return np.maximum(x, np.zeros((), x.dtype))
+        self.out = np.maximum(x, np.zeros((), x.dtype))  # the output: no extra memory
+        return self.out
 
     def vjp(self, g):
-        return (g * const(self.mask.astype(g.dtype)),)
+        # y > 0 exactly where x > 0; g where it is, 0 elsewhere (NaN in g included)
+        zero = const(np.zeros((), g.dtype))
+        return (Where.apply(const(self.out > 0), g, zero),)
 
 
 class LeakyRelu(Op):
