@@ -16,11 +16,10 @@ import pytest
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
 from tinygrad_np import nn, viz
+from tinygrad_np.models import LeNet5
 
 ROOT = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"
-HAS_CONV = hasattr(F, "conv2d") and hasattr(F, "max_pool2d")
-needs_conv = pytest.mark.skipif(not HAS_CONV, reason="F.conv2d / F.max_pool2d not there yet")
 needs_dot = pytest.mark.skipif(
     subprocess.run(["which", "dot"], capture_output=True).returncode != 0,
     reason="Graphviz's dot is not installed",
@@ -344,10 +343,9 @@ def test_graph_command_draws_a_model(tmp_path, backward):
 
 
 @needs_dot
-@needs_conv
 def test_lenet_forward_graph(tmp_path):
     tg.manual_seed(6)
-    net = pytest.importorskip("tinygrad_np.models").LeNet5()
+    net = LeNet5()
     svg = parse_svg(viz.draw_graph(net(tg.randn(1, 1, 28, 28)), path=tmp_path / "lenet.svg"))
     convs = nodes_with(svg, "conv2d")
     assert len(convs) == 2 and len(nodes_with(svg, "max_pool2d")) == 2
@@ -366,15 +364,9 @@ def test_lenet_forward_graph(tmp_path):
     assert edges[(node_with(svg, "input"), c0)] == [" (1, 1, 28, 28) float32"]
 
 
-def _conv2d():
-    if hasattr(F, "conv2d"):
-        return F.conv2d
-    return pytest.importorskip("tinygrad_np.ops.conv").conv2d
-
-
 @needs_dot
 def test_strided_conv_backward_graph_names_its_steps(tmp_path):
-    conv2d = _conv2d()
+    conv2d = F.conv2d
     tg.manual_seed(7)
     x = tg.randn(1, 1, 6, 6, requires_grad=True)
     x.name = "x"
@@ -412,7 +404,6 @@ def test_strided_conv_backward_graph_names_its_steps(tmp_path):
 
 
 @needs_dot
-@needs_conv
 def test_draw_graph_example_writes_both_pictures(tmp_path):
     script = ROOT / "examples" / "draw_graph.py"
     r = subprocess.run(
@@ -428,7 +419,6 @@ def test_draw_graph_example_writes_both_pictures(tmp_path):
         assert len(svg["nodes"]) > 5
 
 
-@needs_conv
 def test_conv_and_pool_names_survive_a_backward():
     x = tg.randn(1, 1, 8, 8, requires_grad=True)
     w = tg.randn(2, 1, 3, 3, requires_grad=True)
