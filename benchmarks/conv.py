@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--threads", type=int, default=2)
@@ -215,36 +216,35 @@ CASES = {
 }  # fmt: skip
 
 
-def peak_memory_96(batch: int = 128) -> tuple[float, float | None]:
-    """Peak bytes above the baseline of one 96x96 training step: tracemalloc for NumPy
-    (NumPy reports its buffers to it), PyTorch's CPU allocator profiler for torch."""
-    import tracemalloc
+def _peak_rss_child(which: str, batch: int) -> None:
+    """In a fresh process: the growth of peak RSS over two training steps of one framework
+    (after both frameworks' setup, so imports and parameters count for neither)."""
+    import resource
 
     ours, theirs = train_step_case(net96, net96_params, (batch, 3, 96, 96), 8)
-    ours()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    ours()
-    peak_ours = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    if theirs is None:
-        return peak_ours, None
-    theirs()
-    from torch.profiler import ProfilerActivity, profile
+    fn = ours if which == "ours" else theirs
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    fn()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((after - before) * 1024)  # ru_maxrss is in KiB on Linux
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        theirs()
-    # running sum of allocations and frees in time order gives the peak
-    events = sorted(
-        (e for e in prof.events() if getattr(e, "cpu_memory_usage", 0)),
-        key=lambda e: e.time_range.start,
-    )
-    cur = peak = 0
-    for e in events:
-        cur += e.cpu_memory_usage
-        peak = max(peak, cur)
-    return peak_ours, peak
+
+def peak_memory_96(batch: int = 128) -> tuple[float, float | None]:
+    """Peak resident memory added by one 96x96 training step, each framework measured in
+    its own fresh process (the same setup in both), so neither sees the other's buffers."""
+    import subprocess
+
+    def child(which: str) -> float:
+        here = str(Path(__file__).parent)
+        code = (
+            f"import sys; sys.argv = ['conv.py', '--threads', {str(args.threads)!r}]; "
+            f"sys.path.insert(0, {here!r}); import conv; conv._peak_rss_child({which!r}, {batch})"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    return child("ours"), (child("torch") if torch is not None else None)
 
 
 def main() -> None:
@@ -268,7 +268,7 @@ def main() -> None:
             print(f"{name:38s} {t_ours:9.2f} {t_theirs:9.2f} {t_ours / t_theirs:6.2f} {rate} {pct}")
     if args.memory or args.memory_only:
         ours, theirs = peak_memory_96()
-        line = f"\npeak memory, 96x96 step batch 128: ours {ours / 2**20:.0f} MiB"
+        line = f"\npeak RSS growth, 96x96 step batch 128: ours {ours / 2**20:.0f} MiB"
         if theirs is not None:
             line += f", torch {theirs / 2**20:.0f} MiB, ratio {ours / theirs:.2f}"
         print(line)

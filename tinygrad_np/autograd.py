@@ -186,12 +186,19 @@ class Op:
         if state["grad"]:
             needs = tuple([t.requires_grad for t in inputs])
             if True in needs:
+                if not cls.saves_inputs and out.nbytes > _RELEASE_MIN_BYTES:
+                    inputs = _stand_ins(inputs)  # the VJP needs no input data
                 op.inputs = inputs
                 op.needs_grad = needs
                 op.args = kwargs
                 op.scope = state["scope"]
                 return _make(out, True, op)
         return _make(out, False, None)
+
+    #: whether the VJP reads its inputs' data; ops that need only shapes (reshape, sum,
+    #: relu with its saved output, ...) set False so that large intermediate inputs are
+    #: not kept alive by the graph
+    saves_inputs: bool = True
 
     # -- bookkeeping used by the engine, hooks and viz
     _released = False
@@ -216,15 +223,7 @@ class Op:
         for k in [k for k in d if k not in _KEEP_ON_RELEASE]:
             del d[k]
         self._released = True
-        inputs = self.inputs
-        for t in inputs:
-            if t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES:
-                self.inputs = tuple(
-                    _Released(x) if x.grad_fn is not None and x.data.nbytes > _RELEASE_MIN_BYTES
-                    else x
-                    for x in inputs
-                )
-                break
+        self.inputs = _stand_ins(self.inputs)
 
     def __repr__(self) -> str:
         return f"<{self.name} node>"
@@ -233,23 +232,55 @@ class Op:
 _RELEASE_MIN_BYTES = 1 << 16  # smaller intermediates are not worth swapping out
 
 
-class _Released:
-    """What a released node keeps of an intermediate input: its place in the graph and its
-    shape and dtype, not its data."""
+class _FreedArray:
+    """Stands for an array a released node no longer holds: shape and dtype, no values."""
 
-    __slots__ = ("shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name", "grad")
+    __slots__ = ("shape", "dtype", "nbytes")
 
-    def __init__(self, t: Tensor):
-        self.shape, self.dtype, self.ndim, self.size = t.shape, t.dtype, t.ndim, t.size
-        self.grad_fn, self.requires_grad, self.name = t.grad_fn, t.requires_grad, t.name
-        self.grad = None
+    def __init__(self, a: np.ndarray):
+        self.shape, self.dtype, self.nbytes = a.shape, a.dtype, a.nbytes
 
-    @property
-    def data(self) -> np.ndarray:
+    def __array__(self, *args, **kwargs):
         raise RuntimeError(
             "this intermediate tensor's data was freed by backward (pass retain_graph=True to "
             "keep it)"
         )
+
+    def __getitem__(self, key):
+        self.__array__()
+
+
+class _Released:
+    """What a node keeps of an intermediate input whose values its VJP does not need (or
+    no longer needs, after backward): its place in the graph, shape and dtype."""
+
+    __slots__ = ("data", "shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name")
+
+    def __init__(self, t: Tensor):
+        self.data = _FreedArray(t.data)
+        self.shape, self.dtype, self.ndim, self.size = t.shape, t.dtype, t.ndim, t.size
+        self.grad_fn, self.requires_grad, self.name = t.grad_fn, t.requires_grad, t.name
+
+    grad = None
+
+
+def _stand_ins(inputs: tuple) -> tuple:
+    """``inputs`` with each large intermediate (non-leaf) Tensor swapped for a _Released."""
+    for t in inputs:
+        if (
+            type(t) is not _Released
+            and t.grad_fn is not None
+            and t.data.nbytes > _RELEASE_MIN_BYTES
+        ):
+            break
+    else:
+        return inputs
+    return tuple(
+        _Released(t)
+        if type(t) is not _Released and t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES
+        else t
+        for t in inputs
+    )
 
 
 # what Op.release keeps: the graph's structure, for viz and error messages
@@ -383,9 +414,9 @@ def run_backward(
                 if gi is None or not need:
                     continue
                 if gi.data.shape != t.data.shape:
-                    gi = _sum_to(gi, t.shape)
+                    gi = _sum_to(gi, t.data.shape)
                 if gi.data.dtype != t.data.dtype:
-                    gi = gi.astype(t.dtype)
+                    gi = gi.astype(t.data.dtype)
                 fn = t.grad_fn
                 if fn is None:
                     add_leaf(t, gi)

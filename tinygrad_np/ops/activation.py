@@ -15,6 +15,8 @@ from tinygrad_np.tensor import Tensor
 class Relu(Op):
     """y = max(x, 0) (NaN stays NaN).   VJP: gx = g * (x > 0)."""
 
+    saves_inputs = False
+
     def forward(self, x):
         self.out = np.maximum(x, np.zeros((), x.dtype))  # the output: no extra memory
         return self.out
@@ -27,6 +29,8 @@ class Relu(Op):
 
 class LeakyRelu(Op):
     """y = x if x > 0 else a*x.   VJP: gx = g * (1 if x > 0 else a)."""
+
+    saves_inputs = False
 
     name = "leaky_relu"
 

@@ -149,6 +149,8 @@ class ConvWeightGrad(Op):
 class Dilate(Op):
     """y = x with s-1 zeros between neighbours along each spatial dim.   VJP: gx = g[..., ::s]."""
 
+    saves_inputs = False
+
     def forward(self, x, *, stride):
         return cm.dilate(x, stride)
 
@@ -163,6 +165,8 @@ class FlipKernel(Op):
 
     A permutation of the entries that is its own inverse, so VJP: gw = flip_kernel(g).
     """
+
+    saves_inputs = False
 
     name = "flip_kernel"
 

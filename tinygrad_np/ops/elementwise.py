@@ -30,6 +30,8 @@ def _check_broadcast(name: str, a: np.ndarray, b: np.ndarray) -> None:
 class Add(Op):
     """y = a + b.   VJP: ga = g, gb = g (summed back over broadcast dims)."""
 
+    saves_inputs = False
+
     def forward(self, a, b):
         try:
             return a + b
@@ -43,6 +45,8 @@ class Add(Op):
 
 class Sub(Op):
     """y = a - b.   VJP: ga = g, gb = -g."""
+
+    saves_inputs = False
 
     def forward(self, a, b):
         try:
@@ -126,6 +130,8 @@ class Pow(Op):
 class Neg(Op):
     """y = -x.   VJP: gx = -g."""
 
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -168,6 +174,8 @@ class Sqrt(Op):
 class Abs(Op):
     """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0, as PyTorch)."""
 
+    saves_inputs = False
+
     def forward(self, x):
         self.sign = np.sign(x)
         return np.abs(x)
@@ -178,6 +186,8 @@ class Abs(Op):
 
 class Clip(Op):
     """y = min(max(x, lo), hi).   VJP: gx = g where lo <= x <= hi, else 0."""
+
+    saves_inputs = False
 
     def forward(self, x, *, min, max):  # noqa: A002
         out = np.clip(x, min, max)
@@ -202,6 +212,8 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's nam
 
 class Cast(Op):
     """y = x as another dtype.   VJP: gx = g cast back to x's dtype."""
+
+    saves_inputs = False
 
     def forward(self, x, *, dtype):
         return x.astype(dtype)

@@ -124,6 +124,8 @@ def cross_entropy(
 class NllLoss(Op):
     """loss_i = -x[i, t_i].   VJP: gx = -g_i * w_i at (i, t_i), zero elsewhere."""
 
+    saves_inputs = False
+
     name = "nll_loss"
 
     def forward(self, x, *, target, reduction, ignore_index):
@@ -204,6 +206,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
 
 class Dropout(Op):
     """y = x * m / (1 - p), m ~ Bernoulli(1 - p).   VJP: gx = g * m / (1 - p)."""
+
+    saves_inputs = False
 
     def forward(self, x, *, p):
         keep = generator().random(x.shape) >= p

@@ -12,6 +12,8 @@ from tinygrad_np.tensor import Tensor
 class Reshape(Op):
     """y = x viewed with another shape.   VJP: gx = g reshaped to x's shape."""
 
+    saves_inputs = False
+
     def forward(self, x, *, shape):
         try:
             return x.reshape(shape)
@@ -65,6 +67,8 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 class Permute(Op):
     """y = x with axes reordered.   VJP: gx = g with the inverse order."""
 
+    saves_inputs = False
+
     def forward(self, x, *, dims):
         return np.transpose(x, dims)
 
@@ -93,6 +97,8 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 class Expand(Op):
     """y = x broadcast to a larger shape.   VJP: gx = g summed over the broadcast dims."""
+
+    saves_inputs = False
 
     def forward(self, x, *, shape):
         return np.broadcast_to(x, shape)
@@ -133,6 +139,8 @@ def expand(x: Tensor, shape) -> Tensor:
 class Clone(Op):
     """y = a copy of x.   VJP: gx = g."""
 
+    saves_inputs = False
+
     def forward(self, x):
         return x.copy()
 
@@ -166,6 +174,8 @@ def _is_basic(key: tuple) -> bool:
 class Getitem(Op):
     """y = x[key].   VJP: gx = zeros of x's shape with g added at key (repeats accumulate)."""
 
+    saves_inputs = False
+
     name = "index"
 
     def forward(self, x, *, key):
@@ -177,6 +187,8 @@ class Getitem(Op):
 
 class IndexAdd(Op):
     """y = zeros(shape) with g added at key.   VJP: gg = gy[key]."""
+
+    saves_inputs = False
 
     name = "index_add"
 
@@ -207,6 +219,8 @@ def getitem(x: Tensor, key) -> Tensor:
 class Pad(Op):
     """y = x with constant padding (NumPy's pad_width).   VJP: gx = g sliced back to x."""
 
+    saves_inputs = False
+
     def forward(self, x, *, pad_width, value):
         return np.pad(x, pad_width, mode="constant", constant_values=value)
 
@@ -233,6 +247,8 @@ def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
 
 class Cat(Op):
     """y = concatenation along dim.   VJP: each input gets its slice of g."""
+
+    saves_inputs = False
 
     def forward(self, *xs, dim):
         return np.concatenate(xs, axis=dim)

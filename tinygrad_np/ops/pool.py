@@ -177,6 +177,8 @@ class MaxPoolScatter(Op):
     Linear in g. VJP: gg = h read at each window's argmax (``MaxPoolGather``).
     """
 
+    saves_inputs = False
+
     def forward(self, g, *, argmax, kernel_size, stride, padding, dilation, input_size):
         self.name = f"max_pool{g.ndim - 2}d_backward"
         return _scatter_taps(g, argmax, kernel_size, stride, padding, dilation, input_size)
@@ -189,6 +191,8 @@ class MaxPoolScatter(Op):
 
 class MaxPoolGather(Op):
     """y[i] = h at window i's argmax.   Linear in h. VJP: scatter back (``MaxPoolScatter``)."""
+
+    saves_inputs = False
 
     def forward(self, h, *, argmax, kernel_size, stride, padding, dilation):
         self.name = f"max_pool{h.ndim - 2}d_gather"
@@ -220,6 +224,8 @@ class AvgPool(Op):
     Linear. VJP: gx = g / divisor spread evenly over each window (``AvgPoolTranspose``).
     """
 
+    saves_inputs = False
+
     def forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
         nd = x.ndim - 2
         self.name = f"avg_pool{nd}d"
@@ -240,6 +246,8 @@ class AvgPool(Op):
 
 class AvgPoolTranspose(Op):
     """gx[j] = sum over windows i containing j of g[i] / divisor[i].   VJP: gg = AvgPool(h)."""
+
+    saves_inputs = False
 
     def forward(self, g, *, kernel_size, stride, padding, ceil_mode, count_include_pad, input_size):
         nd = g.ndim - 2

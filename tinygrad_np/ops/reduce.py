@@ -37,6 +37,8 @@ def _keep_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...
 class Sum(Op):
     """y = sum of x over dims.   VJP: gx = g (with the summed dims restored) expanded to x."""
 
+    saves_inputs = False
+
     def forward(self, x, *, dim, keepdim):
         return np.sum(x, axis=dim, keepdims=keepdim)
 
@@ -71,6 +73,8 @@ def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tens
 
 class MaxMin(Op):
     """y = max (or min) over dims.   VJP: g routed to the first extreme element of each slice."""
+
+    saves_inputs = False
 
     name = "max"
 
