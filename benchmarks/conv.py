@@ -217,13 +217,13 @@ CASES = {
 
 
 def _peak_rss_child(which: str, batch: int) -> None:
-    """In a fresh process: the growth of peak RSS over two training steps of one framework
-    (after both frameworks' setup, so imports and parameters count for neither)."""
+    """In a fresh process: peak RSS over the setup and two training steps of one framework,
+    above the RSS right after the imports (the setup is the same for both frameworks)."""
     import resource
 
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ours, theirs = train_step_case(net96, net96_params, (batch, 3, 96, 96), 8)
     fn = ours if which == "ours" else theirs
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fn()
     fn()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -231,8 +231,9 @@ def _peak_rss_child(which: str, batch: int) -> None:
 
 
 def peak_memory_96(batch: int = 128) -> tuple[float, float | None]:
-    """Peak resident memory added by one 96x96 training step, each framework measured in
-    its own fresh process (the same setup in both), so neither sees the other's buffers."""
+    """Peak resident memory of one 96x96 training step, each framework measured in its own
+    fresh process (same setup in both, so neither sees the other's buffers). The PyTorch
+    process leaves glibc's allocator at its defaults (TINYGRAD_NP_MALLOC_TUNE=0)."""
     import subprocess
 
     def child(which: str) -> float:
@@ -241,7 +242,12 @@ def peak_memory_96(batch: int = 128) -> tuple[float, float | None]:
             f"import sys; sys.argv = ['conv.py', '--threads', {str(args.threads)!r}]; "
             f"sys.path.insert(0, {here!r}); import conv; conv._peak_rss_child({which!r}, {batch})"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        env = dict(os.environ)
+        if which == "torch":
+            env["TINYGRAD_NP_MALLOC_TUNE"] = "0"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
         return float(out.stdout.strip().splitlines()[-1])
 
     return child("ours"), (child("torch") if torch is not None else None)
@@ -268,7 +274,8 @@ def main() -> None:
             print(f"{name:38s} {t_ours:9.2f} {t_theirs:9.2f} {t_ours / t_theirs:6.2f} {rate} {pct}")
     if args.memory or args.memory_only:
         ours, theirs = peak_memory_96()
-        line = f"\npeak RSS growth, 96x96 step batch 128: ours {ours / 2**20:.0f} MiB"
+        line = "\npeak RSS, 96x96 train step batch 128 (above imports): "
+        line += f"ours {ours / 2**20:.0f} MiB"
         if theirs is not None:
             line += f", torch {theirs / 2**20:.0f} MiB, ratio {ours / theirs:.2f}"
         print(line)
