@@ -220,10 +220,15 @@ class Op:
         tensors) instead of living as long as the graph; leaves stay as they are.
         """
         d = self.__dict__
-        for k in [k for k in d if k not in _KEEP_ON_RELEASE]:
-            del d[k]
-        self._released = True
-        self.inputs = _stand_ins(self.inputs)
+        if len(d) > 4:  # more than inputs, needs_grad, args, scope: something was saved
+            for k in d.keys() - _KEEP_ON_RELEASE:
+                del d[k]
+        d["_released"] = True
+        inputs = d["inputs"]
+        for t in inputs:
+            if t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES:
+                d["inputs"] = _stand_ins(inputs)
+                break
 
     def __repr__(self) -> str:
         return f"<{self.name} node>"
