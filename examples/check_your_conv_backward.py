@@ -100,3 +100,38 @@ try:
 except tg.GradcheckError as e:
     print("planted bug caught by gradcheck:")
     print("   ", str(e).splitlines()[0])
+
+# The conformance kit does all of the above over the project's whole sweep (strides that
+# leave rows over, asymmetric and SAME padding, non-square kernels; no dilation or groups
+# here, since these functions do not take them) and shrinks a failure to its smallest case.
+from tinygrad_np import check  # noqa: E402
+
+
+def numpy_forward(x, w, b, stride, padding):
+    (sh, sw), ((t, bo), (le, r)) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (t, bo), (le, r)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))[:, :, ::sh, ::sw]
+    return np.einsum("nchwab,ocab->nohw", win, w) + b[None, :, None, None]
+
+
+def numpy_backward(x, w, b, dy, stride, padding):
+    (sh, sw), ((t, bo), (le, r)) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (t, bo), (le, r)))
+    kh, kw = w.shape[2:]
+    ho, wo = dy.shape[2:]
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    dw = np.einsum("nchwab,nohw->ocab", win[:, :, :ho, :wo], dy)
+    dxp = np.zeros_like(xp)
+    for a in range(kh):
+        for c in range(kw):
+            dxp[:, :, a : a + sh * ho : sh, c : c + sw * wo : sw] += np.einsum(
+                "nohw,oi->nihw", dy, w[:, :, a, c]
+            )
+    dx = dxp[:, :, t : t + x.shape[2], le : le + x.shape[3]]
+    return dx, dw, dy.sum(axis=(0, 2, 3))
+
+
+report = check.conv(numpy_forward, numpy_backward, ndim=2)
+print(f"conformance kit: {'ok' if report.ok else 'FAILED'} ({len(report.failures)} failures)")
+if not report.ok:
+    raise SystemExit(str(report))
