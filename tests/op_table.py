@@ -82,6 +82,8 @@ _MASK_3x4 = np.random.default_rng(3).random((3, 4)) > 0.5
 _ROWMASK_3 = np.array([True, False, True])
 _IDX_T = tg.Tensor(np.array([[2, 0], [2, 1]], dtype=np.int64))
 _IDX_ADD = np.array([0, 3, 0, 1, 3])
+_BN_MEAN = np.array([0.1, -0.2, 0.3])
+_BN_VAR = np.array([0.5, 1.5, 2.0])
 _BCE_T = tg.Tensor(np.array([[0.0, 1.0, 0.3], [1.0, 0.5, 0.0]]), dtype="float64")
 
 
@@ -364,6 +366,19 @@ ROWS: list[OpRow] = [
           lambda a, b: (torch.nn.functional.mse_loss(a, b, reduction="sum")
                         + torch.nn.functional.mse_loss(a, b, reduction="none")),
           ops=("Sub", "Mul")),
+    # batch norm: batch statistics (training) and running statistics (evaluation)
+    OpRow("batch_norm_train",
+          lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+          [((4, 3, 2, 2), (3,), (3,)), ((5, 2), (2,), (2,))],
+          lambda x, w, b: torch.nn.functional.batch_norm(x, None, None, w, b, training=True),
+          ops=("Sub", "Div", "Sqrt", "Mul", "Add", "Sum")),
+    OpRow("batch_norm_eval",
+          lambda x, w, b: F.batch_norm(x, _BN_MEAN, _BN_VAR, w, b, training=False),
+          [((4, 3, 2, 2), (3,), (3,))],
+          lambda x, w, b: torch.nn.functional.batch_norm(
+              x, torch.tensor(_BN_MEAN, dtype=x.dtype), torch.tensor(_BN_VAR, dtype=x.dtype),
+              w, b, training=False),
+          ops=("Sub", "Div", "Mul", "Add")),
     OpRow("bce_with_logits", lambda x, t: F.binary_cross_entropy_with_logits(x, t),
           [((3, 4), (3, 4))],
           lambda x, t: torch.nn.functional.binary_cross_entropy_with_logits(x, t),
