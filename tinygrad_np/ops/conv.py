@@ -57,6 +57,15 @@ class _Cols:
         return "im2col cache" if self.cols is not None else "None"
 
 
+def _with_bias_grad(op: Op, g: Tensor, g_input, g_weight) -> tuple:
+    """The VJP tuple of a conv-like op: add the bias gradient (g summed over batch and
+    space) when the op has a bias input."""
+    if len(op.inputs) == 2:
+        return g_input, g_weight
+    gb = g.sum((0,) + tuple(range(2, g.ndim))) if op.needs_grad[2] else None
+    return g_input, g_weight, gb
+
+
 def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
@@ -88,10 +97,7 @@ class Conv(Op):
             # recorded op must not depend on a cache of x's values)
             cols = None if is_grad_enabled() else _Cols(self.cols)
             gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
-        if len(self.inputs) == 2:
-            return gx, gw
-        gb = g.sum((0,) + tuple(range(2, g.ndim))) if self.needs_grad[2] else None
-        return gx, gw, gb
+        return _with_bias_grad(self, g, gx, gw)
 
 
 class ConvTranspose(Op):
@@ -118,10 +124,7 @@ class ConvTranspose(Op):
         kernel = tuple(w.shape[2:])
         gy = Conv.apply(g, w, kernel_size=kernel, **geo) if self.needs_grad[0] else None
         gw = ConvWeightGrad.apply(g, y, kernel_size=kernel, **geo) if self.needs_grad[1] else None
-        if len(self.inputs) == 2:
-            return gy, gw
-        gb = g.sum((0,) + tuple(range(2, g.ndim))) if self.needs_grad[2] else None
-        return gy, gw, gb
+        return _with_bias_grad(self, g, gy, gw)
 
 
 class ConvWeightGrad(Op):
