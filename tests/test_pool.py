@@ -97,6 +97,46 @@ def test_max_pool_ties_go_to_the_first_element_as_torch():
     assert X.grad.data[0, 0, 0, 1] == 2  # windows 0 and 1 both pick (0, 1), the first 3
 
 
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 1), (3, 2)])
+def test_max_pool_nan_window_routes_to_its_last_nan_as_torch(k, s):
+    torch = pytest.importorskip("torch")
+    x = np.array(
+        [[[[1.0, np.nan, 3.0, np.nan, 2.0], [5.0, 2.0, 0.0, 1.0, 0.0], [0.0, 0.0, np.nan, 0.0, 7.0],
+           [1.0, 1.0, 1.0, 1.0, 1.0], [2.0, 0.0, 1.0, 3.0, 1.0]]]]
+    )  # fmt: skip
+    X = _t(x)
+    y = F.max_pool2d(X, k, s)
+    y.backward(tg.Tensor(np.ones(y.shape)))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, k, s)
+    yt.backward(torch.ones_like(yt))
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())  # NaN == NaN here
+    np.testing.assert_array_equal(X.grad.data, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 2)])
+def test_max_pool_results_do_not_depend_on_the_thread_count(k, s):
+    from tinygrad_np import _parallel as par
+
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((6, 5, 40, 40)), 0).astype(np.float32)  # many ties
+    g = rng.standard_normal(F.max_pool2d(tg.Tensor(x), k, s).shape).astype(np.float32)
+    results = []
+    before = par.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            par.set_num_threads(n)
+            X = tg.Tensor(x, requires_grad=True)
+            y = F.max_pool2d(X, k, s)
+            y.backward(tg.Tensor(g))
+            results.append((y.data, X.grad.data))
+    finally:
+        par.set_num_threads(before)
+    for y, gx in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(gx, results[0][1])
+
+
 def test_max_pool_vjp_is_differentiable_scatter_and_gather():
     """The input gradient of max pooling is a scatter to the argmax; its VJP with respect to
     the upstream gradient is a gather at the same places (and so on, every order)."""

@@ -9,6 +9,7 @@
 
 from tinygrad_np import check, explain
 from tinygrad_np._memory import tune_malloc
+from tinygrad_np._parallel import get_num_threads, set_num_threads
 from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
@@ -47,6 +48,7 @@ __all__ = [
     "enable_grad",
     "eye",
     "full",
+    "get_num_threads",
     "grad",
     "gradcheck",
     "gradgradcheck",
@@ -58,6 +60,7 @@ __all__ = [
     "rand",
     "randn",
     "save",
+    "set_num_threads",
     "stack",
     "tensor",
     "where",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 from tinygrad_np.autograd import Op
 from tinygrad_np.tensor import Tensor
@@ -91,26 +92,28 @@ def _padded_sizes(input_size, padding):
 
 
 def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
-    """gx: g[i] added at the input row of window i's maximum (overlaps accumulate)."""
+    """gx: g[i] added at the input row of window i's maximum (overlaps accumulate).
+
+    One pass per kernel tap t: the windows whose maximum is tap t send g there. Split
+    over samples onto threads (each writes only its own samples)."""
     out_sizes = g.shape[2:]
     gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
-    if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
-        # windows tile the input: each tap's slice is written once; the first tap equal
-        # to the maximum takes g (ties to the first), found without an argmax array
-        taken = np.zeros(g.shape, dtype=bool)
-        hit = np.empty(g.shape, dtype=bool)
-        for k in _taps(kernel):
+    taps = argmax.taps
+    tile = tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation)
+
+    def run(idx):
+        gb, ab, xb = g[idx], taps[idx], gxp[idx]
+        hit = np.empty(gb.shape, dtype=bool)
+        tmp = np.empty_like(gb)
+        for t, k in enumerate(_taps(kernel)):
+            np.equal(ab, t, out=hit)
             sl = _window_slices(k, dilation, stride, out_sizes)
-            np.equal(argmax.xp[sl], argmax.best, out=hit)
-            hit &= ~taken
-            taken |= hit
-            np.multiply(g, hit, out=gxp[sl])
-        return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
-    # overlapping windows: add every g at its window's maximum in one pass (bincount sums
-    # the repeats, in float64)
-    padded = gxp.shape
-    flat = np.bincount(argmax.flat.ravel(), weights=g.ravel(), minlength=gxp.size)
-    gxp = flat.astype(g.dtype, copy=False).reshape(padded)
+            if tile:  # windows tile the input: each tap's slice is written once
+                np.multiply(gb, hit, out=xb[sl])
+            else:
+                xb[sl] += np.multiply(gb, hit, out=tmp)
+
+    par.for_samples(g.shape[0], g.shape[1], run, g.size * len(_taps(kernel)))
     return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
 
 
@@ -122,17 +125,30 @@ def _gather_taps(h, argmax, padding) -> np.ndarray:
 
 def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
     """Which tap of each window holds its maximum (the first one on ties, as PyTorch):
-    the number of taps before the first one equal to the maximum, counted branch-free."""
+    the number of taps before the first one equal to the maximum, counted branch-free.
+    A window whose maximum is NaN takes its last NaN tap, as PyTorch's CPU kernel."""
     out_sizes = best.shape[2:]
     taps = _taps(kernel)
-    arg = np.zeros(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
-    found = np.zeros(best.shape, dtype=bool)
-    hit = np.empty(best.shape, dtype=bool)
-    for k in taps:
-        np.equal(xp[_window_slices(k, dilation, stride, out_sizes)], best, out=hit)
-        found |= hit
-        arg += ~found
-    return np.minimum(arg, len(taps) - 1, out=arg)  # a window of NaN: its first tap
+    arg = np.empty(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
+
+    def run(idx):
+        xb, bb, ab = xp[idx], best[idx], arg[idx]
+        ab[...] = 0
+        found = np.zeros(bb.shape, dtype=bool)
+        hit = np.empty(bb.shape, dtype=bool)
+        for k in taps:
+            np.equal(xb[_window_slices(k, dilation, stride, out_sizes)], bb, out=hit)
+            found |= hit
+            ab += ~found
+        np.minimum(ab, len(taps) - 1, out=ab)
+        nan = np.isnan(bb)
+        if nan.any():  # NaN equals nothing: point those windows at their last NaN
+            for t, k in enumerate(taps):
+                xs = xb[_window_slices(k, dilation, stride, out_sizes)]
+                np.copyto(ab, t, where=nan & np.isnan(xs))
+
+    par.for_samples(best.shape[0], best.shape[1], run, best.size * len(taps))
+    return arg
 
 
 class MaxPool(Op):
@@ -148,9 +164,15 @@ class MaxPool(Op):
         xp = cm.pad_spatial(x, padding, value=-np.inf)
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, dilation)
         taps = _taps(kernel_size)
-        best = np.array(xp[_window_slices(taps[0], dilation, stride, out_sizes)])
-        for k in taps[1:]:
-            np.maximum(best, xp[_window_slices(k, dilation, stride, out_sizes)], out=best)
+        best = np.empty(x.shape[:2] + out_sizes, dtype=x.dtype)
+
+        def run(idx):  # a running maximum over the taps, for a slice of samples
+            xb, bb = xp[idx], best[idx]
+            bb[...] = xb[_window_slices(taps[0], dilation, stride, out_sizes)]
+            for k in taps[1:]:
+                np.maximum(bb, xb[_window_slices(k, dilation, stride, out_sizes)], out=bb)
+
+        par.for_samples(best.shape[0], best.shape[1], run, best.size * len(taps))
         self.out = best
         return best
 

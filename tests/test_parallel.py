@@ -1,0 +1,100 @@
+"""The thread helper behind conv and pooling loops: slicing, thread counts, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tinygrad_np import _parallel as par
+
+
+@pytest.fixture
+def threads():
+    before = par.get_num_threads()
+    yield par.set_num_threads
+    par.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n, parts", [(1, 4), (5, 2), (7, 3), (64, 2), (3, 3)])
+def test_split_covers_the_range_once_in_order(n, parts):
+    slices = par.split(n, parts)
+    assert len(slices) == min(n, parts)
+    covered = [i for s in slices for i in range(n)[s]]
+    assert covered == list(range(n))
+    assert all(s.stop > s.start for s in slices)
+
+
+def test_for_slices_runs_every_slice_on_several_threads(threads):
+    threads(2)
+    seen: dict[int, set] = {}
+    out = np.zeros(10)
+    barrier = threading.Barrier(2, timeout=10)  # deadlocks (times out) unless 2 run at once
+
+    def fn(s):
+        barrier.wait()
+        seen.setdefault(threading.get_ident(), set()).update(range(10)[s])
+        out[s] += 1
+
+    par.for_slices(10, fn, work=1 << 30)
+    assert len(seen) == 2
+    np.testing.assert_array_equal(out, np.ones(10))
+
+
+def test_small_jobs_and_one_thread_stay_on_the_caller(threads):
+    idents = []
+    par.for_slices(8, lambda s: idents.append(threading.get_ident()), work=10)
+    threads(1)
+    par.for_slices(8, lambda s: idents.append(threading.get_ident()), work=1 << 30)
+    assert idents == [threading.get_ident()] * 2
+
+
+def test_nested_calls_run_inline(threads):
+    threads(2)
+    calls = []
+
+    def inner(s):
+        calls.append(("inner", s))
+
+    def outer(s):
+        par.for_slices(4, inner, work=1 << 30)
+
+    par.for_slices(2, outer, work=1 << 30)
+    assert sorted(c[1].stop - c[1].start for c in calls) == [4, 4]  # not split again
+
+
+def test_a_worker_exception_reaches_the_caller(threads):
+    threads(2)
+
+    def fn(s):
+        if s.start > 0:
+            raise KeyError("boom in a worker")
+
+    with pytest.raises(KeyError, match="boom in a worker"):
+        par.for_slices(4, fn, work=1 << 30)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="set_num_threads: n"):
+        par.set_num_threads(bad)
+
+
+def test_thread_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TINYGRAD_NP_NUM_THREADS", "3")
+    assert par._default_threads() == 3
+    monkeypatch.delenv("TINYGRAD_NP_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert par._default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS"):
+        par._default_threads()
+
+
+def test_for_samples_splits_channels_when_the_batch_is_small(threads):
+    threads(2)
+    got = []
+    par.for_samples(1, 6, lambda idx: got.append(idx), work=1 << 30)
+    assert sorted((i[1].start, i[1].stop) for i in got) == [(0, 3), (3, 6)]
+    assert all(i[0] == slice(None) for i in got)
