@@ -98,3 +98,43 @@ def test_for_samples_splits_channels_when_the_batch_is_small(threads):
     par.for_samples(1, 6, lambda idx: got.append(idx), work=1 << 30)
     assert sorted((i[1].start, i[1].stop) for i in got) == [(0, 3), (3, 6)]
     assert all(i[0] == slice(None) for i in got)
+
+
+@pytest.mark.parametrize(
+    "m, k, n", [(300, 200, 8), (8, 200, 300), (25, 100352 // 16, 6), (3, 5, 7), (64, 64, 64)]
+)
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_matmul_matches_numpy_in_every_split(threads, monkeypatch, m, k, n, nthreads):
+    threads(nthreads)
+    monkeypatch.setitem(par._state, "own_blas", True)  # split even where BLAS is not OpenBLAS
+    monkeypatch.setattr(par, "MIN_MATMUL_MACS", 1)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k)).T  # a transposed view, as the conv weight gradient uses
+    np.testing.assert_allclose(par.matmul(a, b), a @ b, rtol=1e-12, atol=1e-10)
+    out = np.full((m, n), np.nan)
+    assert par.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-10)
+
+
+def test_matmul_of_stacks_falls_back_to_numpy():
+    a = np.ones((2, 3, 4))
+    np.testing.assert_array_equal(par.matmul(a, np.ones((4, 5))), np.full((2, 3, 5), 4.0))
+
+
+def test_blas_is_left_alone_when_asked(monkeypatch):
+    calls = []
+    monkeypatch.setattr(par, "_openblas_thread_setters", lambda: [calls.append])
+    monkeypatch.setitem(par._state, "own_blas", par._state["own_blas"])
+    monkeypatch.setenv("TINYGRAD_NP_KEEP_BLAS_THREADS", "1")
+    assert par.take_over_blas() is False and calls == []
+    monkeypatch.delenv("TINYGRAD_NP_KEEP_BLAS_THREADS")
+    assert par.take_over_blas() is True and calls == [1]
+
+
+def test_openblas_is_found_on_this_machine():
+    np.ones((64, 64)) @ np.ones((64, 64))  # NumPy's BLAS is loaded
+    config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    if "openblas" not in config:
+        pytest.skip(f"NumPy's BLAS is {config}")
+    assert par._openblas_thread_setters(), "OpenBLAS is loaded but its thread setter was not found"

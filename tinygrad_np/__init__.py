@@ -10,6 +10,7 @@
 from tinygrad_np import check, explain
 from tinygrad_np._memory import tune_malloc
 from tinygrad_np._parallel import get_num_threads, set_num_threads
+from tinygrad_np._parallel import take_over_blas as _take_over_blas
 from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
@@ -34,6 +35,7 @@ from tinygrad_np.tensor import (
 __version__ = "0.1.0"
 
 tune_malloc()  # reuse freed temporaries instead of page-faulting them in each step
+_take_over_blas()  # one thread per core: BLAS single-threaded, products split by us
 
 __all__ = [
     "AnomalyError",

@@ -13,14 +13,26 @@ samples), so results are bit for bit the same for every thread count.
 The thread count is, in order: ``set_num_threads(n)``, the environment
 variables ``TINYGRAD_NP_NUM_THREADS``, ``OMP_NUM_THREADS``, else the number of
 CPUs this process may run on. PyTorch's ``torch.set_num_threads`` works alike.
+
+BLAS. OpenBLAS keeps its worker threads spinning for a while after each
+matrix product, so a product followed by threaded NumPy loops had three
+threads fighting for two cores (the loops gained nothing). When NumPy's BLAS
+is OpenBLAS, importing tinygrad_np therefore sets it to one thread and
+``matmul`` below splits large products over this module's threads instead:
+every thread in the process is then one of ours. Set
+``TINYGRAD_NP_KEEP_BLAS_THREADS=1`` to leave BLAS's threading as it was (the
+loops are then still threaded, products use BLAS's own threads).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 # below this many array elements of work a slice is not worth a thread hand-off
 # (a hand-off costs some 20 microseconds; NumPy does ~1e9 simple element ops a second)
@@ -44,7 +56,7 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_state: dict = {"threads": None, "pool": None, "pool_size": 0}
+_state: dict = {"threads": None, "pool": None, "pool_size": 0, "own_blas": False}
 _local = threading.local()  # .inside: this thread is running a slice (no nesting)
 _lock = threading.Lock()
 
@@ -60,8 +72,10 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the loops of conv and pooling (1: everything on the caller's
     thread). BLAS keeps its own setting (``OPENBLAS_NUM_THREADS`` when NumPy loads).
 
+    >>> before = get_num_threads()
     >>> set_num_threads(1); get_num_threads()
     1
+    >>> set_num_threads(before)
     """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
@@ -82,7 +96,7 @@ def split(n: int, parts: int) -> list[slice]:
     """``range(n)`` cut into ``parts`` contiguous slices of near-equal length (none empty).
 
     >>> split(5, 2)
-    [slice(0, 3, None), slice(3, 5, None)]
+    [slice(0, 2, None), slice(2, 5, None)]
     """
     parts = max(1, min(parts, n))
     bounds = [n * i // parts for i in range(parts + 1)]
@@ -124,3 +138,96 @@ def for_samples(
         for_slices(n, lambda s: fn((s, slice(None))), work)
     else:
         for_slices(c, lambda s: fn((slice(None), s)), work)
+
+
+# ----------------------------------------------------------------------------- BLAS
+
+# a product below this many multiply-adds runs in one BLAS call (a split costs more)
+MIN_MATMUL_MACS = 1 << 20
+
+
+def _openblas_thread_setters() -> list:
+    """``set_num_threads`` functions of every OpenBLAS library loaded in this process."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:  # not Linux
+        return []
+    paths = sorted(
+        {
+            line.split()[-1]
+            for line in maps.splitlines()
+            if "openblas" in line.lower() and ".so" in line and line.split()[-1].startswith("/")
+        }
+    )
+    setters = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = None
+                setters.append(fn)
+                break
+    return setters
+
+
+def take_over_blas() -> bool:
+    """Set OpenBLAS to one thread so that ``matmul`` threads products itself (see the
+    module doc); returns whether tinygrad_np now threads the products."""
+    if os.environ.get("TINYGRAD_NP_KEEP_BLAS_THREADS", "0") not in ("", "0"):
+        return False
+    setters = _openblas_thread_setters()
+    for fn in setters:
+        fn(1)
+    _state["own_blas"] = bool(setters)
+    return _state["own_blas"]
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` for 2-D operands, split over threads when large: by
+    rows or columns of the result, or (when both are short) over the summed axis, whose
+    partial products are then added in a fixed order. Other shapes go to ``np.matmul``.
+    """
+    if a.ndim != 2 or b.ndim != 2:
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
+    m, k = a.shape
+    n = b.shape[1]
+    threads = get_num_threads()
+    if (
+        not _state["own_blas"]
+        or threads == 1
+        or m * n * k < MIN_MATMUL_MACS
+        or getattr(_local, "inside", False)
+    ):
+        return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a.dtype, b.dtype))
+    if max(m, n) >= 16 * threads:
+        if n >= m:
+            for_slices(n, lambda s: np.matmul(a, b[:, s], out=out[:, s]), m * n * k)
+        else:
+            for_slices(m, lambda s: np.matmul(a[s], b, out=out[s]), m * n * k)
+        return out
+    # a short, wide product (a weight gradient): split the summed axis
+    parts = split(k, threads)
+    partial = [None] * len(parts)
+
+    def run(s):
+        for i in range(len(parts))[s]:
+            partial[i] = np.matmul(a[:, parts[i]], b[parts[i]])
+
+    for_slices(len(parts), run, m * n * k)
+    np.copyto(out, partial[0])
+    for p in partial[1:]:
+        out += p
+    return out

@@ -32,6 +32,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.fft
 
+from tinygrad_np import _parallel as par
+
 Pair = tuple[int, int]
 
 ALGORITHMS = ("auto", "gemm", "fft")
@@ -389,6 +391,16 @@ def _out_sizes(sp, kernel, strides, dilations) -> tuple[int, ...]:
     )
 
 
+def par_copy(dst: np.ndarray, src: np.ndarray, axis: int = 0) -> None:
+    """``dst[...] = src`` with the copy split along ``axis`` onto threads."""
+
+    def run(s):
+        key = (slice(None),) * axis + (s,)
+        np.copyto(dst[key], src[key])
+
+    par.for_slices(dst.shape[axis], run, dst.size)
+
+
 # ----------------------------------------------------------------------------- im2col / GEMM
 #
 # Two layouts of the im2col matrix:
@@ -412,7 +424,7 @@ def _bmm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     a = np.broadcast_to(a, lead + a.shape[-2:])
     b = np.broadcast_to(b, lead + b.shape[-2:])
     for idx in np.ndindex(*lead):
-        np.matmul(a[idx], b[idx], out=out[idx])
+        par.matmul(a[idx], b[idx], out=out[idx])
     return out
 
 
@@ -424,7 +436,7 @@ def _im2col_per_sample(xp, kernel, strides, dilations, groups) -> np.ndarray:
     out_sizes = win.shape[2 : 2 + nd]
     perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
     cols = np.empty((nb, c) + tuple(kernel) + out_sizes, dtype=xp.dtype)
-    np.copyto(cols, win.transpose(perm))  # (nb, C, *K, *out)
+    par_copy(cols, win.transpose(perm))  # (nb, C, *K, *out)
     return cols.reshape(nb, groups, -1, math.prod(out_sizes))
 
 
@@ -436,8 +448,16 @@ def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
     out_sizes = win.shape[2 : 2 + nd]
     perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
     cols = np.empty((c,) + tuple(kernel) + (nb,) + out_sizes, dtype=xp.dtype)
-    np.copyto(cols, win.transpose(perm))  # (C, *K, nb, *out)
+    par_copy(cols, win.transpose(perm), axis=1 + nd)  # (C, *K, nb, *out)
     return cols.reshape(groups, -1, nb * math.prod(out_sizes))
+
+
+def _samples_last(gv: np.ndarray) -> np.ndarray:
+    """(nb, G, Og, P) -> contiguous (G, Og, nb*P): the upstream gradient as GEMM columns."""
+    nb, groups, og, p = gv.shape
+    out = np.empty((groups, og, nb, p), dtype=gv.dtype)
+    par_copy(out, gv.transpose(1, 2, 0, 3), axis=2)
+    return out.reshape(groups, og, nb * p)
 
 
 def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
@@ -467,7 +487,7 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
             continue
         cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nb*P)
         r = _bmm(wg, cols)  # (G, Og, nb*P)
-        yv[n0:n1] = r.reshape(groups, og, n1 - n0, p).transpose(2, 0, 1, 3)
+        par_copy(yv[n0:n1], r.reshape(groups, og, n1 - n0, p).transpose(2, 0, 1, 3))
         if n1 - n0 != n or cols.nbytes > _settings["cache_bytes"]:
             cols = None
     return (y, cols) if keep_cols else y
@@ -490,13 +510,20 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     gv = g.reshape(n, groups, og, p)
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
-        gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
+        gt = _samples_last(gv[n0:n1])  # (G, Og, nb*P)
         dcols = _bmm(wt, gt)  # (G, Cg*K, nb*P)
         dcols = dcols.reshape((c,) + tuple(kernel) + (nb,) + tuple(out_sizes))
         target = gx[n0:n1].transpose((1, 0) + tuple(range(2, 2 + len(kernel))))  # view
-        for k in np.ndindex(*kernel):
-            sl = strided_slice(k, dilations, strides, out_sizes)
-            target[(slice(None), slice(None)) + sl] += dcols[(slice(None),) + k]
+        taps = [
+            (k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)
+        ]
+
+        def col2im(s, target=target, dcols=dcols, taps=taps):  # samples s, on a thread
+            tgt = target[:, s]
+            for k, sl in taps:
+                tgt[(slice(None), slice(None)) + sl] += dcols[(slice(None),) + k][:, s]
+
+        par.for_slices(nb, col2im, dcols.size)
     return gx
 
 
@@ -512,16 +539,15 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
     dtype = np.result_type(xp.dtype, g.dtype)
     gv = g.reshape(n, groups, og, p)
     if cols is not None:
-        gt = gv.transpose(1, 2, 0, 3).reshape(groups, og, n * p)  # (G, Og, N*P)
+        gt = _samples_last(gv)  # (G, Og, N*P)
         # gw^T = cols @ g^T: BLAS is faster with the long N*P axis inside than outside
         gw = _bmm(cols, gt.transpose(0, 2, 1)).transpose(0, 2, 1)  # (G, Og, Cg*K)
         return gw.reshape((o, cg) + tuple(kernel)).astype(dtype, copy=False)
     gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
     for n0, n1 in _chunks(n, per_sample):
-        nb = n1 - n0
         cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
-        gt = gv[n0:n1].transpose(1, 2, 0, 3).reshape(groups, og, nb * p)  # (G, Og, nb*P)
+        gt = _samples_last(gv[n0:n1])  # (G, Og, nb*P)
         gw += _bmm(cols, gt.transpose(0, 2, 1)).transpose(0, 2, 1)
     return gw.reshape((o, cg) + tuple(kernel))
 
