@@ -108,6 +108,7 @@ def test_matmul_matches_numpy_in_every_split(threads, monkeypatch, m, k, n, nthr
     threads(nthreads)
     monkeypatch.setitem(par._state, "own_blas", True)  # split even where BLAS is not OpenBLAS
     monkeypatch.setattr(par, "MIN_MATMUL_MACS", 1)
+    monkeypatch.setattr(par, "SPLIT_K_MACS", 1)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k))
     b = rng.standard_normal((n, k)).T  # a transposed view, as the conv weight gradient uses

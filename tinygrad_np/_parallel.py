@@ -34,9 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-# below this many array elements of work a slice is not worth a thread hand-off
-# (a hand-off costs some 20 microseconds; NumPy does ~1e9 simple element ops a second)
-MIN_ELEMENTS = 1 << 16
+# the least work, in element copies, a thread should get from one NumPy call: shorter
+# calls spend their time handing the GIL back and forth. Measured on 2 cores: im2col
+# copies of 0.6M elements per thread ran at 0.8x the speed of one thread, 1.2M at 1.3x;
+# a 2x2 max-pool forward at 37K outputs per thread at 0.8x, 75K at 1.6x. Callers weight
+# their work: a strided compare or add per output counts 16 copies (STRIDED_WEIGHT).
+MIN_ELEMENTS = 1 << 20
+STRIDED_WEIGHT = 16
 
 
 def _default_threads() -> int:
@@ -105,7 +109,8 @@ def split(n: int, parts: int) -> list[slice]:
 
 def for_slices(n: int, fn: Callable[[slice], None], work: int) -> None:
     """Call ``fn(s)`` for contiguous slices ``s`` covering ``range(n)``, at once on up to
-    ``get_num_threads()`` threads. ``work``: elements the whole job touches, so that
+    ``get_num_threads()`` threads. ``work``: the elements one of ``fn``'s NumPy calls
+    processes over the whole range; each thread gets at least ``MIN_ELEMENTS`` of it, so
     small jobs stay on the calling thread. ``fn`` must only write what its slice owns.
     """
     threads = min(get_num_threads(), n, max(1, work // MIN_ELEMENTS))
@@ -142,8 +147,12 @@ def for_samples(
 
 # ----------------------------------------------------------------------------- BLAS
 
-# a product below this many multiply-adds runs in one BLAS call (a split costs more)
-MIN_MATMUL_MACS = 1 << 20
+# products below this many multiply-adds run in one BLAS call: concurrent single-thread
+# OpenBLAS calls scale poorly when small (measured on 2 cores: 38M multiply-adds split in
+# two ran at 0.84x, 75M at 1.6x, 151M at 1.8x); short wide products split their summed
+# axis from SPLIT_K_MACS on (15M: 1.5x)
+MIN_MATMUL_MACS = 1 << 26
+SPLIT_K_MACS = 1 << 23
 
 
 def _openblas_thread_setters() -> list:
@@ -203,20 +212,21 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     m, k = a.shape
     n = b.shape[1]
     threads = get_num_threads()
+    short = max(m, n) < 16 * threads
     if (
         not _state["own_blas"]
         or threads == 1
-        or m * n * k < MIN_MATMUL_MACS
+        or m * n * k < (SPLIT_K_MACS if short else MIN_MATMUL_MACS)
         or getattr(_local, "inside", False)
     ):
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a.dtype, b.dtype))
-    if max(m, n) >= 16 * threads:
+    if not short:
         if n >= m:
-            for_slices(n, lambda s: np.matmul(a, b[:, s], out=out[:, s]), m * n * k)
+            for_slices(n, lambda s: np.matmul(a, b[:, s], out=out[:, s]), 1 << 30)
         else:
-            for_slices(m, lambda s: np.matmul(a[s], b, out=out[s]), m * n * k)
+            for_slices(m, lambda s: np.matmul(a[s], b, out=out[s]), 1 << 30)
         return out
     # a short, wide product (a weight gradient): split the summed axis
     parts = split(k, threads)
@@ -226,7 +236,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         for i in range(len(parts))[s]:
             partial[i] = np.matmul(a[:, parts[i]], b[parts[i]])
 
-    for_slices(len(parts), run, m * n * k)
+    for_slices(len(parts), run, 1 << 30)
     np.copyto(out, partial[0])
     for p in partial[1:]:
         out += p

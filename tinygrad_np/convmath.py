@@ -523,7 +523,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
             for k, sl in taps:
                 tgt[(slice(None), slice(None)) + sl] += dcols[(slice(None),) + k][:, s]
 
-        par.for_slices(nb, col2im, dcols.size)
+        par.for_slices(nb, col2im, dcols.size // math.prod(kernel) * par.STRIDED_WEIGHT)
     return gx
 
 
@@ -575,6 +575,17 @@ def _nc_blocks(n: int, c: int, per_channel: int) -> Iterator[tuple[slice, slice]
     for n0 in range(0, n, nb):
         for c0 in range(0, c, cb):
             yield slice(n0, min(n, n0 + nb)), slice(c0, min(c, c0 + cb))
+
+
+def _each_block(n: int, c: int, per_channel: int, fn) -> None:
+    """Call ``fn(ns, cs)`` for (samples, channels) blocks covering n x c, the channels
+    split over threads: a thread owns its channels, so per-channel sums are race-free."""
+
+    def run(s):
+        for ns, cs in _nc_blocks(n, s.stop - s.start, per_channel):
+            fn(ns, slice(s.start + cs.start, s.start + cs.stop))
+
+    par.for_slices(c, run, n * c * per_channel)
 
 
 class _WideGrid:
@@ -643,7 +654,8 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
         wf = w.reshape(c, -1).astype(dtype, copy=False)  # (C, prod K)
         length = grid.length
         yw = np.empty((n, c, length), dtype=dtype)
-        for ns, cs in _nc_blocks(n, c, length):  # all taps while a block is in cache
+
+        def wide_block(ns, cs):  # all taps while a block is in cache
             yb, xb, wb = yw[ns, cs], xf[ns, cs], wf[None, cs, :, None]
             tmp = np.empty_like(yb)
             for i, off in enumerate(grid.offsets):
@@ -651,11 +663,14 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
                     np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=yb)
                 else:
                     yb += np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=tmp)
+
+        _each_block(n, c, length, wide_block)
         return np.ascontiguousarray(grid.from_wide(yw))
     y = np.empty((n, c, m) + out_sizes, dtype=dtype)
     wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
     taps = list(np.ndindex(*kernel))
-    for ns, cs in _nc_blocks(n, c, m * math.prod(out_sizes)):
+
+    def block(ns, cs):
         yb = y[ns, cs]  # (nb, cb, m, *out)
         tmp = np.empty_like(yb)
         xb = xp[ns, cs]
@@ -666,6 +681,8 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
                 np.multiply(xs, wt, out=yb)
             else:
                 yb += np.multiply(xs, wt, out=tmp)
+
+    _each_block(n, c, m * math.prod(out_sizes), block)
     return y.reshape((n, c * m) + out_sizes)
 
 
@@ -684,16 +701,20 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
         wf = w.reshape(c, -1).astype(dtype, copy=False)
         length = grid.length
         gxf = np.zeros((n, c, grid.plane + grid.margin), dtype=dtype)
-        for ns, cs in _nc_blocks(n, c, grid.plane + grid.margin):
+
+        def wide_block(ns, cs):
             gb, xb, wb = gw_[ns, cs], gxf[ns, cs], wf[None, cs, :, None]
             tmp = np.empty_like(gb)
             for i, off in enumerate(grid.offsets):
                 xb[:, :, off : off + length] += np.multiply(gb, wb[:, :, i], out=tmp)
+
+        _each_block(n, c, grid.plane + grid.margin, wide_block)
         return gxf[:, :, : grid.plane].reshape((n, c) + tuple(padded_sizes))
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     gv = g.reshape((n, c, m) + tuple(out_sizes))
     wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
-    for ns, cs in _nc_blocks(n, c, max(m * math.prod(out_sizes), math.prod(padded_sizes))):
+
+    def block(ns, cs):
         gb, xb = gv[ns, cs], gx[ns, cs]
         tmp = np.empty(gb.shape, dtype=dtype)
         for k in np.ndindex(*kernel):
@@ -701,6 +722,8 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
             np.multiply(gb, wt, out=tmp)
             contrib = tmp[:, :, 0] if m == 1 else tmp.sum(2)
             _tap_view(xb, k, dilations, strides, out_sizes)[...] += contrib
+
+    _each_block(n, c, max(m * math.prod(out_sizes), math.prod(padded_sizes)), block)
     return gx
 
 
@@ -718,21 +741,28 @@ def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # zeros off the windows
         length = grid.length
         gwf = np.zeros((c, len(grid.offsets)), dtype=dtype)
-        for j in range(n):  # per sample and tap: one dot product per channel (BLAS)
-            gj = gw_[j][:, None, :]  # (C, 1, length)
-            for i, off in enumerate(grid.offsets):
-                gwf[:, i] += np.matmul(gj, xf[j, :, off : off + length, None])[:, 0, 0]
+
+        def channels(s):  # per sample and tap: one dot product per channel (BLAS)
+            for j in range(n):
+                gj = gw_[j, s][:, None, :]  # (Cs, 1, length)
+                for i, off in enumerate(grid.offsets):
+                    gwf[s, i] += np.matmul(gj, xf[j, s, off : off + length, None])[:, 0, 0]
+
+        par.for_slices(c, channels, n * c * length)
         return gwf.reshape((o, 1) + tuple(kernel))
     gv = g.reshape((n, c, m) + tuple(out_sizes))
     gw = np.zeros((c, m) + tuple(kernel), dtype=np.float64 if dtype == np.float32 else dtype)
     red = (0,) + tuple(range(3, 3 + nd))  # batch and space
-    for ns, cs in _nc_blocks(n, c, m * math.prod(out_sizes)):
+
+    def block(ns, cs):
         gb, xb = gv[ns, cs], xp[ns, cs]
         tmp = np.empty(gb.shape, dtype=dtype)
         for k in np.ndindex(*kernel):
             xs = _tap_view(xb, k, dilations, strides, out_sizes)[:, :, None]
             np.multiply(gb, xs, out=tmp)
             gw[(cs, slice(None)) + k] += tmp.sum(axis=red)
+
+    _each_block(n, c, m * math.prod(out_sizes), block)
     return gw.astype(dtype, copy=False).reshape((o, 1) + tuple(kernel))
 
 

@@ -113,7 +113,7 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
             else:
                 xb[sl] += np.multiply(gb, hit, out=tmp)
 
-    par.for_samples(g.shape[0], g.shape[1], run, g.size * len(_taps(kernel)))
+    par.for_samples(g.shape[0], g.shape[1], run, g.size * par.STRIDED_WEIGHT)
     return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
 
 
@@ -147,7 +147,7 @@ def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
                 xs = xb[_window_slices(k, dilation, stride, out_sizes)]
                 np.copyto(ab, t, where=nan & np.isnan(xs))
 
-    par.for_samples(best.shape[0], best.shape[1], run, best.size * len(taps))
+    par.for_samples(best.shape[0], best.shape[1], run, best.size * par.STRIDED_WEIGHT)
     return arg
 
 
@@ -172,7 +172,7 @@ class MaxPool(Op):
             for k in taps[1:]:
                 np.maximum(bb, xb[_window_slices(k, dilation, stride, out_sizes)], out=bb)
 
-        par.for_samples(best.shape[0], best.shape[1], run, best.size * len(taps))
+        par.for_samples(best.shape[0], best.shape[1], run, best.size * par.STRIDED_WEIGHT)
         self.out = best
         return best
 
