@@ -148,11 +148,11 @@ def for_samples(
 # ----------------------------------------------------------------------------- BLAS
 
 # products below this many multiply-adds run in one BLAS call: concurrent single-thread
-# OpenBLAS calls scale poorly when small (measured on 2 cores: 38M multiply-adds split in
-# two ran at 0.84x, 75M at 1.6x, 151M at 1.8x); short wide products split their summed
-# axis from SPLIT_K_MACS on (15M: 1.5x)
-MIN_MATMUL_MACS = 1 << 26
-SPLIT_K_MACS = 1 << 23
+# OpenBLAS calls pay a hand-off per call. Measured on 2 cores, split in two: 6M
+# multiply-adds ran at 0.55x the speed of one call, 8M (LeNet's first conv) at 1.4x,
+# 31M at 1.6x; short wide products split over the summed axis: 15M at 0.85x, 31M at 1.25x
+MIN_MATMUL_MACS = 1 << 23
+SPLIT_K_MACS = 24 << 20
 
 
 def _openblas_thread_setters() -> list:
