@@ -315,6 +315,66 @@ def test_gemm_and_fft_agree_on_a_large_kernel():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    "shape, fs",
+    [((4, 3, 11, 11), (75, 75)), ((2, 2, 3, 4, 5), (8, 9, 10)), ((3, 2, 7), (16,)),
+     ((2, 2, 5, 6), (12, 13))],
+)  # fmt: skip
+def test_pruned_kernel_fft_equals_rfftn(shape, fs):
+    a = np.random.default_rng(0).standard_normal(shape)
+    ref = cm._rfft(a, fs)
+    np.testing.assert_allclose(cm._rfft_small(a, fs), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("fs", [(9,), (10,), (7, 8), (8, 7), (6, 5, 4)])
+def test_inverse_dft_at_the_taps_equals_irfftn_read_there(fs):
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((3,) + fs)  # batch first, as rfftn leaves it
+    spec = cm._rfft(signal, fs)  # (3, *bins)
+    taps = [np.arange(0, n, 2)[:3] for n in fs]  # dilation 2, at most 3 taps
+    moved = np.moveaxis(spec, 0, -1)  # (*bins, 3)
+    got = cm._irfft_taps(moved, fs, taps)  # (*taps, 3)
+    ref = signal[(slice(None),) + np.ix_(*taps)]
+    np.testing.assert_allclose(np.moveaxis(got, -1, 0), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_fft_route_reuses_the_forward_spectra_and_stays_exact():
+    """The forward keeps its input and kernel spectra for the backward maps, which also
+    share the upstream gradient's: the result equals the GEMM route, and a second backward
+    through the same graph with another upstream gradient does not see the first one's."""
+    rng = np.random.default_rng(8)
+    x = _t(rng.standard_normal((3, 4, 14, 13)))
+    w = _t(rng.standard_normal((6, 2, 7, 6)))
+    kw = dict(stride=(2, 1), padding=((3, 2), (1, 4)), dilation=(1, 2), groups=2)
+    with F.conv_algorithm("fft"):
+        y = F.conv2d(x, w, **kw)
+    assert isinstance(y.grad_fn.cols, cm.Spectra)
+    us = [rng.standard_normal(y.shape) for _ in range(2)]
+    with F.conv_algorithm("fft"):
+        got = [tg.grad(y, [x, w], [tg.Tensor(u)], retain_graph=True) for u in us]
+    with F.conv_algorithm("gemm"):
+        y2 = F.conv2d(x, w, **kw)
+        ref = [tg.grad(y2, [x, w], [tg.Tensor(u)], retain_graph=True) for u in us]
+    for g_fft, g_ref in zip(got, ref, strict=True):
+        for a, b in zip(g_fft, g_ref, strict=True):
+            np.testing.assert_allclose(a.data, b.data, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(y.data, y2.data, rtol=1e-9, atol=1e-9)
+
+
+def test_fft_route_without_a_cache_when_the_batch_is_chunked():
+    rng = np.random.default_rng(9)
+    x = _t(rng.standard_normal((4, 2, 12, 12)))
+    w = _t(rng.standard_normal((3, 2, 9, 9)))
+    with F.conv_algorithm("fft"), F.scratch_budget(4096):  # one sample per chunk
+        y = F.conv2d(x, w, padding=4)
+        assert y.grad_fn.cols is None
+        gx, gw = tg.grad(y.sum(), [x, w])
+    with F.conv_algorithm("gemm"):
+        rx, rw = tg.grad(F.conv2d(x, w, padding=4).sum(), [x, w])
+    np.testing.assert_allclose(gx.data, rx.data, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.data, rw.data, rtol=1e-9, atol=1e-9)
+
+
 # ----------------------------------------------------------------------------- memory
 
 

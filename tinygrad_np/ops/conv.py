@@ -46,7 +46,8 @@ def _geometry(args: dict) -> dict:
 
 
 class _Cols:
-    """The forward's im2col matrix handed to the weight gradient (short repr for viz)."""
+    """What the forward kept for its backward maps (short repr for viz): the im2col matrix
+    (GEMM route) or a ``convmath.Spectra`` (FFT route), or None."""
 
     __slots__ = ("cols",)
 
@@ -54,6 +55,8 @@ class _Cols:
         self.cols = cols
 
     def __repr__(self) -> str:
+        if isinstance(self.cols, cm.Spectra):
+            return "FFT cache"
         return "im2col cache" if self.cols is not None else "None"
 
 
@@ -90,12 +93,17 @@ class Conv(Op):
     def vjp(self, g):
         x, w = self.inputs[0], self.inputs[1]
         geo = _geometry(self.args)
-        gx = conv_input_grad(g, w, x.shape[2:], **geo) if self.needs_grad[0] else None
+        # what the forward kept (im2col matrix or spectra) saves redoing it; not when
+        # recording: a recorded op must not depend on a cache of x's values
+        kept = None if is_grad_enabled() else self.cols
+        if isinstance(kept, cm.Spectra):
+            kept = kept.for_backward()  # g's spectrum, shared by the two maps below
+        gx = None
+        if self.needs_grad[0]:
+            gx = conv_input_grad(g, w, x.shape[2:], **geo, _cache=_Cols(kept))
         gw = None
         if self.needs_grad[1]:
-            # the forward's im2col matrix saves redoing it (not when recording: the
-            # recorded op must not depend on a cache of x's values)
-            cols = None if is_grad_enabled() else _Cols(self.cols)
+            cols = None if kept is None else _Cols(kept)
             gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
         return _with_bias_grad(self, g, gx, gw)
 
@@ -108,11 +116,14 @@ class ConvTranspose(Op):
     VJP: gy = conv(g, w); gw = conv_weight_grad(g, y); gb = g summed.
     """
 
-    def forward(self, y, w, b=None, *, stride, padding, dilation, groups, input_size, **shown):
+    def forward(
+        self, y, w, b=None, *, stride, padding, dilation, groups, input_size, _cache=None, **shown
+    ):
         nd = y.ndim - 2
         self.name = f"conv_transpose{nd}d"
         padded = tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
-        xp = cm.correlate_transpose(y, w, padded, stride, dilation, groups)
+        cache = None if _cache is None else _cache.cols
+        xp = cm.correlate_transpose(y, w, padded, stride, dilation, groups, cache)
         x = np.ascontiguousarray(cm.pad_spatial(xp, cm.negate(padding)))  # crop the padding
         if b is not None:
             x += b.reshape(_bias_shape(x.shape[1], nd))
@@ -191,13 +202,17 @@ def flip_kernel(w: Tensor, groups: int) -> Tensor:
     return FlipKernel.apply(w, groups=groups)
 
 
-def conv_input_grad(g: Tensor, w: Tensor, input_size, stride, padding, dilation, groups):
+def conv_input_grad(
+    g: Tensor, w: Tensor, input_size, stride, padding, dilation, groups, _cache=None
+):
     """gx (N, C, *input_size) for upstream g (N, O, *out): the transposed convolution.
 
-    Not recording: the fused ``ConvTranspose``. Recording (create_graph=True):
-    dilate -> pad -> conv with the flipped kernel, each a visible node.
+    Not recording: the fused ``ConvTranspose`` (``_cache``: what the forward kept).
+    Recording (create_graph=True): dilate -> pad -> conv with the flipped kernel, each a
+    visible node.
     """
     if not is_grad_enabled():
+        extra = {} if _cache is None or _cache.cols is None else {"_cache": _cache}
         return ConvTranspose.apply(
             g,
             w,
@@ -206,6 +221,7 @@ def conv_input_grad(g: Tensor, w: Tensor, input_size, stride, padding, dilation,
             dilation=dilation,
             groups=groups,
             input_size=tuple(input_size),
+            **extra,
         )
     kernel = tuple(w.shape[2:])
     nd = len(kernel)
