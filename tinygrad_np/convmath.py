@@ -52,8 +52,11 @@ if _settings["algorithm"] not in ALGORITHMS:
     )
 
 # an FFT flop is worth this many GEMM flops (BLAS runs near peak; FFTs and the small
-# per-frequency complex matmuls do not); measured on the benchmark machine
-FFT_PENALTY = 3.0
+# per-frequency complex matmuls do not). Fitted to seven 2-D convs timed forward and
+# backward on the benchmark machine: a 5x5 64->64 conv at 32x32 runs 1.75x slower by FFT
+# (estimate with 5.0: 1.45x), a 7x7 3->16 one at 64x64 equally fast (1.1x), an 11x11
+# 16->32 one at 64x64 3.4x faster (3.3x)
+FFT_PENALTY = 5.0
 
 
 # ----------------------------------------------------------------------------- settings
@@ -774,6 +777,10 @@ def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -
 #   gxp = F^-1[ sum_o F(g_s) F(w_d) ]                               (g_s: g dilated by s)
 #   gw  = F^-1[ sum_n conj(F(g_s)) F(xp) ]  sampled at k*d
 # The channel sums are small complex matmuls, one per frequency, batched by np.matmul.
+# Those want spectra frequency-major, (F, A, B). Inputs, outputs and gradients are
+# transformed plane by plane (contiguous planes transform fastest) and their spectra
+# transposed; a kernel, whose planes are many and small, is transposed before its
+# transform instead (a 64x64-channel 5x5 kernel: 22 MB of complex spectrum not moved).
 
 
 def fft_shape(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -782,26 +789,57 @@ def fft_shape(sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 def _rfft(a, fs):
+    """rfftn over the trailing ``len(fs)`` axes, zero-padded to ``fs``."""
     axes = tuple(range(a.ndim - len(fs), a.ndim))
     return scipy.fft.rfftn(a, s=fs, axes=axes, workers=-1)
 
 
-def _irfft(a, fs):
-    axes = tuple(range(a.ndim - len(fs), a.ndim))
-    return scipy.fft.irfftn(a, s=fs, axes=axes, workers=-1)
+def _spatial_first(a: np.ndarray, nd: int) -> np.ndarray:
+    """(A, B, *S) -> contiguous (*S, A, B)."""
+    return np.ascontiguousarray(a.transpose(tuple(range(2, 2 + nd)) + (0, 1)))
 
 
-def _freq_major(a: np.ndarray, groups: int) -> np.ndarray:
-    """(A, G*B, *F) -> contiguous (F, G, A, B)."""
-    a0, gb = a.shape[:2]
-    a = a.reshape(a0, groups, gb // groups, -1)
-    return np.ascontiguousarray(a.transpose(3, 1, 0, 2))
+def _spectrum(a: np.ndarray, fs: Sequence[int]) -> np.ndarray:
+    """(A, B, *S) real -> (F, A, B) complex: the rfft of every (a, b) plane, zero-padded to
+    ``fs``, frequencies first (F = prod of the bins, the last dim halved)."""
+    f = _rfft(a, fs)  # planes are contiguous: the fast way to transform them
+    return np.ascontiguousarray(f.reshape(a.shape[:2] + (-1,)).transpose(2, 0, 1))
 
 
-def _freq_back(a: np.ndarray, fshape) -> np.ndarray:
-    """(F, G, A, B) -> (A, G*B, *F)."""
-    f, g, a0, b = a.shape
-    return a.transpose(2, 1, 3, 0).reshape((a0, g * b) + tuple(fshape))
+def _kernel_spectrum(w: np.ndarray, fs: Sequence[int], groups: int, dtype) -> np.ndarray:
+    """conj(F(w)) as (F, G, Og, Cg). One dim at a time, last first, so that each pass
+    transforms only rows that are not all zero padding (an 11x11 kernel in a 75x75
+    transform: 7x fewer rows in the first pass)."""
+    nd = len(fs)
+    o, cg = w.shape[:2]
+    f = scipy.fft.rfft(_spatial_first(w.astype(dtype, copy=False), nd), n=fs[-1], axis=nd - 1,
+                       workers=-1)  # fmt: skip
+    for ax in range(nd - 2, -1, -1):
+        f = scipy.fft.fft(f, n=fs[ax], axis=ax, workers=-1)
+    np.conjugate(f, out=f)
+    return f.reshape(-1, groups, o // groups, cg)
+
+
+def _grad_spectrum(g: np.ndarray, strides, fs: Sequence[int]) -> np.ndarray:
+    """conj(F(g dilated by the strides)) as (F, N, O)."""
+    f = _spectrum(dilate(g, strides), fs)
+    return np.conjugate(f, out=f)
+
+
+def _grouped(f: np.ndarray, groups: int) -> np.ndarray:
+    """(F, N, G*B) -> the view (F, G, N, B) that the per-group matmuls take."""
+    nf, n, gb = f.shape
+    return f.reshape(nf, n, groups, gb // groups).transpose(0, 2, 1, 3)
+
+
+def _from_spectrum(f: np.ndarray, fs: Sequence[int], take: tuple, out: np.ndarray) -> None:
+    """``out`` (A, B, *T) = the inverse rfft of ``f`` (F, A, B) read at ``take`` (one slice
+    per spatial dim)."""
+    nd = len(fs)
+    fshape = tuple(fs[:-1]) + (fs[-1] // 2 + 1,)
+    planes = np.ascontiguousarray(f.transpose(1, 2, 0)).reshape(f.shape[1:] + fshape)
+    r = scipy.fft.irfftn(planes, s=fs, axes=tuple(range(2, 2 + nd)), workers=-1)
+    np.copyto(out, r[(slice(None), slice(None)) + take])
 
 
 def _fft_per_sample_bytes(c, o, fs, itemsize) -> int:
@@ -812,8 +850,8 @@ def _fft_per_sample_bytes(c, o, fs, itemsize) -> int:
 class Spectra:
     """Fourier transforms a conv's forward hands to its two backward maps (FFT route).
 
-    ``x``: the padded input's, (F, G, N, Cg); ``w``: conj of the dilated kernel's,
-    (F, G, Cg, Og); ``g``: conj of the stride-dilated upstream gradient's, (F, G, N, Og),
+    ``x``: the padded input's, (F, N, C); ``w``: conj of the dilated kernel's,
+    (F, G, Og, Cg); ``g``: conj of the stride-dilated upstream gradient's, (F, N, O),
     filled by whichever backward map runs first (``for_backward`` gives each backward
     pass a fresh copy, so a second backward never sees the first one's ``g``).
     """
@@ -834,33 +872,6 @@ class Spectra:
         return f"Spectra(fft {self.fs})"
 
 
-def _rfft_small(a: np.ndarray, fs: Sequence[int]) -> np.ndarray:
-    """``rfftn(a, s=fs)`` over the trailing dims for an ``a`` much smaller than ``fs`` (a
-    kernel): one dim at a time, last first, so each pass transforms only rows that are
-    not all zero padding (an 11x11 kernel in a 75x75 transform: 7x fewer first-pass rows).
-    """
-    nd = len(fs)
-    out = scipy.fft.rfft(a, n=fs[-1], axis=-1, workers=-1)
-    for ax in range(a.ndim - 2, a.ndim - nd - 1, -1):
-        out = scipy.fft.fft(out, n=fs[ax - (a.ndim - nd)], axis=ax, workers=-1)
-    return out
-
-
-def _kernel_spectrum(w, fs, groups, dtype) -> np.ndarray:
-    """conj(F(w)) as (F, G, Cg, Og)."""
-    o, cg = w.shape[:2]
-    wf = _rfft_small(w.astype(dtype, copy=False), fs)  # (O, Cg, *F)
-    np.conjugate(wf, out=wf)
-    return np.ascontiguousarray(wf.reshape(groups, o // groups, cg, -1).transpose(3, 0, 2, 1))
-
-
-def _grad_spectrum(g, strides, fs, groups) -> np.ndarray:
-    """conj(F(g dilated by the strides)) as (F, G, N, Og)."""
-    gf = _rfft(dilate(g, strides), fs)
-    np.conjugate(gf, out=gf)
-    return _freq_major(gf, groups)
-
-
 def correlate_fft(xp, w, strides, dilations, groups, keep: bool = False):
     """Same as ``correlate_gemm``, through FFTs (cheaper for large kernels).
 
@@ -873,17 +884,16 @@ def correlate_fft(xp, w, strides, dilations, groups, keep: bool = False):
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
     fs = fft_shape(xp.shape[2:])
-    fshape = fs[:-1] + (fs[-1] // 2 + 1,)
-    wf = _kernel_spectrum(dilate(w, dilations), fs, groups, dtype)  # (F, G, Cg, Og)
+    wf = _kernel_spectrum(dilate(w, dilations), fs, groups, dtype)  # (F, G, Og, Cg)
+    wt = wf.transpose(0, 1, 3, 2)
     y = np.empty((n, o) + out_sizes, dtype=dtype)
-    take = (slice(None), slice(None)) + tuple(
-        slice(0, (m - 1) * s + 1, s) for m, s in zip(out_sizes, strides, strict=True)
-    )
+    take = tuple(slice(0, (m - 1) * s + 1, s) for m, s in zip(out_sizes, strides, strict=True))
     spectra = None
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
-        xf = _freq_major(_rfft(xp[n0:n1], fs), groups)  # (F, G, nb, Cg)
-        yf = _freq_back(np.matmul(xf, wf), fshape)  # (nb, O, *F)
-        y[n0:n1] = _irfft(yf, fs)[take]
+        xf = _spectrum(xp[n0:n1], fs)  # (F, nb, C)
+        yf = np.empty((xf.shape[0], n1 - n0, o), dtype=xf.dtype)
+        np.matmul(_grouped(xf, groups), wt, out=_grouped(yf, groups))
+        _from_spectrum(yf, fs, take, y[n0:n1])
         if keep and n1 - n0 == n and xf.nbytes + wf.nbytes <= _settings["cache_bytes"]:
             spectra = Spectra(fs, xf, wf)
     return (y, spectra) if keep else y
@@ -899,22 +909,22 @@ def correlate_transpose_fft(
     c = cg * groups
     dtype = np.result_type(g.dtype, w.dtype)
     fs = fft_shape(padded_sizes)
-    fshape = fs[:-1] + (fs[-1] // 2 + 1,)
     if spectra is not None and spectra.fs != fs:
         spectra = None
     wf = spectra.w if spectra is not None else None
     if wf is None:
-        wf = _kernel_spectrum(dilate(w, dilations), fs, groups, dtype)  # (F, G, Cg, Og)
-    wt = wf.transpose(0, 1, 3, 2)  # conj(F(w)) as (F, G, Og, Cg)
+        wf = _kernel_spectrum(dilate(w, dilations), fs, groups, dtype)  # (F, G, Og, Cg)
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
-    take = (slice(None), slice(None)) + tuple(slice(0, m) for m in padded_sizes)
+    take = tuple(slice(0, m) for m in padded_sizes)
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, g.itemsize)):
-        gc = _grad_spectrum(g[n0:n1], strides, fs, groups)  # (F, G, nb, Og), conjugated
+        gc = _grad_spectrum(g[n0:n1], strides, fs)  # (F, nb, O), conjugated
         if spectra is not None and n1 - n0 == n:
             spectra.g = gc
-        xf = np.matmul(gc, wt)  # conj(F(g) F(w)), summed over O per group
+        xf = np.empty((gc.shape[0], n1 - n0, c), dtype=gc.dtype)
+        xg = _grouped(xf, groups)
+        np.matmul(_grouped(gc, groups), wf, out=xg)  # conj(F(g) F(w)), summed over O
         np.conjugate(xf, out=xf)
-        gx[n0:n1] = _irfft(_freq_back(xf, fshape), fs)[take]
+        _from_spectrum(xf, fs, take, gx[n0:n1])
     return gx
 
 
@@ -964,11 +974,12 @@ def correlate_weight_grad_fft(
     acc = None
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
         whole = spectra is not None and n1 - n0 == n
-        xf = spectra.x if whole else _freq_major(_rfft(xp[n0:n1], fs), groups)  # F,G,nb,Cg
+        xf = spectra.x if whole else _spectrum(xp[n0:n1], fs)  # (F, nb, C)
         gc = spectra.g if whole and spectra.g is not None else None
         if gc is None:
-            gc = _grad_spectrum(g[n0:n1], strides, fs, groups)  # (F, G, nb, Og)
-        part = np.matmul(gc.transpose(0, 1, 3, 2), xf)  # (F, G, Og, Cg)
+            gc = _grad_spectrum(g[n0:n1], strides, fs)  # (F, nb, O)
+        gt = _grouped(gc, groups).transpose(0, 1, 3, 2)  # (F, G, Og, nb)
+        part = np.matmul(gt, _grouped(xf, groups))  # (F, G, Og, Cg)
         acc = part if acc is None else acc + part
     taps = [np.arange(k) * d for k, d in zip(kernel, dilations, strict=True)]
     r = _irfft_taps(acc.reshape(fshape + (-1,)), fs, taps)  # (*K, G*Og*Cg)
