@@ -139,3 +139,12 @@ def test_openblas_is_found_on_this_machine():
     if "openblas" not in config:
         pytest.skip(f"NumPy's BLAS is {config}")
     assert par._openblas_thread_setters(), "OpenBLAS is loaded but its thread setter was not found"
+
+
+def test_blas_threads_block_restores_one_thread(monkeypatch):
+    calls = []
+    monkeypatch.setitem(par._state, "blas_setters", [calls.append])
+    monkeypatch.setitem(par._state, "own_blas", True)
+    with par.blas_threads(4):
+        assert calls == [4]
+    assert calls == [4, 1]

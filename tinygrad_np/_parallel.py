@@ -26,10 +26,11 @@ loops are then still threaded, products use BLAS's own threads).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -199,7 +200,24 @@ def take_over_blas() -> bool:
     for fn in setters:
         fn(1)
     _state["own_blas"] = bool(setters)
+    _state["blas_setters"] = setters
     return _state["own_blas"]
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Give OpenBLAS ``n`` threads of its own inside the block (benchmarks use it to
+    measure NumPy's plain matmul rate); back to one thread after, if tinygrad_np threads
+    the products."""
+    setters = _state.get("blas_setters") or _openblas_thread_setters()
+    for fn in setters:
+        fn(n)
+    try:
+        yield
+    finally:
+        if _state["own_blas"]:
+            for fn in setters:
+                fn(1)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
