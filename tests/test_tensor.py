@@ -405,3 +405,22 @@ def test_dropout_eval_identity_scaling_and_gradient():
     np.testing.assert_allclose(y.numpy()[kept], 1 / 0.75)
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), kept / 0.75)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["a * 1.5", "1.5 * a", "a + 2", "a / 2", "2 / a", "a ** 0.5", "a / a", "a - 0.5",
+     "0.5 - a", "a * True", "a * 2"],
+)  # fmt: skip
+@pytest.mark.parametrize("init", [[1, 2], [True, False], [1.0, 2.0]])
+def test_python_scalar_promotion_matches_torch(expr, init):
+    """An integer or bool tensor meeting a Python float (or divided) gives float32, as in
+    PyTorch, not NumPy's float64."""
+    torch = pytest.importorskip("torch")
+    if isinstance(init[0], bool) and "-" in expr:
+        pytest.skip("PyTorch refuses subtraction with bool tensors")
+    ours = eval(expr, {"a": tg.Tensor(init)})
+    theirs = eval(expr, {"a": torch.tensor(init)})
+    assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch.")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)

@@ -263,35 +263,53 @@ class Tensor:
             return Tensor._make(np.asarray(x, dtype=_FLOAT_DEFAULT), False, None)
         return Tensor._make(np.asarray(x), False, None)
 
+    def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
+        """(self, other) promoted as PyTorch does: an integer or bool tensor meets a
+        Python float, or is divided, in the default float dtype (float32), not float64."""
+        other = self._other(x)
+        if self.data.dtype.kind in "iub" and (
+            type(x) is float or (true_div and other.data.dtype.kind in "iub")
+        ):
+            promoted = self.astype(_FLOAT_DEFAULT)
+            if other.data.dtype.kind in "iub" or type(x) is float:
+                other = other.astype(_FLOAT_DEFAULT)
+            return promoted, other
+        return self, other
+
     def __add__(self, o):
-        return _ew.Add.apply(self, self._other(o))
+        return _ew.Add.apply(*self._pair(o))
 
     def __radd__(self, o):
-        return _ew.Add.apply(self._other(o), self)
+        a, b = self._pair(o)
+        return _ew.Add.apply(b, a)
 
     def __sub__(self, o):
-        return _ew.Sub.apply(self, self._other(o))
+        return _ew.Sub.apply(*self._pair(o))
 
     def __rsub__(self, o):
-        return _ew.Sub.apply(self._other(o), self)
+        a, b = self._pair(o)
+        return _ew.Sub.apply(b, a)
 
     def __mul__(self, o):
-        return _ew.Mul.apply(self, self._other(o))
+        return _ew.Mul.apply(*self._pair(o))
 
     def __rmul__(self, o):
-        return _ew.Mul.apply(self._other(o), self)
+        a, b = self._pair(o)
+        return _ew.Mul.apply(b, a)
 
     def __truediv__(self, o):
-        return _ew.Div.apply(self, self._other(o))
+        return _ew.Div.apply(*self._pair(o, true_div=True))
 
     def __rtruediv__(self, o):
-        return _ew.Div.apply(self._other(o), self)
+        a, b = self._pair(o, true_div=True)
+        return _ew.Div.apply(b, a)
 
     def __pow__(self, o):
-        return _ew.Pow.apply(self, self._other(o))
+        return _ew.Pow.apply(*self._pair(o))
 
     def __rpow__(self, o):
-        return _ew.Pow.apply(self._other(o), self)
+        a, b = self._pair(o)
+        return _ew.Pow.apply(b, a)
 
     def __matmul__(self, o):
         return _la.matmul(self, self._other(o))
