@@ -50,16 +50,24 @@ class Argmax:
     @property
     def flat(self) -> np.ndarray:
         if self._flat is None:
-            self._flat = _flat_index(self.taps, self.xp.shape, *self.geometry)
+            taps = self.taps
+            flat = np.empty(taps.shape, dtype=np.int64)
+
+            def run(s):  # a slice of samples, on a thread
+                flat[s] = _flat_index(taps[s], self.xp.shape, *self.geometry, first=s.start)
+
+            par.for_slices(taps.shape[0], run, taps.size * par.STRIDED_WEIGHT)
+            self._flat = flat
         return self._flat
 
     def __repr__(self) -> str:
         return f"Argmax(shape={tuple(self.best.shape)})"
 
 
-def _flat_index(taps, padded_shape, kernel, stride, dilation) -> np.ndarray:
+def _flat_index(taps, padded_shape, kernel, stride, dilation, first: int = 0) -> np.ndarray:
     """C-order index into an array of ``padded_shape`` of the tap ``taps[i]`` of window i:
-    base of window i (row i*s per dim) plus the tap's offset (k*d per dim)."""
+    base of window i (row i*s per dim) plus the tap's offset (k*d per dim). ``taps`` may
+    hold samples ``first``, ``first + 1``, ... of the batch."""
     nd = len(kernel)
     out_sizes = taps.shape[2:]
     elem = np.cumprod((1,) + tuple(padded_shape[:2:-1]))[::-1]  # C-order strides, spatial
@@ -67,7 +75,9 @@ def _flat_index(taps, padded_shape, kernel, stride, dilation) -> np.ndarray:
     for t, k in enumerate(_taps(kernel)):
         offsets[t] = sum(k[i] * dilation[i] * elem[i] for i in range(nd))
     plane = int(np.prod(padded_shape[2:]))
-    base = (np.arange(taps.shape[0] * taps.shape[1], dtype=np.int64) * plane).reshape(
+    first_plane = first * taps.shape[1]
+    base = (np.arange(first_plane, first_plane + taps.shape[0] * taps.shape[1],
+                      dtype=np.int64) * plane).reshape(
         taps.shape[:2] + (1,) * nd
     )
     for i in range(nd):
@@ -94,26 +104,38 @@ def _padded_sizes(input_size, padding):
 def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
     """gx: g[i] added at the input row of window i's maximum (overlaps accumulate).
 
-    One pass per kernel tap t: the windows whose maximum is tap t send g there. Split
-    over samples onto threads (each writes only its own samples)."""
+    Windows that tile the input: one pass per kernel tap t, the windows whose maximum is
+    tap t write g there. Overlapping windows: every g added at its window's maximum in
+    one bincount pass (it sums the repeats). Both split over samples onto threads (each
+    writes only its own samples)."""
     out_sizes = g.shape[2:]
-    gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
-    taps = argmax.taps
-    tile = tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation)
+    padded = g.shape[:2] + _padded_sizes(input_size, padding)
+    if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
+        gxp = np.zeros(padded, dtype=g.dtype)
+        taps = argmax.taps
 
-    def run(idx):
-        gb, ab, xb = g[idx], taps[idx], gxp[idx]
-        hit = np.empty(gb.shape, dtype=bool)
-        tmp = np.empty_like(gb)
-        for t, k in enumerate(_taps(kernel)):
-            np.equal(ab, t, out=hit)
-            sl = _window_slices(k, dilation, stride, out_sizes)
-            if tile:  # windows tile the input: each tap's slice is written once
-                np.multiply(gb, hit, out=xb[sl])
-            else:
-                xb[sl] += np.multiply(gb, hit, out=tmp)
+        def run(idx):
+            gb, ab, xb = g[idx], taps[idx], gxp[idx]
+            hit = np.empty(gb.shape, dtype=bool)
+            for t, k in enumerate(_taps(kernel)):
+                np.equal(ab, t, out=hit)
+                np.multiply(gb, hit, out=xb[_window_slices(k, dilation, stride, out_sizes)])
 
-    par.for_samples(g.shape[0], g.shape[1], run, g.size * par.STRIDED_WEIGHT)
+        par.for_samples(g.shape[0], g.shape[1], run, g.size * par.STRIDED_WEIGHT)
+    else:
+        gxp = np.empty(padded, dtype=g.dtype)
+        flat = argmax.flat
+        per_sample = int(np.prod(padded[1:]))
+
+        def run(s):  # bincount sums in float64; each thread counts its own samples
+            counts = np.bincount(
+                flat[s].ravel() - s.start * per_sample,
+                weights=g[s].ravel(),
+                minlength=(s.stop - s.start) * per_sample,
+            )
+            gxp[s] = counts.reshape(gxp[s].shape)
+
+        par.for_slices(g.shape[0], run, g.size * par.STRIDED_WEIGHT)
     return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
 
 
