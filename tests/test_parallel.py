@@ -148,3 +148,29 @@ def test_blas_threads_block_restores_one_thread(monkeypatch):
     with par.blas_threads(4):
         assert calls == [4]
     assert calls == [4, 1]
+
+
+def _step_grads(nthreads):
+    import tinygrad_np as tg
+    import tinygrad_np.nn.functional as F
+
+    par.set_num_threads(nthreads)
+    rng = np.random.default_rng(5)
+    x = tg.Tensor(rng.standard_normal((24, 8, 40, 40)).astype(np.float32))
+    w = tg.Tensor(rng.standard_normal((32, 8, 3, 3)).astype(np.float32), requires_grad=True)
+    w2 = tg.Tensor(rng.standard_normal((16, 32, 3, 3)).astype(np.float32), requires_grad=True)
+    h = F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 3, 2)
+    loss = (F.conv2d(h, w2, stride=2) ** 2).mean()
+    return [t.data for t in tg.grad(loss, [w, w2])]
+
+
+def test_threaded_conv_pool_step_is_repeatable_and_matches_one_thread(threads, monkeypatch):
+    """Big enough that im2col, col2im, pooling and the products are split: two runs with
+    2 threads agree bit for bit (training is reproducible), and they agree with one
+    thread to float32 rounding (a split product may sum in another order)."""
+    monkeypatch.setitem(par._state, "own_blas", True)
+    one = _step_grads(1)
+    two_a, two_b = _step_grads(2), _step_grads(2)
+    for a, b, c in zip(one, two_a, two_b, strict=True):
+        np.testing.assert_array_equal(b, c)
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-6)
