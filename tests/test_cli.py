@@ -179,6 +179,8 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch,
         ["train", "--limit", "0"],
         ["train", "--resume", "/no/such/checkpoint.npz"],
         ["train", "--unknown-flag"],
+        ["train", "--threads", "0"],
+        ["eval", "x.npz", "--threads", "many"],
         ["eval"],
         ["graph", "--model", "vgg"],
     ],
@@ -310,3 +312,20 @@ def test_train_without_matplotlib_skips_the_plot(tiny, tmp_path, monkeypatch, ca
     assert not (out / "curves.png").exists()
     assert (out / "checkpoint.npz").exists() and (out / "metrics.jsonl").exists()
     assert "install matplotlib" in capsys.readouterr().out
+
+
+@needs_conv
+def test_threads_option_sets_the_thread_count_and_keeps_results(tiny, tmp_path, monkeypatch):
+    from tinygrad_np import _parallel as par
+
+    monkeypatch.setitem(par._state, "threads", par.get_num_threads())  # restored after
+    losses = {}
+    for n in (1, 2):
+        out = tmp_path / f"run{n}"
+        args = train_args(tiny, out, "--epochs", "1", "--batch-size", "32", "--threads", n,
+                          model="lenet")  # fmt: skip
+        assert run(*args) == 0
+        assert par.get_num_threads() == n
+        losses[n] = [r["loss"] for r in records(out, "step")]
+    np.testing.assert_allclose(losses[1], losses[2], rtol=1e-5)
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["threads"] == 2

@@ -325,6 +325,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     metrics = _Metrics(run_dir / "metrics.jsonl")
     metrics.truncate_after(progress["epoch"], progress["step"])
     config = {k: getattr(args, k) for k in TRAIN_DEFAULTS} | {"lr": lr, "epochs": args.epochs}
+    config["threads"] = tg.get_num_threads()  # the same losses bit for bit need the same count
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"run folder: {run_dir}", file=sys.stderr)
 
@@ -450,12 +451,23 @@ def _train_epoch(args, model, optimizer, scheduler, loader, metrics, progress, i
     }
 
 
+def _add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="threads for conv, pooling and matrix products (default: $TINYGRAD_NP_NUM_THREADS, "
+        "$OMP_NUM_THREADS or the CPU count); losses repeat bit for bit for one thread count",
+    )
+
+
 def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     d = TRAIN_DEFAULTS
     p.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<time>)")
     p.add_argument("--seed", type=int, default=d["seed"], help="seed (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads_argument(p)
     if demo:
         return
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default=d["dataset"])
@@ -543,6 +555,7 @@ def add_eval(subparsers) -> None:
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--batch-size", type=_positive_int, default=1000)
     p.add_argument("--limit", type=_positive_int, metavar="N", help="first N images only")
+    _add_threads_argument(p)
     p.set_defaults(func=run_eval, parser=p)
 
 
@@ -792,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        from tinygrad_np import set_num_threads
+
+        set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
