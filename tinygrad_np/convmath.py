@@ -600,7 +600,10 @@ class _WideGrid:
     Outputs are computed on the "wide" grid: every padded position whose first index is
     below out[0] (``length`` entries); ``crop`` keeps the real windows, the rest read
     past the row ends and are dropped. Long contiguous runs keep NumPy's inner loops
-    long, which matters for these memory-bound loops.
+    long, which matters for these memory-bound loops. Tap k's run is cut to ``run(k)``
+    entries so it stays inside the plane: what it cuts off are only such dropped
+    positions (a real window's taps all lie inside the image), so no copy of the image
+    with a zero margin is needed.
     """
 
     def __init__(self, padded_sizes, kernel, dilations, out_sizes):
@@ -612,16 +615,16 @@ class _WideGrid:
         ]
         self.plane = math.prod(self.padded)
         self.length = out_sizes[0] * int(elem[0])
-        self.margin = max(0, self.length + max(self.offsets) - self.plane)
         self.wide_shape = (out_sizes[0],) + self.padded[1:]
         self.crop = tuple(slice(0, o) for o in out_sizes)
 
+    def run(self, i: int) -> int:
+        """How many wide-grid entries tap ``i`` covers without leaving the plane."""
+        return min(self.length, self.plane - self.offsets[i])
+
     def flat(self, a: np.ndarray) -> np.ndarray:
-        """(N, C, *padded) -> (N, C, plane + margin), zero-extended so every shift fits."""
-        n, c = a.shape[:2]
-        out = np.zeros((n, c, self.plane + self.margin), dtype=a.dtype)
-        out[:, :, : self.plane] = a.reshape(n, c, self.plane)
-        return out
+        """(N, C, *padded) -> (N, C, plane), a view when ``a`` is contiguous."""
+        return a.reshape(a.shape[:2] + (self.plane,))
 
     def to_wide(self, g: np.ndarray) -> np.ndarray:
         """(N, C, *out) -> (N, C, length) with zeros at the positions that are not windows."""
@@ -653,21 +656,22 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     dtype = np.result_type(xp.dtype, w.dtype)
     grid = _depthwise_wide(xp, w, strides, dilations)
     if grid is not None:
-        xf = grid.flat(xp.astype(dtype, copy=False))  # (N, C, plane + margin)
+        xf = grid.flat(xp.astype(dtype, copy=False))  # (N, C, plane)
         wf = w.reshape(c, -1).astype(dtype, copy=False)  # (C, prod K)
-        length = grid.length
-        yw = np.empty((n, c, length), dtype=dtype)
+        yw = np.empty((n, c, grid.length), dtype=dtype)
 
         def wide_block(ns, cs):  # all taps while a block is in cache
             yb, xb, wb = yw[ns, cs], xf[ns, cs], wf[None, cs, :, None]
             tmp = np.empty_like(yb)
-            for i, off in enumerate(grid.offsets):
+            for i, off in enumerate(grid.offsets):  # offsets[0] == 0: a full run
+                r = grid.run(i)
                 if i == 0:
-                    np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=yb)
+                    np.multiply(xb[:, :, off : off + r], wb[:, :, i], out=yb)
                 else:
-                    yb += np.multiply(xb[:, :, off : off + length], wb[:, :, i], out=tmp)
+                    yb[:, :, :r] += np.multiply(xb[:, :, off : off + r], wb[:, :, i],
+                                                out=tmp[:, :, :r])  # fmt: skip
 
-        _each_block(n, c, length, wide_block)
+        _each_block(n, c, grid.length, wide_block)
         return np.ascontiguousarray(grid.from_wide(yw))
     y = np.empty((n, c, m) + out_sizes, dtype=dtype)
     wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
@@ -702,17 +706,18 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
         grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)
         wf = w.reshape(c, -1).astype(dtype, copy=False)
-        length = grid.length
-        gxf = np.zeros((n, c, grid.plane + grid.margin), dtype=dtype)
+        gxf = np.zeros((n, c, grid.plane), dtype=dtype)
 
         def wide_block(ns, cs):
             gb, xb, wb = gw_[ns, cs], gxf[ns, cs], wf[None, cs, :, None]
             tmp = np.empty_like(gb)
             for i, off in enumerate(grid.offsets):
-                xb[:, :, off : off + length] += np.multiply(gb, wb[:, :, i], out=tmp)
+                r = grid.run(i)
+                xb[:, :, off : off + r] += np.multiply(gb[:, :, :r], wb[:, :, i],
+                                                       out=tmp[:, :, :r])  # fmt: skip
 
-        _each_block(n, c, grid.plane + grid.margin, wide_block)
-        return gxf[:, :, : grid.plane].reshape((n, c) + tuple(padded_sizes))
+        _each_block(n, c, grid.plane, wide_block)
+        return gxf.reshape((n, c) + tuple(padded_sizes))
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     gv = g.reshape((n, c, m) + tuple(out_sizes))
     wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
@@ -742,16 +747,16 @@ def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -
         grid = _WideGrid(xp.shape[2:], kernel, dilations, out_sizes)
         xf = grid.flat(xp.astype(dtype, copy=False))
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # zeros off the windows
-        length = grid.length
         gwf = np.zeros((c, len(grid.offsets)), dtype=dtype)
 
         def channels(s):  # per sample and tap: one dot product per channel (BLAS)
             for j in range(n):
                 gj = gw_[j, s][:, None, :]  # (Cs, 1, length)
                 for i, off in enumerate(grid.offsets):
-                    gwf[s, i] += np.matmul(gj, xf[j, s, off : off + length, None])[:, 0, 0]
+                    r = grid.run(i)
+                    gwf[s, i] += np.matmul(gj[:, :, :r], xf[j, s, off : off + r, None])[:, 0, 0]
 
-        par.for_slices(c, channels, n * c * length)
+        par.for_slices(c, channels, n * c * grid.length)
         return gwf.reshape((o, 1) + tuple(kernel))
     gv = g.reshape((n, c, m) + tuple(out_sizes))
     gw = np.zeros((c, m) + tuple(kernel), dtype=np.float64 if dtype == np.float32 else dtype)
