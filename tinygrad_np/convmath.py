@@ -53,10 +53,10 @@ if _settings["algorithm"] not in ALGORITHMS:
 
 # an FFT flop is worth this many GEMM flops (BLAS runs near peak; FFTs and the small
 # per-frequency complex matmuls do not). Fitted to seven 2-D convs timed forward and
-# backward on the benchmark machine: a 5x5 64->64 conv at 32x32 runs 1.75x slower by FFT
-# (estimate with 5.0: 1.45x), a 7x7 3->16 one at 64x64 equally fast (1.1x), an 11x11
-# 16->32 one at 64x64 3.4x faster (3.3x)
-FFT_PENALTY = 5.0
+# backward on the benchmark machine (2 threads): a 5x5 64->64 conv at 32x32 runs 1.45x
+# slower by FFT (estimate with 4.0: 1.16x), a 7x7 3->16 one at 64x64 1.7x faster (1.1x),
+# an 11x11 16->32 one at 64x64 5.8x faster (4.0x)
+FFT_PENALTY = 4.0
 
 
 # ----------------------------------------------------------------------------- settings
@@ -808,7 +808,9 @@ def _spectrum(a: np.ndarray, fs: Sequence[int]) -> np.ndarray:
     """(A, B, *S) real -> (F, A, B) complex: the rfft of every (a, b) plane, zero-padded to
     ``fs``, frequencies first (F = prod of the bins, the last dim halved)."""
     f = _rfft(a, fs)  # planes are contiguous: the fast way to transform them
-    return np.ascontiguousarray(f.reshape(a.shape[:2] + (-1,)).transpose(2, 0, 1))
+    out = np.empty((math.prod(f.shape[2:]),) + a.shape[:2], dtype=f.dtype)
+    par_copy(out, f.reshape(a.shape[:2] + (-1,)).transpose(2, 0, 1))
+    return out
 
 
 def _kernel_spectrum(w: np.ndarray, fs: Sequence[int], groups: int, dtype) -> np.ndarray:
@@ -837,14 +839,44 @@ def _grouped(f: np.ndarray, groups: int) -> np.ndarray:
     return f.reshape(nf, n, groups, gb // groups).transpose(0, 2, 1, 3)
 
 
+def _planes_of(f: np.ndarray, block: int = 64) -> np.ndarray:
+    """(F, A, B) -> contiguous (A, B, F), copied ``block`` frequencies at a time: a plain
+    transposing copy reads F with a stride of A*B entries and ran 6x slower (5.2 against
+    0.8 ms for 2850 x 8 x 32 complex64)."""
+    nf = f.shape[0]
+    out = np.empty(f.shape[1:] + (nf,), dtype=f.dtype)
+    starts = range(0, nf, block)
+
+    def run(s):
+        for f0 in starts[s]:
+            np.copyto(out[:, :, f0 : f0 + block], f[f0 : f0 + block].transpose(1, 2, 0))
+
+    par.for_slices(len(starts), run, f.size)
+    return out
+
+
 def _from_spectrum(f: np.ndarray, fs: Sequence[int], take: tuple, out: np.ndarray) -> None:
     """``out`` (A, B, *T) = the inverse rfft of ``f`` (F, A, B) read at ``take`` (one slice
     per spatial dim)."""
     nd = len(fs)
     fshape = tuple(fs[:-1]) + (fs[-1] // 2 + 1,)
-    planes = np.ascontiguousarray(f.transpose(1, 2, 0)).reshape(f.shape[1:] + fshape)
+    planes = _planes_of(f).reshape(f.shape[1:] + fshape)
     r = scipy.fft.irfftn(planes, s=fs, axes=tuple(range(2, 2 + nd)), workers=-1)
     np.copyto(out, r[(slice(None), slice(None)) + take])
+
+
+def _freq_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul`` of two stacks of small matrices, one per frequency (axis 0), with
+    the frequencies split onto threads."""
+    if out is None:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+        out = np.empty(shape, dtype=np.result_type(a.dtype, b.dtype))
+
+    def run(s):
+        np.matmul(a[s], b[s], out=out[s])
+
+    par.for_slices(out.shape[0], run, out.size * a.shape[-1])
+    return out
 
 
 def _fft_per_sample_bytes(c, o, fs, itemsize) -> int:
@@ -897,7 +929,7 @@ def correlate_fft(xp, w, strides, dilations, groups, keep: bool = False):
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
         xf = _spectrum(xp[n0:n1], fs)  # (F, nb, C)
         yf = np.empty((xf.shape[0], n1 - n0, o), dtype=xf.dtype)
-        np.matmul(_grouped(xf, groups), wt, out=_grouped(yf, groups))
+        _freq_matmul(_grouped(xf, groups), wt, out=_grouped(yf, groups))
         _from_spectrum(yf, fs, take, y[n0:n1])
         if keep and n1 - n0 == n and xf.nbytes + wf.nbytes <= _settings["cache_bytes"]:
             spectra = Spectra(fs, xf, wf)
@@ -927,7 +959,7 @@ def correlate_transpose_fft(
             spectra.g = gc
         xf = np.empty((gc.shape[0], n1 - n0, c), dtype=gc.dtype)
         xg = _grouped(xf, groups)
-        np.matmul(_grouped(gc, groups), wf, out=xg)  # conj(F(g) F(w)), summed over O
+        _freq_matmul(_grouped(gc, groups), wf, out=xg)  # conj(F(g) F(w)), summed over O
         np.conjugate(xf, out=xf)
         _from_spectrum(xf, fs, take, gx[n0:n1])
     return gx
@@ -945,9 +977,12 @@ def _irfft_taps(r: np.ndarray, fs: Sequence[int], taps: Sequence[np.ndarray]) ->
         n = fs[ax]
         m = (np.exp(2j * np.pi * np.outer(taps[ax], np.arange(n)) / n) / n).astype(r.dtype)
         lead = r.shape[:ax]
-        r = np.matmul(m, r.reshape((math.prod(lead), n, -1))).reshape(
-            lead + (len(taps[ax]),) + r.shape[ax + 1 :]
-        )
+        if ax == 0:  # one (K, F) x (F, rest) product, split onto threads when large
+            r = par.matmul(m, r.reshape(n, -1)).reshape((len(taps[0]),) + r.shape[1:])
+        else:
+            r = np.matmul(m, r.reshape((math.prod(lead), n, -1))).reshape(
+                lead + (len(taps[ax]),) + r.shape[ax + 1 :]
+            )
     # the halved last dim: bins 1..ceil(n/2)-1 stand for their conjugate mirror too
     n = fs[-1]
     bins = n // 2 + 1
@@ -984,7 +1019,7 @@ def correlate_weight_grad_fft(
         if gc is None:
             gc = _grad_spectrum(g[n0:n1], strides, fs)  # (F, nb, O)
         gt = _grouped(gc, groups).transpose(0, 1, 3, 2)  # (F, G, Og, nb)
-        part = np.matmul(gt, _grouped(xf, groups))  # (F, G, Og, Cg)
+        part = _freq_matmul(gt, _grouped(xf, groups))  # (F, G, Og, Cg)
         acc = part if acc is None else acc + part
     taps = [np.arange(k) * d for k, d in zip(kernel, dilations, strict=True)]
     r = _irfft_taps(acc.reshape(fshape + (-1,)), fs, taps)  # (*K, G*Og*Cg)
