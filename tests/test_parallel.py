@@ -174,3 +174,29 @@ def test_threaded_conv_pool_step_is_repeatable_and_matches_one_thread(threads, m
     for a, b, c in zip(one, two_a, two_b, strict=True):
         np.testing.assert_array_equal(b, c)
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-6)
+
+
+def _threaded_sum_in_child(queue):
+    out = np.zeros(8)
+
+    def fn(s):
+        out[s] += 1
+
+    par.for_slices(8, fn, work=1 << 30)
+    queue.put(out.tolist())
+
+
+def test_a_forked_child_gets_a_working_pool(threads):
+    """A child forked after the pool started inherits the pool object but not its threads;
+    it must make its own instead of waiting forever."""
+    import multiprocessing
+
+    threads(2)
+    par.for_slices(4, lambda s: None, work=1 << 30)  # the pool's threads exist now
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_threaded_sum_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0, "the forked child hung or failed"
+    assert queue.get(timeout=5) == [1.0] * 8

@@ -61,7 +61,7 @@ def _default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-_state: dict = {"threads": None, "pool": None, "pool_size": 0, "own_blas": False}
+_state: dict = {"threads": None, "pool": None, "pool_size": 0, "pool_pid": None, "own_blas": False}
 _local = threading.local()  # .inside: this thread is running a slice (no nesting)
 _lock = threading.Lock()
 
@@ -88,12 +88,16 @@ def set_num_threads(n: int) -> None:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared worker pool, made anew when too small or after a fork (a forked child
+    inherits the pool object but none of its threads: tasks would wait forever)."""
     with _lock:
-        if _state["pool"] is None or _state["pool_size"] < workers:
-            if _state["pool"] is not None:
-                _state["pool"].shutdown(wait=False)
+        pool = _state["pool"]
+        if pool is None or _state["pool_size"] < workers or _state["pool_pid"] != os.getpid():
+            if pool is not None and _state["pool_pid"] == os.getpid():
+                pool.shutdown(wait=False)
             _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tinygrad_np")
             _state["pool_size"] = workers
+            _state["pool_pid"] = os.getpid()
         return _state["pool"]
 
 
