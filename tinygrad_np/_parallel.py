@@ -7,8 +7,11 @@ NumPy releases the GIL inside those calls, so splitting the batch into one
 slice per thread and running the slices at once uses the other cores: the
 3x3 max-pool forward of benchmarks/conv.py went from 11.3 to 5.8 ms on 2 cores.
 
-Only work that is independent per slice is split (each thread writes its own
-samples), so results are bit for bit the same for every thread count.
+Loops are split only where the slices are independent (each thread writes its
+own samples or channels), so they give the same bits for every thread count.
+A matrix product split over its summed axis adds its partial products in a
+fixed order: the same bits for one thread count, possibly different last bits
+for another.
 
 The thread count is, in order: ``set_num_threads(n)``, the environment
 variables ``TINYGRAD_NP_NUM_THREADS``, ``OMP_NUM_THREADS``, else the number of
@@ -67,15 +70,16 @@ _lock = threading.Lock()
 
 
 def get_num_threads() -> int:
-    """How many threads conv and pooling loops use (see ``set_num_threads``)."""
+    """How many threads conv, pooling and large products use (see ``set_num_threads``)."""
     if _state["threads"] is None:
         _state["threads"] = _default_threads()
     return _state["threads"]
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for the loops of conv and pooling (1: everything on the caller's
-    thread). BLAS keeps its own setting (``OPENBLAS_NUM_THREADS`` when NumPy loads).
+    """Use ``n`` threads for the loops of conv and pooling and for large matrix products
+    (1: everything on the caller's thread), like ``torch.set_num_threads``. With
+    ``TINYGRAD_NP_KEEP_BLAS_THREADS=1`` products use BLAS's own threads instead.
 
     >>> before = get_num_threads()
     >>> set_num_threads(1); get_num_threads()
