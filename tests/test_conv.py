@@ -599,3 +599,20 @@ def test_depthwise_direct_path_equals_im2col(m):
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+def test_a_frozen_weight_keeps_no_im2col_matrix_for_the_backward():
+    """The forward keeps its im2col matrix (or spectra) only for a weight gradient: with a
+    frozen weight, or outside grad mode, it is dropped at once; gradients are unchanged."""
+    rng = np.random.default_rng(10)
+    x = tg.Tensor(rng.standard_normal((4, 3, 12, 12)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((5, 3, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    assert y.grad_fn.cols is not None
+    ref = tg.grad(y.sum(), [x])[0].data
+    frozen = tg.Tensor(w.data)  # requires_grad False
+    y2 = F.conv2d(x, frozen, padding=1)
+    assert y2.grad_fn.cols is None
+    np.testing.assert_allclose(tg.grad(y2.sum(), [x])[0].data, ref, rtol=1e-12)
+    with tg.no_grad():
+        assert F.conv2d(x, w, padding=1).grad_fn is None

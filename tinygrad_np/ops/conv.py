@@ -90,11 +90,18 @@ class Conv(Op):
     over the batch, per group; gb = g summed over batch and space.
     """
 
-    def forward(self, x, w, b=None, *, stride, padding, dilation, groups, kernel_size):
+    def forward(
+        self, x, w, b=None, *, stride, padding, dilation, groups, kernel_size, _keep=True
+    ):
         nd = x.ndim - 2
         self.name = f"conv{nd}d"
         xp = cm.pad_spatial(x, padding)
-        y, self.cols = cm.correlate(xp, w, stride, dilation, groups, keep_cols=True)
+        # _keep: whether to keep the im2col matrix or spectra for the backward (False when
+        # the weight needs no gradient: a frozen layer would hold them for nothing)
+        if _keep:
+            y, self.cols = cm.correlate(xp, w, stride, dilation, groups, keep_cols=True)
+        else:
+            y, self.cols = cm.correlate(xp, w, stride, dilation, groups), None
         if b is not None:
             y += b.reshape(_bias_shape(w.shape[0], nd))
         return y
@@ -339,6 +346,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
         dilation=dilations,
         groups=int(groups),
         kernel_size=kernel,
+        _keep=is_grad_enabled() and weight.requires_grad,
     )
     return y if batched else y.squeeze(0)
 
