@@ -200,3 +200,34 @@ def test_a_forked_child_gets_a_working_pool(threads):
     child.join(timeout=30)
     assert child.exitcode == 0, "the forked child hung or failed"
     assert queue.get(timeout=5) == [1.0] * 8
+
+
+def test_both_runs_the_two_calls_on_two_threads(threads):
+    threads(2)
+    barrier = threading.Barrier(2, timeout=10)  # times out unless both run at once
+
+    def call(value):
+        barrier.wait()
+        return value, threading.get_ident()
+
+    (a, ta), (b, tb) = par.both(lambda: call("a"), lambda: call("b"))
+    assert (a, b) == ("a", "b") and ta != tb
+    threads(1)
+    assert par.both(lambda: 1, lambda: 2) == (1, 2)
+
+
+def test_both_re_raises_and_waits(threads):
+    threads(2)
+    done = []
+
+    def slow():
+        import time
+
+        time.sleep(0.05)
+        done.append(True)
+
+    with pytest.raises(ZeroDivisionError):
+        par.both(lambda: 1 / 0, slow)
+    assert done == [True]  # the second call had finished before the error came out
+    with pytest.raises(KeyError):
+        par.both(lambda: 1, lambda: {}["missing"])

@@ -135,10 +135,23 @@ def for_slices(n: int, fn: Callable[[slice], None], work: int) -> None:
             f.result()  # re-raises a worker's exception
 
 
-def _run_inside(fn: Callable[[slice], None], s: slice) -> None:
+def both(first: Callable[[], object], second: Callable[[], object]) -> tuple:
+    """``(first(), second())``, the second on a pool thread while the caller runs the
+    first, when there are threads to spare; both run unsplit (as one slice each)."""
+    if get_num_threads() < 2 or getattr(_local, "inside", False):
+        return first(), second()
+    future = _pool(1).submit(_run_inside, lambda s: second(), slice(0, 1))
+    try:
+        a = _run_inside(lambda s: first(), slice(0, 1))
+    finally:
+        b = future.result()  # waits for the second even when the first failed; re-raises
+    return a, b
+
+
+def _run_inside(fn: Callable[[slice], object], s: slice) -> object:
     _local.inside = True
     try:
-        fn(s)
+        return fn(s)
     finally:
         _local.inside = False
 

@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
@@ -78,6 +79,12 @@ def _with_bias_grad(op: Op, g: Tensor, g_input, g_weight) -> tuple:
     return g_input, g_weight, const(per_map.reshape(n, c).sum(0))
 
 
+# the backward maps of a conv run concurrently below this many multiply-adds each
+# (above it, each map splits its own work over the threads)
+# (measured: LeNet-5's step at batch 64 9.9 -> 9.3 ms; the 96x96 step unchanged)
+_CONCURRENT_MAPS_MAX = 1 << 26
+
+
 def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
@@ -114,13 +121,24 @@ class Conv(Op):
         kept = None if is_grad_enabled() else self.cols
         if isinstance(kept, cm.Spectra):
             kept = kept.for_backward()  # g's spectrum, shared by the two maps below
-        gx = None
-        if self.needs_grad[0]:
-            gx = conv_input_grad(g, w, x.shape[2:], **geo, _cache=_Cols(kept))
-        gw = None
-        if self.needs_grad[1]:
+
+        def input_grad():
+            return conv_input_grad(g, w, x.shape[2:], **geo, _cache=_Cols(kept))
+
+        def weight_grad():
             cols = None if kept is None else _Cols(kept)
-            gw = ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
+            return ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
+
+        if (
+            all(self.needs_grad[:2])
+            and not is_grad_enabled()
+            and not isinstance(kept, cm.Spectra)
+            and g.size * math.prod(w.shape[1:]) < _CONCURRENT_MAPS_MAX
+        ):  # two small maps: one each on two threads
+            gx, gw = par.both(input_grad, weight_grad)
+        else:
+            gx = input_grad() if self.needs_grad[0] else None
+            gw = weight_grad() if self.needs_grad[1] else None
         return _with_bias_grad(self, g, gx, gw)
 
 
