@@ -225,6 +225,11 @@ def take_over_blas() -> bool:
     return _state["own_blas"]
 
 
+def owns_blas() -> bool:
+    """Whether tinygrad_np runs BLAS on one thread and threads the products itself."""
+    return _state["own_blas"]
+
+
 @contextlib.contextmanager
 def blas_threads(n: int) -> Iterator[None]:
     """Give OpenBLAS ``n`` threads of its own inside the block (benchmarks use it to

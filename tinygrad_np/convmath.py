@@ -488,12 +488,40 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False):
             _bmm(wg, cols, out=yv[n0:n1])  # (1, G, Og, P)
             cols = cols[0] if n == 1 and cols.nbytes <= _settings["cache_bytes"] else None
             continue
-        cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nb*P)
-        r = _bmm(wg, cols)  # (G, Og, nb*P)
-        par_copy(yv[n0:n1], r.reshape(groups, og, n1 - n0, p).transpose(2, 0, 1, 3))
+        cols = _correlate_chunk(xp[n0:n1], wg, kernel, strides, dilations, yv[n0:n1])
         if n1 - n0 != n or cols.nbytes > _settings["cache_bytes"]:
             cols = None
     return (y, cols) if keep_cols else y
+
+
+def _correlate_chunk(xp, wg, kernel, strides, dilations, yv) -> np.ndarray:
+    """One batch-wide chunk of ``correlate_gemm``: im2col of ``xp`` (nb, C, *Sp), the GEMM
+    per group, the result written to ``yv`` (nb, G, Og, P); returns the im2col matrix
+    (G, Cg*K, nb*P). With threads, each runs all three steps for its own samples (one
+    hand-off instead of one per step, and its columns stay in its cache)."""
+    nb, c = xp.shape[:2]
+    groups, og = wg.shape[:2]
+    nd = len(kernel)
+    win = window_view(xp, kernel, strides, dilations)  # (nb, C, *out, *K)
+    out_sizes = win.shape[2 : 2 + nd]
+    p = math.prod(out_sizes)
+    perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
+    cols = np.empty((c,) + tuple(kernel) + (nb,) + out_sizes, dtype=xp.dtype)
+    by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
+    r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
+
+    def run(s):  # samples s: their im2col columns, their GEMM columns, their outputs
+        key = (slice(None),) * (1 + nd) + (s,)
+        np.copyto(cols[key], win[s].transpose(perm))
+        ns = s.stop - s.start
+        for gi in range(groups):
+            np.matmul(wg[gi], by_sample[gi, :, s].reshape(-1, ns * p),
+                      out=r[gi, :, s].reshape(og, ns * p))  # fmt: skip
+        np.copyto(yv[s], r[:, :, s].transpose(2, 0, 1, 3))
+
+    # (when BLAS keeps its own threads, GEMMs from several threads would oversubscribe)
+    par.for_slices(nb, run, cols.size * 4 if par.owns_blas() else 0)
+    return cols.reshape(groups, -1, nb * p)
 
 
 def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
@@ -511,22 +539,31 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
     gv = g.reshape(n, groups, og, p)
+    nd = len(kernel)
+    taps = [(k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)]
+
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
-        gt = _samples_last(gv[n0:n1])  # (G, Og, nb*P)
-        dcols = _bmm(wt, gt)  # (G, Cg*K, nb*P)
-        dcols = dcols.reshape((c,) + tuple(kernel) + (nb,) + tuple(out_sizes))
-        target = gx[n0:n1].transpose((1, 0) + tuple(range(2, 2 + len(kernel))))  # view
-        taps = [
-            (k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)
-        ]
+        # buffers made here, not on the threads (glibc's per-thread arenas would hand
+        # them back to the OS and page-fault them in again on every call)
+        gt = np.empty((groups, og, nb, p), dtype=g.dtype)
+        dcols = np.empty((groups, wt.shape[1], nb, p), dtype=dtype)
+        by_tap = dcols.reshape((c,) + tuple(kernel) + (nb,) + tuple(out_sizes))
+        target = gx[n0:n1].transpose((1, 0) + tuple(range(2, 2 + nd)))  # (C, nb, *padded)
 
-        def col2im(s, target=target, dcols=dcols, taps=taps):  # samples s, on a thread
+        def run(s, gv=gv[n0:n1], gt=gt, dcols=dcols, by_tap=by_tap, target=target):
+            ns = s.stop - s.start  # samples s: g's columns, the GEMM, col2im, on a thread
+            np.copyto(gt[:, :, s], gv[s].transpose(1, 2, 0, 3))
+            for gi in range(groups):
+                par.matmul(wt[gi], gt[gi, :, s].reshape(og, ns * p),
+                           out=dcols[gi, :, s].reshape(-1, ns * p))  # fmt: skip
             tgt = target[:, s]
             for k, sl in taps:
-                tgt[(slice(None), slice(None)) + sl] += dcols[(slice(None),) + k][:, s]
+                tgt[(slice(None), slice(None)) + sl] += by_tap[(slice(None),) + k][:, s]
 
-        par.for_slices(nb, col2im, dcols.size // math.prod(kernel) * par.STRIDED_WEIGHT)
+        # one hand-off per thread for all three steps (not when BLAS keeps its own threads)
+        work = c * math.prod(kernel) * nb * p * 4 if par.owns_blas() else 0
+        par.for_slices(nb, run, work)
     return gx
 
 
