@@ -177,7 +177,9 @@ class MaxPool(Op):
     """y[n,c,i] = max_k x_pad[n,c,i*s + k*d] (padding is -inf, never chosen).
 
     VJP: gx = g routed to the first maximal element of each window (``MaxPoolScatter``).
-    The forward only takes running maxima; which tap won is found in the VJP.
+    The forward only takes maxima, one spatial dim at a time (a box's maximum is the
+    maximum of its rows' maxima: 2 + 2 passes for a 3x3 window instead of 8, the first
+    ones with long contiguous rows); which tap won is found in the VJP.
     """
 
     def forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
@@ -185,14 +187,28 @@ class MaxPool(Op):
         self.name = f"max_pool{nd}d"
         xp = cm.pad_spatial(x, padding, value=-np.inf)
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, dilation)
-        taps = _taps(kernel_size)
         best = np.empty(x.shape[:2] + out_sizes, dtype=x.dtype)
 
-        def run(idx):  # a running maximum over the taps, for a slice of samples
-            xb, bb = xp[idx], best[idx]
-            bb[...] = xb[_window_slices(taps[0], dilation, stride, out_sizes)]
-            for k in taps[1:]:
-                np.maximum(bb, xb[_window_slices(k, dilation, stride, out_sizes)], out=bb)
+        axes = [
+            ax
+            for ax in range(nd)
+            if not (kernel_size[ax] == 1 and stride[ax] == 1 and xp.shape[2 + ax] == out_sizes[ax])
+        ]
+
+        def run(idx):  # for a slice of samples: a running maximum per dim, leading dims first
+            a, target = xp[idx], best[idx]
+            if not axes:  # a 1x1 window with stride 1: a plain copy
+                np.copyto(target, a)
+            for i, ax in enumerate(axes):
+                k, s, d, o = kernel_size[ax], stride[ax], dilation[ax], out_sizes[ax]
+                lead = (slice(None),) * (2 + ax)
+                reads = [lead + (slice(t * d, t * d + (o - 1) * s + 1, s),) for t in range(k)]
+                shape = a.shape[: 2 + ax] + (o,) + a.shape[3 + ax :]
+                m = target if i == len(axes) - 1 else np.empty(shape, dtype=a.dtype)
+                np.copyto(m, a[reads[0]])
+                for r in reads[1:]:
+                    np.maximum(m, a[r], out=m)
+                a = m
 
         par.for_samples(best.shape[0], best.shape[1], run, best.size * par.STRIDED_WEIGHT)
         self.out = best
