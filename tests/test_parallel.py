@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -133,12 +134,15 @@ def test_blas_is_left_alone_when_asked(monkeypatch):
     assert par.take_over_blas() is True and calls == [1]
 
 
-def test_openblas_is_found_on_this_machine():
+def test_tinygrad_np_threads_the_products_exactly_when_blas_is_openblas():
+    """With NumPy on OpenBLAS the thread setter must be found and BLAS taken over; with
+    another BLAS, tinygrad_np must leave products to it."""
     np.ones((64, 64)) @ np.ones((64, 64))  # NumPy's BLAS is loaded
     config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    if "openblas" not in config:
-        pytest.skip(f"NumPy's BLAS is {config}")
-    assert par._openblas_thread_setters(), "OpenBLAS is loaded but its thread setter was not found"
+    found = bool(par._openblas_thread_setters())
+    assert found == ("openblas" in config), f"NumPy's BLAS: {config}"
+    keep = os.environ.get("TINYGRAD_NP_KEEP_BLAS_THREADS", "0") not in ("", "0")
+    assert par.owns_blas() == (found and not keep)
 
 
 def test_blas_threads_block_restores_one_thread(monkeypatch):

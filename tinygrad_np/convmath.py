@@ -443,16 +443,23 @@ def _im2col_per_sample(xp, kernel, strides, dilations, groups) -> np.ndarray:
     return cols.reshape(nb, groups, -1, math.prod(out_sizes))
 
 
-def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
-    """cols (G, Cg*prod(K), nb*P) of the padded chunk ``xp`` (nb, C, *Sp)."""
+def _batch_windows(xp, kernel, strides, dilations) -> tuple[np.ndarray, np.ndarray]:
+    """The batch-wide im2col layout (C, *K, nb, *out) of the padded chunk ``xp``: the
+    windows as a strided view in that layout, and an empty array to copy them into
+    (the sample axis, number ``1 + len(kernel)``, is where copies are split)."""
     nb, c = xp.shape[:2]
     nd = len(kernel)
     win = window_view(xp, kernel, strides, dilations)  # (nb, C, *out, *K)
-    out_sizes = win.shape[2 : 2 + nd]
     perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
-    cols = np.empty((c,) + tuple(kernel) + (nb,) + out_sizes, dtype=xp.dtype)
-    par_copy(cols, win.transpose(perm), axis=1 + nd)  # (C, *K, nb, *out)
-    return cols.reshape(groups, -1, nb * math.prod(out_sizes))
+    src = win.transpose(perm)
+    return src, np.empty(src.shape, dtype=xp.dtype)
+
+
+def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
+    """cols (G, Cg*prod(K), nb*P) of the padded chunk ``xp`` (nb, C, *Sp)."""
+    src, cols = _batch_windows(xp, kernel, strides, dilations)
+    par_copy(cols, src, axis=1 + len(kernel))
+    return cols.reshape(groups, -1, math.prod(cols.shape[1 + len(kernel) :]))
 
 
 def _samples_last(gv: np.ndarray) -> np.ndarray:
@@ -499,20 +506,17 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv) -> np.ndarray:
     per group, the result written to ``yv`` (nb, G, Og, P); returns the im2col matrix
     (G, Cg*K, nb*P). With threads, each runs all three steps for its own samples (one
     hand-off instead of one per step, and its columns stay in its cache)."""
-    nb, c = xp.shape[:2]
+    nb = xp.shape[0]
     groups, og = wg.shape[:2]
     nd = len(kernel)
-    win = window_view(xp, kernel, strides, dilations)  # (nb, C, *out, *K)
-    out_sizes = win.shape[2 : 2 + nd]
-    p = math.prod(out_sizes)
-    perm = (1,) + tuple(range(2 + nd, 2 + 2 * nd)) + (0,) + tuple(range(2, 2 + nd))
-    cols = np.empty((c,) + tuple(kernel) + (nb,) + out_sizes, dtype=xp.dtype)
+    src, cols = _batch_windows(xp, kernel, strides, dilations)  # (C, *K, nb, *out)
+    p = math.prod(cols.shape[2 + nd :])
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
     r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
 
     def run(s):  # samples s: their im2col columns, their GEMM columns, their outputs
         key = (slice(None),) * (1 + nd) + (s,)
-        np.copyto(cols[key], win[s].transpose(perm))
+        np.copyto(cols[key], src[key])
         ns = s.stop - s.start
         for gi in range(groups):
             np.matmul(wg[gi], by_sample[gi, :, s].reshape(-1, ns * p),
