@@ -121,13 +121,13 @@ class Conv(Op):
         kept = None if is_grad_enabled() else self.cols
         if isinstance(kept, cm.Spectra):
             kept = kept.for_backward()  # g's spectrum, shared by the two maps below
+        cache = None if kept is None else _Cols(kept)
 
         def input_grad():
-            return conv_input_grad(g, w, x.shape[2:], **geo, _cache=_Cols(kept))
+            return conv_input_grad(g, w, x.shape[2:], **geo, _cache=cache)
 
         def weight_grad():
-            cols = None if kept is None else _Cols(kept)
-            return ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cols, **geo)
+            return ConvWeightGrad.apply(x, g, kernel_size=tuple(w.shape[2:]), _cols=cache, **geo)
 
         if (
             all(self.needs_grad[:2])
@@ -246,7 +246,6 @@ def conv_input_grad(
     visible node.
     """
     if not is_grad_enabled():
-        extra = {} if _cache is None or _cache.cols is None else {"_cache": _cache}
         return ConvTranspose.apply(
             g,
             w,
@@ -255,7 +254,7 @@ def conv_input_grad(
             dilation=dilation,
             groups=groups,
             input_size=tuple(input_size),
-            **extra,
+            _cache=_cache,
         )
     kernel = tuple(w.shape[2:])
     nd = len(kernel)
