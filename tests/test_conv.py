@@ -3,6 +3,7 @@ algorithms, bounded scratch memory, errors, and the users' reported cases as nam
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tracemalloc
 
@@ -13,7 +14,18 @@ import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
 from tinygrad_np import convmath as cm
 
-ALGOS = ["gemm", "fft"]
+# the conv routes every sweep runs: im2col/GEMM in each of its two layouts, and FFT
+ALGOS = ["gemm", "fft", "samples_last"]
+
+
+@contextlib.contextmanager
+def _route(name):
+    """Force one route: "gemm" (batch-wide im2col), "samples_last" (GEMM, samples-last
+    im2col) or "fft"."""
+    algo, layout = {"gemm": ("gemm", "batch"), "samples_last": ("gemm", "samples_last"),
+                    "fft": ("fft", "auto")}[name]  # fmt: skip
+    with F.conv_algorithm(algo), F.conv_layout(layout):
+        yield
 
 
 def _t(a, grad=True, dtype="float64"):
@@ -112,7 +124,7 @@ def test_conv_gradcheck_and_gradgradcheck(cfg, algo):
     def fn(x, w, b):
         return conv(x, w, b, stride=s, padding=p, dilation=d, groups=g)
 
-    with F.conv_algorithm(algo):
+    with _route(algo):
         assert tg.gradcheck(fn, (x, w, b))
         assert tg.gradgradcheck(fn, (x, w, b))
 
@@ -127,7 +139,7 @@ def test_conv_transpose_gradcheck(nd, algo):
     fn = lambda x, w, b: getattr(F, f"conv_transpose{nd}d")(  # noqa: E731
         x, w, b, stride=2, padding=1, output_padding=1, groups=2, dilation=1
     )
-    with F.conv_algorithm(algo):
+    with _route(algo):
         assert tg.gradcheck(fn, (x, w, b))
         assert tg.gradgradcheck(fn, (x, w, b))
 
@@ -228,13 +240,13 @@ def test_conv_matches_torch_random_sweep(seed):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1000 + seed)
     nd, n, c, o, g, size, k, s, p, d = _random_config(rng)
-    algo = ALGOS[seed % 2]
+    algo = ALGOS[seed % 3]
     x = rng.standard_normal((n, c) + size)
     w = rng.standard_normal((o, c // g) + k)
     b = rng.standard_normal(o)
     pads = cm.resolve_padding(p, size, k, s, d)
     X, W, B = _t(x), _t(w), _t(b)
-    with F.conv_algorithm(algo):
+    with _route(algo):
         y = getattr(F, f"conv{nd}d")(X, W, B, stride=s, padding=p, dilation=d, groups=g)
         xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         yt = _torch_conv(torch, xt, wt, bt, nd, s, pads, d, g)
@@ -248,7 +260,7 @@ def test_conv_matches_torch_random_sweep(seed):
         np.testing.assert_allclose(a.data, r.numpy(), rtol=1e-9, atol=1e-9)
     if p == "same" or isinstance(p, tuple) and isinstance(p[0], tuple):
         # the same layer given its explicit (before, after) pairs gives the same result
-        with F.conv_algorithm(algo):
+        with _route(algo):
             y2 = getattr(F, f"conv{nd}d")(X, W, B, stride=s, padding=pads, dilation=d, groups=g)
         np.testing.assert_array_equal(y2.data, y.data)
 
@@ -271,7 +283,7 @@ def test_conv_transpose_matches_torch_random_sweep(seed):
     b = rng.standard_normal(cout)
     kw = dict(stride=s, padding=p, output_padding=op, groups=g, dilation=d)
     X, W, B = _t(x), _t(w), _t(b)
-    with F.conv_algorithm(ALGOS[seed % 2]):
+    with _route(ALGOS[seed % 3]):
         y = getattr(F, f"conv_transpose{nd}d")(X, W, B, **kw)
         xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
         yt = getattr(torch.nn.functional, f"conv_transpose{nd}d")(xt, wt, bt, **kw)
@@ -290,7 +302,7 @@ def test_float32_stays_float32_and_matches_torch(algo):
     x = rng.standard_normal((3, 4, 12, 11)).astype(np.float32)
     w = rng.standard_normal((6, 2, 5, 4)).astype(np.float32)
     X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    with F.conv_algorithm(algo):
+    with _route(algo):
         y = F.conv2d(X, W, stride=(2, 1), padding=2, groups=2)
         u = rng.standard_normal(y.shape).astype(np.float32)
         gx, gw = tg.grad(y, [X, W], [tg.Tensor(u)])
@@ -303,16 +315,60 @@ def test_float32_stays_float32_and_matches_torch(algo):
     np.testing.assert_allclose(gw.data, rw.numpy(), rtol=1e-4, atol=1e-3)
 
 
-def test_gemm_and_fft_agree_on_a_large_kernel():
+def test_every_route_agrees_on_a_large_kernel():
     rng = np.random.default_rng(6)
     x, w = _t(rng.standard_normal((2, 3, 20, 17))), _t(rng.standard_normal((4, 3, 11, 9)))
     out = {}
     for algo in ALGOS:
-        with F.conv_algorithm(algo):
+        with _route(algo):
             y = F.conv2d(x, w, stride=(1, 2), padding=(5, 4), dilation=(1, 1))
             out[algo] = [y.data] + [t.data for t in tg.grad(y.sum() * 1.0, [x, w])]
-    for a, b in zip(out["gemm"], out["fft"], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    for other in ("fft", "samples_last"):
+        for a, b in zip(out["gemm"], out[other], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_samples_last_layout_choice_and_its_cache():
+    """auto: the input gradient of convs with short output rows goes samples-last (the
+    forward too on one thread); the forward's kept im2col matrix says which layout the
+    weight gradient reads; the results equal the batch-wide layout's."""
+    assert cm._use_samples_last("input_grad", 64, (10, 10))
+    assert not cm._use_samples_last("input_grad", 64, (32, 32))  # long rows: batch-wide
+    assert not cm._use_samples_last("input_grad", 2, (10, 10))  # too few samples
+    assert not cm._use_samples_last("weight_grad", 64, (10, 10))
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(1)
+        assert cm._use_samples_last("forward", 64, (10, 10))
+        tg.set_num_threads(2)
+        assert not cm._use_samples_last("forward", 64, (10, 10))
+    finally:
+        tg.set_num_threads(before)
+    with F.conv_layout("batch"):
+        assert not cm._use_samples_last("input_grad", 64, (10, 10))
+    with F.conv_layout("samples_last"):
+        assert cm._use_samples_last("weight_grad", 2, (99,))
+    with pytest.raises(ValueError, match="conv_layout"):
+        with F.conv_layout("nhwc"):
+            pass
+
+    rng = np.random.default_rng(11)
+    x = _t(rng.standard_normal((9, 3, 7, 8)), dtype="float32")
+    w = _t(rng.standard_normal((5, 3, 3, 2)), dtype="float32")
+    b = _t(rng.standard_normal(5), dtype="float32")
+    kw = dict(stride=(1, 2), padding=((2, 0), (1, 1)), dilation=(2, 1))
+    u = tg.Tensor(rng.standard_normal((9, 5, 5, 5)).astype(np.float32))
+    got = {}
+    for layout in ("batch", "samples_last"):
+        with F.conv_algorithm("gemm"), F.conv_layout(layout):
+            y = F.conv2d(x, w, b, **kw)
+            kept = y.grad_fn.cols
+            assert kept is not None
+            assert isinstance(kept, cm.SamplesLastCols) == (layout == "samples_last")
+            got[layout] = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [u])]
+    for a, c in zip(got["batch"], got["samples_last"], strict=True):
+        assert a.dtype == c.dtype == np.float32
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -380,9 +436,16 @@ def test_fft_route_without_a_cache_when_the_batch_is_chunked():
 # ----------------------------------------------------------------------------- memory
 
 
-def test_im2col_chunks_bound_scratch_memory():
+SL_MAPS = (cm.correlate_samples_last, cm.correlate_transpose_samples_last,
+           cm.correlate_weight_grad_samples_last)  # fmt: skip
+BATCH_MAPS = (cm.correlate_gemm, cm.correlate_transpose_gemm, cm.correlate_weight_grad_gemm)
+
+
+@pytest.mark.parametrize("maps", [BATCH_MAPS, SL_MAPS], ids=["batch", "samples_last"])
+def test_im2col_chunks_bound_scratch_memory(maps):
     """With a 1 MiB scratch budget a batch whose im2col matrix is ~30 MiB is processed in
     chunks: the peak above inputs + outputs stays near the budget, results unchanged."""
+    correlate, transpose, weight_grad = maps
     rng = np.random.default_rng(7)
     x = rng.standard_normal((64, 8, 20, 20)).astype(np.float32)
     w = rng.standard_normal((8, 8, 5, 5)).astype(np.float32)
@@ -393,9 +456,9 @@ def test_im2col_chunks_bound_scratch_memory():
     with cm.scratch_budget(budget):
         assert cm.batch_chunk(full // 64, 64) == budget // (full // 64)
         tracemalloc.start()
-        y = cm.correlate_gemm(x, w, (1, 1), (1, 1), 1)
-        gx = cm.correlate_transpose_gemm(y, w, x.shape[2:], (1, 1), (1, 1), 1)
-        gw = cm.correlate_weight_grad_gemm(x, y, (5, 5), (1, 1), (1, 1), 1)
+        y = correlate(x, w, (1, 1), (1, 1), 1)
+        gx = transpose(y, w, x.shape[2:], (1, 1), (1, 1), 1)
+        gw = weight_grad(x, y, (5, 5), (1, 1), (1, 1), 1)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
@@ -403,6 +466,8 @@ def test_im2col_chunks_bound_scratch_memory():
     assert peak < outputs + 3 * budget, (peak, outputs)
     gw_ref = cm.correlate_weight_grad_gemm(x, y, (5, 5), (1, 1), (1, 1), 1)  # one chunk
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-4, atol=1e-5 * np.abs(gw_ref).max())
+    gx_ref = cm.correlate_transpose_gemm(y, w, x.shape[2:], (1, 1), (1, 1), 1)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-4, atol=1e-5 * np.abs(gx_ref).max())
 
 
 # ----------------------------------------------------------------------------- errors

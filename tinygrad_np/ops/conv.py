@@ -9,7 +9,8 @@ three linear maps, and each one's VJP is made of the other two:
 
 so every order of derivative works (``create_graph=True``). The NumPy work
 lives in ``tinygrad_np.convmath`` (im2col/GEMM or FFT, chosen by a cost
-estimate; force one with ``F.conv_algorithm("gemm" | "fft")``).
+estimate; force one with ``F.conv_algorithm("gemm" | "fft")``, and the GEMM route's
+im2col layout with ``F.conv_layout("batch" | "samples_last")``).
 
 Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
 ``Conv.vjp`` calls the fused ``ConvTranspose`` (one GEMM, then col2im: a
@@ -39,6 +40,7 @@ from tinygrad_np.ops.movement import Getitem
 from tinygrad_np.tensor import Tensor
 
 conv_algorithm = cm.conv_algorithm
+conv_layout = cm.conv_layout
 scratch_budget = cm.scratch_budget
 
 
