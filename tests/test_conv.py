@@ -666,18 +666,23 @@ def test_depthwise_direct_path_equals_im2col(m):
     )
 
 
-def test_a_frozen_weight_keeps_no_im2col_matrix_for_the_backward():
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_frozen_weight_keeps_no_im2col_matrix_for_the_backward(algo):
     """The forward keeps its im2col matrix (or spectra) only for a weight gradient: with a
-    frozen weight, or outside grad mode, it is dropped at once; gradients are unchanged."""
+    frozen weight, or outside grad mode, it is dropped at once; values and gradients are
+    unchanged (bias included)."""
     rng = np.random.default_rng(10)
     x = tg.Tensor(rng.standard_normal((4, 3, 12, 12)), requires_grad=True)
     w = tg.Tensor(rng.standard_normal((5, 3, 3, 3)), requires_grad=True)
-    y = F.conv2d(x, w, padding=1)
-    assert y.grad_fn.cols is not None
-    ref = tg.grad(y.sum(), [x])[0].data
-    frozen = tg.Tensor(w.data)  # requires_grad False
-    y2 = F.conv2d(x, frozen, padding=1)
-    assert y2.grad_fn.cols is None
-    np.testing.assert_allclose(tg.grad(y2.sum(), [x])[0].data, ref, rtol=1e-12)
+    b = tg.Tensor(rng.standard_normal(5))
+    with _route(algo):
+        y = F.conv2d(x, w, b, padding=1)
+        assert y.grad_fn.cols is not None
+        ref = tg.grad(y.sum(), [x])[0].data
+        frozen = tg.Tensor(w.data)  # requires_grad False
+        y2 = F.conv2d(x, frozen, b, padding=1)
+        assert y2.grad_fn.cols is None
+        np.testing.assert_allclose(y2.data, y.data, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(tg.grad(y2.sum(), [x])[0].data, ref, rtol=1e-12, atol=1e-12)
     with tg.no_grad():
         assert F.conv2d(x, w, padding=1).grad_fn is None

@@ -107,12 +107,8 @@ class Conv(Op):
         xp = cm.pad_spatial(x, padding)
         # _keep: whether to keep the im2col matrix or spectra for the backward (False when
         # the weight needs no gradient: a frozen layer would hold them for nothing)
-        if _keep:
-            y, self.cols = cm.correlate(xp, w, stride, dilation, groups, keep_cols=True)
-        else:
-            y, self.cols = cm.correlate(xp, w, stride, dilation, groups), None
-        if b is not None:
-            y += b.reshape(_bias_shape(w.shape[0], nd))
+        out = cm.correlate(xp, w, stride, dilation, groups, keep_cols=_keep, bias=b)
+        y, self.cols = out if _keep else (out, None)
         return y
 
     def vjp(self, g):
