@@ -642,28 +642,52 @@ def test_user_valid_input_gradient_keeps_input_shape_with_rows_left_over():
         assert gx.data[0, 0, mask, :].any()
 
 
+DEPTHWISE_CASES = [
+    # x shape, kernel, stride, dilation (groups = channels)
+    ((2, 3, 9, 8), (3, 2), (2, 1), (1, 2)),
+    ((2, 3, 9, 8), (3, 3), (1, 1), (1, 1)),
+    ((3, 2, 11), (3,), (1,), (2,)),
+    ((2, 2, 10), (4,), (3,), (1,)),
+    ((1, 2, 5, 6, 7), (2, 3, 2), (1, 2, 1), (2, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("path", ["band", "direct"])
 @pytest.mark.parametrize("m", [1, 2])
-def test_depthwise_direct_path_equals_im2col(m):
-    """Depthwise convs (one input channel per group) take a per-tap multiply-add path."""
-    rng = np.random.default_rng(14 + m)
-    x = rng.standard_normal((2, 3, 9, 8))
-    w = rng.standard_normal((3 * m, 1, 3, 2))
-    s, d = (2, 1), (1, 2)
-    y = cm.correlate_depthwise(x, w, s, d, 3)
-    np.testing.assert_allclose(y, cm.correlate_gemm(x, w, s, d, 3), rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: f"{len(c[1])}d-k{c[1]}-s{c[2]}")
+def test_depthwise_paths_equal_im2col(case, m, path, monkeypatch):
+    """Depthwise convs (one input channel per group) skip im2col: band-matrix products
+    along the last dim, or (when those would waste too much, forced here by a zero
+    allowance) per-tap multiply-adds, on the wide grid for stride 1. All three maps agree
+    with the im2col route."""
+    if path == "direct":
+        monkeypatch.setattr(cm, "TOEPLITZ_MAX_EXCESS", 0)
+    shape, k, s, d = case
+    c = shape[1]
+    rng = np.random.default_rng(14 + m + len(k))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c * m, 1) + k)
+    y = cm.correlate_depthwise(x, w, s, d, c)
+    np.testing.assert_allclose(y, cm.correlate_gemm(x, w, s, d, c), rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
     np.testing.assert_allclose(
-        cm.correlate_transpose_depthwise(g, w, x.shape[2:], s, d, 3),
-        cm.correlate_transpose_gemm(g, w, x.shape[2:], s, d, 3),
+        cm.correlate_transpose_depthwise(g, w, x.shape[2:], s, d, c),
+        cm.correlate_transpose_gemm(g, w, x.shape[2:], s, d, c),
         rtol=1e-12,
         atol=1e-12,
     )
     np.testing.assert_allclose(
-        cm.correlate_weight_grad_depthwise(x, g, (3, 2), s, d, 3),
-        cm.correlate_weight_grad_gemm(x, g, (3, 2), s, d, 3),
+        cm.correlate_weight_grad_depthwise(x, g, k, s, d, c),
+        cm.correlate_weight_grad_gemm(x, g, k, s, d, c),
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+def test_depthwise_band_matrices_are_only_used_while_cheap():
+    assert cm._toeplitz_ok(64, 1, (3, 3), 58, 56, 4)  # the benchmark's 56x56 maps
+    assert not cm._toeplitz_ok(64, 1, (3, 3), 226, 224, 4)  # 75x the multiply-adds
+    assert not cm._toeplitz_ok(4096, 1, (3, 3), 58, 56, 4)  # band matrices over 16 MiB
 
 
 @pytest.mark.parametrize("algo", ALGOS)

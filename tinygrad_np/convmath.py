@@ -890,6 +890,106 @@ class _WideGrid:
         return y.reshape((n, c) + self.wide_shape)[(slice(None), slice(None)) + self.crop]
 
 
+# ----------------------------------------------------------------------------- depthwise by BLAS
+#
+# Along the last spatial dim, a depthwise conv's taps are a band (Toeplitz) matrix: row j of
+# the output reads x_pad[j*s + kw*d] for kw < K, so y[..., i, :] = x_pad[..., i', :] @ T
+# with T (Wp, out_w) holding w[kw] at (j*s + kw*d, j). Every other tap dim is a shifted,
+# strided view of rows. So the conv is prod(K[:-1]) batched matrix products per plane, in
+# BLAS, doing Wp/K times the multiply-adds of the direct loop, which still measured 1.6x
+# faster than the per-tap multiply-adds in NumPy (64 channels at 56x56: 10.0 -> 6.4 ms).
+# Used while that excess stays below TOEPLITZ_MAX_EXCESS and the band matrices are small.
+
+TOEPLITZ_MAX_EXCESS = 24
+_TOEPLITZ_MAX_BYTES = 16 * 2**20
+
+
+def _toeplitz_ok(c: int, m: int, kernel, wp: int, ow: int, itemsize: int) -> bool:
+    nbytes = math.prod(kernel[:-1]) * c * m * wp * ow * itemsize
+    return wp <= TOEPLITZ_MAX_EXCESS * kernel[-1] and nbytes <= _TOEPLITZ_MAX_BYTES
+
+
+def _band_matrices(w, c: int, m: int, wp: int, ow: int, stride: int, dilation: int, dtype):
+    """T (*K[:-1], C, m, Wp, out_w): T[k, c, j, i*s + kw*d, i] = w[c*m + j, 0, k, kw]."""
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
+    wk = np.moveaxis(wk, tuple(range(2, 1 + nd)), tuple(range(nd - 1)))  # (*K[:-1], C, m, Kw)
+    t = np.zeros(tuple(kernel[:-1]) + (c, m, wp, ow), dtype=dtype)
+    cols = np.arange(ow)
+    for kw in range(kernel[-1]):
+        t[..., cols * stride + kw * dilation, cols] = wk[..., kw, None]
+    return t
+
+
+def _lead_rows(a, k, dilations, strides, out_lead) -> tuple:
+    """Index of the rows that lead tap ``k`` reads in ``a`` (N, C, *lead, Wp)."""
+    return (slice(None), slice(None)) + strided_slice(k, dilations, strides, out_lead)
+
+
+def _depthwise_toeplitz(xp, w, strides, dilations, out_sizes, dtype) -> np.ndarray:
+    """``correlate_depthwise`` by band-matrix products (see above): y (N, C*m, *out)."""
+    n, c = xp.shape[:2]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    m = w.shape[0] // c
+    wp, ow = xp.shape[-1], out_sizes[-1]
+    t = _band_matrices(w, c, m, wp, ow, strides[-1], dilations[-1], dtype)
+    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (wp, ow))  # (*K', C, m, .., Wp, ow)
+    lead_taps = list(np.ndindex(*kernel[:-1]))
+    y = np.empty((n, c, m) + tuple(out_sizes), dtype=dtype)
+    x = xp.astype(dtype, copy=False)
+
+    def run(s):  # samples s: one batched product per lead tap, summed
+        ys = y[s].reshape((s.stop - s.start, c, m, -1, ow))  # rows of the output planes
+        tmp = np.empty_like(ys) if len(lead_taps) > 1 else None
+        for i, k in enumerate(lead_taps):
+            rows = x[s][_lead_rows(x, k, dilations[:-1], strides[:-1], out_sizes[:-1])]
+            rows = rows.reshape(rows.shape[:2] + (1,) + rows.shape[2:])  # (ns, C, 1, *lead, Wp)
+            if nd == 1:
+                rows = rows[..., None, :]  # one row per plane
+            shape = ys.shape[:3] + rows.shape[3:-1] + (ow,)  # (ns, C, m, *lead, ow)
+            prod = np.matmul(rows, t[k], out=(ys if i == 0 else tmp).reshape(shape))
+            if i > 0:
+                ys += prod.reshape(ys.shape)
+
+    par.for_slices(n, run, y.size * max(1, len(lead_taps)) * wp)
+    return y.reshape((n, c * m) + tuple(out_sizes))
+
+
+def _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, groups, dtype):
+    """``correlate_transpose_depthwise`` by band-matrix products: per lead tap, g's rows
+    times T^T are padded-input rows, added where that tap read them: gxp (N, C, *padded)."""
+    n = g.shape[0]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    c = groups
+    m = w.shape[0] // c
+    out_sizes = g.shape[2:]
+    wp, ow = padded_sizes[-1], out_sizes[-1]
+    t = _band_matrices(w, c, m, wp, ow, strides[-1], dilations[-1], dtype)
+    t = np.ascontiguousarray(np.swapaxes(t, -1, -2))
+    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (ow, wp))
+    gv = g.astype(dtype, copy=False).reshape((n, c, m) + tuple(out_sizes))
+    if nd == 1:
+        gv = gv[..., None, :]  # one row per plane
+    gxp = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
+    rows_shape = gv.shape[3:-1]  # (*out_lead) or (1,)
+
+    def run(s):  # samples s
+        gs = gxp[s]
+        tmp = np.empty((s.stop - s.start, c, m) + rows_shape + (wp,), dtype=dtype)
+        for k in np.ndindex(*kernel[:-1]):
+            prod = np.matmul(gv[s], t[k], out=tmp)
+            contrib = prod[:, :, 0] if m == 1 else prod.sum(2)
+            gs[_lead_rows(gs, k, dilations[:-1], strides[:-1], out_sizes[:-1])] += (
+                contrib.reshape(contrib.shape[:2] + tuple(out_sizes[:-1]) + (wp,))
+            )
+
+    par.for_slices(n, run, gxp.size * max(1, math.prod(kernel[:-1])) * ow)
+    return gxp
+
+
 def _depthwise_wide(xp, w, strides, dilations):
     """The wide grid for a stride-1 depthwise conv with one output per channel, else None."""
     if any(s != 1 for s in strides) or w.shape[0] != xp.shape[1]:
@@ -906,6 +1006,8 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     m = w.shape[0] // c
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
+    if _toeplitz_ok(c, m, kernel, xp.shape[-1], out_sizes[-1], np.dtype(dtype).itemsize):
+        return _depthwise_toeplitz(xp, w, strides, dilations, out_sizes, dtype)
     grid = _depthwise_wide(xp, w, strides, dilations)
     if grid is not None:
         xf = grid.flat(xp.astype(dtype, copy=False))  # (N, C, plane)
@@ -954,6 +1056,8 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
     m = w.shape[0] // c
     out_sizes = g.shape[2:]
     dtype = np.result_type(g.dtype, w.dtype)
+    if _toeplitz_ok(c, m, kernel, padded_sizes[-1], out_sizes[-1], np.dtype(dtype).itemsize):
+        return _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, dtype)
     if m == 1 and all(s_ == 1 for s_ in strides):
         grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)

@@ -132,7 +132,8 @@ class Conv(Op):
             and not is_grad_enabled()
             and not isinstance(kept, cm.Spectra)
             and g.size * math.prod(w.shape[1:]) < _CONCURRENT_MAPS_MAX
-        ):  # two small maps: one each on two threads
+            and not (self.args["groups"] > 1 and w.shape[1] == 1)  # depthwise: each map
+        ):  # two small maps: one each on two threads   # splits its own loops better
             gx, gw = par.both(input_grad, weight_grad)
         else:
             gx = input_grad() if self.needs_grad[0] else None
