@@ -710,3 +710,19 @@ def test_a_frozen_weight_keeps_no_im2col_matrix_for_the_backward(algo):
         np.testing.assert_allclose(tg.grad(y2.sum(), [x])[0].data, ref, rtol=1e-12, atol=1e-12)
     with tg.no_grad():
         assert F.conv2d(x, w, padding=1).grad_fn is None
+
+
+def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
+    """With few output channels the forward builds and multiplies its im2col columns a
+    few samples at a time; the blocks give the same result as one pass."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((7, 2, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 2)).astype(np.float32)  # 2 groups of 3 filters
+    b = rng.standard_normal(6).astype(np.float32)
+    whole, cols = cm.correlate_gemm(x, w, (1, 2), (2, 1), 2, keep_cols=True, bias=b)
+    monkeypatch.setattr(cm, "BLOCK_ELEMS", 1)  # one sample per block
+    blocked, cols2 = cm.correlate_gemm(x, w, (1, 2), (2, 1), 2, keep_cols=True, bias=b)
+    np.testing.assert_array_equal(blocked, whole)
+    np.testing.assert_array_equal(cols2, cols)
+    ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), (1, 2), (2, 1), 2)
+    np.testing.assert_allclose(whole, ref + b.reshape(6, 1, 1), rtol=1e-5, atol=1e-5)
