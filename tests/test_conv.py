@@ -726,3 +726,24 @@ def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(cols2, cols)
     ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), (1, 2), (2, 1), 2)
     np.testing.assert_allclose(whole, ref + b.reshape(6, 1, 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_grad_per_sample_products_equal_one_product(groups, monkeypatch):
+    """The weight gradient as one product per sample (no transposed copy of g) equals the
+    one-GEMM form, with the forward's columns and with recomputed, chunked ones."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((5, 4, 11, 10))
+    w = rng.standard_normal((6, 4 // groups, 3, 2))
+    y, cols = cm.correlate_gemm(x, w, (2, 1), (1, 2), groups, keep_cols=True)
+    g = rng.standard_normal(y.shape)
+    results = []
+    for min_p, max_rows in ((0, 10**6), (10**9, 0)):  # per sample, then one product
+        monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", min_p)
+        monkeypatch.setattr(cm, "PER_SAMPLE_MAX_ROWS", max_rows)
+        kept = cm.correlate_weight_grad_gemm(x, g, (3, 2), (2, 1), (1, 2), groups, cols)
+        with cm.scratch_budget(cm.im2col_scratch_bytes(2, 4, (3, 2), y.shape[2:], 8)):
+            chunked = cm.correlate_weight_grad_gemm(x, g, (3, 2), (2, 1), (1, 2), groups)
+        results += [kept, chunked]
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-12)
