@@ -314,7 +314,10 @@ ROWS: list[OpRow] = [
           lambda a, b: a @ b, ops=("Matmul",)),
     OpRow("matmul_method", lambda a, b: a.matmul(b), [((2, 3), (3, 2))],
           lambda a, b: a.matmul(b), ops=("Matmul",)),
+    # (2, 3) through 4 outputs: fewer rows than outputs, computed as (w @ x^T)^T;
+    # (5, 3) through 4: as x @ w^T
     OpRow("linear", lambda x, w, b: F.linear(x, w, b), [((2, 3), (4, 3), (4,)),
+                                                           ((5, 3), (4, 3), (4,)),
                                                            ((2, 2, 3), (2, 3), (2,))],
           lambda x, w, b: torch.nn.functional.linear(x, w, b), ops=("Linear",)),
     OpRow("linear_nobias", lambda x, w: F.linear(x, w), [((2, 3), (4, 3)), ((3,), (2, 3))],

@@ -59,7 +59,14 @@ class Linear(Op):
     """
 
     def forward(self, x, w, b=None):
-        y = par.matmul(x, w.T) if x.ndim == 2 else x @ w.T
+        if x.ndim != 2:
+            y = x @ w.T
+        elif x.shape[0] < w.shape[0]:
+            # fewer rows than outputs: (w @ x^T)^T. OpenBLAS runs x @ w^T with a transposed
+            # w slower (a 32-row batch through 945 -> 945: 0.87 against 0.46 ms)
+            y = np.ascontiguousarray(par.matmul(w, x.T).T)
+        else:
+            y = par.matmul(x, w.T)
         if b is not None:
             y += b
         return y
