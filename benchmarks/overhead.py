@@ -12,12 +12,16 @@ topological sort and the VJP calls.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
-import tinygrad_np as tg
+# this checkout's tinygrad_np, not whichever one is installed
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import tinygrad_np as tg  # noqa: E402
 
 
 def chain(x, w, b, n_ops: int):

@@ -38,6 +38,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+# this checkout's tinygrad_np, not whichever one is installed
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import tinygrad_np as tg  # noqa: E402
 import tinygrad_np.nn.functional as F  # noqa: E402
 from tinygrad_np import optim  # noqa: E402
