@@ -75,6 +75,20 @@ def get_conv_algorithm() -> str:
 
 
 @contextlib.contextmanager
+def _setting(key: str, name: str, allowed: tuple[str, ...], what: str) -> Iterator[None]:
+    """``_settings[key] = name`` inside a ``with`` block (``name`` one of ``allowed``)."""
+    name = str(name).lower()
+    if name not in allowed:
+        raise ValueError(f"{what}: name must be one of {allowed}, got {name!r}")
+    prev = _settings[key]
+    _settings[key] = name
+    try:
+        yield
+    finally:
+        _settings[key] = prev
+
+
+@contextlib.contextmanager
 def conv_algorithm(name: str) -> Iterator[None]:
     """Force the convolution algorithm inside a ``with`` block: "gemm", "fft" or "auto".
 
@@ -82,15 +96,8 @@ def conv_algorithm(name: str) -> Iterator[None]:
     ...     get_conv_algorithm()
     'fft'
     """
-    name = str(name).lower()
-    if name not in ALGORITHMS:
-        raise ValueError(f"conv_algorithm: name must be one of {ALGORITHMS}, got {name!r}")
-    prev = _settings["algorithm"]
-    _settings["algorithm"] = name
-    try:
+    with _setting("algorithm", name, ALGORITHMS, "conv_algorithm"):
         yield
-    finally:
-        _settings["algorithm"] = prev
 
 
 @contextlib.contextmanager
@@ -104,15 +111,8 @@ def conv_layout(name: str) -> Iterator[None]:
     ...     _settings["layout"]
     'samples_last'
     """
-    name = str(name).lower()
-    if name not in LAYOUTS:
-        raise ValueError(f"conv_layout: name must be one of {LAYOUTS}, got {name!r}")
-    prev = _settings["layout"]
-    _settings["layout"] = name
-    try:
+    with _setting("layout", name, LAYOUTS, "conv_layout"):
         yield
-    finally:
-        _settings["layout"] = prev
 
 
 @contextlib.contextmanager
@@ -582,18 +582,22 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None) -> np.nd
     return cols.reshape(groups, -1, nb * p)
 
 
+def _transpose_operands(g, w, groups):
+    """What both layouts' input-gradient maps read off g (N, O, *out) and w (O, Cg, *K):
+    N, C, Og, the kernel and output sizes, the result dtype, and w as (G, Cg*K, Og)."""
+    n, o = g.shape[:2]
+    og = o // groups
+    wt = w.reshape(groups, og, -1).transpose(0, 2, 1)
+    dtype = np.result_type(g.dtype, w.dtype)
+    return n, w.shape[1] * groups, og, tuple(w.shape[2:]), g.shape[2:], dtype, wt
+
+
 def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
     """gxp (N, C, *padded_sizes): each g value times the kernel, added back onto the window
     it came from (col2im: one strided add per kernel tap; rows no window reached stay 0).
     Batch-wide layout always: it measured faster than per-sample GEMMs for this map."""
-    n, o = g.shape[:2]
-    og, cg = o // groups, w.shape[1]
-    c = cg * groups
-    kernel = w.shape[2:]
-    out_sizes = g.shape[2:]
+    n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     p = math.prod(out_sizes)
-    dtype = np.result_type(g.dtype, w.dtype)
-    wt = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (G, Cg*K, Og)
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
     gv = g.reshape(n, groups, og, p)
@@ -807,15 +811,10 @@ def correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, gro
     """``correlate_transpose_gemm`` in the samples-last layout: GEMM, then one add per
     kernel tap over runs of out_w * nb elements, then back to (N, C, *padded). With
     threads, each runs all three for its own input channels."""
-    n, o = g.shape[:2]
-    og, cg = o // groups, w.shape[1]
-    c = cg * groups
-    kernel = tuple(w.shape[2:])
+    n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
+    cg = c // groups
     ktaps = math.prod(kernel)
-    out_sizes = g.shape[2:]
     plane = math.prod(padded_sizes)
-    dtype = np.result_type(g.dtype, w.dtype)
-    wt = w.reshape(groups, og, -1).transpose(0, 2, 1)  # (G, Cg*K, Og)
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
     taps = [(k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)]
@@ -1013,15 +1012,12 @@ def _depthwise_toeplitz(xp, w, strides, dilations, out_sizes, dtype) -> np.ndarr
     return y.reshape((n, c * m) + tuple(out_sizes))
 
 
-def _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, groups, dtype):
-    """``correlate_transpose_depthwise`` by band-matrix products: per lead tap, g's rows
-    times T^T are padded-input rows, added where that tap read them: gxp (N, C, *padded)."""
-    n = g.shape[0]
-    kernel = w.shape[2:]
+def _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, m, dtype):
+    """``correlate_transpose_depthwise`` by band-matrix products (C channels, m outputs
+    each): per lead tap, g's rows times T^T are padded-input rows, added where that tap
+    read them: gxp (N, C, *padded)."""
+    n, kernel, out_sizes = g.shape[0], w.shape[2:], g.shape[2:]
     nd = len(kernel)
-    c = groups
-    m = w.shape[0] // c
-    out_sizes = g.shape[2:]
     wp, ow = padded_sizes[-1], out_sizes[-1]
     t = _band_matrices(w, c, m, wp, ow, strides[-1], dilations[-1], dtype)
     t = np.ascontiguousarray(np.swapaxes(t, -1, -2))
@@ -1113,7 +1109,7 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
     out_sizes = g.shape[2:]
     dtype = np.result_type(g.dtype, w.dtype)
     if _toeplitz_ok(c, m, kernel, padded_sizes[-1], out_sizes[-1], np.dtype(dtype).itemsize):
-        return _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, dtype)
+        return _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, m, dtype)
     if m == 1 and all(s_ == 1 for s_ in strides):
         grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)
