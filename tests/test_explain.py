@@ -149,3 +149,17 @@ def test_cli_explain(capsys):
     assert main(["explain", "max_pool2d", "--input", "1x1x7x7", "--kernel-size", "2"]) == 0
     assert "(1, 1, 3, 3)" in capsys.readouterr().out
     assert main(["explain", "conv2d", "--input", "1x3x8x8"]) == 1
+
+
+def test_explain_names_the_depthwise_route_and_the_im2col_layout():
+    dw = str(explain.conv2d((16, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, quiet=True))
+    assert "no im2col" in dw and "band-matrix products" in dw and "19.3x" in dw
+    wide = str(explain.conv2d((2, 8, 300, 300), (8, 1, 3, 3), padding=1, groups=8, quiet=True))
+    assert "one multiply-add pass per kernel tap" in wide
+    small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    assert "samples-last for dx (output rows of 10 <= 16)" in small
+    large = str(explain.conv2d((64, 6, 40, 40), (16, 6, 5, 5), quiet=True))
+    assert "im2col layout" not in large  # 36-wide rows: batch-wide, nothing to say
+    with cm.conv_layout("batch"):
+        forced = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    assert "im2col layout: batch (forced by conv_layout('batch'))" in forced

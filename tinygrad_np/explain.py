@@ -285,6 +285,18 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         f"gemm {costs['gemm']:.3g}, fft {costs['fft']:.3g})",
     ]
     budget = cm._settings["scratch_bytes"]
+    if algo == "gemm" and groups > 1 and c == groups:  # depthwise: no im2col at all
+        wp, ow = padded[-1], outs[-1]
+        band = cm._toeplitz_ok(c, o // c, kernel, wp, ow, itemsize)
+        lines.append(
+            f"  depthwise (one input channel per group): no im2col; forward and dx as "
+            f"band-matrix products along the last dim ({wp}/{kernel[-1]} = "
+            f"{wp / kernel[-1]:.1f}x the multiply-adds, in BLAS)"
+            if band
+            else "  depthwise (one input channel per group): no im2col; one multiply-add "
+            "pass per kernel tap (rows too wide for band matrices)"
+        )
+        return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet)
     if algo == "gemm":
         per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
         total = cm.im2col_scratch_bytes(n_, c, kernel, outs, itemsize)
@@ -298,6 +310,14 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
             f"scratch {_bytes(scratch)}"
         )
+        layout = cm._settings["layout"]
+        if layout != "auto":
+            lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
+        elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
+            lines.append(
+                f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
+                f"{cm.SAMPLES_LAST_MAX_ROW}), and for the forward on one thread; else batch-wide"
+            )
     else:
         fs = cm.fft_shape(padded)
         per = cm._fft_per_sample_bytes(c, o, fs, itemsize)
