@@ -747,3 +747,35 @@ def test_weight_grad_per_sample_products_equal_one_product(groups, monkeypatch):
         results += [kept, chunked]
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-12)
+
+
+DEPTHWISE_PADDED = [
+    # x shape, kernel, stride, dilation, pads (groups = channels)
+    ((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),
+    ((2, 3, 9, 8), (3, 2), (2, 3), (2, 1), ((0, 3), (2, 0))),
+    ((3, 2, 11), (4,), (2,), (1,), ((3, 1),)),
+    ((1, 2, 5, 6, 7), (3, 2, 3), (1, 2, 1), (1, 1, 2), ((2, 0), (1, 1), (0, 4))),
+    ((2, 2, 4, 4), (3, 3), (1, 1), (2, 2), ((3, 3), (4, 2))),  # taps reading only padding
+]
+
+
+@pytest.mark.parametrize("m", [1, 2])
+@pytest.mark.parametrize("case", DEPTHWISE_PADDED, ids=lambda c: f"{len(c[1])}d-p{c[4]}")
+def test_depthwise_band_route_reads_the_unpadded_input(case, m):
+    """The depthwise band route leaves the padding out of its band matrices and row ranges
+    instead of copying the input padded: forward and input gradient equal the im2col
+    route on the padded input (cropped)."""
+    shape, k, s, d, pads = case
+    c = shape[1]
+    rng = np.random.default_rng(17 + m + len(k))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c * m, 1) + k)
+    assert cm._depthwise_band_route(x.shape, w.shape, pads, s, d, c, x.dtype)
+    xp = cm.pad_spatial(x, pads)
+    y = cm.correlate_padded(x, w, pads, s, d, c)
+    np.testing.assert_allclose(y, cm.correlate_gemm(xp, w, s, d, c), rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = cm.correlate_transpose_cropped(g, w, x.shape[2:], pads, s, d, c)
+    ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, c), cm.negate(pads))
+    assert gx.shape == x.shape
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)

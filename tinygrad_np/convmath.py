@@ -964,82 +964,117 @@ def _toeplitz_ok(c: int, m: int, kernel, wp: int, ow: int, itemsize: int) -> boo
     return wp <= TOEPLITZ_MAX_EXCESS * kernel[-1] and nbytes <= _TOEPLITZ_MAX_BYTES
 
 
-def _band_matrices(w, c: int, m: int, wp: int, ow: int, stride: int, dilation: int, dtype):
-    """T (*K[:-1], C, m, Wp, out_w): T[k, c, j, i*s + kw*d, i] = w[c*m + j, 0, k, kw]."""
+def _band_matrices(w, c, m, w_in, ow, stride, dilation, dtype, before: int = 0):
+    """T (*K[:-1], C, m, W_in, out_w): T[k, c, j, i*s + kw*d - before, i] = w[c*m + j, 0, k,
+    kw] where that row lies in [0, W_in) (rows in the padding read zeros: left out)."""
     kernel = w.shape[2:]
     nd = len(kernel)
     wk = w.reshape((c, m) + tuple(kernel)).astype(dtype, copy=False)
     wk = np.moveaxis(wk, tuple(range(2, 1 + nd)), tuple(range(nd - 1)))  # (*K[:-1], C, m, Kw)
-    t = np.zeros(tuple(kernel[:-1]) + (c, m, wp, ow), dtype=dtype)
+    t = np.zeros(tuple(kernel[:-1]) + (c, m, w_in, ow), dtype=dtype)
     cols = np.arange(ow)
     for kw in range(kernel[-1]):
-        t[..., cols * stride + kw * dilation, cols] = wk[..., kw, None]
+        rows = cols * stride + kw * dilation - before
+        inside = (rows >= 0) & (rows < w_in)
+        t[..., rows[inside], cols[inside]] = wk[..., kw, None]
     return t
 
 
-def _lead_rows(a, k, dilations, strides, out_lead) -> tuple:
-    """Index of the rows that lead tap ``k`` reads in ``a`` (N, C, *lead, Wp)."""
-    return (slice(None), slice(None)) + strided_slice(k, dilations, strides, out_lead)
+def _lead_boxes(in_sizes, out_sizes, kernel, strides, dilations, pads):
+    """Per tap k of the lead dims (all but the last): (k, out_box, in_box), the output rows
+    whose row for tap k lies inside the unpadded input, and those input rows (one slice
+    per lead dim); taps that read only padding are left out."""
+    boxes = []
+    for k in np.ndindex(*kernel[:-1]):
+        out_box, in_box = [], []
+        for n_in, n_out, kk, s_, d, (pb, _) in zip(
+            in_sizes, out_sizes, k, strides, dilations, pads, strict=False
+        ):
+            shift = kk * d - pb  # output o reads input o*s + shift: inside for
+            lo = max(0, -(shift // s_))  # o >= ceil(-shift / s)
+            hi = min(n_out, (n_in - 1 - shift) // s_ + 1)  # and o <= (n_in - 1 - shift) / s
+            if lo >= hi:
+                break
+            out_box.append(slice(lo, hi))
+            in_box.append(slice(lo * s_ + shift, (hi - 1) * s_ + shift + 1, s_))
+        else:
+            boxes.append((k, tuple(out_box), tuple(in_box)))
+    return boxes
 
 
-def _depthwise_toeplitz(xp, w, strides, dilations, out_sizes, dtype) -> np.ndarray:
-    """``correlate_depthwise`` by band-matrix products (see above): y (N, C*m, *out)."""
-    n, c = xp.shape[:2]
+def correlate_depthwise_band(x, w, strides, dilations, pads, dtype) -> np.ndarray:
+    """y (N, C*m, *out) of the depthwise conv of ``x`` padded by ``pads`` (zeros), by
+    band-matrix products (see above), reading ``x`` itself: no padded copy is made."""
+    n, c = x.shape[:2]
     kernel = w.shape[2:]
     nd = len(kernel)
     m = w.shape[0] // c
-    wp, ow = xp.shape[-1], out_sizes[-1]
-    t = _band_matrices(w, c, m, wp, ow, strides[-1], dilations[-1], dtype)
-    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (wp, ow))  # (*K', C, m, .., Wp, ow)
-    lead_taps = list(np.ndindex(*kernel[:-1]))
-    y = np.empty((n, c, m) + tuple(out_sizes), dtype=dtype)
-    x = xp.astype(dtype, copy=False)
+    in_sizes = x.shape[2:]
+    out_sizes = tuple(
+        conv_output_size(i, k, s_, p, d)
+        for i, k, s_, p, d in zip(in_sizes, kernel, strides, pads, dilations, strict=True)
+    )
+    w_in, ow = in_sizes[-1], out_sizes[-1]
+    t = _band_matrices(w, c, m, w_in, ow, strides[-1], dilations[-1], dtype, pads[-1][0])
+    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (w_in, ow))  # (*K', C, m, .., W, ow)
+    boxes = _lead_boxes(in_sizes, out_sizes, kernel, strides, dilations, pads)
+    full = tuple(slice(0, o) for o in out_sizes[:-1])
+    # a tap that covers every output row writes y first; without one, y starts at zero
+    boxes.sort(key=lambda b: b[1] != full)
+    y = np.empty((n, c, m) + out_sizes, dtype=dtype)
+    x = x.astype(dtype, copy=False)
 
     def run(s):  # samples s: one batched product per lead tap, summed
-        ys = y[s].reshape((s.stop - s.start, c, m, -1, ow))  # rows of the output planes
-        tmp = np.empty_like(ys) if len(lead_taps) > 1 else None
-        for i, k in enumerate(lead_taps):
-            rows = x[s][_lead_rows(x, k, dilations[:-1], strides[:-1], out_sizes[:-1])]
-            rows = rows.reshape(rows.shape[:2] + (1,) + rows.shape[2:])  # (ns, C, 1, *lead, Wp)
+        ys = y[s]
+        ns = s.stop - s.start
+        if not boxes or boxes[0][1] != full:
+            ys[...] = 0
+        for i, (k, out_box, in_box) in enumerate(boxes):
+            rows = x[s][(slice(None), slice(None)) + in_box]  # (ns, C, *box, W)
+            rows = rows.reshape((ns, c, 1) + rows.shape[2:])
             if nd == 1:
                 rows = rows[..., None, :]  # one row per plane
-            shape = ys.shape[:3] + rows.shape[3:-1] + (ow,)  # (ns, C, m, *lead, ow)
-            prod = np.matmul(rows, t[k], out=(ys if i == 0 else tmp).reshape(shape))
-            if i > 0:
-                ys += prod.reshape(ys.shape)
+            shape = (ns, c, m) + rows.shape[3:-1] + (ow,)
+            target = ys[(slice(None),) * 3 + out_box]
+            if i == 0 and out_box == full:
+                np.matmul(rows, t[k], out=target.reshape(shape))
+            else:
+                target += np.matmul(rows, t[k]).reshape(target.shape)
 
-    par.for_slices(n, run, y.size * max(1, len(lead_taps)) * wp)
-    return y.reshape((n, c * m) + tuple(out_sizes))
+    par.for_slices(n, run, y.size * max(1, len(boxes)) * w_in)
+    return y.reshape((n, c * m) + out_sizes)
 
 
-def _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, m, dtype):
-    """``correlate_transpose_depthwise`` by band-matrix products (C channels, m outputs
-    each): per lead tap, g's rows times T^T are padded-input rows, added where that tap
-    read them: gxp (N, C, *padded)."""
+def correlate_transpose_depthwise_band(g, w, in_sizes, strides, dilations, pads, c, m, dtype):
+    """gx (N, C, *in_sizes), the adjoint of ``correlate_depthwise_band`` in x (C channels, m
+    outputs each): per lead tap, g's rows times T^T are input rows, added where that tap
+    read them. Rows and columns in the padding are never made."""
     n, kernel, out_sizes = g.shape[0], w.shape[2:], g.shape[2:]
     nd = len(kernel)
-    wp, ow = padded_sizes[-1], out_sizes[-1]
-    t = _band_matrices(w, c, m, wp, ow, strides[-1], dilations[-1], dtype)
+    w_in, ow = in_sizes[-1], out_sizes[-1]
+    t = _band_matrices(w, c, m, w_in, ow, strides[-1], dilations[-1], dtype, pads[-1][0])
     t = np.ascontiguousarray(np.swapaxes(t, -1, -2))
-    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (ow, wp))
+    t = t.reshape(t.shape[: nd + 1] + (1,) * max(nd - 2, 0) + (ow, w_in))
     gv = g.astype(dtype, copy=False).reshape((n, c, m) + tuple(out_sizes))
-    if nd == 1:
-        gv = gv[..., None, :]  # one row per plane
-    gxp = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
-    rows_shape = gv.shape[3:-1]  # (*out_lead) or (1,)
+    boxes = _lead_boxes(in_sizes, out_sizes, kernel, strides, dilations, pads)
+    gx = np.zeros((n, c) + tuple(in_sizes), dtype=dtype)
 
     def run(s):  # samples s
-        gs = gxp[s]
-        tmp = np.empty((s.stop - s.start, c, m) + rows_shape + (wp,), dtype=dtype)
-        for k in np.ndindex(*kernel[:-1]):
-            prod = np.matmul(gv[s], t[k], out=tmp)
+        gs = gx[s]
+        lead = tuple(out_sizes[:-1]) if nd > 1 else (1,)
+        buf = np.empty((s.stop - s.start, c, m) + lead + (w_in,), dtype=dtype)
+        for k, out_box, in_box in boxes:
+            rows = gv[s][(slice(None),) * 3 + out_box]  # (ns, C, m, *box, ow)
+            if nd == 1:
+                rows = rows[..., None, :]
+            part = tuple(slice(0, b.stop - b.start) for b in out_box)
+            prod = np.matmul(rows, t[k], out=buf[(slice(None),) * 3 + part])  # (.., *box, W)
             contrib = prod[:, :, 0] if m == 1 else prod.sum(2)
-            gs[_lead_rows(gs, k, dilations[:-1], strides[:-1], out_sizes[:-1])] += (
-                contrib.reshape(contrib.shape[:2] + tuple(out_sizes[:-1]) + (wp,))
-            )
+            target = gs[(slice(None), slice(None)) + in_box]
+            target += contrib.reshape(target.shape)
 
-    par.for_slices(n, run, gxp.size * max(1, math.prod(kernel[:-1])) * ow)
-    return gxp
+    par.for_slices(n, run, gx.size * max(1, len(boxes)) * ow)
+    return gx
 
 
 def _depthwise_wide(xp, w, strides, dilations):
@@ -1059,7 +1094,7 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
     if _toeplitz_ok(c, m, kernel, xp.shape[-1], out_sizes[-1], np.dtype(dtype).itemsize):
-        return _depthwise_toeplitz(xp, w, strides, dilations, out_sizes, dtype)
+        return correlate_depthwise_band(xp, w, strides, dilations, ((0, 0),) * nd, dtype)
     grid = _depthwise_wide(xp, w, strides, dilations)
     if grid is not None:
         xf = grid.flat(xp.astype(dtype, copy=False))  # (N, C, plane)
@@ -1109,7 +1144,9 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
     out_sizes = g.shape[2:]
     dtype = np.result_type(g.dtype, w.dtype)
     if _toeplitz_ok(c, m, kernel, padded_sizes[-1], out_sizes[-1], np.dtype(dtype).itemsize):
-        return _depthwise_toeplitz_transpose(g, w, padded_sizes, strides, dilations, c, m, dtype)
+        return correlate_transpose_depthwise_band(
+            g, w, padded_sizes, strides, dilations, ((0, 0),) * nd, c, m, dtype
+        )
     if m == 1 and all(s_ == 1 for s_ in strides):
         grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)
@@ -1536,6 +1573,49 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     if bias is not None:
         add_bias(y, bias)
     return (y, cols) if keep_cols else y
+
+
+def _depthwise_band_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -> bool:
+    """Whether the conv of an input of ``x_shape`` padded by ``pads`` takes the depthwise
+    band route, which reads the unpadded input (and writes the unpadded input gradient)."""
+    n, c = x_shape[:2]
+    if groups == 1 or w_shape[1] != 1:
+        return False
+    kernel = tuple(w_shape[2:])
+    padded = tuple(i + pb + pa for i, (pb, pa) in zip(x_shape[2:], pads, strict=True))
+    out_sizes = _out_sizes(padded, kernel, strides, dilations)
+    if choose_algorithm(n, c, w_shape[0], groups, padded, kernel, out_sizes) != "gemm":
+        return False
+    m = w_shape[0] // c
+    return _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], np.dtype(dtype).itemsize)
+
+
+def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bias=None):
+    """``correlate`` of ``x`` zero-padded by ``pads`` (one (before, after) pair per spatial
+    dim); the padded copy is made only for the routes that read it."""
+    dtype = np.result_type(x.dtype, w.dtype)
+    if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype):
+        y = correlate_depthwise_band(x, w, strides, dilations, pads, dtype)
+        if bias is not None:
+            add_bias(y, bias)
+        return (y, None) if keep_cols else y
+    xp = pad_spatial(x, pads)
+    return correlate(xp, w, strides, dilations, groups, keep_cols=keep_cols, bias=bias)
+
+
+def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, groups, cache=None):
+    """gx (N, C, *input_size): ``correlate_transpose`` for an input padded by ``pads``, with
+    the padding cropped off (the depthwise band route never makes it)."""
+    c = w.shape[1] * groups
+    dtype = np.result_type(g.dtype, w.dtype)
+    x_shape = (g.shape[0], c) + tuple(input_size)
+    if _depthwise_band_route(x_shape, w.shape, pads, strides, dilations, groups, dtype):
+        return correlate_transpose_depthwise_band(
+            g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
+        )
+    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
+    gxp = correlate_transpose(g, w, padded, strides, dilations, groups, cache)
+    return np.ascontiguousarray(pad_spatial(gxp, negate(pads)))
 
 
 def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=None) -> np.ndarray:

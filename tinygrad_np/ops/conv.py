@@ -104,10 +104,9 @@ class Conv(Op):
     ):
         nd = x.ndim - 2
         self.name = f"conv{nd}d"
-        xp = cm.pad_spatial(x, padding)
         # _keep: whether to keep the im2col matrix or spectra for the backward (False when
         # the weight needs no gradient: a frozen layer would hold them for nothing)
-        out = cm.correlate(xp, w, stride, dilation, groups, keep_cols=_keep, bias=b)
+        out = cm.correlate_padded(x, w, padding, stride, dilation, groups, keep_cols=_keep, bias=b)
         y, self.cols = out if _keep else (out, None)
         return y
 
@@ -154,10 +153,10 @@ class ConvTranspose(Op):
     ):
         nd = y.ndim - 2
         self.name = f"conv_transpose{nd}d"
-        padded = tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
         cache = None if _cache is None else _cache.cols
-        xp = cm.correlate_transpose(y, w, padded, stride, dilation, groups, cache)
-        x = np.ascontiguousarray(cm.pad_spatial(xp, cm.negate(padding)))  # crop the padding
+        x = cm.correlate_transpose_cropped(
+            y, w, input_size, padding, stride, dilation, groups, cache
+        )  # (N, C, *input_size): the padding cropped off
         if b is not None:
             x += b.reshape(_bias_shape(x.shape[1], nd))
         return x
