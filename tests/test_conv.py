@@ -762,9 +762,9 @@ DEPTHWISE_PADDED = [
 @pytest.mark.parametrize("m", [1, 2])
 @pytest.mark.parametrize("case", DEPTHWISE_PADDED, ids=lambda c: f"{len(c[1])}d-p{c[4]}")
 def test_depthwise_band_route_reads_the_unpadded_input(case, m):
-    """The depthwise band route leaves the padding out of its band matrices and row ranges
-    instead of copying the input padded: forward and input gradient equal the im2col
-    route on the padded input (cropped)."""
+    """The depthwise routes leave the padding out (of the band matrices, of each tap's row
+    range, of each tap's box for the weight gradient) instead of copying the input padded:
+    all three maps equal the im2col route on the padded input (cropped)."""
     shape, k, s, d, pads = case
     c = shape[1]
     rng = np.random.default_rng(17 + m + len(k))
@@ -779,3 +779,7 @@ def test_depthwise_band_route_reads_the_unpadded_input(case, m):
     ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, c), cm.negate(pads))
     assert gx.shape == x.shape
     np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+    gw = cm.correlate_weight_grad_padded(x, g, k, pads, s, d, c)
+    np.testing.assert_allclose(
+        gw, cm.correlate_weight_grad_gemm(xp, g, k, s, d, c), rtol=1e-12, atol=1e-12
+    )

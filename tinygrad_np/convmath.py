@@ -1181,42 +1181,39 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
 
 
 def correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups) -> np.ndarray:
-    """``correlate_weight_grad`` for Cg == 1: per tap, sum over batch and positions."""
-    n, c = xp.shape[:2]
+    """``correlate_weight_grad`` for Cg == 1 (``xp`` already padded)."""
+    return correlate_weight_grad_depthwise_unpadded(
+        xp, g, kernel, strides, dilations, ((0, 0),) * len(kernel), groups
+    )
+
+
+def correlate_weight_grad_depthwise_unpadded(x, g, kernel, strides, dilations, pads, groups):
+    """gw (C*m, 1, *K) of the depthwise conv of ``x`` padded by ``pads``: per kernel tap
+    and sample, one dot product per channel over the output box whose reads lie inside
+    ``x`` (those in the padding read zeros and are left out, so no padded copy is made).
+    Threads split the channels. (Measured on the benchmark's 64 channels at 56x56: 5.5 ms,
+    where the padded copy and a dot product per tap on the flattened padded image took
+    1.4 + 5.3-5.7 ms.)"""
+    n, c = x.shape[:2]
     o = g.shape[1]
     m = o // c
-    out_sizes = g.shape[2:]
-    nd = len(out_sizes)
-    dtype = np.result_type(xp.dtype, g.dtype)
-    if m == 1 and all(s_ == 1 for s_ in strides):
-        grid = _WideGrid(xp.shape[2:], kernel, dilations, out_sizes)
-        xf = grid.flat(xp.astype(dtype, copy=False))
-        gw_ = grid.to_wide(g.astype(dtype, copy=False))  # zeros off the windows
-        gwf = np.zeros((c, len(grid.offsets)), dtype=dtype)
+    dtype = np.result_type(x.dtype, g.dtype)
+    x = x.astype(dtype, copy=False)
+    gv = g.astype(dtype, copy=False).reshape((n, c, m) + g.shape[2:])
+    boxes = _lead_boxes(x.shape[2:], g.shape[2:], tuple(kernel) + (1,), strides, dilations, pads)
+    gw = np.zeros((c, m) + tuple(kernel), dtype=dtype)
+    box = "".join(chr(ord("p") + i) for i in range(len(kernel)))  # the spatial subscripts
+    spec = f"cm{box},c{box}->cm"
 
-        def channels(s):  # per sample and tap: one dot product per channel (BLAS)
-            for j in range(n):
-                gj = gw_[j, s][:, None, :]  # (Cs, 1, length)
-                for i, off in enumerate(grid.offsets):
-                    r = grid.run(i)
-                    gwf[s, i] += np.matmul(gj[:, :, :r], xf[j, s, off : off + r, None])[:, 0, 0]
+    def run(cs):  # channels cs: per sample and tap, the sum over the tap's box
+        for j in range(n):
+            for k, out_box, in_box in boxes:
+                gb = gv[(j, cs, slice(None)) + out_box]  # (Cs, m, *box)
+                xb = x[(j, cs) + in_box]  # (Cs, *box)
+                gw[(cs, slice(None)) + k] += np.einsum(spec, gb, xb)
 
-        par.for_slices(c, channels, n * c * grid.length)
-        return gwf.reshape((o, 1) + tuple(kernel))
-    gv = g.reshape((n, c, m) + tuple(out_sizes))
-    gw = np.zeros((c, m) + tuple(kernel), dtype=np.float64 if dtype == np.float32 else dtype)
-    red = (0,) + tuple(range(3, 3 + nd))  # batch and space
-
-    def block(ns, cs):
-        gb, xb = gv[ns, cs], xp[ns, cs]
-        tmp = np.empty(gb.shape, dtype=dtype)
-        for k in np.ndindex(*kernel):
-            xs = _tap_view(xb, k, dilations, strides, out_sizes)[:, :, None]
-            np.multiply(gb, xs, out=tmp)
-            gw[(cs, slice(None)) + k] += tmp.sum(axis=red)
-
-    _each_block(n, c, m * math.prod(out_sizes), block)
-    return gw.astype(dtype, copy=False).reshape((o, 1) + tuple(kernel))
+    par.for_slices(c, run, gv.size * len(boxes))
+    return gw.reshape((o, 1) + tuple(kernel))
 
 
 # ----------------------------------------------------------------------------- FFT
@@ -1601,6 +1598,19 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         return (y, None) if keep_cols else y
     xp = pad_spatial(x, pads)
     return correlate(xp, w, strides, dilations, groups, keep_cols=keep_cols, bias=bias)
+
+
+def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups, cols=None):
+    """``correlate_weight_grad`` for an input padded by ``pads``; the depthwise route reads
+    ``x`` unpadded, the others pad it (``cols``: what the forward kept, if anything)."""
+    if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
+        padded = tuple(i + pb + pa for i, (pb, pa) in zip(x.shape[2:], pads, strict=True))
+        n, c, o = x.shape[0], x.shape[1], g.shape[1]
+        if choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:]) == "gemm":
+            return correlate_weight_grad_depthwise_unpadded(
+                x, g, kernel, strides, dilations, pads, groups
+            )
+    return correlate_weight_grad(pad_spatial(x, pads), g, kernel, strides, dilations, groups, cols)
 
 
 def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, groups, cache=None):

@@ -179,9 +179,10 @@ class ConvWeightGrad(Op):
 
     def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size, _cols=None):
         self.name = f"conv{x.ndim - 2}d_weight_grad"
-        xp = cm.pad_spatial(x, padding)
         cols = None if _cols is None else _cols.cols
-        return cm.correlate_weight_grad(xp, y, kernel_size, stride, dilation, groups, cols)
+        return cm.correlate_weight_grad_padded(
+            x, y, kernel_size, padding, stride, dilation, groups, cols
+        )
 
     def vjp(self, h):
         x, y = self.inputs
