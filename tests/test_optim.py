@@ -298,3 +298,10 @@ def test_training_a_model_with_each_optimizer_reduces_loss():
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < 0.05 * losses[0]
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_negative_weight_decay_is_rejected_by_name(cls):
+    p = tg.Tensor(np.zeros(3), requires_grad=True)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: invalid weight_decay -0\.1"):
+        cls([p], lr=0.1, weight_decay=-0.1)

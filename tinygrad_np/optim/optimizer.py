@@ -66,9 +66,12 @@ class Optimizer:
         self.param_groups.append(group)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        """Validate one group's hyper-parameters (subclasses)."""
+        """Validate one group's hyper-parameters (subclasses add theirs)."""
+        name = type(self).__name__
         if group["lr"] < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {group['lr']}")
+            raise ValueError(f"{name}: invalid learning rate {group['lr']}")
+        if group.get("weight_decay", 0.0) < 0:
+            raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']}")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient to None (or to zeros with set_to_none=False)."""
@@ -201,8 +204,6 @@ class SGD(Optimizer):
         super()._check_group(group)
         if group["momentum"] < 0:
             raise ValueError(f"SGD: invalid momentum {group['momentum']}")
-        if group["weight_decay"] < 0:
-            raise ValueError(f"SGD: invalid weight_decay {group['weight_decay']}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
 
@@ -261,8 +262,6 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: betas must be in [0, 1), got {group['betas']}")
         if group["eps"] < 0:
             raise ValueError(f"{name}: invalid eps {group['eps']}")
-        if group["weight_decay"] < 0:
-            raise ValueError(f"{name}: invalid weight_decay {group['weight_decay']}")
 
     def step(self) -> None:
         for group in self.param_groups:
