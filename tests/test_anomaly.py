@@ -89,7 +89,7 @@ def test_innermost_user_frame_wins_and_framework_frames_are_skipped():
 
 
 def test_off_by_default_nothing_recorded_nothing_raised(monkeypatch):
-    assert autograd._state["anomaly"] is False
+    assert autograd._state.anomaly is False
 
     def boom():
         raise AssertionError("_user_frame must not run outside detect_anomaly")
@@ -108,10 +108,10 @@ def test_state_restored_after_error_and_nesting():
         with tg.detect_anomaly():
             with tg.detect_anomaly(check_nan=False):
                 _x([-1.0]).log()  # inner block switched checking off
-                assert autograd._state["anomaly"] is False
+                assert autograd._state.anomaly is False
             _x([-1.0]).log()
-    assert autograd._state["anomaly"] is False
-    assert autograd._state["vjp_of"] is None
+    assert autograd._state.anomaly is False
+    assert autograd._state.vjp_of is None
 
 
 def test_graph_built_outside_backward_inside_says_so():

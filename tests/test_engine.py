@@ -229,6 +229,38 @@ def test_no_grad_records_nothing_and_enable_grad_reenables():
     assert (x * 2.0).requires_grad
 
 
+def test_grad_mode_is_per_thread():
+    # a no_grad block (or a backward, which records nothing) in one thread must not stop
+    # another thread's forward from recording: each thread has its own grad mode
+    import threading
+
+    inside, done = threading.Event(), threading.Event()
+
+    def hold_no_grad():
+        with tg.no_grad():
+            inside.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold_no_grad)
+    t.start()
+    try:
+        assert inside.wait(10)
+        x = Tensor([1.0, 2.0], requires_grad=True)
+        y = (x * x).sum()  # recorded here although the other thread is inside no_grad
+        assert tg.is_grad_enabled() and y.requires_grad
+        y.backward()
+        assert x.grad.tolist() == [2.0, 4.0]
+    finally:
+        done.set()
+        t.join()
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(tg.is_grad_enabled()))
+    with tg.no_grad():  # a new thread starts with recording on, as in PyTorch
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
 def test_detach_cuts_the_graph():
     x = _x(3)
     y = x.detach() * x

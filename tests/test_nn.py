@@ -424,7 +424,7 @@ def test_call_pushes_scope_and_restores_it():
 
     class Probe(nn.Module):
         def forward(self, x):
-            seen.append(autograd._state["scope"])
+            seen.append(autograd._state.scope)
             return x * 2
 
     inner = Probe()
@@ -432,7 +432,7 @@ def test_call_pushes_scope_and_restores_it():
     x = tg.randn(1, 2, requires_grad=True)
     y = outer(x)
     assert seen == [(outer, inner)]
-    assert autograd._state["scope"] == ()
+    assert autograd._state.scope == ()
     assert y.grad_fn.scope == (outer, inner)  # the op made inside Probe records its modules
 
     class Boom(nn.Module):
@@ -441,7 +441,7 @@ def test_call_pushes_scope_and_restores_it():
 
     with pytest.raises(RuntimeError):
         nn.Sequential(Boom())(x)
-    assert autograd._state["scope"] == ()
+    assert autograd._state.scope == ()
 
 
 def test_sequential_indexing_len_iteration():

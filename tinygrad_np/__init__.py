@@ -11,7 +11,14 @@ from tinygrad_np import check, explain
 from tinygrad_np._memory import tune_malloc
 from tinygrad_np._parallel import get_num_threads, set_num_threads
 from tinygrad_np._parallel import take_over_blas as _take_over_blas
-from tinygrad_np.autograd import AnomalyError, detect_anomaly, enable_grad, grad, no_grad
+from tinygrad_np.autograd import (
+    AnomalyError,
+    detect_anomaly,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+)
 from tinygrad_np.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tinygrad_np.ops.elementwise import where
 from tinygrad_np.ops.movement import cat, stack
@@ -52,6 +59,7 @@ __all__ = [
     "full",
     "get_num_threads",
     "grad",
+    "is_grad_enabled",
     "gradcheck",
     "gradgradcheck",
     "load",

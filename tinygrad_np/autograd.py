@@ -12,6 +12,7 @@ import functools
 import linecache
 import os
 import sys
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +26,27 @@ _make: Any = None  # Tensor._make(data, requires_grad, grad_fn), set there too
 
 # ----------------------------------------------------------------------------- grad mode
 
+
 # grad: record ops; anomaly: detect_anomaly is on; scope: the Modules being called, outermost
 # first (set by nn.Module.__call__, read by viz to draw one cluster per module); vjp_of: the
-# node whose VJP is running, in anomaly mode (so a NaN inside it is blamed on that node)
-_state: dict[str, Any] = {"grad": True, "anomaly": False, "scope": (), "vjp_of": None}
+# node whose VJP is running, in anomaly mode (so a NaN inside it is blamed on that node).
+# Each thread has its own, as in PyTorch: a backward running in one thread (which records
+# nothing unless create_graph) must not switch recording off for a forward in another.
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.grad = True
+        self.anomaly = False
+        self.scope: tuple = ()
+        self.vjp_of: Any = None
+
+
+_state = _ThreadState()
 
 
 def is_grad_enabled() -> bool:
-    """True when new operations are recorded for backward."""
-    return _state["grad"]
+    """True when new operations are recorded for backward (in this thread: each thread
+    has its own grad mode, and a new thread starts with recording on)."""
+    return _state.grad
 
 
 class _GradMode:
@@ -48,12 +61,12 @@ class _GradMode:
         self._func = func
 
     def __enter__(self):
-        self._prev.append(_state["grad"])
-        _state["grad"] = self.enabled
+        self._prev.append(_state.grad)
+        _state.grad = self.enabled
         return self
 
     def __exit__(self, *exc):
-        _state["grad"] = self._prev.pop()
+        _state.grad = self._prev.pop()
         return False
 
     def __call__(self, *args, **kwargs):
@@ -103,12 +116,12 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         self._prev: list[bool] = []
 
     def __enter__(self):
-        self._prev.append(_state["anomaly"])
-        _state["anomaly"] = self.check_nan
+        self._prev.append(_state.anomaly)
+        _state.anomaly = self.check_nan
         return self
 
     def __exit__(self, *exc):
-        _state["anomaly"] = self._prev.pop()
+        _state.anomaly = self._prev.pop()
         return False
 
 
@@ -131,7 +144,7 @@ def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> 
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "inf"
         inner = ""
-        node = _state.get("vjp_of")
+        node = _state.vjp_of
         if node is not None and what == "forward":
             # an op recorded inside a VJP: the fault belongs to that VJP's node
             inner = f" (inside its VJP, at the '{op.name}' step)"
@@ -179,7 +192,7 @@ class Op:
         """Run the forward on the inputs' arrays and, when recording, link the result."""
         op = cls()
         out = op.forward(*[t.data for t in inputs], **kwargs)
-        state = _state
+        state = _state.__dict__  # this thread's modes; one thread-local lookup per op
         if state["anomaly"]:
             op.created_at = _user_frame()
             _check_finite(out, op, "forward")
@@ -208,7 +221,7 @@ class Op:
     def saved_output(self, remake) -> Tensor:
         """The forward's output for use in a VJP: the array saved as ``self.out`` when
         not recording, else ``remake()`` so that the VJP stays differentiable."""
-        if _state["grad"]:
+        if _state.grad:
             return remake()
         return _Tensor._make(self.out, False, None)
 
@@ -384,9 +397,9 @@ def run_backward(
         node_grads[k] = g if k not in node_grads else node_grads[k] + g
 
     order = _topo_order(roots)
-    prev_mode = _state["grad"]
-    _state["grad"] = create_graph
-    anomaly = _state["anomaly"]
+    prev_mode = _state.grad
+    _state.grad = create_graph
+    anomaly = _state.anomaly
     try:
         for node in order:
             g = node_grads.pop(id(node), None)
@@ -407,9 +420,9 @@ def run_backward(
                     "Pass retain_graph=True to the first backward if you need a second one."
                 )
             if anomaly:
-                _state["vjp_of"] = node
+                _state.vjp_of = node
                 grads = node.vjp(g)
-                _state["vjp_of"] = None
+                _state.vjp_of = None
                 for i, gi in enumerate(grads):
                     if gi is not None:
                         _check_finite(gi.data, node, "backward", f"gradient for input {i}")
@@ -432,8 +445,8 @@ def run_backward(
             if not retain_graph:
                 node.release()
     finally:
-        _state["grad"] = prev_mode
-        _state["vjp_of"] = None
+        _state.grad = prev_mode
+        _state.vjp_of = None
 
     with no_grad() if not create_graph else enable_grad():
         for t, g in leaf_grads.values():

@@ -373,12 +373,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        prev = autograd._state["scope"]
-        autograd._state["scope"] = prev + (self,)
+        prev = autograd._state.scope
+        autograd._state.scope = prev + (self,)
         try:
             return self.forward(*args, **kwargs)
         finally:
-            autograd._state["scope"] = prev
+            autograd._state.scope = prev
 
     # ------------------------------------------------------------------ repr
     def extra_repr(self) -> str:
