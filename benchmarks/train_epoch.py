@@ -3,6 +3,7 @@
     python benchmarks/train_epoch.py                  # one full epoch each (60,000 images)
     python benchmarks/train_epoch.py --limit 6400     # a quicker estimate
     python benchmarks/train_epoch.py --threads 1
+    python benchmarks/train_epoch.py --workers 2      # ours wrapped in nn.DataParallel
 
 Both run the same model (tinygrad_np.models.LeNet5 and its PyTorch twin, starting from the
 same weights), the same batches in the same order, Adam with lr 1e-3, batch 64, float32, and
@@ -10,6 +11,10 @@ the same thread count for NumPy's BLAS and for torch (torch.set_num_threads). Da
 and the test set are outside the timed loop. The runs alternate (ours, torch, ours, ...) so
 that load from other processes hits both alike; the best time of each is compared.
 Prints the ratio tinygrad_np / PyTorch (goal: <= 1.2).
+
+``--workers N`` wraps our model in ``nn.DataParallel(model, workers=N)``: the batch is split
+over N processes, each on one core (the loop is otherwise the same; PyTorch keeps its
+intra-op threads, ``--threads``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ def parse_args():
     p.add_argument("--limit", type=int, default=None, help="train on the first N images")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=1, help="epochs timed per framework")
+    p.add_argument(
+        "--workers", type=int, default=1, help="ours in nn.DataParallel over N processes"
+    )
     p.add_argument("--data-dir", default=None)
     return p.parse_args()
 
@@ -42,7 +50,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import tinygrad_np as tg  # noqa: E402
 import tinygrad_np.nn.functional as F  # noqa: E402
-from tinygrad_np import optim  # noqa: E402
+from tinygrad_np import nn, optim  # noqa: E402
 from tinygrad_np.cli import load_split  # noqa: E402
 from tinygrad_np.data import DataLoader  # noqa: E402
 from tinygrad_np.models import LeNet5  # noqa: E402
@@ -74,6 +82,10 @@ def epoch_ours(x, y, state, order_seed):
     model = LeNet5()
     model.load_state_dict(state)
     opt = optim.Adam(model.parameters(), lr=1e-3)
+    if ARGS.workers > 1:
+        model = nn.DataParallel(model, workers=ARGS.workers)
+        with tg.no_grad():
+            model(x[: ARGS.batch_size])  # start the worker processes before the clock
     loader = DataLoader(x, y, batch_size=ARGS.batch_size, shuffle=True, seed=order_seed)
     start = time.perf_counter()
     for xb, yb in loader:
@@ -81,7 +93,10 @@ def epoch_ours(x, y, state, order_seed):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return time.perf_counter() - start, float(loss.item())
+    elapsed = time.perf_counter() - start
+    if ARGS.workers > 1:
+        model.close()
+    return elapsed, float(loss.item())
 
 
 def epoch_torch(torch, x, y, state, order_seed):
@@ -111,7 +126,9 @@ def main() -> int:
     n_batches = -(-len(y) // ARGS.batch_size)
     print(
         f"LeNet-5, Fashion-MNIST, {len(y)} images, batch {ARGS.batch_size} ({n_batches} steps), "
-        f"Adam, float32, {ARGS.threads} thread(s); torch {torch.__version__}, "
+        f"Adam, float32, {ARGS.threads} thread(s)"
+        + (f", ours in DataParallel over {ARGS.workers} processes" if ARGS.workers > 1 else "")
+        + f"; torch {torch.__version__}, "
         f"numpy {np.__version__}"
     )
     # one short warm-up each (allocators, BLAS threads), untimed

@@ -112,6 +112,26 @@ def _torch_flip_kernel(w, groups: int):
     return wt.reshape((groups * cg, o // groups) + k).flip(tuple(range(2, 2 + len(k))))
 
 
+class _Held(tg.nn.Module):
+    """tanh(x w^T + b) with the row's own w and b as its parameters (so that the gradients
+    DataParallel returns for its parameters are the gradients of the row's inputs)."""
+
+    def __init__(self, w, b):
+        super().__init__()
+        object.__setattr__(self, "held", [w, b])
+
+    def parameters(self, recurse: bool = True):
+        return iter(self.held)
+
+    def forward(self, x):
+        return F.linear(x, *self.held).tanh()
+
+
+def _data_parallel(x, w, b):
+    dp = tg.nn.DataParallel(_Held(w, b), workers=2)  # 3 rows here, 2 in a worker process
+    return dp(x)
+
+
 ROWS: list[OpRow] = [
     OpRow("add", lambda a, b: a + b, [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5))],
           lambda a, b: a + b, ops=("Add",)),
@@ -323,6 +343,11 @@ ROWS: list[OpRow] = [
     OpRow("linear_nobias", lambda x, w: F.linear(x, w), [((2, 3), (4, 3)), ((3,), (2, 3))],
           lambda x, w: torch.nn.functional.linear(x, w), ops=("Linear",)),
     # losses (targets are fixed class indices; see _targets)
+    # the batch split over processes: values and gradients of input and parameters
+    # (gradgrad: refused, tested in test_data_parallel.py)
+    OpRow("data_parallel", _data_parallel, [((5, 3), (2, 3), (2,))],
+          lambda x, w, b: torch.tanh(torch.nn.functional.linear(x, w, b)),
+          ops=("_Gather",), gradgrad=False),
     OpRow("cross_entropy", lambda x: F.cross_entropy(x, _targets(x.shape)),
           [((4, 3),), ((2, 3, 2),), ((3,),)],
           lambda x: torch.nn.functional.cross_entropy(x, _torch_targets(x.shape)),

@@ -148,6 +148,18 @@ def both(first: Callable[[], object], second: Callable[[], object]) -> tuple:
     return a, b
 
 
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run every loop and product of this thread, inside the block, on this thread only
+    (``nn.DataParallel`` gives each process one core)."""
+    prev = getattr(_local, "inside", False)
+    _local.inside = True
+    try:
+        yield
+    finally:
+        _local.inside = prev
+
+
 def _run_inside(fn: Callable[[slice], object], s: slice) -> object:
     _local.inside = True
     try:

@@ -34,6 +34,7 @@ from tinygrad_np.nn.layers import (
     Tanh,
 )
 from tinygrad_np.nn.module import Module, Parameter
+from tinygrad_np.nn.parallel import DataParallel
 
 __all__ = [
     "GELU",
@@ -45,6 +46,7 @@ __all__ = [
     "Conv3d",
     "ConvTranspose2d",
     "CrossEntropyLoss",
+    "DataParallel",
     "Dropout",
     "Flatten",
     "Identity",

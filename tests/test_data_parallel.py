@@ -1,0 +1,192 @@
+"""nn.DataParallel: the batch split over worker processes gives the unsplit module's
+values and gradients, keeps the workers' parameters in step with the optimizer, and
+reports a worker's failure."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+from tinygrad_np import nn, optim
+from tinygrad_np.models import LeNet5
+
+
+def _pair(dtype=np.float64, seed=0):
+    tg.manual_seed(seed)
+    net = LeNet5().to(dtype)
+    twin = LeNet5().to(dtype)
+    twin.load_state_dict(net.state_dict())
+    return net, twin
+
+
+def _batch(n, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 1, 28, 28)).astype(dtype), rng.integers(0, 10, n)
+
+
+@pytest.mark.parametrize("workers, n", [(2, 7), (3, 8), (2, 1)])
+def test_values_and_gradients_match_the_unsplit_module(workers, n):
+    net, twin = _pair()
+    dp = nn.DataParallel(net, workers=workers)
+    try:
+        x, y = _batch(n)
+        xa = tg.Tensor(x, requires_grad=True)
+        xb = tg.Tensor(x, requires_grad=True)
+        out = dp(xa)
+        ref = twin(xb)
+        np.testing.assert_allclose(out.data, ref.data, rtol=1e-12, atol=1e-12)
+        F.cross_entropy(out, y).backward()
+        F.cross_entropy(ref, y).backward()
+        for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+            np.testing.assert_allclose(
+                p.grad.data, q.grad.data, rtol=1e-10, atol=1e-12, err_msg=name
+            )
+        np.testing.assert_allclose(xa.grad.data, xb.grad.data, rtol=1e-10, atol=1e-12)
+        if n > 1:  # the worker processes really ran (not the in-process fallback)
+            assert dp._workers is not None and all(p.is_alive() for p in dp._workers.procs)
+    finally:
+        dp.close()
+
+
+def test_optimizer_steps_reach_the_workers():
+    net, twin = _pair()
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        opt_a = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        opt_b = optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+        for step in range(3):
+            x, y = _batch(10, seed=step)
+            for model, opt in ((dp, opt_a), (twin, opt_b)):
+                opt.zero_grad()
+                F.cross_entropy(model(tg.Tensor(x)), y).backward()
+                opt.step()
+        for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+            np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12, err_msg=name)
+    finally:
+        dp.close()
+
+
+def test_float32_training_is_repeatable_bit_for_bit():
+    def run():
+        net, _ = _pair(np.float32)
+        dp = nn.DataParallel(net, workers=2)
+        opt = optim.Adam(net.parameters(), lr=1e-3)
+        losses = []
+        try:
+            for step in range(3):
+                x, y = _batch(16, np.float32, seed=step)
+                opt.zero_grad()
+                loss = F.cross_entropy(dp(x), y)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        finally:
+            dp.close()
+        return losses, net.features[0].weight.data.copy()
+
+    (la, wa), (lb, wb) = run(), run()
+    assert la == lb
+    assert np.array_equal(wa, wb)
+
+
+def test_frozen_parameters_get_no_gradient_and_no_grad_records_nothing():
+    net, twin = _pair()
+    net.features[0].weight.requires_grad = False
+    twin.features[0].weight.requires_grad = False
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x, y = _batch(6)
+        F.cross_entropy(dp(x), y).backward()
+        F.cross_entropy(twin(tg.Tensor(x)), y).backward()
+        assert net.features[0].weight.grad is None
+        got, want = net.features[3].weight.grad.data, twin.features[3].weight.grad.data
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+        with tg.no_grad():
+            out = dp(x)
+        assert out.grad_fn is None and not out.requires_grad
+        dp.eval()
+        assert not net.training
+        np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
+    finally:
+        dp.close()
+
+
+class _FailsInWorkers(nn.Module):
+    def __init__(self, parent_pid):
+        super().__init__()
+        self.parent_pid = parent_pid
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        if os.getpid() != self.parent_pid:
+            raise ValueError("boom in a worker")
+        return self.lin(x)
+
+
+def test_a_worker_error_is_raised_in_the_caller_with_its_traceback():
+    dp = nn.DataParallel(_FailsInWorkers(os.getpid()), workers=2)
+    try:
+        with pytest.raises(RuntimeError, match=r"worker 1 failed:(.|\n)*boom in a worker"):
+            dp(tg.randn(4, 3))
+        dp.module.parent_pid = None  # now the parent's shard fails, the worker's passes
+        dp.close()  # restart so the workers see the new attribute
+        with pytest.raises(ValueError, match="boom"):
+            dp(tg.randn(4, 3))
+        # the worker's answer was read: the channel is still in step
+        dp.module.parent_pid = os.getpid()
+        dp.close()
+        with pytest.raises(RuntimeError, match="worker 1 failed"):
+            dp(tg.randn(4, 3))
+    finally:
+        dp.close()
+
+
+def test_double_backward_through_it_is_refused():
+    net, _ = _pair()
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x = tg.Tensor(_batch(4)[0], requires_grad=True)
+        loss = dp(x).sum()
+        with pytest.raises(NotImplementedError, match="create_graph"):
+            tg.grad(loss, x, create_graph=True)
+    finally:
+        dp.close()
+
+
+def test_dtype_change_restarts_the_workers_and_close_stops_them():
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x = np.random.default_rng(1).standard_normal((6, 5))
+        first = dp(x.astype(np.float32))
+        procs = list(dp._workers.procs)
+        net.double()
+        out = dp(x)
+        assert out.dtype == np.float64 and dp._workers.procs != procs
+        np.testing.assert_allclose(out.data, net(tg.Tensor(x)).data, rtol=1e-12)
+        np.testing.assert_allclose(first.data, out.data, rtol=1e-5, atol=1e-6)
+        workers = dp._workers.procs
+        dp.close()
+        assert dp._workers is None and not any(p.is_alive() for p in workers)
+    finally:
+        dp.close()
+
+
+def test_state_dict_repr_and_argument_errors():
+    net = nn.Linear(3, 2)
+    dp = nn.DataParallel(net, workers=2)
+    assert list(dp.state_dict()) == ["module.weight", "module.bias"]
+    assert "workers=2" in repr(dp) and "Linear" in repr(dp)
+    assert nn.DataParallel(net).workers == tg.get_num_threads()
+    with pytest.raises(ValueError, match="workers"):
+        nn.DataParallel(net, workers=0)
+    with pytest.raises(TypeError, match="module"):
+        nn.DataParallel(lambda x: x)
+    with pytest.raises(ValueError, match="batch axis"):
+        dp(tg.tensor(1.0))
+    dp.close()
