@@ -206,8 +206,35 @@ def _step(model, params_fn, x_shape, n_classes):
     return (*train_step_case(model, params_fn, x_shape, n_classes), None)
 
 
+def lenet_data_parallel_case(lr=0.01):
+    """The LeNet-5 step with our model in nn.DataParallel over --threads processes (one
+    core each); PyTorch's side is the plain step on --threads intra-op threads."""
+    from tinygrad_np.models import LeNet5
+
+    _, theirs = train_step_case(lenet, lenet_params, (128, 1, 28, 28), 10, lr)
+    rng = np.random.default_rng(0)  # the same draws as train_step_case: x, y, weights
+    x = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 128)
+    net = LeNet5()
+    for p, a in zip(net.parameters(), lenet_params(rng), strict=True):  # same order
+        p.data[...] = a
+    dp = tg.nn.DataParallel(net, workers=args.threads)
+    xt, params = tg.Tensor(x), list(net.parameters())
+
+    def ours():
+        for p in params:
+            p.grad = None
+        loss = F.cross_entropy(dp(xt), y)
+        loss.backward()
+        for p in params:
+            p.data -= lr * p.grad.data
+
+    return ours, theirs, None
+
+
 CASES = {
     "lenet5 train step (batch 128)": lambda: _step(lenet, lenet_params, (128, 1, 28, 28), 10),
+    "lenet5 step, ours in DataParallel": lenet_data_parallel_case,
     "96x96 net train step (batch 32)": lambda: _step(net96, net96_params, (32, 3, 96, 96), 8),
     "conv2d 3x3 32->64 @32x32 (b32)": lambda: conv_case(32, 32, 64, 32, 3, padding=1),
     "conv2d 4x4 s2 3->40 @96x96 (b32)": lambda: conv_case(32, 3, 40, 96, 4, stride=2),

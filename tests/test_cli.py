@@ -315,6 +315,22 @@ def test_train_without_matplotlib_skips_the_plot(tiny, tmp_path, monkeypatch, ca
 
 
 @needs_conv
+def test_workers_option_trains_with_data_parallel_bit_for_bit(tiny, tmp_path):
+    losses = {}
+    for name, n in (("a", 2), ("b", 2), ("one", 1)):
+        out = tmp_path / name
+        args = train_args(tiny, out, "--epochs", "1", "--batch-size", "32", "--workers", n,
+                          model="lenet")  # fmt: skip
+        assert run(*args) == 0
+        losses[name] = [r["loss"] for r in records(out, "step")]
+        assert json.loads((out / "config.json").read_text())["workers"] == n
+    assert losses["a"] == losses["b"]  # the same seed and worker count: the same bits
+    np.testing.assert_allclose(losses["a"], losses["one"], rtol=1e-5)  # the same training
+    # the checkpoint holds the model's own keys, not DataParallel's "module." ones
+    assert run("eval", tmp_path / "a" / "checkpoint.npz", "--data-dir", tiny) == 0
+
+
+@needs_conv
 def test_threads_option_sets_the_thread_count_and_keeps_results(tiny, tmp_path, monkeypatch):
     from tinygrad_np import _parallel as par
 

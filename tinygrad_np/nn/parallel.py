@@ -46,6 +46,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing as mp
 import signal
+import time
 import traceback
 import weakref
 
@@ -82,7 +83,22 @@ def _layout(tensors) -> list[tuple[tuple, np.dtype]]:
     return [(tuple(t.shape), t.data.dtype) for t in tensors]
 
 
-def _worker_main(conn, module: Module, state: _Block, grads: _Block, seed: int) -> None:
+# how long a process polls for the other side's message before it blocks in a read: a
+# process woken from a blocking read started 0.1 ms late on the 2-core VM, and a worker
+# waits about 0.3-0.5 ms between the two messages of a LeNet-5 step. Polling only delays
+# another process when there are more busy processes than cores.
+SPIN_SECONDS = 2e-3
+
+
+def _receive(conn):
+    """``conn.recv()``, polling for up to ``SPIN_SECONDS`` before blocking."""
+    end = time.perf_counter() + SPIN_SECONDS
+    while not conn.poll(0) and time.perf_counter() < end:
+        pass
+    return conn.recv()
+
+
+def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Block, seed: int):
     """A worker's loop: run forward and backward passes of one shard on request."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     par.set_num_threads(1)  # one core per process
@@ -92,7 +108,7 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, seed: int) 
     x = out = None
     while True:
         try:
-            msg = conn.recv()
+            msg = _receive(conn)
         except (EOFError, OSError):  # the parent is gone
             return
         kind = msg[0]
@@ -101,6 +117,11 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, seed: int) 
         try:
             if kind == "forward":
                 _, xs, record, x_grad, needs, modes = msg
+                if isinstance(xs, tuple):  # (shape, dtype): the shard is in the inbox block
+                    shape, dtype = xs
+                    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                    xs = np.frombuffer(inbox.map, dtype, size // np.dtype(dtype).itemsize)
+                    xs = xs.reshape(shape).copy()
                 x = out = None
                 for t, a in zip(params + buffers, state.arrays, strict=True):
                     np.copyto(t.data, a)
@@ -148,20 +169,21 @@ def _check_output(out) -> None:
 class _Workers:
     """The forked worker processes of one DataParallel and their shared blocks."""
 
-    def __init__(self, module: Module, n: int):
+    def __init__(self, module: Module, n: int, inbox_bytes: int):
         ctx = mp.get_context("fork")
         tensors = list(module.parameters()) + list(module.buffers())
         self.layout = _layout(tensors)
         self.state = _Block(self.layout)
         n_params = len(list(module.parameters()))
         seeds = generator().integers(0, 2**63 - 1, size=n)
-        self.conns, self.procs, self.grads = [], [], []
+        self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
         for i in range(n):
             grads = _Block(self.layout[:n_params])
+            inbox = _Block([((inbox_bytes,), np.dtype(np.uint8))])
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker_main,
-                args=(child, module, self.state, grads, int(seeds[i])),
+                args=(child, module, self.state, grads, inbox, int(seeds[i])),
                 name=f"tinygrad_np-DataParallel-{i + 1}",
                 daemon=True,
             )
@@ -170,10 +192,11 @@ class _Workers:
             self.conns.append(parent)
             self.procs.append(proc)
             self.grads.append(grads)
+            self.inboxes.append(inbox)
 
     def recv(self, i: int):
         try:
-            status, value = self.conns[i].recv()
+            status, value = _receive(self.conns[i])
         except (EOFError, OSError):
             code = self.procs[i].exitcode
             raise RuntimeError(
@@ -182,6 +205,17 @@ class _Workers:
         if status == "error":
             raise RuntimeError(f"DataParallel: worker {i + 1} failed:\n{value}")
         return value
+
+    def send_shard(self, i: int, shard: np.ndarray, *rest) -> None:
+        """Send worker i a forward request; the shard goes through its inbox block when it
+        fits (a pipe moves 64 KiB at a time, each a hand-off between the processes)."""
+        box = self.inboxes[i].arrays[0]
+        if shard.nbytes <= box.nbytes:
+            flat = np.ndarray(shard.shape, shard.dtype, buffer=self.inboxes[i].map)
+            np.copyto(flat, shard)
+            self.conns[i].send(("forward", (shard.shape, shard.dtype.str), *rest))
+        else:
+            self.conns[i].send(("forward", shard, *rest))
 
     def drain(self, n: int) -> None:
         """Read and drop the answers of workers 1..n (after this process failed)."""
@@ -291,7 +325,7 @@ class DataParallel(Module):
     def extra_repr(self) -> str:
         return f"workers={self.workers}"
 
-    def _pool(self, n: int) -> _Workers | None:
+    def _pool(self, n: int, inbox_bytes: int) -> _Workers | None:
         pool = self._workers
         tensors = list(self.module.parameters()) + list(self.module.buffers())
         if pool is not None and (len(pool.procs) < n or pool.layout != _layout(tensors)):
@@ -300,7 +334,7 @@ class DataParallel(Module):
         if pool is None:
             if "fork" not in mp.get_all_start_methods():
                 return None
-            pool = _Workers(self.module, n)
+            pool = _Workers(self.module, n, inbox_bytes)
             object.__setattr__(self, "_workers", pool)
             weakref.finalize(self, pool.close)
         return pool
@@ -310,7 +344,10 @@ class DataParallel(Module):
         if x.ndim == 0:
             raise ValueError("DataParallel: input must have a batch axis, got a 0-d Tensor")
         shards = par.split(x.shape[0], min(self.workers, x.shape[0]))
-        pool = self._pool(len(shards) - 1) if len(shards) > 1 else None
+        pool = None
+        if len(shards) > 1:  # inboxes sized for this call's shards (larger ones use the pipe)
+            biggest = max(s.stop - s.start for s in shards[1:])
+            pool = self._pool(len(shards) - 1, biggest * x.data[:1].nbytes)
         if pool is None:
             return self.module(x)
         params, buffers = list(self.module.parameters()), list(self.module.buffers())
@@ -321,7 +358,7 @@ class DataParallel(Module):
         modes = [m.training for m in self.module.modules()]
         x_grad = record and x.requires_grad
         for i, s in enumerate(shards[1:]):
-            pool.conns[i].send(("forward", x.data[s], record, x_grad, needs, modes))
+            pool.send_shard(i, x.data[s], record, x_grad, needs, modes)
         try:
             with par.single_threaded():
                 # a leaf of its own: _Gather's VJP takes this shard's gx from it
