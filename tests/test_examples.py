@@ -16,6 +16,10 @@ SMOKE = {
     "hessian_vector_product.py": (["--steps", "1"], "double backward matches finite"),
     "check_your_conv_backward.py": (["--steps", "2"], "planted bug caught by gradcheck"),
     "train_lenet.py": (["--steps", "3", "--synthetic"], "test accuracy:"),
+    "data_parallel.py": (
+        ["--steps", "5", "--synthetic", "--workers", "2"],
+        "DataParallel, 2 processes",
+    ),
     "strided_96x96.py": (
         ["--steps", "2", "--synthetic", "--batch-size", "4", "--test-images", "8"],
         "test accuracy on 8 images",
