@@ -190,3 +190,46 @@ def test_state_dict_repr_and_argument_errors():
     with pytest.raises(ValueError, match="batch axis"):
         dp(tg.tensor(1.0))
     dp.close()
+
+
+def test_a_killed_worker_is_reported_and_replaced_at_the_next_call():
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2))
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x = tg.randn(4, 3)
+        first = dp(x).data
+        proc = dp._workers.procs[0]
+        proc.kill()
+        proc.join(5)
+        with pytest.raises(RuntimeError, match="worker 1 died"):
+            dp(x)
+        np.testing.assert_array_equal(dp(x).data, first)  # a new worker took over
+        assert dp._workers.procs[0] is not proc and dp._workers.procs[0].is_alive()
+    finally:
+        dp.close()
+
+
+def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkeypatch):
+    from tinygrad_np.nn import parallel
+
+    tg.manual_seed(0)
+    dp = nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2)
+    try:
+        x = tg.randn(4, 3)
+        first = dp(x).data
+        real = parallel._receive
+
+        def interrupted(conn):
+            monkeypatch.setattr(parallel, "_receive", real)
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the wait
+
+        monkeypatch.setattr(parallel, "_receive", interrupted)
+        old = dp._workers
+        with pytest.raises(KeyboardInterrupt):
+            dp(x)
+        # the worker's unread answer must not be taken for the next call's
+        np.testing.assert_array_equal(dp(x).data, first)
+        assert dp._workers is not old
+    finally:
+        dp.close()

@@ -177,6 +177,7 @@ class _Workers:
         n_params = len(list(module.parameters()))
         seeds = generator().integers(0, 2**63 - 1, size=n)
         self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
+        self.broken = False  # a worker died or an answer went unread: restart at next call
         for i in range(n):
             grads = _Block(self.layout[:n_params])
             inbox = _Block([((inbox_bytes,), np.dtype(np.uint8))])
@@ -198,13 +199,25 @@ class _Workers:
         try:
             status, value = _receive(self.conns[i])
         except (EOFError, OSError):
+            self.broken = True
             code = self.procs[i].exitcode
             raise RuntimeError(
                 f"DataParallel: worker {i + 1} died (exit code {code}) before answering"
             ) from None
+        except BaseException:  # Ctrl-C while waiting: the answer would come out of turn
+            self.broken = True
+            raise
         if status == "error":
             raise RuntimeError(f"DataParallel: worker {i + 1} failed:\n{value}")
         return value
+
+    def send(self, i: int, message: tuple) -> None:
+        try:
+            self.conns[i].send(message)
+        except OSError:  # the pipe is broken: the worker is gone
+            self.broken = True
+            code = self.procs[i].exitcode
+            raise RuntimeError(f"DataParallel: worker {i + 1} died (exit code {code})") from None
 
     def send_shard(self, i: int, shard: np.ndarray, *rest) -> None:
         """Send worker i a forward request; the shard goes through its inbox block when it
@@ -213,9 +226,9 @@ class _Workers:
         if shard.nbytes <= box.nbytes:
             flat = np.ndarray(shard.shape, shard.dtype, buffer=self.inboxes[i].map)
             np.copyto(flat, shard)
-            self.conns[i].send(("forward", (shard.shape, shard.dtype.str), *rest))
+            self.send(i, ("forward", (shard.shape, shard.dtype.str), *rest))
         else:
-            self.conns[i].send(("forward", shard, *rest))
+            self.send(i, ("forward", shard, *rest))
 
     def drain(self, n: int) -> None:
         """Read and drop the answers of workers 1..n (after this process failed)."""
@@ -269,7 +282,7 @@ class _Gather(Op):
         rows = [len(local.data)] + [len(p) for p in parts]
         starts = np.cumsum([0] + rows)
         for i in range(len(parts)):
-            workers.conns[i].send(("backward", gd[starts[i + 1] : starts[i + 2]]))
+            workers.send(i, ("backward", gd[starts[i + 1] : starts[i + 2]]))
         x, params = self.inputs[0], self.inputs[1:]
         need = self.needs_grad
         targets = [t for t, r in zip((a["mine"], *params), need, strict=True) if r]
@@ -328,7 +341,9 @@ class DataParallel(Module):
     def _pool(self, n: int, inbox_bytes: int) -> _Workers | None:
         pool = self._workers
         tensors = list(self.module.parameters()) + list(self.module.buffers())
-        if pool is not None and (len(pool.procs) < n or pool.layout != _layout(tensors)):
+        if pool is not None and (
+            pool.broken or len(pool.procs) < n or pool.layout != _layout(tensors)
+        ):
             self.close()
             pool = None
         if pool is None:
