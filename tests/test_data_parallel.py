@@ -233,3 +233,42 @@ def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkey
         assert dp._workers is not old
     finally:
         dp.close()
+
+
+def test_parameters_assigned_anew_reach_the_workers():
+    net, twin = _pair()
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x = _batch(6)[0]
+        dp(x)
+        for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+            p.data = p.data * 0.5  # a new array, not an in-place update
+            q.data = q.data * 0.5
+        np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
+        # in-place updates reach them too (the parameters live in the shared block)
+        for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+            p.data -= 0.1
+            q.data -= 0.1
+        np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
+    finally:
+        dp.close()
+
+
+def test_buffers_updated_in_a_worker_do_not_reach_this_process():
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    twin = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    twin.load_state_dict(net.state_dict())
+    dp = nn.DataParallel(net, workers=2)
+    try:
+        x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+        dp(x)
+        twin(tg.Tensor(x[:4]))  # this process's shard only, as torch.nn.DataParallel
+        for name in ("running_mean", "running_var"):
+            got, want = getattr(net[1], name).data, getattr(twin[1], name).data
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+        dp(x)  # the workers start the next call from this process's buffers
+        twin(tg.Tensor(x[:4]))
+        np.testing.assert_allclose(net[1].running_mean.data, twin[1].running_mean.data)
+    finally:
+        dp.close()

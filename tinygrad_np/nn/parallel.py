@@ -123,7 +123,9 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Blo
                     xs = np.frombuffer(inbox.map, dtype, size // np.dtype(dtype).itemsize)
                     xs = xs.reshape(shape).copy()
                 x = out = None
-                for t, a in zip(params + buffers, state.arrays, strict=True):
+                # parameters: the shared arrays themselves (see _Workers); buffers: private
+                # copies, since a layer may update them in place (BatchNorm's running stats)
+                for t, a in zip(buffers, state.arrays[len(params) :], strict=True):
                     np.copyto(t.data, a)
                 for p, r in zip(params, needs, strict=True):
                     p.requires_grad = r
@@ -171,10 +173,17 @@ class _Workers:
 
     def __init__(self, module: Module, n: int, inbox_bytes: int):
         ctx = mp.get_context("fork")
-        tensors = list(module.parameters()) + list(module.buffers())
-        self.layout = _layout(tensors)
+        params, buffers = list(module.parameters()), list(module.buffers())
+        self.layout = _layout(params + buffers)
         self.state = _Block(self.layout)
-        n_params = len(list(module.parameters()))
+        n_params = len(params)
+        # the parameters move into the shared block: this process's optimizer then updates,
+        # in place, the very arrays the workers (forked below) compute with, and no copy is
+        # made per call. Buffers are copied in at each call (see DataParallel.forward).
+        for t, a in zip(params + buffers, self.state.arrays, strict=True):
+            np.copyto(a, t.data)
+        for t, a in zip(params, self.state.arrays[:n_params], strict=True):
+            t.data = a
         seeds = generator().integers(0, 2**63 - 1, size=n)
         self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
         self.broken = False  # a worker died or an answer went unread: restart at next call
@@ -306,9 +315,10 @@ class _Gather(Op):
                 out.append(None)
                 continue
             mine = got[id(p)]
-            total = np.zeros(p.shape, p.dtype) if mine is None else mine.data.copy()
-            for w in range(len(parts)):
-                total += workers.grads[w].arrays[j]
+            theirs = [workers.grads[w].arrays[j] for w in range(len(parts))]
+            total = theirs[0].copy() if mine is None else np.add(mine.data, theirs[0])
+            for other in theirs[1:]:
+                total += other
             out.append(Tensor(total))
         return tuple(out)
 
@@ -366,7 +376,12 @@ class DataParallel(Module):
         if pool is None:
             return self.module(x)
         params, buffers = list(self.module.parameters()), list(self.module.buffers())
-        for a, t in zip(pool.state.arrays, params + buffers, strict=True):
+        shared = pool.state.arrays
+        for p, a in zip(params, shared[: len(params)], strict=True):
+            if p.data is not a:  # assigned anew since (p.data = ...): back into the block
+                np.copyto(a, p.data)
+                p.data = a
+        for t, a in zip(buffers, shared[len(params) :], strict=True):
             np.copyto(a, t.data)
         record = autograd.is_grad_enabled()
         needs = [p.requires_grad for p in params]
