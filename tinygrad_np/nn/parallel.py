@@ -105,6 +105,10 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Blo
     manual_seed(seed)
     params, buffers = list(module.parameters()), list(module.buffers())
     modules = list(module.modules())
+    # this copy's parameters compute straight from the shared block, which the parent
+    # refreshes before each forward request: no copy here (nobody else holds these arrays)
+    for p, a in zip(params, state.arrays[: len(params)], strict=True):
+        p.data = a
     x = out = None
     while True:
         try:
@@ -123,7 +127,7 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Blo
                     xs = np.frombuffer(inbox.map, dtype, size // np.dtype(dtype).itemsize)
                     xs = xs.reshape(shape).copy()
                 x = out = None
-                # parameters: the shared arrays themselves (see _Workers); buffers: private
+                # parameters: the shared arrays themselves (set above); buffers: private
                 # copies, since a layer may update them in place (BatchNorm's running stats)
                 for t, a in zip(buffers, state.arrays[len(params) :], strict=True):
                     np.copyto(t.data, a)
@@ -177,13 +181,8 @@ class _Workers:
         self.layout = _layout(params + buffers)
         self.state = _Block(self.layout)
         n_params = len(params)
-        # the parameters move into the shared block: this process's optimizer then updates,
-        # in place, the very arrays the workers (forked below) compute with, and no copy is
-        # made per call. Buffers are copied in at each call (see DataParallel.forward).
         for t, a in zip(params + buffers, self.state.arrays, strict=True):
             np.copyto(a, t.data)
-        for t, a in zip(params, self.state.arrays[:n_params], strict=True):
-            t.data = a
         seeds = generator().integers(0, 2**63 - 1, size=n)
         self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
         self.broken = False  # a worker died or an answer went unread: restart at next call
@@ -376,13 +375,8 @@ class DataParallel(Module):
         if pool is None:
             return self.module(x)
         params, buffers = list(self.module.parameters()), list(self.module.buffers())
-        shared = pool.state.arrays
-        for p, a in zip(params, shared[: len(params)], strict=True):
-            if p.data is not a:  # assigned anew since (p.data = ...): back into the block
-                np.copyto(a, p.data)
-                p.data = a
-        for t, a in zip(buffers, shared[len(params) :], strict=True):
-            np.copyto(a, t.data)
+        for a, t in zip(pool.state.arrays, params + buffers, strict=True):
+            np.copyto(a, t.data)  # the current values, for the workers
         record = autograd.is_grad_enabled()
         needs = [p.requires_grad for p in params]
         modes = [m.training for m in self.module.modules()]
