@@ -245,11 +245,13 @@ def test_parameters_assigned_anew_reach_the_workers():
             p.data = p.data * 0.5  # a new array, not an in-place update
             q.data = q.data * 0.5
         np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
-        # in-place updates reach them too (the parameters live in the shared block)
-        for p, q in zip(net.parameters(), twin.parameters(), strict=True):
-            p.data -= 0.1
+        # in-place updates reach them too, through arrays held from before the first call
+        held = [p.data for p in net.parameters()]
+        for a, q in zip(held, twin.parameters(), strict=True):
+            a -= 0.1
             q.data -= 0.1
         np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
+        assert all(p.data is a for p, a in zip(net.parameters(), held, strict=True))
     finally:
         dp.close()
 
