@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import tinygrad_np as tg  # noqa: E402
 import tinygrad_np.nn.functional as F  # noqa: E402
+from tinygrad_np.models import LeNet5  # noqa: E402
 
 try:
     import torch  # noqa: E402
@@ -206,17 +207,32 @@ def _step(model, params_fn, x_shape, n_classes):
     return (*train_step_case(model, params_fn, x_shape, n_classes), None)
 
 
-def lenet_data_parallel_case(lr=0.01):
-    """The LeNet-5 step with our model in nn.DataParallel over --threads processes (one
-    core each); PyTorch's side is the plain step on --threads intra-op threads."""
-    from tinygrad_np.models import LeNet5
+def _net96_module():
+    """The 96x96 network as an nn.Module, parameters in net96_params' order."""
+    nn = tg.nn
+    module = nn.Module()
+    module.f = nn.Sequential(
+        nn.Conv2d(3, 40, 4, stride=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(40, 105, 2), nn.ReLU(), nn.MaxPool2d(4, 2),
+        nn.Conv2d(105, 158, 2), nn.ReLU(), nn.Conv2d(158, 158, 2), nn.ReLU(),
+        nn.Conv2d(158, 105, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
+    )  # fmt: skip
+    module.c = nn.Sequential(
+        nn.Linear(945, 945), nn.ReLU(), nn.Linear(945, 475), nn.ReLU(), nn.Linear(475, 8)
+    )
+    module.forward = lambda x: module.c(module.f(x).flatten(1))
+    return module
 
-    _, theirs = train_step_case(lenet, lenet_params, (128, 1, 28, 28), 10, lr)
+
+def data_parallel_case(model, params_fn, make_module, x_shape, n_classes, lr=0.01):
+    """A training step with our model in nn.DataParallel over --threads processes (one
+    core each); PyTorch's side is the plain step on --threads intra-op threads."""
+    _, theirs = train_step_case(model, params_fn, x_shape, n_classes, lr)
     rng = np.random.default_rng(0)  # the same draws as train_step_case: x, y, weights
-    x = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 128)
-    net = LeNet5()
-    for p, a in zip(net.parameters(), lenet_params(rng), strict=True):  # same order
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    y = rng.integers(0, n_classes, x_shape[0])
+    net = make_module()
+    for p, a in zip(net.parameters(), params_fn(rng), strict=True):  # same order
         p.data[...] = a
     dp = tg.nn.DataParallel(net, workers=args.threads)
     xt, params = tg.Tensor(x), list(net.parameters())
@@ -234,8 +250,11 @@ def lenet_data_parallel_case(lr=0.01):
 
 CASES = {
     "lenet5 train step (batch 128)": lambda: _step(lenet, lenet_params, (128, 1, 28, 28), 10),
-    "lenet5 step, ours in DataParallel": lenet_data_parallel_case,
+    "lenet5 step, ours in DataParallel": lambda: data_parallel_case(
+        lenet, lenet_params, LeNet5, (128, 1, 28, 28), 10),
     "96x96 net train step (batch 32)": lambda: _step(net96, net96_params, (32, 3, 96, 96), 8),
+    "96x96 net step, ours in DataParallel": lambda: data_parallel_case(
+        net96, net96_params, _net96_module, (32, 3, 96, 96), 8),
     "conv2d 3x3 32->64 @32x32 (b32)": lambda: conv_case(32, 32, 64, 32, 3, padding=1),
     "conv2d 4x4 s2 3->40 @96x96 (b32)": lambda: conv_case(32, 3, 40, 96, 4, stride=2),
     "conv2d 11x11 16->32 @64x64 (b8)": lambda: conv_case(8, 16, 32, 64, 11, padding=5),
