@@ -31,8 +31,7 @@ def _batch(n, dtype=np.float64, seed=0):
 @pytest.mark.parametrize("workers, n", [(2, 7), (3, 8), (2, 1)])
 def test_values_and_gradients_match_the_unsplit_module(workers, n):
     net, twin = _pair()
-    dp = nn.DataParallel(net, workers=workers)
-    try:
+    with nn.DataParallel(net, workers=workers) as dp:
         x, y = _batch(n)
         xa = tg.Tensor(x, requires_grad=True)
         xb = tg.Tensor(x, requires_grad=True)
@@ -47,15 +46,15 @@ def test_values_and_gradients_match_the_unsplit_module(workers, n):
             )
         np.testing.assert_allclose(xa.grad.data, xb.grad.data, rtol=1e-10, atol=1e-12)
         if n > 1:  # the worker processes really ran (not the in-process fallback)
-            assert dp._workers is not None and all(p.is_alive() for p in dp._workers.procs)
-    finally:
-        dp.close()
+            procs = dp._workers.procs
+            assert all(p.is_alive() for p in procs)
+    if n > 1:  # leaving the with block stopped them
+        assert dp._workers is None and not any(p.is_alive() for p in procs)
 
 
 def test_optimizer_steps_reach_the_workers():
     net, twin = _pair()
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         opt_a = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         opt_b = optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
         for step in range(3):
@@ -66,8 +65,6 @@ def test_optimizer_steps_reach_the_workers():
                 opt.step()
         for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
             np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12, err_msg=name)
-    finally:
-        dp.close()
 
 
 def test_float32_training_is_repeatable_bit_for_bit():
@@ -97,8 +94,7 @@ def test_frozen_parameters_get_no_gradient_and_no_grad_records_nothing():
     net, twin = _pair()
     net.features[0].weight.requires_grad = False
     twin.features[0].weight.requires_grad = False
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x, y = _batch(6)
         F.cross_entropy(dp(x), y).backward()
         F.cross_entropy(twin(tg.Tensor(x)), y).backward()
@@ -111,8 +107,6 @@ def test_frozen_parameters_get_no_gradient_and_no_grad_records_nothing():
         dp.eval()
         assert not net.training
         np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
-    finally:
-        dp.close()
 
 
 class _FailsInWorkers(nn.Module):
@@ -128,8 +122,7 @@ class _FailsInWorkers(nn.Module):
 
 
 def test_a_worker_error_is_raised_in_the_caller_with_its_traceback():
-    dp = nn.DataParallel(_FailsInWorkers(os.getpid()), workers=2)
-    try:
+    with nn.DataParallel(_FailsInWorkers(os.getpid()), workers=2) as dp:
         with pytest.raises(RuntimeError, match=r"worker 1 failed:(.|\n)*boom in a worker"):
             dp(tg.randn(4, 3))
         dp.module.parent_pid = None  # now the parent's shard fails, the worker's passes
@@ -141,27 +134,21 @@ def test_a_worker_error_is_raised_in_the_caller_with_its_traceback():
         dp.close()
         with pytest.raises(RuntimeError, match="worker 1 failed"):
             dp(tg.randn(4, 3))
-    finally:
-        dp.close()
 
 
 def test_double_backward_through_it_is_refused():
     net, _ = _pair()
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x = tg.Tensor(_batch(4)[0], requires_grad=True)
         loss = dp(x).sum()
         with pytest.raises(NotImplementedError, match="create_graph"):
             tg.grad(loss, x, create_graph=True)
-    finally:
-        dp.close()
 
 
 def test_dtype_change_restarts_the_workers_and_close_stops_them():
     tg.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x = np.random.default_rng(1).standard_normal((6, 5))
         first = dp(x.astype(np.float32))
         procs = list(dp._workers.procs)
@@ -173,8 +160,6 @@ def test_dtype_change_restarts_the_workers_and_close_stops_them():
         workers = dp._workers.procs
         dp.close()
         assert dp._workers is None and not any(p.is_alive() for p in workers)
-    finally:
-        dp.close()
 
 
 def test_state_dict_repr_and_argument_errors():
@@ -195,8 +180,7 @@ def test_state_dict_repr_and_argument_errors():
 def test_a_killed_worker_is_reported_and_replaced_at_the_next_call():
     tg.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 2))
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x = tg.randn(4, 3)
         first = dp(x).data
         proc = dp._workers.procs[0]
@@ -206,16 +190,13 @@ def test_a_killed_worker_is_reported_and_replaced_at_the_next_call():
             dp(x)
         np.testing.assert_array_equal(dp(x).data, first)  # a new worker took over
         assert dp._workers.procs[0] is not proc and dp._workers.procs[0].is_alive()
-    finally:
-        dp.close()
 
 
 def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkeypatch):
     from tinygrad_np.nn import parallel
 
     tg.manual_seed(0)
-    dp = nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2)
-    try:
+    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
         x = tg.randn(4, 3)
         first = dp(x).data
         real = parallel._receive
@@ -231,14 +212,11 @@ def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkey
         # the worker's unread answer must not be taken for the next call's
         np.testing.assert_array_equal(dp(x).data, first)
         assert dp._workers is not old
-    finally:
-        dp.close()
 
 
 def test_parameters_assigned_anew_reach_the_workers():
     net, twin = _pair()
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x = _batch(6)[0]
         dp(x)
         for p, q in zip(net.parameters(), twin.parameters(), strict=True):
@@ -252,8 +230,6 @@ def test_parameters_assigned_anew_reach_the_workers():
             q.data -= 0.1
         np.testing.assert_allclose(dp(x).data, twin(tg.Tensor(x)).data, rtol=1e-12)
         assert all(p.data is a for p, a in zip(net.parameters(), held, strict=True))
-    finally:
-        dp.close()
 
 
 def test_buffers_updated_in_a_worker_do_not_reach_this_process():
@@ -261,8 +237,7 @@ def test_buffers_updated_in_a_worker_do_not_reach_this_process():
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     twin = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     twin.load_state_dict(net.state_dict())
-    dp = nn.DataParallel(net, workers=2)
-    try:
+    with nn.DataParallel(net, workers=2) as dp:
         x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
         dp(x)
         twin(tg.Tensor(x[:4]))  # this process's shard only, as torch.nn.DataParallel
@@ -272,5 +247,3 @@ def test_buffers_updated_in_a_worker_do_not_reach_this_process():
         dp(x)  # the workers start the next call from this process's buffers
         twin(tg.Tensor(x[:4]))
         np.testing.assert_allclose(net[1].running_mean.data, twin[1].running_mean.data)
-    finally:
-        dp.close()

@@ -326,9 +326,9 @@ class DataParallel(Module):
     """Run ``module`` on the batch split over ``workers`` processes (this one included);
     see the module docstring. ``workers`` defaults to ``tinygrad_np.get_num_threads()``.
 
-    Use it like the module it wraps; call ``close()`` (or let the program end) to stop
-    the worker processes. Parameters must not be added or change shape or dtype while
-    workers run: a change is noticed at the next call, which restarts them.
+    Use it like the module it wraps; call ``close()``, leave its ``with`` block, or let
+    the program end to stop the worker processes. If parameters are added or change shape
+    or dtype while workers run, the next call notices and restarts them.
     """
 
     def __init__(self, module: Module, workers: int | None = None):
@@ -395,8 +395,15 @@ class DataParallel(Module):
         parts = [pool.recv(i) for i in range(len(shards) - 1)]
         return _Gather.apply(x, *params, local=local, mine=mine, parts=parts, owner=self)
 
+    def __enter__(self) -> DataParallel:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Stop the worker processes (they start again at the next call)."""
+        """Stop the worker processes (they start again at the next call). Also done on
+        leaving a ``with DataParallel(...) as model:`` block."""
         pool = self._workers
         if pool is not None:
             object.__setattr__(self, "_workers", None)
