@@ -97,6 +97,38 @@ def test_max_pool_ties_go_to_the_first_element_as_torch():
     assert X.grad.data[0, 0, 0, 1] == 2  # windows 0 and 1 both pick (0, 1), the first 3
 
 
+@pytest.mark.parametrize(
+    "kernel, padding, size",
+    [
+        ((2,), (0,), (9,)),
+        ((2,), (1,), (8,)),
+        ((2, 2), (0, 0), (6, 8)),  # LeNet's case: the windows cover the input
+        ((2, 2), (1, 0), (7, 9)),  # leftover rows and columns, padding
+        ((3, 2), (1, 1), (8, 5)),
+        ((1, 2), (0, 0), (3, 6)),
+        ((2, 2, 2), (0, 1, 0), (4, 5, 6)),
+    ],
+)
+def test_tiling_max_pool_backward_with_many_ties_matches_torch(kernel, padding, size):
+    # windows that tile the input with a last kernel dim of 2 take the pair-mask route;
+    # small integers after a relu make ties (zeros above all) in most windows
+    torch = pytest.importorskip("torch")
+    nd = len(kernel)
+    rng = np.random.default_rng(sum(size))
+    for dtype in (np.float64, np.float32):
+        x = np.maximum(rng.integers(-2, 3, (2, 3) + size), 0).astype(dtype)
+        X = tg.Tensor(x, requires_grad=True)
+        y = getattr(F, f"max_pool{nd}d")(X, kernel, kernel, padding)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        y.backward(tg.Tensor(g))
+        xt = torch.tensor(x, requires_grad=True)
+        yt = getattr(torch.nn.functional, f"max_pool{nd}d")(xt, kernel, kernel, padding)
+        yt.backward(torch.tensor(g))
+        np.testing.assert_array_equal(y.data, yt.detach().numpy())
+        np.testing.assert_array_equal(X.grad.data, xt.grad.numpy())
+        assert X.grad.dtype == dtype
+
+
 @pytest.mark.parametrize("k, s", [(2, 2), (3, 1), (3, 2)])
 def test_max_pool_nan_window_routes_to_its_last_nan_as_torch(k, s):
     torch = pytest.importorskip("torch")
