@@ -247,3 +247,14 @@ def test_buffers_updated_in_a_worker_do_not_reach_this_process():
         dp(x)  # the workers start the next call from this process's buffers
         twin(tg.Tensor(x[:4]))
         np.testing.assert_allclose(net[1].running_mean.data, twin[1].running_mean.data)
+
+
+def test_our_thread_pool_is_stopped_before_the_fork():
+    from tinygrad_np import _parallel as par
+
+    par._pool(1)  # as after a threaded conv or pool
+    assert par._state["pool"] is not None
+    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
+        dp(tg.randn(4, 3))
+        assert dp._workers is not None
+        assert par._state["pool"] is None  # no thread of ours was running at the fork

@@ -105,6 +105,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _state["pool"]
 
 
+def stop_pool() -> None:
+    """Stop this module's worker threads (they start again when next needed). Called before
+    ``fork``: a child gets none of its parent's threads, and forking while threads run
+    risks a lock some thread held (Python 3.12 warns about it)."""
+    with _lock:
+        pool = _state["pool"]
+        _state["pool"], _state["pool_size"], _state["pool_pid"] = None, 0, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
 def split(n: int, parts: int) -> list[slice]:
     """``range(n)`` cut into ``parts`` contiguous slices of near-equal length (none empty).
 

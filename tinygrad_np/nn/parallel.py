@@ -183,6 +183,7 @@ class _Workers:
         n_params = len(params)
         for t, a in zip(params + buffers, self.state.arrays, strict=True):
             np.copyto(a, t.data)
+        par.stop_pool()  # fork from a process whose only thread is this one
         seeds = generator().integers(0, 2**63 - 1, size=n)
         self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
         self.broken = False  # a worker died or an answer went unread: restart at next call
