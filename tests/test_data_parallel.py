@@ -258,3 +258,22 @@ def test_our_thread_pool_is_stopped_before_the_fork():
         dp(tg.randn(4, 3))
         assert dp._workers is not None
         assert par._state["pool"] is None  # no thread of ours was running at the fork
+
+
+def test_backward_of_an_older_call_is_refused_not_mixed_up():
+    net, twin = _pair()
+    with nn.DataParallel(net, workers=2) as dp:
+        x1, y1 = _batch(4, seed=1)
+        x2, _ = _batch(4, seed=2)
+        first = F.cross_entropy(dp(x1), y1)
+        dp(x2)  # the workers now hold this call's graph
+        with pytest.raises(RuntimeError, match="latest call"):
+            first.backward()
+        out = dp(x1)  # the usual order works again
+        F.cross_entropy(out, y1).backward()
+        F.cross_entropy(twin(tg.Tensor(x1)), y1).backward()
+        for p, q in zip(net.parameters(), twin.parameters(), strict=True):
+            np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-10, atol=1e-12)
+        late = dp(x1).sum()
+    with pytest.raises(RuntimeError, match="close"):
+        late.backward()

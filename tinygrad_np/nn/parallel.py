@@ -22,7 +22,9 @@ As ``torch.nn.DataParallel``: the wrapped module is ``.module`` and the state di
 keys start with ``module.``; a layer that looks at the whole batch (``BatchNorm``)
 sees one shard's statistics, and buffer updates made in the workers are lost (this
 process's shard updates its buffers). Dropout draws from a different seeded stream in
-each worker. Double backward (``create_graph=True``) is not supported through it.
+each worker. The workers keep the graph of the latest call only, so an output's backward
+must come before the next call (a later one raises). Double backward
+(``create_graph=True``) is not supported through it.
 Workers need ``fork`` (Linux, macOS); where there is none, or with ``workers=1``, the
 module runs whole in this process.
 
@@ -121,11 +123,9 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Blo
         try:
             if kind == "forward":
                 _, xs, record, x_grad, needs, modes = msg
-                if isinstance(xs, tuple):  # (shape, dtype): the shard is in the inbox block
-                    shape, dtype = xs
-                    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                    xs = np.frombuffer(inbox.map, dtype, size // np.dtype(dtype).itemsize)
-                    xs = xs.reshape(shape).copy()
+                if isinstance(xs, tuple):  # (shape, dtype): the shard is in the inbox block,
+                    # which the parent writes again only after this step's backward answer
+                    xs = np.ndarray(xs[0], np.dtype(xs[1]), buffer=inbox.map)
                 x = out = None
                 # parameters: the shared arrays themselves (set above); buffers: private
                 # copies, since a layer may update them in place (BatchNorm's running stats)
@@ -187,6 +187,8 @@ class _Workers:
         seeds = generator().integers(0, 2**63 - 1, size=n)
         self.conns, self.procs, self.grads, self.inboxes = [], [], [], []
         self.broken = False  # a worker died or an answer went unread: restart at next call
+        self.calls = 0  # forward requests sent so far
+        self.stop = None  # the finalizer that closes this pool (set by DataParallel)
         for i in range(n):
             grads = _Block(self.layout[:n_params])
             inbox = _Block([((inbox_bytes,), np.dtype(np.uint8))])
@@ -275,7 +277,7 @@ class _Gather(Op):
 
     saves_inputs = False
 
-    def forward(self, x, *params, local, mine, parts, owner):
+    def forward(self, x, *params, local, mine, parts, pool, call):
         self.name = "DataParallel"
         return np.concatenate([local.data, *parts], axis=0)
 
@@ -286,7 +288,14 @@ class _Gather(Op):
                 "call the wrapped module (.module) directly for higher derivatives"
             )
         a = self.args
-        local, parts, workers = a["local"], a["parts"], a["owner"]._workers
+        local, parts, workers = a["local"], a["parts"], a["pool"]
+        if workers.calls != a["call"] or workers.stop is None or not workers.stop.alive:
+            # the workers hold the graph of their latest forward only
+            raise RuntimeError(
+                "DataParallel: this output's backward came after another call of the same "
+                "DataParallel (or after close()); its workers keep only the latest call's "
+                "graph: run backward before the next call"
+            )
         gd = g.data
         rows = [len(local.data)] + [len(p) for p in parts]
         starts = np.cumsum([0] + rows)
@@ -348,9 +357,10 @@ class DataParallel(Module):
     def extra_repr(self) -> str:
         return f"workers={self.workers}"
 
-    def _pool(self, n: int, inbox_bytes: int) -> _Workers | None:
+    def _pool(self, n: int, inbox_bytes: int, tensors: list) -> _Workers | None:
+        """Workers for n shards, started anew when broken, too few or out of date with the
+        module's parameters and buffers (``tensors``); None without ``fork``."""
         pool = self._workers
-        tensors = list(self.module.parameters()) + list(self.module.buffers())
         if pool is not None and (
             pool.broken or len(pool.procs) < n or pool.layout != _layout(tensors)
         ):
@@ -360,8 +370,10 @@ class DataParallel(Module):
             if "fork" not in mp.get_all_start_methods():
                 return None
             pool = _Workers(self.module, n, inbox_bytes)
+            # stopped at close(), or when this object is collected, or at exit: whichever
+            # comes first (a finalizer runs once, so no old pool is kept alive by it)
+            pool.stop = weakref.finalize(self, pool.close)
             object.__setattr__(self, "_workers", pool)
-            weakref.finalize(self, pool.close)
         return pool
 
     def forward(self, input):
@@ -369,19 +381,20 @@ class DataParallel(Module):
         if x.ndim == 0:
             raise ValueError("DataParallel: input must have a batch axis, got a 0-d Tensor")
         shards = par.split(x.shape[0], min(self.workers, x.shape[0]))
+        params, buffers = list(self.module.parameters()), list(self.module.buffers())
         pool = None
         if len(shards) > 1:  # inboxes sized for this call's shards (larger ones use the pipe)
             biggest = max(s.stop - s.start for s in shards[1:])
-            pool = self._pool(len(shards) - 1, biggest * x.data[:1].nbytes)
+            pool = self._pool(len(shards) - 1, biggest * x.data[:1].nbytes, params + buffers)
         if pool is None:
             return self.module(x)
-        params, buffers = list(self.module.parameters()), list(self.module.buffers())
         for a, t in zip(pool.state.arrays, params + buffers, strict=True):
             np.copyto(a, t.data)  # the current values, for the workers
         record = autograd.is_grad_enabled()
         needs = [p.requires_grad for p in params]
         modes = [m.training for m in self.module.modules()]
         x_grad = record and x.requires_grad
+        pool.calls += 1  # the workers' graph from here on belongs to this call
         for i, s in enumerate(shards[1:]):
             pool.send_shard(i, x.data[s], record, x_grad, needs, modes)
         try:
@@ -394,7 +407,9 @@ class DataParallel(Module):
             pool.drain(len(shards) - 1)  # keep the channels in step, then re-raise ours
             raise
         parts = [pool.recv(i) for i in range(len(shards) - 1)]
-        return _Gather.apply(x, *params, local=local, mine=mine, parts=parts, owner=self)
+        return _Gather.apply(
+            x, *params, local=local, mine=mine, parts=parts, pool=pool, call=pool.calls
+        )
 
     def __enter__(self) -> DataParallel:
         return self
@@ -408,7 +423,7 @@ class DataParallel(Module):
         pool = self._workers
         if pool is not None:
             object.__setattr__(self, "_workers", None)
-            pool.close()
+            pool.stop()
 
     def __getstate__(self):
         state = self.__dict__.copy()
