@@ -25,7 +25,7 @@ process's shard updates its buffers). Dropout draws from a different seeded stre
 each worker. The workers keep the graph of the latest call only, so an output's backward
 must come before the next call (a later one raises). Double backward
 (``create_graph=True``) is not supported through it.
-Workers need ``fork`` (Linux, macOS); where there is none, or with ``workers=1``, the
+Workers need ``fork`` (POSIX; tested on Linux); where there is none, or with ``workers=1``, the
 module runs whole in this process.
 
 >>> import tinygrad_np as tg
