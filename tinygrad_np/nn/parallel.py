@@ -22,11 +22,11 @@ As ``torch.nn.DataParallel``: the wrapped module is ``.module`` and the state di
 keys start with ``module.``; a layer that looks at the whole batch (``BatchNorm``)
 sees one shard's statistics, and buffer updates made in the workers are lost (this
 process's shard updates its buffers). Dropout draws from a different seeded stream in
-each worker. The workers keep the graph of the latest call only, so an output's backward
-must come before the next call (a later one raises). Double backward
-(``create_graph=True``) is not supported through it.
-Workers need ``fork`` (POSIX; tested on Linux); where there is none, or with ``workers=1``, the
-module runs whole in this process.
+each worker. The workers keep the graph of the latest call only, so an output's
+backward must come before the next call (a later one raises). Double backward
+(``create_graph=True``) is not supported through it. Workers need ``fork`` (POSIX;
+tested on Linux); where there is none, or with ``workers=1``, the module runs whole in
+this process.
 
 >>> import tinygrad_np as tg
 >>> from tinygrad_np import nn
