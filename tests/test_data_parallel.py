@@ -277,3 +277,13 @@ def test_backward_of_an_older_call_is_refused_not_mixed_up():
         late = dp(x1).sum()
     with pytest.raises(RuntimeError, match="close"):
         late.backward()
+
+
+def test_a_shard_larger_than_the_first_calls_goes_through_the_pipe():
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2))
+    with nn.DataParallel(net, workers=2) as dp:
+        dp(tg.randn(4, 3))  # the inboxes are sized for 2-row shards
+        x = tg.randn(20, 3)
+        np.testing.assert_allclose(dp(x).data, net(x).data, rtol=1e-6)
+        assert 10 * x.data[:1].nbytes > len(dp._workers.inboxes[0])

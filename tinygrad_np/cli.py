@@ -326,7 +326,7 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     metrics.truncate_after(progress["epoch"], progress["step"])
     config = {k: getattr(args, k) for k in TRAIN_DEFAULTS} | {"lr": lr, "epochs": args.epochs}
     config["threads"] = tg.get_num_threads()  # the same losses bit for bit need the same count
-    workers = getattr(args, "workers", 1) or 1
+    workers = getattr(args, "workers", 1)  # train() called without it: one process
     config["workers"] = workers  # and the same number of processes per batch
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"run folder: {run_dir}", file=sys.stderr)
@@ -342,9 +342,11 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
             last = r
 
     # the batches go through `runner`: the model itself, or nn.DataParallel around it (the
-    # checkpoint keeps the model's own state dict either way)
+    # checkpoint keeps the model's own state dict either way; leaving the with block stops
+    # DataParallel's workers, however training ends)
     runner = tg.nn.DataParallel(model, workers=workers) if workers > 1 else model
-    with _GracefulInterrupt() as interrupt, _closing(runner):
+    in_use = runner if runner is not model else contextlib.nullcontext()
+    with _GracefulInterrupt() as interrupt, in_use:
         while progress["epoch"] < args.epochs:
             last = _train_epoch(
                 args, runner, optimizer, scheduler, loader, metrics, progress, interrupt
@@ -373,17 +375,6 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     print(f"checkpoint: {checkpoint}")
     last = dict(last, run_dir=str(run_dir), checkpoint=str(checkpoint))
     return last
-
-
-@contextlib.contextmanager
-def _closing(runner):
-    """Stop a DataParallel's worker processes when training ends, however it ends."""
-    try:
-        yield runner
-    finally:
-        close = getattr(runner, "close", None)
-        if close is not None:
-            close()
 
 
 def _train_epoch(args, model, optimizer, scheduler, loader, metrics, progress, interrupt):

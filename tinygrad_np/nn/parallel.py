@@ -68,7 +68,6 @@ class _Block:
     (a forked child sees the same pages)."""
 
     def __init__(self, layout: list[tuple[tuple, np.dtype]]):
-        self.layout = layout
         offsets, size = [], 0
         for shape, dtype in layout:
             size = -(-size // 64) * 64  # each array on its own cache line
@@ -100,7 +99,7 @@ def _receive(conn):
     return conn.recv()
 
 
-def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Block, seed: int):
+def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: mmap.mmap, seed: int):
     """A worker's loop: run forward and backward passes of one shard on request."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     par.set_num_threads(1)  # one core per process
@@ -125,7 +124,7 @@ def _worker_main(conn, module: Module, state: _Block, grads: _Block, inbox: _Blo
                 _, xs, record, x_grad, needs, modes = msg
                 if isinstance(xs, tuple):  # (shape, dtype): the shard is in the inbox block,
                     # which the parent writes again only after this step's backward answer
-                    xs = np.ndarray(xs[0], np.dtype(xs[1]), buffer=inbox.map)
+                    xs = np.ndarray(xs[0], np.dtype(xs[1]), buffer=inbox)
                 x = out = None
                 # parameters: the shared arrays themselves (set above); buffers: private
                 # copies, since a layer may update them in place (BatchNorm's running stats)
@@ -191,7 +190,7 @@ class _Workers:
         self.stop = None  # the finalizer that closes this pool (set by DataParallel)
         for i in range(n):
             grads = _Block(self.layout[:n_params])
-            inbox = _Block([((inbox_bytes,), np.dtype(np.uint8))])
+            inbox = mmap.mmap(-1, max(inbox_bytes, 1))  # this worker's shard of each call
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker_main,
@@ -233,10 +232,9 @@ class _Workers:
     def send_shard(self, i: int, shard: np.ndarray, *rest) -> None:
         """Send worker i a forward request; the shard goes through its inbox block when it
         fits (a pipe moves 64 KiB at a time, each a hand-off between the processes)."""
-        box = self.inboxes[i].arrays[0]
-        if shard.nbytes <= box.nbytes:
-            flat = np.ndarray(shard.shape, shard.dtype, buffer=self.inboxes[i].map)
-            np.copyto(flat, shard)
+        inbox = self.inboxes[i]
+        if shard.nbytes <= len(inbox):
+            np.copyto(np.ndarray(shard.shape, shard.dtype, buffer=inbox), shard)
             self.send(i, ("forward", (shard.shape, shard.dtype.str), *rest))
         else:
             self.send(i, ("forward", shard, *rest))
