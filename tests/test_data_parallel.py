@@ -201,7 +201,7 @@ def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkey
         first = dp(x).data
         real = parallel._receive
 
-        def interrupted(conn):
+        def interrupted(*args):
             monkeypatch.setattr(parallel, "_receive", real)
             raise KeyboardInterrupt  # as Ctrl-C in the middle of the wait
 
@@ -287,3 +287,55 @@ def test_a_shard_larger_than_the_first_calls_goes_through_the_pipe():
         x = tg.randn(20, 3)
         np.testing.assert_allclose(dp(x).data, net(x).data, rtol=1e-6)
         assert 10 * x.data[:1].nbytes > len(dp._workers.inboxes[0])
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie counts: nobody may reap it here)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line for line in f)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to watch the worker")
+def test_workers_exit_when_their_parent_dies_without_closing_them():
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, tinygrad_np as tg\n"
+        "from tinygrad_np import nn\n"
+        "dp = nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2)\n"
+        "dp(tg.randn(4, 3))\n"
+        "print(dp._workers.procs[0].pid, flush=True)\n"
+        "os._exit(0)  # no close(), no exit handlers: as a killed process\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(pid), "the orphaned worker kept running"
+
+
+def test_a_large_output_goes_through_the_pipe():
+    from tinygrad_np.nn import parallel
+
+    tg.manual_seed(0)
+    rows = parallel.MAILBOX_BYTES // 8 // 100 + 1  # float64: one shard's output over 1 MiB
+    net = nn.Sequential(nn.Linear(3, 100)).to(np.float64)
+    with nn.DataParallel(net, workers=2) as dp:
+        x = tg.randn(2 * rows, 3, dtype=np.float64, requires_grad=True)
+        out = dp(x)
+        np.testing.assert_allclose(out.data, net(x).data, rtol=1e-12)
+        out.sum().backward()
+        want = tg.Tensor(x.data, requires_grad=True)
+        net(want).sum().backward()
+        np.testing.assert_allclose(x.grad.data, want.grad.data, rtol=1e-12)
