@@ -339,3 +339,15 @@ def test_a_large_output_goes_through_the_pipe():
         want = tg.Tensor(x.data, requires_grad=True)
         net(want).sum().backward()
         np.testing.assert_allclose(x.grad.data, want.grad.data, rtol=1e-12)
+
+
+def test_the_one_walk_lists_modules_parameters_and_buffers_as_the_module_does():
+    from tinygrad_np.nn.parallel import _members
+
+    shared = nn.Linear(3, 3)
+    net = nn.Sequential(LeNet5(), shared, nn.Sequential(shared, nn.BatchNorm1d(3)))
+    net.add_module("absent", None)
+    modules, params, buffers = _members(net)
+    assert modules == list(net.modules())
+    assert [id(p) for p in params] == [id(p) for p in net.parameters()]
+    assert [id(b) for b in buffers] == [id(b) for b in net.buffers()]

@@ -25,6 +25,7 @@ variable ``TINYGRAD_NP_CONV_ALGO``) forces it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -393,6 +394,15 @@ def strided_slice(offset: Sequence[int], dilations, strides, out_sizes) -> tuple
     )
 
 
+@functools.lru_cache(maxsize=256)
+def tap_slices(kernel, dilations, strides, out_sizes) -> tuple:
+    """``(k, strided_slice(k, ...))`` for every kernel tap ``k``, made once per geometry
+    (tuple arguments; a conv's backward asked for them 25 times per call)."""
+    return tuple(
+        (k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)
+    )
+
+
 def window_view(
     xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
 ) -> np.ndarray:
@@ -602,7 +612,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
     gv = g.reshape(n, groups, og, p)
     nd = len(kernel)
-    taps = [(k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)]
+    taps = tap_slices(tuple(kernel), tuple(dilations), tuple(strides), tuple(out_sizes))
 
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
@@ -817,7 +827,7 @@ def correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, gro
     plane = math.prod(padded_sizes)
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
-    taps = [(k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)]
+    taps = tap_slices(tuple(kernel), tuple(dilations), tuple(strides), tuple(out_sizes))
     for n0, n1 in _chunks(n, per_sample):
         nb = n1 - n0
         gt = _sl_upstream(g[n0:n1], groups)  # (G, Og, P*nb)
