@@ -351,3 +351,17 @@ def test_the_one_walk_lists_modules_parameters_and_buffers_as_the_module_does():
     assert modules == list(net.modules())
     assert [id(p) for p in params] == [id(p) for p in net.parameters()]
     assert [id(b) for b in buffers] == [id(b) for b in net.buffers()]
+
+    class Chosen(nn.Module):  # lists its own parameters: the walk must ask it
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(2, 2)
+            self.extra = nn.Parameter(np.zeros(2))
+
+        def parameters(self, recurse: bool = True):
+            return iter([self.extra])
+
+    chosen = Chosen()
+    for root in (chosen, nn.Sequential(chosen)):  # (a child's override is not called)
+        assert [id(p) for p in _members(root)[1]] == [id(p) for p in root.parameters()]
+    assert _members(chosen)[1] == [chosen.extra]

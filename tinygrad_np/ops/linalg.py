@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np import _parallel as par
-from tinygrad_np.autograd import Op
+from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.ops.elementwise import const
 from tinygrad_np.tensor import Tensor
+
+
+def _consts(*arrays) -> tuple:
+    return tuple(None if a is None else const(a) for a in arrays)
 
 
 class Matmul(Op):
@@ -20,6 +25,11 @@ class Matmul(Op):
 
     def vjp(self, g):
         a, b = self.inputs
+        if not is_grad_enabled():  # not recorded: the same products in NumPy
+            gd, need = g.data, self.needs_grad
+            ga = par.matmul(gd, np.swapaxes(b.data, -1, -2)) if need[0] else None
+            gb = par.matmul(np.swapaxes(a.data, -1, -2), gd) if need[1] else None
+            return _consts(ga, gb)
         ga = g @ b.transpose(-1, -2) if self.needs_grad[0] else None
         gb = a.transpose(-1, -2) @ g if self.needs_grad[1] else None
         return ga, gb
@@ -73,6 +83,13 @@ class Linear(Op):
 
     def vjp(self, g):
         x, w = self.inputs[0], self.inputs[1]
+        if not is_grad_enabled():  # not recorded: NumPy directly (six ops less per layer)
+            gd, need = g.data, self.needs_grad
+            g2 = gd.reshape(-1, gd.shape[-1])
+            gx = par.matmul(gd, w.data) if need[0] else None
+            gw = par.matmul(g2.T, x.data.reshape(-1, x.shape[-1])) if need[1] else None
+            gb = g2.sum(0) if len(need) == 3 and need[2] else None
+            return _consts(gx, gw, gb)[: len(need)]
         gx = g @ w if self.needs_grad[0] else None
         g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
         gw = g2.T @ x.reshape(-1, x.shape[-1]) if self.needs_grad[1] else None

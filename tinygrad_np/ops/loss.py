@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinygrad_np.autograd import Op
+from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
 from tinygrad_np.tensor import Tensor, generator
 
@@ -72,7 +72,7 @@ class CrossEntropy(Op):
         if label_smoothing:
             q = q * (1 - label_smoothing) + (label_smoothing / C) * valid[:, None]
         loss = -(q * logp).sum(axis=1)  # (N, *d)
-        self.q = q
+        self.q, self.logp = q, logp
         self.count = int(valid.sum())
         if reduction == "sum":
             return np.asarray(loss.sum(), dtype=x.dtype)
@@ -83,6 +83,12 @@ class CrossEntropy(Op):
     def vjp(self, g):
         x = self.inputs[0]
         red = self.args["reduction"]
+        if not is_grad_enabled():  # not recorded: the same formula in NumPy, softmax from
+            # the forward's log-softmax (five small ops less on every training step)
+            gd = g.data if red == "none" else g.data / (self.count if red == "mean" else 1)
+            gx = np.exp(self.logp) * self.q.sum(axis=1, keepdims=True) - self.q
+            gx *= np.expand_dims(gd, 1) if red == "none" else gd
+            return (const(gx.astype(x.dtype, copy=False)),)
         if red == "none":
             g = g.unsqueeze(1)  # (N, 1, *d)
         elif red == "mean":
