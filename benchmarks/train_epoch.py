@@ -3,7 +3,7 @@
     python benchmarks/train_epoch.py                  # one full epoch each (60,000 images)
     python benchmarks/train_epoch.py --limit 6400     # a quicker estimate
     python benchmarks/train_epoch.py --threads 1
-    python benchmarks/train_epoch.py --workers 2      # ours wrapped in nn.DataParallel
+    python benchmarks/train_epoch.py --workers 1      # ours in one process (threads only)
 
 Both run the same model (tinygrad_np.models.LeNet5 and its PyTorch twin, starting from the
 same weights), the same batches in the same order, Adam with lr 1e-3, batch 64, float32, and
@@ -12,9 +12,11 @@ and the test set are outside the timed loop. The runs alternate (ours, torch, ou
 that load from other processes hits both alike; the best time of each is compared.
 Prints the ratio tinygrad_np / PyTorch (goal: <= 1.2).
 
-``--workers N`` wraps our model in ``nn.DataParallel(model, workers=N)``: the batch is split
-over N processes, each on one core (the loop is otherwise the same; PyTorch keeps its
-intra-op threads, ``--threads``).
+Ours runs as ``tinygrad-np train`` does: the model wrapped in ``nn.DataParallel`` over
+``--workers`` processes, each on one core (default: one per thread, at most one per 16
+images of a batch, as the command line; the loop is otherwise the same). PyTorch keeps
+its intra-op threads (``--threads``). ``--workers 1`` runs ours in one process, on
+threads.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=1, help="epochs timed per framework")
     p.add_argument(
-        "--workers", type=int, default=1, help="ours in nn.DataParallel over N processes"
+        "--workers",
+        type=int,
+        default=None,
+        help="ours in nn.DataParallel over N processes (default: as tinygrad-np train)",
     )
     p.add_argument("--data-dir", default=None)
     return p.parse_args()
@@ -51,7 +56,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tinygrad_np as tg  # noqa: E402
 import tinygrad_np.nn.functional as F  # noqa: E402
 from tinygrad_np import nn, optim  # noqa: E402
-from tinygrad_np.cli import load_split  # noqa: E402
+from tinygrad_np.cli import default_workers, load_split  # noqa: E402
 from tinygrad_np.data import DataLoader  # noqa: E402
 from tinygrad_np.models import LeNet5  # noqa: E402
 
@@ -120,6 +125,8 @@ def main() -> int:
         print("PyTorch is not installed: pip install 'tinygrad_np[reference]'", file=sys.stderr)
         return 1
     torch.set_num_threads(ARGS.threads)
+    if ARGS.workers is None:
+        ARGS.workers = default_workers(ARGS.batch_size)
     x, y = load_split("fashion-mnist", "train", ARGS.data_dir, ARGS.limit)
     tg.manual_seed(0)
     state = LeNet5().state_dict()
@@ -127,7 +134,11 @@ def main() -> int:
     print(
         f"LeNet-5, Fashion-MNIST, {len(y)} images, batch {ARGS.batch_size} ({n_batches} steps), "
         f"Adam, float32, {ARGS.threads} thread(s)"
-        + (f", ours in DataParallel over {ARGS.workers} processes" if ARGS.workers > 1 else "")
+        + (
+            f", ours in DataParallel over {ARGS.workers} processes"
+            if ARGS.workers > 1
+            else ", ours in one process"
+        )
         + f"; torch {torch.__version__}, "
         f"numpy {np.__version__}"
     )

@@ -347,3 +347,33 @@ def test_threads_option_sets_the_thread_count_and_keeps_results(tiny, tmp_path, 
         losses[n] = [r["loss"] for r in records(out, "step")]
     np.testing.assert_allclose(losses[1], losses[2], rtol=1e-5)
     assert json.loads((tmp_path / "run2" / "config.json").read_text())["threads"] == 2
+
+
+def test_default_workers_one_per_thread_and_16_images(monkeypatch):
+    from tinygrad_np import _parallel as par
+
+    monkeypatch.setitem(par._state, "threads", 4)
+    assert [cli.default_workers(b) for b in (8, 16, 32, 64, 128)] == [1, 1, 2, 4, 4]
+    monkeypatch.setitem(par._state, "threads", 1)
+    assert cli.default_workers(128) == 1
+    monkeypatch.setattr(cli.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    monkeypatch.setitem(par._state, "threads", 4)
+    assert cli.default_workers(128) == 1  # no fork: this process only
+
+
+def test_train_splits_batches_by_default_and_a_resume_keeps_the_count(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    from tinygrad_np import _parallel as par
+
+    monkeypatch.setitem(par._state, "threads", par.get_num_threads())  # restored after
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--epochs", "1", "--batch-size", "32", "--threads", 2)) == 0
+    assert json.loads((out / "config.json").read_text())["workers"] == 2
+    assert "split over 2 processes" in capsys.readouterr().err
+    one = tmp_path / "one"
+    assert run(*train_args(tiny, one, "--epochs", "1", "--batch-size", "32", "--workers", 1)) == 0
+    resume = ("train", "--resume", one / "checkpoint.npz", "--epochs", "2", "--data-dir", tiny)
+    assert run(*resume, "--quiet", "--threads", 2) == 0
+    assert json.loads((one / "config.json").read_text())["workers"] == 1  # as it began
+    assert "processes" not in capsys.readouterr().err

@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import json
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -287,6 +288,8 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
             setattr(args, key, saved[key])
         if args.epochs is None:
             args.epochs = saved["epochs"]
+        if getattr(args, "workers", 1) is None:  # as the run began (its last bits depend on it)
+            args.workers = saved.get("workers", 1)
     if args.epochs is None:
         args.epochs = TRAIN_DEFAULTS["epochs"]
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
@@ -327,9 +330,13 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     config = {k: getattr(args, k) for k in TRAIN_DEFAULTS} | {"lr": lr, "epochs": args.epochs}
     config["threads"] = tg.get_num_threads()  # the same losses bit for bit need the same count
     workers = getattr(args, "workers", 1)  # train() called without it: one process
+    if workers is None:
+        workers = default_workers(args.batch_size)
     config["workers"] = workers  # and the same number of processes per batch
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"run folder: {run_dir}", file=sys.stderr)
+    if workers > 1:
+        print(f"each batch split over {workers} processes (--workers 1: one)", file=sys.stderr)
 
     def save(progress: dict[str, Any]) -> Path:
         meta = {"args": config, "progress": progress, "normalize": NORMALIZE[args.dataset]}
@@ -458,15 +465,28 @@ def _train_epoch(args, model, optimizer, scheduler, loader, metrics, progress, i
     }
 
 
+def default_workers(batch_size: int) -> int:
+    """Processes per batch when ``--workers`` is not given: one per thread (the threads
+    default to the cores), but no more than one per 16 images of a batch (each process
+    costs about 1.4 ms a LeNet-5 step however few its images), and one without ``fork``.
+    Measured on 2 cores: one LeNet-5 epoch at batch 64 in 4.8 s on two processes, 6.2 s
+    on one process with two threads."""
+    from tinygrad_np import get_num_threads
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(get_num_threads(), batch_size // 16))
+
+
 def _add_workers_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=_positive_int,
-        default=1,
+        default=None,
         metavar="N",
-        help="split each batch over N processes, one core each (nn.DataParallel; default 1). "
-        "Faster for small models such as LeNet-5 on 2+ cores; losses repeat bit for bit for "
-        "one N",
+        help="split each batch over N processes, one core each (nn.DataParallel). Default: "
+        "one per thread, at most one per 16 images of a batch; 1: this process only. "
+        "Losses repeat bit for bit for one N",
     )
 
 
