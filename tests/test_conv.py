@@ -12,6 +12,7 @@ import pytest
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
+from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 
 # the conv routes every sweep runs: im2col/GEMM in each of its two layouts, and FFT
@@ -342,6 +343,8 @@ def test_samples_last_layout_choice_and_its_cache():
         assert cm._use_samples_last("forward", 64, (10, 10))
         tg.set_num_threads(2)
         assert not cm._use_samples_last("forward", 64, (10, 10))
+        with par.single_threaded():  # as DataParallel's own shard: one thread's choice
+            assert cm._use_samples_last("forward", 64, (10, 10))
     finally:
         tg.set_num_threads(before)
     with F.conv_layout("batch"):
@@ -369,6 +372,35 @@ def test_samples_last_layout_choice_and_its_cache():
     for a, c in zip(got["batch"], got["samples_last"], strict=True):
         assert a.dtype == c.dtype == np.float32
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, strides, dilations, groups",
+    [
+        ((5, 6, 14, 14), (16, 6, 5, 5), (1, 1), (1, 1), 1),  # LeNet-5's second conv
+        ((3, 4, 9, 8), (6, 2, 3, 2), (2, 1), (1, 2), 2),
+        ((4, 3, 11), (5, 3, 3), (2,), (2,), 1),
+        ((2, 2, 5, 6, 7), (4, 2, 2, 3, 2), (1, 2, 1), (2, 1, 1), 1),
+        ((3, 2, 1, 9), (3, 2, 1, 3), (1, 1), (1, 1), 1),  # one output row
+    ],
+)
+def test_samples_last_forward_row_by_row_on_one_thread(x_shape, w_shape, strides, dilations,
+                                                        groups):  # fmt: skip
+    """On one thread the samples-last forward builds and multiplies its columns one output
+    row at a time: the same outputs as the batch-wide route, the same kept columns."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(1)
+        y, kept = cm.correlate_samples_last(x, w, strides, dilations, groups, keep_cols=True)
+    finally:
+        tg.set_num_threads(before)
+    ref = cm.correlate_gemm(x, w, strides, dilations, groups)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    cols = cm._im2col_samples_last(x, w_shape[2:], strides, dilations, groups)
+    np.testing.assert_array_equal(kept.cols, cols)
 
 
 @pytest.mark.parametrize(

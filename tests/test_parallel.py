@@ -177,7 +177,9 @@ def test_threaded_conv_pool_step_is_repeatable_and_matches_one_thread(threads, m
     two_a, two_b = _step_grads(2), _step_grads(2)
     for a, b, c in zip(one, two_a, two_b, strict=True):
         np.testing.assert_array_equal(b, c)
-        np.testing.assert_allclose(b, a, rtol=2e-5, atol=1e-6)
+        # (the gradients reach 400-800: an element near 0 can differ by float32 rounding
+        # of those, about 1e-7 of the largest)
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6 * np.abs(a).max())
 
 
 def _threaded_sum_in_child(queue):

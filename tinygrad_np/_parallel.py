@@ -76,6 +76,12 @@ def get_num_threads() -> int:
     return _state["threads"]
 
 
+def threads_here() -> int:
+    """The threads work started on this thread will use: 1 inside ``single_threaded()``
+    or a task of the pool, else ``get_num_threads()`` (for algorithm choices)."""
+    return 1 if getattr(_local, "inside", False) else get_num_threads()
+
+
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the loops of conv and pooling and for large matrix products
     (1: everything on the caller's thread), like ``torch.set_num_threads``. With
