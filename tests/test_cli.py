@@ -356,8 +356,12 @@ def test_default_workers_one_per_thread_and_16_images(monkeypatch):
     assert [cli.default_workers(b) for b in (8, 16, 32, 64, 128)] == [1, 1, 2, 4, 4]
     monkeypatch.setitem(par._state, "threads", 1)
     assert cli.default_workers(128) == 1
-    monkeypatch.setattr(cli.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     monkeypatch.setitem(par._state, "threads", 4)
+    monkeypatch.setattr(cli.sys, "platform", "darwin")
+    assert cli.default_workers(128) == 1  # not Linux: this process only
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    assert cli.default_workers(128) == 4
+    monkeypatch.setattr(cli.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     assert cli.default_workers(128) == 1  # no fork: this process only
 
 

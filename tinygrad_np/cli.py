@@ -468,12 +468,14 @@ def _train_epoch(args, model, optimizer, scheduler, loader, metrics, progress, i
 def default_workers(batch_size: int) -> int:
     """Processes per batch when ``--workers`` is not given: one per thread (the threads
     default to the cores), but no more than one per 16 images of a batch (each process
-    costs about 1.4 ms a LeNet-5 step however few its images), and one without ``fork``.
-    Measured on 2 cores: one LeNet-5 epoch at batch 64 in 4.8 s on two processes, 6.2 s
-    on one process with two threads."""
+    costs about 1.4 ms a LeNet-5 step however few its images), and one off Linux (where
+    forking a process that has loaded a BLAS is tested) or without ``fork``. Measured on
+    2 cores: one LeNet-5 epoch at batch 64 in 4.2-4.8 s on two processes, 6.4 s on one
+    process with two threads."""
     from tinygrad_np import get_num_threads
 
-    if "fork" not in multiprocessing.get_all_start_methods():
+    linux = sys.platform.startswith("linux")
+    if not linux or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     return max(1, min(get_num_threads(), batch_size // 16))
 
@@ -485,7 +487,7 @@ def _add_workers_argument(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="split each batch over N processes, one core each (nn.DataParallel). Default: "
-        "one per thread, at most one per 16 images of a batch; 1: this process only. "
+        "one per thread, at most one per 16 images of a batch, on Linux; 1: this process only. "
         "Losses repeat bit for bit for one N",
     )
 
