@@ -121,10 +121,14 @@ def test_resume_continues_exactly(tiny, tmp_path):
     assert {r["lr"] for r in records(full, "step")} == {0.05}
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch, capsys, schedule):
+@pytest.mark.parametrize("schedule, workers", [("constant", 1), ("cosine", 1), ("constant", 2)])
+def test_ctrl_c_saves_checkpoint_and_resume_matches(
+    tiny, tmp_path, monkeypatch, capsys, schedule, workers
+):
+    import multiprocessing
+
     full = tmp_path / "full"
-    args = ("--epochs", "2", "--batch-size", "16", "--schedule", schedule)
+    args = ("--epochs", "2", "--batch-size", "16", "--schedule", schedule, "--workers", workers)
     assert run(*train_args(tiny, full, *args)) == 0
 
     # Press Ctrl-C (a real SIGINT) during the 4th optimizer step of the first epoch.
@@ -147,6 +151,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(tiny, tmp_path, monkeypatch,
     part = tmp_path / "part"
     assert run(*train_args(tiny, part, *args)) == 130
     assert "interrupted: checkpoint saved" in capsys.readouterr().err
+    assert not multiprocessing.active_children()  # DataParallel's workers were stopped
     meta, _, _ = cli.load_checkpoint(part / "checkpoint.npz")
     assert meta["progress"]["epoch"] == 0 and meta["progress"]["step"] == 4  # finished its batch
     assert len(records(part, "step")) == 4 and records(part, "epoch") == []
