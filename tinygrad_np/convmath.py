@@ -784,8 +784,8 @@ def _correlate_sl_by_rows(xp, wg, kernel, strides, dilations):
     """im2col and GEMM of a samples-last chunk one output row (first spatial dim) at a
     time, on one thread: each row's columns are multiplied while they are in the cache.
     Returns cols (G, Cg*K, P*nb), as ``_im2col_samples_last``, and yt (G, Og, P*nb).
-    (LeNet-5's 6->16 conv at batch 64: 0.87 -> 0.76 ms; the columns of the whole chunk,
-    3.8 MB, had made its GEMM wait on memory.)"""
+    (LeNet-5's 6->16 conv at batch 64: 0.87-0.97 -> 0.70-0.80 ms; the columns of the
+    whole chunk, 3.8 MB, had made its GEMM wait on memory.)"""
     src = _sl_windows(_to_samples_last(xp), kernel, strides, dilations)  # (C, *K, *out, nb)
     nd = len(kernel)
     groups, og = wg.shape[:2]
