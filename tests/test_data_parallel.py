@@ -365,3 +365,25 @@ def test_the_one_walk_lists_modules_parameters_and_buffers_as_the_module_does():
     for root in (chosen, nn.Sequential(chosen)):  # (a child's override is not called)
         assert [id(p) for p in _members(root)[1]] == [id(p) for p in root.parameters()]
     assert _members(chosen)[1] == [chosen.extra]
+
+
+def test_a_forked_copy_starts_its_own_workers_and_leaves_the_owners_alone():
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2))
+    with nn.DataParallel(net, workers=2) as dp:
+        x = tg.randn(4, 3)
+        first = dp(x).data
+        owners = list(dp._workers.procs)
+        pid = os.fork()
+        if pid == 0:  # the child: its own workers give the same values; closing them (as
+            code = 1  # its exit would) must not stop the parent's
+            try:
+                ok = np.array_equal(dp(x).data, first) and dp._workers.procs != owners
+                dp.close()
+                code = 0 if ok else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert dp._workers.procs == owners and all(p.is_alive() for p in owners)
+        np.testing.assert_array_equal(dp(x).data, first)

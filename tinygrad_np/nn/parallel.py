@@ -311,6 +311,7 @@ class _Workers:
         self.broken = False  # a worker died or an answer went unread: restart at next call
         self.calls = 0  # forward requests sent so far
         self.stop = None  # the finalizer that closes this pool (set by DataParallel)
+        self.pid = os.getpid()  # the process whose children the workers are
         for i in range(n):
             grads = _Block(self.layout[:n_params])
             inbox = mmap.mmap(-1, max(inbox_bytes, 1))  # this worker's shard of each call
@@ -375,6 +376,9 @@ class _Workers:
                 pass
 
     def close(self) -> None:
+        if os.getpid() != self.pid:  # a forked copy of the owner: the workers are not ours
+            self.channels, self.procs = [], []
+            return
         for channel in self.channels:
             channel.stop()
         for proc in self.procs:
@@ -484,9 +488,12 @@ class DataParallel(Module):
         module's parameters and buffers (``tensors``); None without ``fork``."""
         pool = self._workers
         if pool is not None and (
-            pool.broken or len(pool.procs) < n or pool.layout != _layout(tensors)
+            pool.broken
+            or len(pool.procs) < n
+            or pool.layout != _layout(tensors)
+            or pool.pid != os.getpid()  # this process was forked from the pool's owner
         ):
-            self.close()
+            self.close()  # (in a forked copy: forgets the owner's workers, stops none)
             pool = None
         if pool is None:
             if "fork" not in mp.get_all_start_methods():
