@@ -387,3 +387,24 @@ def test_a_forked_copy_starts_its_own_workers_and_leaves_the_owners_alone():
         assert os.waitstatus_to_exitcode(status) == 0
         assert dp._workers.procs == owners and all(p.is_alive() for p in owners)
         np.testing.assert_array_equal(dp(x).data, first)
+
+
+def test_an_interrupted_send_restarts_the_workers_at_the_next_call(monkeypatch):
+    from tinygrad_np.nn import parallel
+
+    tg.manual_seed(0)
+    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
+        x = tg.randn(4, 3)
+        first = dp(x).data
+        real = parallel._Channel.send
+
+        def interrupted(self, side, message):
+            monkeypatch.setattr(parallel._Channel, "send", real)
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of a large message
+
+        monkeypatch.setattr(parallel._Channel, "send", interrupted)
+        old = dp._workers
+        with pytest.raises(KeyboardInterrupt):
+            dp(x)
+        np.testing.assert_array_equal(dp(x).data, first)
+        assert dp._workers is not old

@@ -356,6 +356,9 @@ class _Workers:
             self.broken = True
             code = self.procs[i].exitcode
             raise RuntimeError(f"DataParallel: worker {i + 1} died (exit code {code})") from None
+        except BaseException:  # Ctrl-C during a large message: the worker has half of it
+            self.broken = True
+            raise
 
     def send_shard(self, i: int, shard: np.ndarray, *rest) -> None:
         """Send worker i a forward request; the shard goes through its inbox block when it
