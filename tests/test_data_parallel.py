@@ -28,6 +28,15 @@ def _batch(n, dtype=np.float64, seed=0):
     return rng.standard_normal((n, 1, 28, 28)).astype(dtype), rng.integers(0, 10, n)
 
 
+@pytest.fixture
+def small():
+    """(dp, x, the first call's output) for a Linear(3, 2) over 2 processes."""
+    tg.manual_seed(0)
+    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
+        x = tg.randn(4, 3)
+        yield dp, x, dp(x).data
+
+
 @pytest.mark.parametrize("workers, n", [(2, 7), (3, 8), (2, 1)])
 def test_values_and_gradients_match_the_unsplit_module(workers, n):
     net, twin = _pair()
@@ -177,41 +186,39 @@ def test_state_dict_repr_and_argument_errors():
     dp.close()
 
 
-def test_a_killed_worker_is_reported_and_replaced_at_the_next_call():
-    tg.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 2))
-    with nn.DataParallel(net, workers=2) as dp:
-        x = tg.randn(4, 3)
-        first = dp(x).data
-        proc = dp._workers.procs[0]
-        proc.kill()
-        proc.join(5)
-        with pytest.raises(RuntimeError, match="worker 1 died"):
-            dp(x)
-        np.testing.assert_array_equal(dp(x).data, first)  # a new worker took over
-        assert dp._workers.procs[0] is not proc and dp._workers.procs[0].is_alive()
+def test_a_killed_worker_is_reported_and_replaced_at_the_next_call(small):
+    dp, x, first = small
+    proc = dp._workers.procs[0]
+    proc.kill()
+    proc.join(5)
+    with pytest.raises(RuntimeError, match="worker 1 died"):
+        dp(x)
+    np.testing.assert_array_equal(dp(x).data, first)  # a new worker took over
+    assert dp._workers.procs[0] is not proc and dp._workers.procs[0].is_alive()
 
 
-def test_an_interrupt_while_waiting_restarts_the_workers_at_the_next_call(monkeypatch):
+@pytest.mark.parametrize(
+    "owner, name", [("module", "_receive"), ("channel", "send")], ids=["wait", "send"]
+)
+def test_an_interrupt_restarts_the_workers_at_the_next_call(small, monkeypatch, owner, name):
+    """Ctrl-C while waiting for an answer (which would then come out of turn), or while
+    sending (a worker could hold half of a large message)."""
     from tinygrad_np.nn import parallel
 
-    tg.manual_seed(0)
-    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
-        x = tg.randn(4, 3)
-        first = dp(x).data
-        real = parallel._receive
+    dp, x, first = small
+    target = parallel if owner == "module" else parallel._Channel
+    real = getattr(target, name)
 
-        def interrupted(*args):
-            monkeypatch.setattr(parallel, "_receive", real)
-            raise KeyboardInterrupt  # as Ctrl-C in the middle of the wait
+    def interrupted(*args):
+        monkeypatch.setattr(target, name, real)
+        raise KeyboardInterrupt  # as Ctrl-C there
 
-        monkeypatch.setattr(parallel, "_receive", interrupted)
-        old = dp._workers
-        with pytest.raises(KeyboardInterrupt):
-            dp(x)
-        # the worker's unread answer must not be taken for the next call's
-        np.testing.assert_array_equal(dp(x).data, first)
-        assert dp._workers is not old
+    monkeypatch.setattr(target, name, interrupted)
+    old = dp._workers
+    with pytest.raises(KeyboardInterrupt):
+        dp(x)
+    np.testing.assert_array_equal(dp(x).data, first)
+    assert dp._workers is not old
 
 
 def test_parameters_assigned_anew_reach_the_workers():
@@ -367,44 +374,19 @@ def test_the_one_walk_lists_modules_parameters_and_buffers_as_the_module_does():
     assert _members(chosen)[1] == [chosen.extra]
 
 
-def test_a_forked_copy_starts_its_own_workers_and_leaves_the_owners_alone():
-    tg.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 2))
-    with nn.DataParallel(net, workers=2) as dp:
-        x = tg.randn(4, 3)
-        first = dp(x).data
-        owners = list(dp._workers.procs)
-        pid = os.fork()
-        if pid == 0:  # the child: its own workers give the same values; closing them (as
-            code = 1  # its exit would) must not stop the parent's
-            try:
-                ok = np.array_equal(dp(x).data, first) and dp._workers.procs != owners
-                dp.close()
-                code = 0 if ok else 2
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        assert dp._workers.procs == owners and all(p.is_alive() for p in owners)
-        np.testing.assert_array_equal(dp(x).data, first)
-
-
-def test_an_interrupted_send_restarts_the_workers_at_the_next_call(monkeypatch):
-    from tinygrad_np.nn import parallel
-
-    tg.manual_seed(0)
-    with nn.DataParallel(nn.Sequential(nn.Linear(3, 2)), workers=2) as dp:
-        x = tg.randn(4, 3)
-        first = dp(x).data
-        real = parallel._Channel.send
-
-        def interrupted(self, side, message):
-            monkeypatch.setattr(parallel._Channel, "send", real)
-            raise KeyboardInterrupt  # as Ctrl-C in the middle of a large message
-
-        monkeypatch.setattr(parallel._Channel, "send", interrupted)
-        old = dp._workers
-        with pytest.raises(KeyboardInterrupt):
-            dp(x)
-        np.testing.assert_array_equal(dp(x).data, first)
-        assert dp._workers is not old
+def test_a_forked_copy_starts_its_own_workers_and_leaves_the_owners_alone(small):
+    dp, x, first = small
+    owners = list(dp._workers.procs)
+    pid = os.fork()
+    if pid == 0:  # the child: its own workers give the same values; closing them (as its
+        code = 1  # exit would) must not stop the parent's
+        try:
+            ok = np.array_equal(dp(x).data, first) and dp._workers.procs != owners
+            dp.close()
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert dp._workers.procs == owners and all(p.is_alive() for p in owners)
+    np.testing.assert_array_equal(dp(x).data, first)
