@@ -395,11 +395,13 @@ def strided_slice(offset: Sequence[int], dilations, strides, out_sizes) -> tuple
 
 
 @functools.lru_cache(maxsize=256)
-def tap_slices(kernel, dilations, strides, out_sizes) -> tuple:
-    """``(k, strided_slice(k, ...))`` for every kernel tap ``k``, made once per geometry
-    (tuple arguments; a conv's backward asked for them 25 times per call)."""
+def tap_slices(kernel, dilations, strides, out_sizes, lead: int = 0) -> tuple:
+    """``(k, strided_slice(k, ...))`` for every kernel tap ``k``, after ``lead`` full
+    slices (the leading axes), made once per geometry (tuple arguments; a conv's backward
+    asked for them 25 times per call, a pool once per tap and pass)."""
+    full = (slice(None),) * lead
     return tuple(
-        (k, strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)
+        (k, full + strided_slice(k, dilations, strides, out_sizes)) for k in np.ndindex(*kernel)
     )
 
 

@@ -18,6 +18,8 @@ each other's VJP: max pooling is differentiable to every order.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinygrad_np import _parallel as par
@@ -73,8 +75,8 @@ def _flat_index(taps, padded_shape, kernel, stride, dilation, first: int = 0, ou
     nd = len(kernel)
     out_sizes = taps.shape[2:]
     elem = np.cumprod((1,) + tuple(padded_shape[:2:-1]))[::-1]  # C-order strides, spatial
-    offsets = np.zeros(len(_taps(kernel)), dtype=np.int64)
-    for t, k in enumerate(_taps(kernel)):
+    offsets = np.zeros(math.prod(kernel), dtype=np.int64)
+    for t, k in enumerate(np.ndindex(*kernel)):
         offsets[t] = sum(k[i] * dilation[i] * elem[i] for i in range(nd))
     if out is None:
         out = np.empty(taps.shape, dtype=np.int64)
@@ -94,12 +96,9 @@ def _flat_index(taps, padded_shape, kernel, stride, dilation, first: int = 0, ou
     return out
 
 
-def _taps(kernel):
-    return list(np.ndindex(*kernel))
-
-
-def _window_slices(k, dilation, stride, out_sizes):
-    return (slice(None), slice(None)) + cm.strided_slice(k, dilation, stride, out_sizes)
+def _window_taps(kernel, dilation, stride, out_sizes) -> tuple:
+    """(tap, the slices of (N, C, *padded) that tap reads in every window), per tap."""
+    return cm.tap_slices(tuple(kernel), tuple(dilation), tuple(stride), tuple(out_sizes), 2)
 
 
 def _padded_sizes(input_size, padding):
@@ -122,9 +121,9 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
         def run(idx):
             gb, ab, xb = g[idx], taps[idx], gxp[idx]
             hit = np.empty(gb.shape, dtype=bool)
-            for t, k in enumerate(_taps(kernel)):
+            for t, (_, window) in enumerate(_window_taps(kernel, dilation, stride, out_sizes)):
                 np.equal(ab, t, out=hit)
-                np.multiply(gb, hit, out=xb[_window_slices(k, dilation, stride, out_sizes)])
+                np.multiply(gb, hit, out=xb[window])
 
         par.for_samples(g.shape[0], g.shape[1], run, g.size * par.STRIDED_WEIGHT)
     else:
@@ -152,7 +151,7 @@ def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
     the number of taps before the first one equal to the maximum, counted branch-free.
     A window whose maximum is NaN takes its last NaN tap, as PyTorch's CPU kernel."""
     out_sizes = best.shape[2:]
-    taps = _taps(kernel)
+    taps = _window_taps(kernel, dilation, stride, out_sizes)
     arg = np.empty(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
 
     def run(idx):
@@ -163,17 +162,16 @@ def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
         seen = np.zeros(bb.shape, dtype=ab.dtype)
         found = np.zeros(bb.shape, dtype=np.uint8)
         hit = np.empty(bb.shape, dtype=bool)
-        for k in taps:
-            np.equal(xb[_window_slices(k, dilation, stride, out_sizes)], bb, out=hit)
+        for _, window in taps:
+            np.equal(xb[window], bb, out=hit)
             np.bitwise_or(found, hit.view(np.uint8), out=found)
             np.add(seen, found, out=seen, casting="unsafe")
         np.subtract(len(taps), seen, out=ab, casting="unsafe")
         np.minimum(ab, len(taps) - 1, out=ab)  # no tap equal (a NaN window): fixed below
         nan = np.isnan(bb)
         if nan.any():  # NaN equals nothing: point those windows at their last NaN
-            for t, k in enumerate(taps):
-                xs = xb[_window_slices(k, dilation, stride, out_sizes)]
-                np.copyto(ab, t, where=nan & np.isnan(xs))
+            for t, (_, window) in enumerate(taps):
+                np.copyto(ab, t, where=nan & np.isnan(xb[window]))
 
     par.for_samples(best.shape[0], best.shape[1], run, best.size * par.STRIDED_WEIGHT)
     return arg
@@ -299,8 +297,8 @@ class AvgPool(Op):
         ones = (1,) * nd
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, ones)
         y = np.zeros(x.shape[:2] + out_sizes, dtype=x.dtype)
-        for k in _taps(kernel_size):
-            y += xp[_window_slices(k, ones, stride, out_sizes)]
+        for _, window in _window_taps(kernel_size, ones, stride, out_sizes):
+            y += xp[window]
         y *= _inverse_divisor(
             x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype
         )
@@ -324,8 +322,8 @@ class AvgPoolTranspose(Op):
         gs = g * inv
         out_sizes = g.shape[2:]
         gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
-        for k in _taps(kernel_size):
-            gxp[_window_slices(k, (1,) * nd, stride, out_sizes)] += gs
+        for _, window in _window_taps(kernel_size, (1,) * nd, stride, out_sizes):
+            gxp[window] += gs
         return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
 
     def vjp(self, h):
