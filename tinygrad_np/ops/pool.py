@@ -420,7 +420,10 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
     Padding (at most half the dilated kernel) is -inf, so it never wins;
     ``ceil_mode`` rounds the output size up but drops a window that would start
-    in the right padding.
+    in the right padding. With dilation a window can hold padding only (kernel 2,
+    dilation 2, padding 1 on a width-1 input): its output is -inf, as in PyTorch,
+    and it passes no gradient (PyTorch 2.13 writes that gradient to an element
+    outside the window, past the input's end for the last one).
 
     VJP: the gradient of each output goes to the first maximal element of its
     window (overlapping windows accumulate); that routing is itself linear and
