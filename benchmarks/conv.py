@@ -207,21 +207,18 @@ def _step(model, params_fn, x_shape, n_classes):
     return (*train_step_case(model, params_fn, x_shape, n_classes), None)
 
 
-def _net96_module():
-    """The 96x96 network as an nn.Module, parameters in net96_params' order."""
-    nn = tg.nn
-    module = nn.Module()
-    module.f = nn.Sequential(
-        nn.Conv2d(3, 40, 4, stride=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(40, 105, 2), nn.ReLU(), nn.MaxPool2d(4, 2),
-        nn.Conv2d(105, 158, 2), nn.ReLU(), nn.Conv2d(158, 158, 2), nn.ReLU(),
-        nn.Conv2d(158, 105, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-    )  # fmt: skip
-    module.c = nn.Sequential(
-        nn.Linear(945, 945), nn.ReLU(), nn.Linear(945, 475), nn.ReLU(), nn.Linear(475, 8)
-    )
-    module.forward = lambda x: module.c(module.f(x).flatten(1))
-    return module
+class _Functional(tg.nn.Module):
+    """A functional model (``model(F, params, x)``) as an nn.Module, its parameters
+    registered in ``params_fn``'s order, so that nn.DataParallel can run it."""
+
+    def __init__(self, model, params_fn):
+        super().__init__()
+        self.model = model
+        for i, a in enumerate(params_fn(np.random.default_rng(0))):
+            self.register_parameter(f"p{i}", tg.nn.Parameter(a))
+
+    def forward(self, x):
+        return self.model(F, list(self.parameters()), x)
 
 
 def data_parallel_case(model, params_fn, make_module, x_shape, n_classes, lr=0.01):
@@ -254,7 +251,7 @@ CASES = {
         lenet, lenet_params, LeNet5, (128, 1, 28, 28), 10),
     "96x96 net train step (batch 32)": lambda: _step(net96, net96_params, (32, 3, 96, 96), 8),
     "96x96 net step, ours in DataParallel": lambda: data_parallel_case(
-        net96, net96_params, _net96_module, (32, 3, 96, 96), 8),
+        net96, net96_params, lambda: _Functional(net96, net96_params), (32, 3, 96, 96), 8),
     "conv2d 3x3 32->64 @32x32 (b32)": lambda: conv_case(32, 32, 64, 32, 3, padding=1),
     "conv2d 4x4 s2 3->40 @96x96 (b32)": lambda: conv_case(32, 3, 40, 96, 4, stride=2),
     "conv2d 11x11 16->32 @64x64 (b8)": lambda: conv_case(8, 16, 32, 64, 11, padding=5),
