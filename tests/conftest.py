@@ -22,3 +22,13 @@ def pytest_configure(config):
             "CI must run the PyTorch comparisons and the Graphviz tests; missing: "
             + ", ".join(missing)
         )
+
+
+@pytest.fixture
+def threads():
+    """``threads(n)`` sets tinygrad_np's thread count for the test; restored after it."""
+    from tinygrad_np import _parallel as par
+
+    before = par.get_num_threads()
+    yield par.set_num_threads
+    par.set_num_threads(before)

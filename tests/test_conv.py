@@ -760,10 +760,59 @@ def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
     np.testing.assert_allclose(whole, ref + b.reshape(6, 1, 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize(
+    "shape, kernel, strides, dilations, groups",
+    [
+        ((5, 4, 11, 10), (3, 2), (1, 2), (2, 1), 2),
+        ((3, 3, 30), (4,), (2,), (1,), 1),
+        ((4, 2, 6, 5, 7), (2, 3, 2), (1, 1, 2), (1, 2, 1), 1),
+    ],
+)
+def test_per_sample_forward_equals_the_batch_wide_forward(
+    shape, kernel, strides, dilations, groups, n_threads, threads, monkeypatch
+):
+    """With many positions per sample the forward runs one sample at a time (its columns,
+    one GEMM straight into y); it equals the batch-wide route bit for bit, and so do the
+    columns it keeps for the weight gradient; without keeping them it returns none."""
+    from tinygrad_np import _parallel as par
+
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((6, shape[1] // groups) + kernel).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    args = (x, w, strides, dilations, groups)
+    calls = []
+    real = cm._correlate_per_sample
+    monkeypatch.setattr(cm, "_correlate_per_sample", lambda *a: calls.append(1) or real(*a))
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
+    monkeypatch.setattr(cm, "FEW_OUTPUTS", 1)  # 3 or 6 filters per group: not "few"
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 10**9)  # batch-wide
+    whole, cols = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert not calls
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)  # one sample at a time
+    one, cols1 = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    monkeypatch.setitem(cm._settings, "cache_bytes", 0)  # nothing kept: own buffers
+    unkept, none = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert len(calls) == 2
+    assert cols is not None and none is None
+    np.testing.assert_array_equal(one, whole)
+    np.testing.assert_array_equal(unkept, whole)
+    np.testing.assert_array_equal(cols1, cols)
+    ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), *args[2:])
+    np.testing.assert_allclose(whole, ref + b.reshape((6,) + (1,) * len(kernel)), atol=1e-4)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("groups", [1, 2])
-def test_weight_grad_per_sample_products_equal_one_product(groups, monkeypatch):
+def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, threads, monkeypatch):
     """The weight gradient as one product per sample (no transposed copy of g) equals the
     one-GEMM form, with the forward's columns and with recomputed, chunked ones."""
+    from tinygrad_np import _parallel as par
+
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
     rng = np.random.default_rng(16)
     x = rng.standard_normal((5, 4, 11, 10))
     w = rng.standard_normal((6, 4 // groups, 3, 2))

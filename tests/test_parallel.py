@@ -11,13 +11,6 @@ import pytest
 from tinygrad_np import _parallel as par
 
 
-@pytest.fixture
-def threads():
-    before = par.get_num_threads()
-    yield par.set_num_threads
-    par.set_num_threads(before)
-
-
 @pytest.mark.parametrize("n, parts", [(1, 4), (5, 2), (7, 3), (64, 2), (3, 3)])
 def test_split_covers_the_range_once_in_order(n, parts):
     slices = par.split(n, parts)

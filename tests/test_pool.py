@@ -191,32 +191,26 @@ def test_max_pool_vjp_is_differentiable_scatter_and_gather():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch", [1, 64])
-def test_max_pool_window_of_padding_only_gives_minus_inf_and_no_gradient(dtype, batch):
+def test_max_pool_window_of_padding_only_gives_minus_inf_and_no_gradient(dtype, batch, threads):
     """Kernel 2 with dilation 2 and padding 1 along a width-1 axis: both taps of every window
     fall in the padding (-1 and +1). The output is -inf, as PyTorch's; no gradient flows
     (PyTorch writes it outside the window, past the input's end for the last one, so it
     cannot be the reference here). With a second column the windows are real again."""
-    from tinygrad_np import _parallel as par
-
+    threads(2)  # (the batch-64 case is large enough to be split)
     rng = np.random.default_rng(5)
     col = rng.standard_normal((batch, 8, 400, 1)).astype(dtype)
-    before = par.get_num_threads()
-    try:
-        par.set_num_threads(2)  # (the batch-64 case is large enough to be split)
-        X = tg.Tensor(col, requires_grad=True)
-        y = F.max_pool2d(X, (2, 2), (2, 3), (0, 1), (1, 2))
-        assert y.shape == (batch, 8, 200, 1)
-        assert np.all(np.isneginf(y.data))
-        (gx,) = tg.grad(y, [X], [tg.ones(*y.shape, dtype=dtype)])
-        np.testing.assert_array_equal(gx.data, np.zeros_like(col))
-        two = np.concatenate([col, 2 * col], axis=3)  # tap +1 now reads column 1
-        X2 = tg.Tensor(two, requires_grad=True)
-        y2 = F.max_pool2d(X2, (2, 2), (2, 3), (0, 1), (1, 2))
-        pairs = two[..., 1].reshape(batch, 8, 200, 2)
-        np.testing.assert_array_equal(y2.data[..., 0], pairs.max(axis=3))
-        (gx2,) = tg.grad(y2, [X2], [tg.ones(*y2.shape, dtype=dtype)])
-    finally:
-        par.set_num_threads(before)
+    X = tg.Tensor(col, requires_grad=True)
+    y = F.max_pool2d(X, (2, 2), (2, 3), (0, 1), (1, 2))
+    assert y.shape == (batch, 8, 200, 1)
+    assert np.all(np.isneginf(y.data))
+    (gx,) = tg.grad(y, [X], [tg.ones(*y.shape, dtype=dtype)])
+    np.testing.assert_array_equal(gx.data, np.zeros_like(col))
+    two = np.concatenate([col, 2 * col], axis=3)  # tap +1 now reads column 1
+    X2 = tg.Tensor(two, requires_grad=True)
+    y2 = F.max_pool2d(X2, (2, 2), (2, 3), (0, 1), (1, 2))
+    pairs = two[..., 1].reshape(batch, 8, 200, 2)
+    np.testing.assert_array_equal(y2.data[..., 0], pairs.max(axis=3))
+    (gx2,) = tg.grad(y2, [X2], [tg.ones(*y2.shape, dtype=dtype)])
     assert not gx2.data[..., 0].any()
     first = pairs.argmax(axis=3)  # (no ties in random data)
     np.testing.assert_array_equal(gx2.data[..., 1].reshape(batch, 8, 200, 2).argmax(3), first)
