@@ -4,7 +4,8 @@ Run:  .venv/bin/python benchmarks/conv.py [--threads 2] [--repeat 15] [--only NA
 
 Both libraries get the same thread count (torch.set_num_threads and the BLAS
 thread variables, set before NumPy is imported). Each case is timed as the
-median of ``--repeat`` runs after warm-up; the table prints milliseconds, the
+median of ``--repeat`` runs after warm-up, the two libraries
+alternating in blocks of three runs; the table prints milliseconds, the
 ratio tinygrad_np / PyTorch (lower is better), and for conv layers the achieved
 GFLOP/s (forward + both backward maps = 3x the forward flops) next to NumPy's
 float32 matmul rate. ``--memory`` adds the peak-memory comparison of one
@@ -58,6 +59,27 @@ def median_ms(fn, repeat: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+BLOCK = 3
+
+
+def paired_median_ms(ours, theirs, repeat: int) -> tuple[float, float]:
+    """Medians (ms) of ``repeat`` timed calls each, taken in alternating blocks of BLOCK
+    calls (ours, theirs, ours, ...), so that a slow phase of the VM hits both sides alike;
+    each block starts with one untimed call (the other library's threads may still be
+    spinning, its data filling the caches)."""
+    times: tuple[list, list] = ([], [])
+    for fn in (ours, theirs):
+        fn()
+    while len(times[1]) < repeat:
+        for fn, out in zip((ours, theirs), times, strict=True):
+            fn()
+            for _ in range(min(BLOCK, repeat - len(out))):
+                t0 = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1])
+
+
 def gemm_gflops() -> float:
     """NumPy's float32 matmul rate with BLAS's own threads (tinygrad_np runs BLAS on one
     thread and splits products itself; the ceiling is plain BLAS at the same count)."""
@@ -65,9 +87,13 @@ def gemm_gflops() -> float:
 
     a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
     b = np.random.default_rng(1).standard_normal((1024, 1024)).astype(np.float32)
+    times = []
     with blas_threads(args.threads):
-        ms = median_ms(lambda: a @ b, 20)
-    return 2 * 1024**3 / (ms * 1e-3) / 1e9
+        for _ in range(32):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+    return 2 * 1024**3 / min(times[2:]) / 1e9  # the best run: a ceiling
 
 
 # ----------------------------------------------------------------------------- models
@@ -328,8 +354,10 @@ def main() -> None:
             if args.only and not any(s in name for s in args.only):
                 continue
             ours, theirs, flops = make()
-            t_ours = median_ms(ours, args.repeat)
-            t_theirs = median_ms(theirs, args.repeat) if theirs else float("nan")
+            if theirs:
+                t_ours, t_theirs = paired_median_ms(ours, theirs, args.repeat)
+            else:
+                t_ours, t_theirs = median_ms(ours, args.repeat), float("nan")
             rate = f"{flops / t_ours / 1e6:8.0f}" if flops else " " * 8
             pct = f"{100 * flops / t_ours / 1e6 / gemm:5.0f}%" if flops else ""
             print(f"{name:38s} {t_ours:9.2f} {t_theirs:9.2f} {t_ours / t_theirs:6.2f} {rate} {pct}")
