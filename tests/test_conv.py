@@ -775,8 +775,6 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     """With many positions per sample the forward runs one sample at a time (its columns,
     one GEMM straight into y); it equals the batch-wide route bit for bit, and so do the
     columns it keeps for the weight gradient; without keeping them it returns none."""
-    from tinygrad_np import _parallel as par
-
     rng = np.random.default_rng(17)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((6, shape[1] // groups) + kernel).astype(np.float32)
@@ -804,13 +802,68 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     np.testing.assert_allclose(whole, ref + b.reshape((6,) + (1,) * len(kernel)), atol=1e-4)
 
 
+FULL_CORRELATION_CASES = [
+    # x shape, O, kernel, dilation, pads, groups
+    ((2, 4, 9, 8), 4, (3, 3), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 6, 9, 8), 4, (3, 2), (2, 1), ((0, 3), (2, 0)), 2),  # asymmetric, grouped
+    ((3, 4, 11), 2, (4,), (1,), ((5, 0),), 1),  # padding beyond the kernel: g is cropped
+    ((1, 4, 5, 6, 7), 4, (3, 2, 3), (1, 2, 1), ((2, 0), (1, 1), (0, 4)), 2),
+]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("case", FULL_CORRELATION_CASES, ids=lambda c: f"{len(c[2])}d-g{c[5]}")
+def test_input_grad_as_full_correlation_equals_col2im(case, n_threads, threads, monkeypatch):
+    """A stride-1 conv's input gradient as the correlation of the padded g with the flipped,
+    transposed kernel equals GEMM + col2im (cropped), in 1-D, 2-D and 3-D, with groups,
+    dilations, asymmetric padding and padding wider than the kernel."""
+    shape, o, k, d, pads, groups = case
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)
+    rng = np.random.default_rng(18)
+    w = rng.standard_normal((o, shape[1] // groups) + k)
+    padded = tuple(i + a + b for i, (a, b) in zip(shape[2:], pads, strict=True))
+    out = tuple(p - cm.dilated_size(ki, di) + 1 for p, ki, di in zip(padded, k, d, strict=True))
+    g = rng.standard_normal((shape[0], o) + out)
+    ones = (1,) * len(k)
+    with cm.conv_algorithm("gemm"):
+        gxp = cm.correlate_transpose(g, w, padded, ones, d, groups)
+        ref = cm.pad_spatial(gxp, cm.negate(pads))
+        monkeypatch.setattr(cm, "FULL_CORRELATION_MIN_CHANNELS", 1)
+        monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
+        calls = []
+        real = cm.correlate_transpose_full
+        monkeypatch.setattr(cm, "correlate_transpose_full", lambda *a: calls.append(1) or real(*a))
+        gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
+    assert calls and gx.shape == shape
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_large_channel_input_grad_takes_the_full_correlation_and_matches_torch(monkeypatch):
+    """A 3x3 64->64 conv at 16x16 takes the full-correlation input gradient by itself; its
+    gradients match PyTorch's (float32)."""
+    torch = pytest.importorskip("torch")
+    calls = []
+    real = cm.correlate_transpose_full
+    monkeypatch.setattr(cm, "correlate_transpose_full", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 64, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
+    u = rng.standard_normal((2, 64, 16, 16)).astype(np.float32)
+    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    F.conv2d(X, W, padding=1).backward(tg.Tensor(u))
+    assert calls
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt, padding=1).backward(torch.tensor(u))
+    np.testing.assert_allclose(X.grad.data, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(W.grad.data, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("groups", [1, 2])
 def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, threads, monkeypatch):
     """The weight gradient as one product per sample (no transposed copy of g) equals the
     one-GEMM form, with the forward's columns and with recomputed, chunked ones."""
-    from tinygrad_np import _parallel as par
-
     threads(n_threads)
     monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
     rng = np.random.default_rng(16)
