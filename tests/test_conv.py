@@ -829,7 +829,6 @@ def test_input_grad_as_full_correlation_equals_col2im(case, n_threads, threads, 
     with cm.conv_algorithm("gemm"):
         gxp = cm.correlate_transpose(g, w, padded, ones, d, groups)
         ref = cm.pad_spatial(gxp, cm.negate(pads))
-        monkeypatch.setattr(cm, "FULL_CORRELATION_MIN_CHANNELS", 1)
         monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
         calls = []
         real = cm.correlate_transpose_full
@@ -837,6 +836,19 @@ def test_input_grad_as_full_correlation_equals_col2im(case, n_threads, threads, 
         gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
     assert calls and gx.shape == shape
     np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_full_correlation_is_chosen_only_where_it_measured_faster(monkeypatch):
+    by_corr = cm._input_grad_by_correlation
+    assert by_corr((64, 64, 3, 3), (16, 16), (1, 1), 1)
+    assert by_corr((8, 16, 3, 3, 3), (16, 16, 16), (1, 1, 1), 1)  # fewer outputs
+    assert by_corr((8, 8, 3, 3), (16, 16), (1, 1), 2)  # per group: 8 inputs, 4 outputs
+    assert not by_corr((64, 32, 3, 3), (32, 32), (1, 1), 1)  # more outputs than inputs
+    assert not by_corr((16, 16, 3, 3), (10, 10), (1, 1), 1)  # under 256 positions
+    assert not by_corr((64, 64, 3, 3), (32, 32), (2, 2), 1)  # strided
+    assert not by_corr((32, 1, 3, 3), (32, 32), (1, 1), 32)  # depthwise: a route of its own
+    monkeypatch.setitem(cm._settings, "layout", "batch")  # a forced layout keeps col2im
+    assert not by_corr((64, 64, 3, 3), (16, 16), (1, 1), 1)
 
 
 def test_large_channel_input_grad_takes_the_full_correlation_and_matches_torch(monkeypatch):

@@ -554,14 +554,16 @@ BLOCK_ELEMS = 1 << 17
 
 
 # A product of at least PER_SAMPLE_MIN_P positions per sample, whose columns for one
-# sample take at most PER_SAMPLE_COLS_BYTES (they stay in the L2 cache, 2 MiB a core on the
-# benchmark machine), runs one sample at a time: its im2col columns, then one GEMM that
-# writes that sample's (Og, P) output straight into y, with no transposing copy after.
+# sample take at most PER_SAMPLE_COLS_BYTES, runs one sample at a time: its im2col columns
+# (in the cache when they fit: 2 MiB of L2 a core on the benchmark machine), then one GEMM
+# that writes that sample's (Og, P) output straight into y, with no transposing copy after.
 # Measured forward, 2 threads: 3x3 32->64 at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at
 # 16x16 11.0 -> 9.9 ms, the 96x96 network's 40->105 layer (b32) 2.85 -> 2.41 ms; the same
 # on one thread (11.2 -> 9.6, 19.4 -> 17.9, 4.84 -> 3.87 ms); 9x9 and 10x10 outputs
-# (P < 256) gained nothing.
-PER_SAMPLE_COLS_BYTES = 2 * 2**20
+# (P < 256) gained nothing. Beyond L2 it still gained by the copy it saves: 3x3x3 8->16 at
+# 16^3 (3.4 MiB a sample) 3.80 -> 3.36 ms, 3x3 64->64 at 32x32 (2.2 MiB) 15.2 -> 13.3 ms,
+# 7x7 3->64 at 112x112 (7 MiB) 12.3 -> 10.5 ms; above 8 MiB, mixed.
+PER_SAMPLE_COLS_BYTES = 8 * 2**20
 
 
 def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=False):
@@ -576,7 +578,9 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     src, cols = _batch_windows(xp, kernel, strides, dilations, empty=keep)  # (C, *K, nb, *out)
     p = math.prod(src.shape[2 + nd :])
     per_sample = src.size // nb * src.itemsize
-    if og >= FEW_OUTPUTS and p >= PER_SAMPLE_MIN_P and per_sample <= PER_SAMPLE_COLS_BYTES:
+    # (each thread's buffer within its share of the scratch budget)
+    most = min(PER_SAMPLE_COLS_BYTES, _settings["scratch_bytes"] // par.get_num_threads())
+    if og >= FEW_OUTPUTS and p >= PER_SAMPLE_MIN_P and per_sample <= most:
         return _correlate_per_sample(src, cols, wg, yv, bias, nd)
     if cols is None:
         cols = np.empty(src.shape, dtype=xp.dtype)
@@ -1698,29 +1702,21 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
 # on each side, with the kernel flipped and its two channel axes swapped (the "full"
 # correlation of docs/convolution.md). As a GEMM it sums over O*prod(K) instead of O and
 # needs no col2im adds, at the price of copying g's im2col columns. Measured against GEMM +
-# col2im (the samples-last col2im for rows up to 16), 2 threads, ms: 128->128 at 16x16
-# (b32) 13.1 -> 10.6, 128->64 at 16x16 9.0 -> 5.3, 64->64 at 32x32 19.2 -> 15.7, 96->96 at
-# 24x24 19.3 -> 14.6 (one thread: 24.2 -> 21.7, 16.9 -> 10.5, 40.9 -> 39.7, 41.7 -> 32.5).
-# It lost with fewer input channels (32->64 at 32x32: 8.4 -> 13.3; LeNet-5's 6->16:
-# 1.0 -> 2.6), more outputs than inputs (105->158 k2), under 256 input positions per
-# sample (158->105 k2 at 8x8: 0.9 -> 1.4) and columns of 7 MiB a sample (64->64 at 56x56).
-FULL_CORRELATION_MIN_CHANNELS = 64
-FULL_CORRELATION_MAX_COLS_BYTES = 4 * 2**20
+# col2im (the samples-last col2im for rows up to 16), 2 threads, ms (one thread in
+# brackets): 3x3 128->128 at 16x16 (b32) 13.1 -> 10.6 (24.2 -> 21.7), 128->64 at 16x16
+# 9.0 -> 5.3 (16.9 -> 10.5), 48->32 at 32x32 11.1 -> 5.6 (23.4 -> 9.7), 16->8 at 32x32
+# 3.1 -> 1.4 (5.6 -> 1.8), 64->32 at 112x112 (b4) 25.3 -> 14.4 (49.5 -> 29.4), 3x3x3
+# 16->8 at 16^3 (b8) 8.8 -> 3.5 (20.4 -> 6.4). It lost with more outputs than inputs
+# (32->64 at 32x32: 8.4 -> 13.3; LeNet-5's 6->16: 1.0 -> 2.6) and under 256 input
+# positions a sample (16->16 at 10x10: 1.0 -> 1.5; 158->105 k2 at 8x8: 0.9 -> 1.4).
 
 
-def _input_grad_by_correlation(g_shape, w_shape, input_size, strides, groups, itemsize) -> bool:
+def _input_grad_by_correlation(w_shape, input_size, strides, groups) -> bool:
     """Whether the GEMM route's input gradient runs as a full correlation (see above)."""
     o, cg = w_shape[0], w_shape[1]
     if _settings["layout"] != "auto" or any(s != 1 for s in strides) or cg == 1:
         return False
-    p = math.prod(input_size)
-    cols = o * math.prod(w_shape[2:]) * p * itemsize  # g's columns for one sample
-    return (
-        cg * groups >= FULL_CORRELATION_MIN_CHANNELS
-        and cg >= o // groups
-        and p >= PER_SAMPLE_MIN_P
-        and cols <= FULL_CORRELATION_MAX_COLS_BYTES
-    )
+    return cg >= o // groups and math.prod(input_size) >= PER_SAMPLE_MIN_P
 
 
 def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
@@ -1752,10 +1748,8 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
             g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
         )
     padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
-    if _input_grad_by_correlation(
-        g.shape, w.shape, input_size, strides, groups, np.dtype(dtype).itemsize
-    ) and "gemm" == choose_algorithm(
-        g.shape[0], c, w.shape[0], groups, padded, w.shape[2:], g.shape[2:]
+    if _input_grad_by_correlation(w.shape, input_size, strides, groups) and "gemm" == (
+        choose_algorithm(g.shape[0], c, w.shape[0], groups, padded, w.shape[2:], g.shape[2:])
     ):
         return correlate_transpose_full(g, w, pads, dilations, groups)
     gxp = correlate_transpose(g, w, padded, strides, dilations, groups, cache)
