@@ -772,9 +772,10 @@ def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
 def test_per_sample_forward_equals_the_batch_wide_forward(
     shape, kernel, strides, dilations, groups, n_threads, threads, monkeypatch
 ):
-    """With many positions per sample the forward runs one sample at a time (its columns,
-    one GEMM straight into y); it equals the batch-wide route bit for bit, and so do the
-    columns it keeps for the weight gradient; without keeping them it returns none."""
+    """A forward that keeps no columns runs one sample at a time (its columns, one GEMM
+    straight into y) when the samples have many positions; it equals the batch-wide route
+    bit for bit. A forward that keeps its columns for the weight gradient stays
+    batch-wide."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((6, shape[1] // groups) + kernel).astype(np.float32)
@@ -788,15 +789,17 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     monkeypatch.setattr(cm, "FEW_OUTPUTS", 1)  # 3 or 6 filters per group: not "few"
     monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 10**9)  # batch-wide
     whole, cols = cm.correlate_gemm(*args, keep_cols=True, bias=b)
-    assert not calls
-    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)  # one sample at a time
-    one, cols1 = cm.correlate_gemm(*args, keep_cols=True, bias=b)
-    monkeypatch.setitem(cm._settings, "cache_bytes", 0)  # nothing kept: own buffers
+    assert cols is not None and not calls
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)  # one sample at a time, where allowed
+    kept, cols1 = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert not calls  # columns kept: batch-wide
+    one = cm.correlate_gemm(*args, bias=b)
+    assert len(calls) == 1
+    monkeypatch.setitem(cm._settings, "cache_bytes", 0)  # too large to keep
     unkept, none = cm.correlate_gemm(*args, keep_cols=True, bias=b)
-    assert len(calls) == 2
-    assert cols is not None and none is None
-    np.testing.assert_array_equal(one, whole)
-    np.testing.assert_array_equal(unkept, whole)
+    assert len(calls) == 2 and none is None
+    for y in (kept, one, unkept):
+        np.testing.assert_array_equal(y, whole)
     np.testing.assert_array_equal(cols1, cols)
     ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), *args[2:])
     np.testing.assert_allclose(whole, ref + b.reshape((6,) + (1,) * len(kernel)), atol=1e-4)

@@ -539,7 +539,7 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False, b
                 yv[n0:n1] += bias.reshape(groups, og, 1)
             cols = cols[0] if n == 1 and cols.nbytes <= _settings["cache_bytes"] else None
             continue
-        keep = n1 - n0 == n and per_sample * n <= _settings["cache_bytes"]
+        keep = keep_cols and n1 - n0 == n and per_sample * n <= _settings["cache_bytes"]
         cols = _correlate_chunk(xp[n0:n1], wg, kernel, strides, dilations, yv[n0:n1], bias, keep)
     return (y, cols) if keep_cols else y
 
@@ -553,16 +553,19 @@ FEW_OUTPUTS = 16
 BLOCK_ELEMS = 1 << 17
 
 
-# A product of at least PER_SAMPLE_MIN_P positions per sample, whose columns for one
-# sample take at most PER_SAMPLE_COLS_BYTES, runs one sample at a time: its im2col columns
-# (in the cache when they fit: 2 MiB of L2 a core on the benchmark machine), then one GEMM
-# that writes that sample's (Og, P) output straight into y, with no transposing copy after.
-# Measured forward, 2 threads: 3x3 32->64 at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at
-# 16x16 11.0 -> 9.9 ms, the 96x96 network's 40->105 layer (b32) 2.85 -> 2.41 ms; the same
-# on one thread (11.2 -> 9.6, 19.4 -> 17.9, 4.84 -> 3.87 ms); 9x9 and 10x10 outputs
-# (P < 256) gained nothing. Beyond L2 it still gained by the copy it saves: 3x3x3 8->16 at
-# 16^3 (3.4 MiB a sample) 3.80 -> 3.36 ms, 3x3 64->64 at 32x32 (2.2 MiB) 15.2 -> 13.3 ms,
-# 7x7 3->64 at 112x112 (7 MiB) 12.3 -> 10.5 ms; above 8 MiB, mixed.
+# A forward that keeps no columns for the weight gradient (they are too large to keep, or
+# nothing will use them), with at least PER_SAMPLE_MIN_P positions per sample and at most
+# PER_SAMPLE_COLS_BYTES of columns per sample, runs one sample at a time: its im2col
+# columns in a buffer of the thread's own (in the cache when they fit: 2 MiB of L2 a core
+# on the benchmark machine), then one GEMM that writes that sample's (Og, P) output
+# straight into y, with no transposing copy after. Measured forward, 2 threads: 3x3 32->64
+# at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at 16x16 11.0 -> 9.9 ms; one thread 11.2 ->
+# 9.6 and 19.4 -> 17.9 ms; 9x9 and 10x10 outputs (P < 256) gained nothing. Beyond L2 it
+# still gained by the copy it saves: 3x3x3 8->16 at 16^3 (3.4 MiB a sample) 3.80 -> 3.36
+# ms, 3x3 64->64 at 32x32 (2.2 MiB) 15.2 -> 13.3 ms, 7x7 3->64 at 112x112 (7 MiB) 12.3 ->
+# 10.5 ms; above 8 MiB, mixed. Writing the columns into a kept matrix instead measured
+# no faster than the batch-wide route (the 96x96 network's 4x4 s2 and 40->105 layers,
+# b32, alternating calls: 3.12 against 3.29 ms, 3.39 against 3.52 ms on 2 threads).
 PER_SAMPLE_COLS_BYTES = 8 * 2**20
 
 
@@ -575,15 +578,15 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     nb = xp.shape[0]
     groups, og = wg.shape[:2]
     nd = len(kernel)
-    src, cols = _batch_windows(xp, kernel, strides, dilations, empty=keep)  # (C, *K, nb, *out)
+    src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
     p = math.prod(src.shape[2 + nd :])
     per_sample = src.size // nb * src.itemsize
     # (each thread's buffer within its share of the scratch budget)
     most = min(PER_SAMPLE_COLS_BYTES, _settings["scratch_bytes"] // par.get_num_threads())
-    if og >= FEW_OUTPUTS and p >= PER_SAMPLE_MIN_P and per_sample <= most:
-        return _correlate_per_sample(src, cols, wg, yv, bias, nd)
-    if cols is None:
-        cols = np.empty(src.shape, dtype=xp.dtype)
+    if not keep and og >= FEW_OUTPUTS and p >= PER_SAMPLE_MIN_P and per_sample <= most:
+        _correlate_per_sample(src, wg, yv, bias, nd)
+        return None
+    cols = np.empty(src.shape, dtype=xp.dtype)
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
     r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
     b = None if bias is None else bias.reshape(groups, og, 1)
@@ -614,35 +617,25 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     return cols.reshape(groups, -1, nb * p) if keep else None
 
 
-def _correlate_per_sample(src, cols, wg, yv, bias, nd):
+def _correlate_per_sample(src, wg, yv, bias, nd) -> None:
     """``_correlate_chunk`` one sample at a time (see PER_SAMPLE_COLS_BYTES): the windows
-    ``src`` (C, *K, nb, *out) of each sample copied into ``cols`` (the kept matrix, same
-    layout) or, when None, into a buffer of the thread's own, then multiplied into ``yv``."""
+    ``src`` (C, *K, nb, *out) of each sample copied into a buffer of the thread's own, then
+    multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
     nb, groups, og, p = yv.shape
     lead = 1 + nd  # the sample axis
-    kept = cols is not None
-    by_sample = cols.reshape(groups, -1, nb, p) if kept else None
     b = None if bias is None else bias.reshape(groups, og, 1)
 
     def run(samples):
-        if not kept:  # (made on this thread, reused for each of its samples)
-            own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
-            mine = own.reshape(groups, -1, p)
+        own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
+        mine = own.reshape(groups, -1, p)
         for j in range(samples.start, samples.stop):
-            key = (slice(None),) * lead + (j,)
-            if kept:
-                np.copyto(cols[key], src[key])
-                mine = by_sample[:, :, j]
-            else:
-                np.copyto(own, src[key])
+            np.copyto(own, src[(slice(None),) * lead + (j,)])
             for gi in range(groups):
                 np.matmul(wg[gi], mine[gi], out=yv[j, gi])
             if b is not None:
                 yv[j] += b
 
-    work = src.size * 4 if par.owns_blas() else 0
-    par.for_slices(nb, run, work)
-    return cols.reshape(groups, -1, nb * p) if kept else None
+    par.for_slices(nb, run, src.size * 4 if par.owns_blas() else 0)
 
 
 def _transpose_operands(g, w, groups):
@@ -1646,7 +1639,8 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     elif algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes):
         y, cols = correlate_samples_last(xp, w, strides, dilations, groups, keep_cols=True)
     elif algo == "gemm":  # adds the bias itself
-        y, cols = correlate_gemm(xp, w, strides, dilations, groups, keep_cols=True, bias=bias)
+        y = correlate_gemm(xp, w, strides, dilations, groups, keep_cols=keep_cols, bias=bias)
+        y, cols = y if keep_cols else (y, None)
         bias = None
     elif keep_cols:
         y, cols = correlate_fft(xp, w, strides, dilations, groups, keep=True)
