@@ -805,6 +805,20 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     np.testing.assert_allclose(whole, ref + b.reshape((6,) + (1,) * len(kernel)), atol=1e-4)
 
 
+def test_one_sample_at_a_time_only_where_it_measured_faster(threads):
+    threads(2)
+    mib = 2**20
+    assert cm._per_sample_ok(64, 1024, 1 * mib)  # 3x3 32->64 at 32x32
+    assert cm._per_sample_ok(64, 3136, 7 * mib)  # many filters: large columns too
+    assert not cm._per_sample_ok(16, 4096, int(3.4 * mib))  # few filters, past L2
+    assert cm._per_sample_ok(16, 4096, 2 * mib)
+    assert not cm._per_sample_ok(8, 4096, mib)  # few outputs: cache-sized blocks instead
+    assert not cm._per_sample_ok(64, 100, mib)  # too few positions (LeNet-5's 10x10 maps)
+    assert not cm._per_sample_ok(64, 1024, 9 * mib)
+    with cm.scratch_budget(mib):  # each thread's buffer within its share of the budget
+        assert not cm._per_sample_ok(64, 1024, mib)
+
+
 FULL_CORRELATION_CASES = [
     # x shape, O, kernel, dilation, pads, groups
     ((2, 4, 9, 8), 4, (3, 3), (1, 1), ((1, 1), (1, 1)), 1),
@@ -878,9 +892,14 @@ def test_large_channel_input_grad_takes_the_full_correlation_and_matches_torch(m
 @pytest.mark.parametrize("groups", [1, 2])
 def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, threads, monkeypatch):
     """The weight gradient as one product per sample (no transposed copy of g) equals the
-    one-GEMM form, with the forward's columns and with recomputed, chunked ones."""
+    one-GEMM form, with the forward's columns and with recomputed ones: per sample (each
+    thread summing its samples) or batch-wide in chunks."""
     threads(n_threads)
     monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
+    monkeypatch.setattr(cm, "FEW_OUTPUTS", 1)  # 3 or 6 filters a group: not "few"
+    calls = []
+    real = cm._weight_grad_per_sample
+    monkeypatch.setattr(cm, "_weight_grad_per_sample", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(16)
     x = rng.standard_normal((5, 4, 11, 10))
     w = rng.standard_normal((6, 4 // groups, 3, 2))
@@ -894,6 +913,7 @@ def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, th
         with cm.scratch_budget(cm.im2col_scratch_bytes(2, 4, (3, 2), y.shape[2:], 8)):
             chunked = cm.correlate_weight_grad_gemm(x, g, (3, 2), (2, 1), (1, 2), groups)
         results += [kept, chunked]
+    assert len(calls) == 1  # the recomputed columns of the first round: one sample at a time
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-12)
 
