@@ -629,21 +629,27 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     return cols.reshape(groups, -1, nb * p) if keep else None
 
 
-def _correlate_per_sample(src, wg, yv, bias, nd) -> None:
-    """``_correlate_chunk`` one sample at a time (see PER_SAMPLE_COLS_BYTES): the windows
-    ``src`` (C, *K, nb, *out) of each sample copied into a buffer of the thread's own, then
-    multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
-    nb, groups, og, p = yv.shape
+def _sample_columns(src, nd: int, samples: slice, groups: int):
+    """For each sample j in ``samples``: j and its im2col columns as (G, Cg*K, P), copied
+    from the windows ``src`` (C, *K, nb, *out) into one buffer made here and reused (so
+    on the thread that runs the loop; see PER_SAMPLE_COLS_BYTES)."""
     lead = 1 + nd  # the sample axis
+    own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
+    for j in range(samples.start, samples.stop):
+        np.copyto(own, src[(slice(None),) * lead + (j,)])
+        yield j, own.reshape(groups, -1, math.prod(own.shape[lead:]))
+
+
+def _correlate_per_sample(src, wg, yv, bias, nd) -> None:
+    """``_correlate_chunk`` one sample at a time: each sample's columns (a buffer of the
+    thread's own) multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
+    nb, groups, og, _ = yv.shape
     b = None if bias is None else bias.reshape(groups, og, 1)
 
     def run(samples):
-        own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
-        mine = own.reshape(groups, -1, p)
-        for j in range(samples.start, samples.stop):
-            np.copyto(own, src[(slice(None),) * lead + (j,)])
+        for j, cols in _sample_columns(src, nd, samples, groups):
             for gi in range(groups):
-                np.matmul(wg[gi], mine[gi], out=yv[j, gi])
+                np.matmul(wg[gi], cols[gi], out=yv[j, gi])
             if b is not None:
                 yv[j] += b
 
@@ -771,22 +777,19 @@ def _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype) -> np.nda
     (b32) 9.4 -> 7.7 (16.5 -> 14.4), 3x3 64->64 at 32x32 17.1 -> 14.2 (32.7 -> 27.5), 3x3x3
     8->16 at 16^3 (b8) 4.0 -> 3.7 (7.7 -> 7.0), 3x3 128->128 at 16x16 12.6 -> 12.5 (24.2 ->
     22.1)."""
-    nb, groups, og, p = gv.shape
+    nb, groups, og, _ = gv.shape
     src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
-    lead = 1 + len(kernel)  # the sample axis
+    rows = math.prod(src.shape[: 1 + len(kernel)]) // groups  # Cg*K
     parts = par.split(nb, par.get_num_threads())
     partial = [None] * len(parts)
 
     def run(s):
-        own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
-        mine = own.reshape(groups, -1, p)
         for i in range(len(parts))[s]:
-            acc = np.zeros((groups, og, mine.shape[1]), dtype=dtype)
-            tmp = np.empty((og, mine.shape[1]), dtype=dtype)
-            for j in range(parts[i].start, parts[i].stop):
-                np.copyto(own, src[(slice(None),) * lead + (j,)])
+            acc = np.zeros((groups, og, rows), dtype=dtype)
+            tmp = np.empty((og, rows), dtype=dtype)
+            for j, cols in _sample_columns(src, len(kernel), parts[i], groups):
                 for gi in range(groups):
-                    acc[gi] += np.matmul(gv[j, gi], mine[gi].T, out=tmp)
+                    acc[gi] += np.matmul(gv[j, gi], cols[gi].T, out=tmp)
             partial[i] = acc
 
     par.for_slices(len(parts), run, src.size * 4 if par.owns_blas() else 0)
