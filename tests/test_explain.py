@@ -18,8 +18,10 @@ def test_issue_example_numbers():
     assert "-> (128, 40, 93, 93)" in text  # the stride-dilated upstream gradient
     assert "(40, 3, 4, 4) -> (3, 40, 4, 4)" in text  # flipped, channels swapped
     assert e.algorithm == "gemm"
-    assert e.scratch_bytes == cm.im2col_scratch_bytes(128, 3, (4, 4), (47, 47), 4)
-    assert "51.8 MiB" in text
+    assert "51.8 MiB" in text  # the whole batch's im2col matrix: too large to keep, so
+    assert "one sample's columns at a time" in text  # each thread builds one sample's
+    per_sample = cm.im2col_scratch_bytes(1, 3, (4, 4), (47, 47), 4)
+    assert e.scratch_bytes == tg.get_num_threads() * per_sample
 
 
 CONV_CASES = [
@@ -163,3 +165,13 @@ def test_explain_names_the_depthwise_route_and_the_im2col_layout():
     with cm.conv_layout("batch"):
         forced = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
     assert "im2col layout: batch (forced by conv_layout('batch'))" in forced
+    assert "dx: GEMM with the transposed weight, then col2im" in small
+    assert "kept from the forward for dw" in small
+
+
+def test_explain_names_the_full_correlation_and_the_per_sample_columns():
+    big = str(explain.conv2d((32, 128, 16, 16), (128, 128, 3, 3), padding=1, quiet=True))
+    assert "dx: the full correlation of steps 2-4 as one GEMM" in big
+    assert "one sample's columns at a time" in big and "1.1 MiB a thread" in big
+    strided = str(explain.conv2d((32, 128, 16, 16), (128, 128, 3, 3), stride=2, quiet=True))
+    assert "then col2im" in strided  # the full correlation needs stride 1

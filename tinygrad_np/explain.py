@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 
 __all__ = [
@@ -306,18 +307,43 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             f"  im2col matrix: N*C*prod(k)*prod(out)*{itemsize} B = {n_}*{c}*"
             f"{math.prod(kernel)}*{math.prod(outs)}*{itemsize} = {_bytes(total)} for the batch;"
         )
-        lines.append(
-            f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
-            f"scratch {_bytes(scratch)}"
-        )
-        layout = cm._settings["layout"]
-        if layout != "auto":
-            lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
-        elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
+        cache = cm._settings["cache_bytes"]
+        og, p_out = o // groups, math.prod(outs)
+        kept = chunk == n_ and total <= cache
+        if not kept and cm._per_sample_ok(og, p_out, per):
+            scratch = par.get_num_threads() * per
             lines.append(
-                f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
-                f"{cm.SAMPLES_LAST_MAX_ROW}), and for the forward on one thread; else batch-wide"
+                f"  not kept for dw (over {_bytes(cache)} or chunked): the forward and dw "
+                "build one sample's columns at a time on each thread, each multiplied at "
+                f"once: scratch {_bytes(per)} a thread"
             )
+        else:
+            lines.append(
+                f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
+                f"scratch {_bytes(scratch)}; "
+                + (
+                    f"kept from the forward for dw (at most {_bytes(cache)})"
+                    if kept
+                    else f"not kept (over {_bytes(cache)} or chunked): dw builds them again"
+                )
+            )
+        if cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
+            lines.append(
+                "  dx: the full correlation of steps 2-4 as one GEMM over O*prod(k), no "
+                f"col2im (stride 1, {c // groups} >= {og} channels a group, "
+                f"{math.prod(sizes)} >= {cm.PER_SAMPLE_MIN_P} positions a sample)"
+            )
+        else:
+            lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
+            layout = cm._settings["layout"]
+            if layout != "auto":
+                lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
+            elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
+                lines.append(
+                    f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
+                    f"{cm.SAMPLES_LAST_MAX_ROW}), and for the forward on one thread; "
+                    "else batch-wide"
+                )
     else:
         fs = cm.fft_shape(padded)
         per = cm._fft_per_sample_bytes(c, o, fs, itemsize)
