@@ -387,7 +387,8 @@ def test_samples_last_layout_choice_and_its_cache():
 def test_samples_last_forward_row_by_row_on_one_thread(x_shape, w_shape, strides, dilations,
                                                         groups):  # fmt: skip
     """On one thread the samples-last forward builds and multiplies its columns one output
-    row at a time: the same outputs as the batch-wide route, the same kept columns."""
+    row at a time: the same outputs as the batch-wide route, the same kept columns; when
+    nothing keeps them, one row's buffer serves every row (the same outputs)."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal(w_shape)
@@ -395,10 +396,17 @@ def test_samples_last_forward_row_by_row_on_one_thread(x_shape, w_shape, strides
     try:
         tg.set_num_threads(1)
         y, kept = cm.correlate_samples_last(x, w, strides, dilations, groups, keep_cols=True)
+        y1 = cm.correlate_samples_last(x, w, strides, dilations, groups)
+        none, _ = cm._correlate_sl_by_rows(
+            x, w.reshape(groups, w_shape[0] // groups, -1), w_shape[2:], strides, dilations,
+            keep=False,
+        )  # fmt: skip
     finally:
         tg.set_num_threads(before)
     ref = cm.correlate_gemm(x, w, strides, dilations, groups)
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(y1, y)
+    assert none is None
     cols = cm._im2col_samples_last(x, w_shape[2:], strides, dilations, groups)
     np.testing.assert_array_equal(kept.cols, cols)
 
