@@ -1374,7 +1374,7 @@ def fft_shape(sizes: Sequence[int]) -> tuple[int, ...]:
 def _rfft(a, fs):
     """rfftn over the trailing ``len(fs)`` axes, zero-padded to ``fs``."""
     axes = tuple(range(a.ndim - len(fs), a.ndim))
-    return scipy.fft.rfftn(a, s=fs, axes=axes, workers=-1)
+    return scipy.fft.rfftn(a, s=fs, axes=axes, workers=par.threads_here())
 
 
 def _spatial_first(a: np.ndarray, nd: int) -> np.ndarray:
@@ -1398,9 +1398,9 @@ def _kernel_spectrum(w: np.ndarray, fs: Sequence[int], groups: int, dtype) -> np
     nd = len(fs)
     o, cg = w.shape[:2]
     f = scipy.fft.rfft(_spatial_first(w.astype(dtype, copy=False), nd), n=fs[-1], axis=nd - 1,
-                       workers=-1)  # fmt: skip
+                       workers=par.threads_here())  # fmt: skip
     for ax in range(nd - 2, -1, -1):
-        f = scipy.fft.fft(f, n=fs[ax], axis=ax, workers=-1)
+        f = scipy.fft.fft(f, n=fs[ax], axis=ax, workers=par.threads_here())
     np.conjugate(f, out=f)
     return f.reshape(-1, groups, o // groups, cg)
 
@@ -1439,7 +1439,7 @@ def _from_spectrum(f: np.ndarray, fs: Sequence[int], take: tuple, out: np.ndarra
     nd = len(fs)
     fshape = tuple(fs[:-1]) + (fs[-1] // 2 + 1,)
     planes = _planes_of(f).reshape(f.shape[1:] + fshape)
-    r = scipy.fft.irfftn(planes, s=fs, axes=tuple(range(2, 2 + nd)), workers=-1)
+    r = scipy.fft.irfftn(planes, s=fs, axes=tuple(range(2, 2 + nd)), workers=par.threads_here())
     np.copyto(out, r[(slice(None), slice(None)) + take])
 
 
