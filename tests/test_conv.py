@@ -436,6 +436,30 @@ def test_inverse_dft_at_the_taps_equals_irfftn_read_there(fs):
     np.testing.assert_allclose(np.moveaxis(got, -1, 0), ref, rtol=1e-10, atol=1e-10)
 
 
+def test_fft_route_uses_tinygrad_np_thread_count(threads, monkeypatch):
+    """scipy.fft runs on as many threads as tinygrad_np may use (1 inside a pool task or
+    DataParallel's shard), not on every core."""
+    import scipy.fft
+
+    seen = []
+    for name in ("rfftn", "irfftn", "rfft", "fft"):
+        real = getattr(scipy.fft, name)
+
+        def spy(*a, real=real, **k):
+            seen.append(k.get("workers"))
+            return real(*a, **k)
+
+        monkeypatch.setattr(scipy.fft, name, spy)
+    x = tg.randn(2, 3, 20, 20, requires_grad=True)
+    w = tg.randn(4, 3, 11, 11, requires_grad=True)
+    for n in (1, 2):
+        threads(n)
+        seen.clear()
+        with F.conv_algorithm("fft"):
+            F.conv2d(x, w, padding=5).sum().backward()
+        assert seen and set(seen) == {n}
+
+
 def test_fft_route_reuses_the_forward_spectra_and_stays_exact():
     """The forward keeps its input and kernel spectra for the backward maps, which also
     share the upstream gradient's: the result equals the GEMM route, and a second backward
