@@ -880,8 +880,8 @@ def _sl_upstream(g: np.ndarray, groups: int) -> np.ndarray:
 def _correlate_sl_by_rows(xp, wg, kernel, strides, dilations, keep=True):
     """im2col and GEMM of a samples-last chunk one output row (first spatial dim) at a
     time, on one thread: each row's columns are multiplied while they are in the cache.
-    Returns cols (G, Cg*K, P*nb), as ``_im2col_samples_last`` (None unless ``keep``: then
-    one row's buffer serves every row), and yt (G, Og, P*nb).
+    Returns cols (G, Cg*K, P*nb), as ``_im2col_samples_last``, or None when not ``keep``
+    (one row's buffer then serves every row), and yt (G, Og, P*nb).
     (LeNet-5's 6->16 conv at batch 64: 0.87-0.97 -> 0.70-0.80 ms; the columns of the
     whole chunk, 3.8 MB, had made its GEMM wait on memory. Without keeping them, 0.57 ms.)"""
     src = _sl_windows(_to_samples_last(xp), kernel, strides, dilations)  # (C, *K, *out, nb)
