@@ -14,7 +14,9 @@ im2col layout with ``F.conv_layout("batch" | "samples_last")``).
 
 Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
 ``Conv.vjp`` calls the fused ``ConvTranspose`` (one GEMM, then col2im: a
-strided add per kernel tap). When the backward pass is itself recorded
+strided add per kernel tap; for stride-1 convs with no more outputs than inputs,
+the full correlation below as one GEMM, ``convmath.correlate_transpose_full``).
+When the backward pass is itself recorded
 (``create_graph=True``) it spells the same math out as visible nodes:
 
     # The forward read x at o*s + k*d - p_before. To send g back: put s-1
