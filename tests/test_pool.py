@@ -169,6 +169,44 @@ def test_max_pool_results_do_not_depend_on_the_thread_count(k, s):
         np.testing.assert_array_equal(gx, results[0][1])
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize(
+    "pool, k, s, p",
+    [("max", 3, 2, 1), ("max", 2, 2, 0), ("max", (2, 3), (1, 2), (1, 0)), ("avg", 3, 2, 1),
+     ("avg", 2, 2, 0)],
+)  # fmt: skip
+def test_pool_in_sample_blocks_gives_the_same_bits(monkeypatch, threads, n_threads, pool, k, s, p):
+    """The pooling passes run in blocks of samples (POOL_BLOCK_BYTES of input each); a
+    block size of a few samples, uneven against the batch, must not change a bit of the
+    forward or backward (nor the ties, taken by the first maximum)."""
+    from tinygrad_np.ops import pool as pool_ops
+
+    threads(n_threads)
+    rng = np.random.default_rng(4)
+    x = np.maximum(rng.standard_normal((11, 3, 13, 12)), 0).astype(np.float32)  # many ties
+    fn = getattr(F, f"{pool}_pool2d")
+    g = rng.standard_normal(fn(tg.Tensor(x), k, s, p).shape).astype(np.float32)
+
+    def run():
+        X = tg.Tensor(x, requires_grad=True)
+        y = fn(X, k, s, p)
+        y.backward(tg.Tensor(g))
+        return y.data, X.grad.data
+
+    whole = run()  # one block: the batch is far below the default block size
+    monkeypatch.setattr(pool_ops, "POOL_BLOCK_BYTES", 3 * x[0].nbytes + 1)  # 3 samples
+    assert pool_ops._block_samples(x.shape, 4) in (3, 6)  # (per thread: budget x threads)
+    blocked = run()
+    for a, b in zip(blocked, whole, strict=True):
+        np.testing.assert_array_equal(a, b)
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(torch.nn.functional, f"{pool}_pool2d")(xt, k, s, p)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(blocked[0], yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(blocked[1], xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_max_pool_vjp_is_differentiable_scatter_and_gather():
     """The input gradient of max pooling is a scatter to the argmax; its VJP with respect to
     the upstream gradient is a gather at the same places (and so on, every order)."""
