@@ -445,7 +445,8 @@ class _Gather(Op):
         if need[0]:
             mine = got[id(a["mine"])]
             first = mine.data if mine is not None else np.zeros((rows[0],) + x.shape[1:], gd.dtype)
-            out.append(Tensor(np.concatenate([first, *gxs], axis=0).astype(x.dtype, copy=False)))
+            gx = np.concatenate([first, *gxs], axis=0).astype(x.dtype, copy=False)
+            out.append(Tensor._make(gx, False, None))  # (arrays made here: wrapped, not copied)
         else:
             out.append(None)
         for j, (p, r) in enumerate(zip(params, need[1:], strict=True)):
@@ -457,7 +458,7 @@ class _Gather(Op):
             total = theirs[0].copy() if mine is None else np.add(mine.data, theirs[0])
             for other in theirs[1:]:
                 total += other
-            out.append(Tensor(total))
+            out.append(Tensor._make(total, False, None))  # (made here: wrapped, not copied)
         return tuple(out)
 
 
