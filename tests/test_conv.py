@@ -920,6 +920,79 @@ def test_large_channel_input_grad_takes_the_full_correlation_and_matches_torch(m
     np.testing.assert_allclose(W.grad.data, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
 
 
+WIDE_GRID_CASES = [
+    # x shape, O, kernel, dilation, pads, groups
+    ((3, 2, 6, 5, 7), 4, (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1)), 1),
+    ((2, 4, 7, 6, 5), 6, (3, 2, 3), (1, 2, 1), ((2, 0), (1, 1), (0, 3)), 2),  # asymmetric
+    ((2, 2, 5, 4, 6), 2, (2, 2, 2), (2, 1, 1), ((0, 0), (0, 0), (4, 1)), 1),  # pad > kernel
+    ((2, 3, 4, 5, 3, 4), 3, (2, 3, 2, 2), (1, 1, 1, 2), ((1, 0), (1, 1), (0, 1), (1, 1)), 1),
+]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("case", WIDE_GRID_CASES, ids=lambda c: f"{len(c[2])}d-g{c[5]}")
+def test_input_grad_on_the_wide_grid_equals_col2im(case, n_threads, threads, monkeypatch):
+    """A stride-1 volume conv's input gradient one sample at a time on the wide grid (every
+    tap a shift of the flattened padded volume) equals GEMM + col2im (cropped): with
+    groups, dilations, asymmetric padding, padding wider than the kernel, 3-D and 4-D."""
+    shape, o, k, d, pads, groups = case
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(cm, "WIDE_MAX_EXCESS", 1e9)  # small volumes: many dropped positions
+    rng = np.random.default_rng(20)
+    w = rng.standard_normal((o, shape[1] // groups) + k)
+    padded = tuple(i + a + b for i, (a, b) in zip(shape[2:], pads, strict=True))
+    out = tuple(p - cm.dilated_size(ki, di) + 1 for p, ki, di in zip(padded, k, d, strict=True))
+    g = rng.standard_normal((shape[0], o) + out)
+    ones = (1,) * len(k)
+    with cm.conv_algorithm("gemm"):
+        ref = cm.pad_spatial(cm.correlate_transpose(g, w, padded, ones, d, groups), cm.negate(pads))
+        calls = []
+        real = cm.correlate_transpose_wide
+        monkeypatch.setattr(cm, "correlate_transpose_wide", lambda *a: calls.append(1) or real(*a))
+        gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
+    assert calls and gx.shape == shape and gx.flags.c_contiguous
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_wide_grid_is_chosen_only_where_it_measured_faster(monkeypatch):
+    wide = cm._input_grad_on_wide_grid
+    same = ((1, 1),) * 3
+    assert wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
+    assert wide((16, 16, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
+    assert wide((8, 4, 3, 3, 3), (32, 32, 32), same, (1, 1, 1), (1, 1, 1), 1, 4)
+    assert not wide((8, 16, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)  # C > O
+    assert not wide((16, 16, 3, 3, 3), (8, 8, 8), same, (1, 1, 1), (1, 1, 1), 1, 4)  # small
+    assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (2, 2, 2), (1, 1, 1), 1, 4)  # strided
+    assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (2, 2, 2), 1, 4)  # dilated
+    assert not wide((8, 1, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 8, 4)  # depthwise
+    assert not wide((64, 32, 3, 3), (32, 32), ((1, 1),) * 2, (1, 1), (1, 1), 1, 4)  # 2-D
+    with cm.scratch_budget(2**20):  # each thread's buffers within its share of the budget
+        assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
+    monkeypatch.setitem(cm._settings, "layout", "batch")  # a forced layout keeps col2im
+    assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
+
+
+def test_conv3d_input_grad_takes_the_wide_grid_and_matches_torch(monkeypatch):
+    """A 3x3x3 8->16 conv at 16^3 takes the wide-grid input gradient by itself; its
+    gradients match PyTorch's (float32)."""
+    torch = pytest.importorskip("torch")
+    calls = []
+    real = cm.correlate_transpose_wide
+    monkeypatch.setattr(cm, "correlate_transpose_wide", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((2, 8, 16, 16, 16)).astype(np.float32)
+    w = (rng.standard_normal((16, 8, 3, 3, 3)) / 15).astype(np.float32)
+    u = rng.standard_normal((2, 16, 16, 16, 16)).astype(np.float32)
+    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    F.conv3d(X, W, padding=1).backward(tg.Tensor(u))
+    assert calls
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv3d(xt, wt, padding=1).backward(torch.tensor(u))
+    np.testing.assert_allclose(X.grad.data, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(W.grad.data, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("groups", [1, 2])
 def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, threads, monkeypatch):

@@ -175,3 +175,12 @@ def test_explain_names_the_full_correlation_and_the_per_sample_columns():
     assert "one sample's columns at a time" in big and "1.1 MiB a thread" in big
     strided = str(explain.conv2d((32, 128, 16, 16), (128, 128, 3, 3), stride=2, quiet=True))
     assert "then col2im" in strided  # the full correlation needs stride 1
+
+
+def test_explain_names_the_wide_grid_input_gradient():
+    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: one sample at a time on the padded volume's grid" in vol
+    fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: the full correlation" in fewer  # more inputs than outputs
+    small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))
+    assert "padded volume's grid" not in small  # 1.56x the windows' positions

@@ -1787,10 +1787,89 @@ def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
     return correlate_gemm(pad_spatial(g, full), wf, (1,) * nd, tuple(dilations), groups)
 
 
+# The input gradient of a stride-1 conv over volumes (3 or more spatial dims), one sample
+# at a time on the wide grid of ``_WideGrid``: g laid on the padded volume's grid (zeros
+# where no window starts), one GEMM per group gives every tap's share for every grid
+# position, and col2im is one contiguous add per tap over the flattened volume. The
+# batch-wide and samples-last col2im add rows of out_w entries (27 taps x C x out_d x out_h
+# of them for a 3x3x3 kernel), so NumPy's per-row cost dominated. The GEMM also computes
+# the grid positions that are not windows, so only where they are few (WIDE_MAX_EXCESS).
+# Measured against the samples-last col2im, b8 unless noted, 2 threads, ms (one thread in
+# brackets): 3x3x3 8->16 at 16^3 4.6 -> 3.8 (7.2 -> 5.4), 16->16 at 16^3 7.5-9.1 -> 6.2-6.4
+# (18.8 -> 10.3), 32->32 at 16^3 (b4) 9.2-9.7 -> 7.1 (19.2-22.3 -> 13.2), 8->16 at 24^3 (b4)
+# 7.6-8.2 -> 4.7 (14.8 -> 8.0), 4->8 at 32^3 (b2) 4.2 -> 2.5 (7.7 -> 4.2), 1->8 at 32^3 (b4)
+# 2.4 -> 2.1 (3.9 -> 2.8), unpadded 8->8 at 16^3 3.1 -> 2.4-2.9 (6.1 -> 3.5), dilation 2
+# (excess 1.56) 4.7 -> 4.4 (8.0 -> 6.3). It lost where the dropped positions are many:
+# 16->16 at 8^3 (excess 1.56) 1.3 -> 2.2, a 5x5x5 kernel at 12^3 (1.78) 7.0 -> 13.0; in 2-D
+# (rows of 32 and 9 taps) it gained nothing (3x3 32->64 at 32x32: 8.7 -> 8.6-9.5, 14.6
+# against 16.4 on one thread) and LeNet-5's 6->16 lost 4x (per-sample products too small).
+WIDE_MAX_EXCESS = 1.35
+
+
+def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, groups, itemsize):
+    """Whether the GEMM route's input gradient runs on the wide grid (see above)."""
+    kernel = tuple(w_shape[2:])
+    if (
+        _settings["layout"] != "auto"
+        or len(kernel) < 3
+        or any(s != 1 for s in strides)
+        or w_shape[1] == 1  # depthwise: a route of its own
+        or w_shape[1] > w_shape[0] // groups  # more inputs than outputs: the full correlation
+    ):
+        return False
+    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
+    out = _out_sizes(padded, kernel, strides, dilations)
+    length = out[0] * math.prod(padded[1:])
+    if length > WIDE_MAX_EXCESS * math.prod(out):
+        return False
+    c, o = w_shape[1] * groups, w_shape[0]
+    per_thread = (c * math.prod(kernel) * length + c * math.prod(padded) + o * length) * itemsize
+    return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
+
+
+def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.ndarray:
+    """gx (N, C, *input_size) of a stride-1 conv whose input was padded by ``pads``, one
+    sample at a time on the wide grid: dcols = w^T g_wide (the grid's other positions hold
+    zeros in g_wide), each tap's run of dcols added at its shift, the padding cropped."""
+    n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
+    cg = c // groups
+    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
+    grid = _WideGrid(padded, kernel, dilations, out_sizes)
+    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, Cg*K, Og)
+    gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
+    inner = (slice(None),) + tuple(
+        slice(pb, pb + i) for i, (pb, _) in zip(input_size, pads, strict=True)
+    )
+    taps = list(enumerate(grid.offsets))[1:]  # tap 0 (offset 0) covers the whole grid
+    length = grid.length
+
+    def run(s):  # samples s, each thread with buffers of its own
+        wide = np.zeros((groups, og) + grid.wide_shape, dtype=dtype)  # zero off the windows
+        g_on_grid = wide[(slice(None), slice(None)) + grid.crop]
+        wide = wide.reshape(groups, og, length)
+        dcols = np.empty((groups, cg * math.prod(kernel), length), dtype=dtype)
+        by_tap = dcols.reshape(c, -1, length)  # (C, prod K, length)
+        acc = np.empty((c, grid.plane), dtype=dtype)
+        for j in range(s.start, s.stop):
+            np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
+            for gi in range(groups):
+                np.matmul(wt[gi], wide[gi], out=dcols[gi])
+            np.copyto(acc[:, :length], by_tap[:, 0])
+            acc[:, length:] = 0
+            for i, off in taps:
+                r = grid.run(i)
+                acc[:, off : off + r] += by_tap[:, i, :r]
+            np.copyto(gx[j], acc.reshape((c,) + padded)[inner])
+
+    work = n * c * math.prod(kernel) * length * 4 if par.owns_blas() else 0
+    par.for_slices(n, run, work)
+    return gx
+
+
 def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, groups, cache=None):
     """gx (N, C, *input_size): ``correlate_transpose`` for an input padded by ``pads``, with
-    the padding cropped off (the depthwise band route and the full correlation never make
-    it)."""
+    the padding cropped off (the depthwise band route, the full correlation and the wide
+    grid never make it)."""
     c = w.shape[1] * groups
     dtype = np.result_type(g.dtype, w.dtype)
     x_shape = (g.shape[0], c) + tuple(input_size)
@@ -1799,9 +1878,15 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
             g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
         )
     padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
-    if _input_grad_by_correlation(w.shape, input_size, strides, groups) and "gemm" == (
-        choose_algorithm(g.shape[0], c, w.shape[0], groups, padded, w.shape[2:], g.shape[2:])
+    gemm = "gemm" == choose_algorithm(
+        g.shape[0], c, w.shape[0], groups, padded, w.shape[2:], g.shape[2:]
+    )
+    itemsize = np.dtype(dtype).itemsize
+    if gemm and _input_grad_on_wide_grid(
+        w.shape, input_size, pads, strides, dilations, groups, itemsize
     ):
+        return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)
+    if gemm and _input_grad_by_correlation(w.shape, input_size, strides, groups):
         return correlate_transpose_full(g, w, pads, dilations, groups)
     gxp = correlate_transpose(g, w, padded, strides, dilations, groups, cache)
     return np.ascontiguousarray(pad_spatial(gxp, negate(pads)))

@@ -327,7 +327,16 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
                     else f"not kept (over {_bytes(cache)} or chunked): dw builds them again"
                 )
             )
-        if cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
+        if cm._input_grad_on_wide_grid(
+            (o, c // groups) + kernel, sizes, pads, strides, dilations, groups, itemsize
+        ):
+            lines.append(
+                "  dx: one sample at a time on the padded volume's grid: one GEMM per group, "
+                "then each tap's share added as one shift of the flattened volume (stride 1, "
+                f"{len(kernel)} spatial dims, at most {cm.WIDE_MAX_EXCESS:g}x the positions "
+                "of the windows)"
+            )
+        elif cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
             lines.append(
                 "  dx: the full correlation of steps 2-4 as one GEMM over O*prod(k), no "
                 f"col2im (stride 1, {c // groups} >= {og} channels a group, "

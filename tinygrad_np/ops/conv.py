@@ -15,7 +15,9 @@ im2col layout with ``F.conv_layout("batch" | "samples_last")``).
 Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
 ``Conv.vjp`` calls the fused ``ConvTranspose`` (one GEMM, then col2im: a
 strided add per kernel tap; for stride-1 convs with no more outputs than inputs,
-the full correlation below as one GEMM, ``convmath.correlate_transpose_full``).
+the full correlation below as one GEMM, ``convmath.correlate_transpose_full``; for
+stride-1 volume convs, col2im as one shift per tap of the flattened padded volume,
+``convmath.correlate_transpose_wide``).
 When the backward pass is itself recorded
 (``create_graph=True``) it spells the same math out as visible nodes:
 
