@@ -805,9 +805,9 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     shape, kernel, strides, dilations, groups, n_threads, threads, monkeypatch
 ):
     """A forward that keeps no columns runs one sample at a time (its columns, one GEMM
-    straight into y) when the samples have many positions; it equals the batch-wide route
-    bit for bit. A forward that keeps its columns for the weight gradient stays
-    batch-wide."""
+    straight into y) when the samples have many positions, in pieces of a few rows of the
+    output's first dim when the columns are large; both equal the batch-wide route bit for
+    bit. A forward that keeps its columns for the weight gradient stays batch-wide."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((6, shape[1] // groups) + kernel).astype(np.float32)
@@ -830,7 +830,14 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     monkeypatch.setitem(cm._settings, "cache_bytes", 0)  # too large to keep
     unkept, none = cm.correlate_gemm(*args, keep_cols=True, bias=b)
     assert len(calls) == 2 and none is None
-    for y in (kept, one, unkept):
+    out = whole.shape[2:]  # pieces of 3 rows (the last one shorter)
+    per_sample = cm.im2col_scratch_bytes(1, shape[1], kernel, out, 4)
+    monkeypatch.setattr(cm, "PER_SAMPLE_L2_BYTES", 0)
+    monkeypatch.setattr(cm, "PER_SAMPLE_PIECE_BYTES", 3 * per_sample // out[0] + 1)
+    assert cm._per_sample_rows(6 // groups, out, per_sample) == 3 and out[0] % 3
+    pieces = cm.correlate_gemm(*args, bias=b)
+    assert len(calls) == 3
+    for y in (kept, one, unkept, pieces):
         np.testing.assert_array_equal(y, whole)
     np.testing.assert_array_equal(cols1, cols)
     ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), *args[2:])
@@ -840,15 +847,19 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
 def test_one_sample_at_a_time_only_where_it_measured_faster(threads):
     threads(2)
     mib = 2**20
-    assert cm._per_sample_ok(64, 1024, 1 * mib)  # 3x3 32->64 at 32x32
-    assert cm._per_sample_ok(64, 3136, 7 * mib)  # many filters: large columns too
-    assert not cm._per_sample_ok(16, 4096, int(3.4 * mib))  # few filters, past L2
-    assert cm._per_sample_ok(16, 4096, 2 * mib)
-    assert not cm._per_sample_ok(8, 4096, mib)  # few outputs: cache-sized blocks instead
-    assert not cm._per_sample_ok(64, 100, mib)  # too few positions (LeNet-5's 10x10 maps)
-    assert not cm._per_sample_ok(64, 1024, 9 * mib)
+    rows = cm._per_sample_rows
+    assert rows(64, (32, 32), 1 * mib) == 32  # 3x3 32->64 at 32x32: whole samples
+    assert rows(16, (16, 16, 16), 2 * mib) == 16
+    assert rows(16, (16, 16, 16), int(3.4 * mib)) == 4  # past L2: pieces of about 1 MiB
+    assert rows(64, (56, 56), 7 * mib) == 8
+    assert rows(32, (128, 128), 9 * mib) == 14  # (9 MiB / 128 rows: 14 rows to 1 MiB)
+    assert rows(8, (64, 64), mib) == 0  # few outputs: cache-sized blocks instead
+    assert rows(64, (10, 10), mib) == 0  # too few positions (LeNet-5's 10x10 maps)
+    assert rows(64, (4, 64), 8 * mib) == 0  # a piece would hold too few positions
+    assert rows(64, (4096,), 8 * mib) == 512  # 1-D: pieces of positions
     with cm.scratch_budget(mib):  # each thread's buffer within its share of the budget
-        assert not cm._per_sample_ok(64, 1024, mib)
+        assert rows(64, (32, 32), mib) == 16
+        assert rows(64, (2, 512), 4 * mib) == 0  # one row is over the share
 
 
 FULL_CORRELATION_CASES = [
@@ -1019,6 +1030,13 @@ def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, th
             chunked = cm.correlate_weight_grad_gemm(x, g, (3, 2), (2, 1), (1, 2), groups)
         results += [kept, chunked]
     assert len(calls) == 1  # the recomputed columns of the first round: one sample at a time
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 0)  # per sample, in pieces of 3 output rows
+    per_sample = cm.im2col_scratch_bytes(1, 4, (3, 2), y.shape[2:], 8)
+    monkeypatch.setattr(cm, "PER_SAMPLE_L2_BYTES", 0)
+    monkeypatch.setattr(cm, "PER_SAMPLE_PIECE_BYTES", 3 * per_sample // y.shape[2] + 1)
+    assert cm._per_sample_rows(6 // groups, y.shape[2:], per_sample) == 3 and y.shape[2] % 3
+    results.append(cm.correlate_weight_grad_gemm(x, g, (3, 2), (2, 1), (1, 2), groups))
+    assert len(calls) == 2
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-12)
 

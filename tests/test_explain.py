@@ -180,6 +180,7 @@ def test_explain_names_the_full_correlation_and_the_per_sample_columns():
 def test_explain_names_the_wide_grid_input_gradient():
     vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
     assert "dx: one sample at a time on the padded volume's grid" in vol
+    assert "in pieces of 4 of its 16 output rows" in vol  # 3.4 MiB of columns a sample
     fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
     assert "dx: the full correlation" in fewer  # more inputs than outputs
     small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))

@@ -554,33 +554,47 @@ BLOCK_ELEMS = 1 << 17
 
 
 # A forward that keeps no columns for the weight gradient (they are too large to keep, or
-# nothing will use them), with at least PER_SAMPLE_MIN_P positions per sample and at most
-# PER_SAMPLE_COLS_BYTES of columns per sample, runs one sample at a time: its im2col
-# columns in a buffer of the thread's own (in the cache when they fit: 2 MiB of L2 a core
-# on the benchmark machine), then one GEMM that writes that sample's (Og, P) output
-# straight into y, with no transposing copy after. Measured forward, 2 threads: 3x3 32->64
-# at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at 16x16 11.0 -> 9.9 ms; one thread 11.2 ->
-# 9.6 and 19.4 -> 17.9 ms; 9x9 and 10x10 outputs (P < 256) gained nothing. Beyond L2 it
-# still gained by the copy it saves: 3x3x3 8->16 at 16^3 (3.4 MiB a sample) 3.80 -> 3.36
-# ms, 3x3 64->64 at 32x32 (2.2 MiB) 15.2 -> 13.3 ms, 7x7 3->64 at 112x112 (7 MiB) 12.3 ->
-# 10.5 ms; above 8 MiB, mixed. Writing the columns into a kept matrix instead measured
-# no faster than the batch-wide route (the 96x96 network's 4x4 s2 and 40->105 layers,
-# b32, alternating calls: 3.12 against 3.29 ms, 3.39 against 3.52 ms on 2 threads).
-PER_SAMPLE_COLS_BYTES = 8 * 2**20
-# With fewer than 2 * FEW_OUTPUTS filters a group the product is short and reads its
-# columns at memory speed: one sample at a time then only while the columns stay in L2
-# (3x3x3 8->16 at 16^3, 3.4 MiB a sample, in a training step: forward 3.8 -> 4.3 ms,
-# weight gradient 4.0 -> 4.7 ms one sample at a time).
+# nothing will use them), with at least PER_SAMPLE_MIN_P positions per sample, runs one
+# sample at a time: its im2col columns in a buffer of the thread's own (in the cache: 2 MiB
+# of L2 a core on the benchmark machine), then one GEMM that writes that sample's (Og, P)
+# output straight into y, with no transposing copy after. Measured forward, 2 threads: 3x3
+# 32->64 at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at 16x16 11.0 -> 9.9 ms; one thread
+# 11.2 -> 9.6 and 19.4 -> 17.9 ms; 9x9 and 10x10 outputs (P < 256) gained nothing. Writing
+# the columns into a kept matrix instead measured no faster than the batch-wide route (the
+# 96x96 network's 4x4 s2 and 40->105 layers, b32, alternating calls: 3.12 against 3.29 ms,
+# 3.39 against 3.52 ms on 2 threads).
+#
+# A sample with more than PER_SAMPLE_L2_BYTES of columns is done in pieces of about
+# PER_SAMPLE_PIECE_BYTES, each a range of the output's first spatial dim, so that the
+# columns the GEMM reads are still in L2 (until the seventh session such samples ran whole
+# up to 8 MiB with 32 or more filters, else batch-wide). Measured, 2 threads (one thread),
+# ms, forward / weight gradient: 3x3 16->32 at 128x128 (b8, 9 MiB a sample) 14.7 -> 8.6 /
+# 19.0 -> 11.2 (24-28 -> 15.4 / 29-31 -> 21.3), 3x3 64->64 at 112x112 (b4, 28 MiB) 23 -> 18.5
+# / 27 -> 22 (57 -> 35 / 51 -> 42), 3x3 32->16 at 64x64 (b16, 4.5 MiB) 11-12 -> 7-9 / 12 ->
+# 9.5 (21 -> 10.5 / 20 -> 17), 3x3x3 16->16 at 32^3 (b2, 54 MiB) 15.5 -> 11 / 23 -> 14 (25 ->
+# 22 / 29 -> 26), 3x3x3 8->16 at 16^3 (b8, 3.4 MiB) 3.2 -> 3.0 / 3.9 -> 3.8 (4.7 -> 4.6-5.0 /
+# 7.8 -> 6.5); and against whole samples of 3-7 MiB: 3x3 64->64 at 56x56 (b8) 10.4 -> 9.6 /
+# 11.1 -> 11.2 (19.7 -> 18.1 / 21.3 -> 21.2), 32->64 at 64x64 (b8) 6.7 -> 6.3 / 7.6 -> 7.5
+# (12.9 -> 11.2 / 14.5 -> 14.1).
 PER_SAMPLE_L2_BYTES = 2 * 2**20
+PER_SAMPLE_PIECE_BYTES = 2**20
 
 
-def _per_sample_ok(og: int, p: int, per_sample_bytes: int) -> bool:
-    """Whether a map with ``og`` filters a group, ``p`` positions a sample and that many
-    bytes of im2col columns a sample runs one sample at a time (each thread's buffer within
-    its share of the scratch budget)."""
-    most = PER_SAMPLE_COLS_BYTES if og >= 2 * FEW_OUTPUTS else PER_SAMPLE_L2_BYTES
-    most = min(most, _settings["scratch_bytes"] // par.get_num_threads())
-    return og >= FEW_OUTPUTS and p >= PER_SAMPLE_MIN_P and per_sample_bytes <= most
+def _per_sample_rows(og: int, out_sizes, per_sample_bytes: int) -> int:
+    """For a map with ``og`` filters a group, output sizes ``out_sizes`` and that many bytes
+    of im2col columns a sample: how many rows of the output's first dim the per-sample route
+    builds at once (all of them: whole samples), or 0 where it is not taken. Each thread's
+    buffer stays within its share of the scratch budget."""
+    p = math.prod(out_sizes)
+    if og < FEW_OUTPUTS or p < PER_SAMPLE_MIN_P:
+        return 0
+    share = _settings["scratch_bytes"] // par.get_num_threads()
+    if per_sample_bytes <= min(PER_SAMPLE_L2_BYTES, share):
+        return out_sizes[0]
+    rows = min(PER_SAMPLE_PIECE_BYTES, share) * out_sizes[0] // per_sample_bytes
+    if rows < 1 or rows * (p // out_sizes[0]) < PER_SAMPLE_MIN_P:
+        return 0
+    return min(rows, out_sizes[0])
 
 
 def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=False):
@@ -595,8 +609,9 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
     p = math.prod(src.shape[2 + nd :])
     per_sample = src.size // nb * src.itemsize
-    if not keep and _per_sample_ok(og, p, per_sample):
-        _correlate_per_sample(src, wg, yv, bias, nd)
+    rows = 0 if keep else _per_sample_rows(og, src.shape[2 + nd :], per_sample)
+    if rows:
+        _correlate_per_sample(src, wg, yv, bias, nd, rows)
         return None
     cols = np.empty(src.shape, dtype=xp.dtype)
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
@@ -629,29 +644,38 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     return cols.reshape(groups, -1, nb * p) if keep else None
 
 
-def _sample_columns(src, nd: int, samples: slice, groups: int):
-    """For each sample j in ``samples``: j and its im2col columns as (G, Cg*K, P), copied
-    from the windows ``src`` (C, *K, nb, *out) into one buffer made here and reused (so
-    on the thread that runs the loop; see PER_SAMPLE_COLS_BYTES)."""
+def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int):
+    """For each sample j in ``samples`` and each piece of ``rows`` rows of its output's first
+    dim: j, the piece's positions (a slice of the flattened output) and its im2col columns
+    as (G, Cg*K, positions), copied from the windows ``src`` (C, *K, nb, *out) into one
+    buffer made here and reused (so on the thread that runs the loop; see
+    PER_SAMPLE_L2_BYTES)."""
     lead = 1 + nd  # the sample axis
-    own = np.empty(src.shape[:lead] + src.shape[lead + 1 :], dtype=src.dtype)
+    out = src.shape[lead + 1 :]
+    rest = math.prod(out[1:])
+    own = np.empty(math.prod(src.shape[:lead]) * rows * rest, dtype=src.dtype)
     for j in range(samples.start, samples.stop):
-        np.copyto(own, src[(slice(None),) * lead + (j,)])
-        yield j, own.reshape(groups, -1, math.prod(own.shape[lead:]))
+        for r0 in range(0, out[0], rows):
+            r1 = min(out[0], r0 + rows)
+            piece = own[: own.size // rows * (r1 - r0)].reshape(
+                src.shape[:lead] + (r1 - r0,) + out[1:]
+            )  # (contiguous also for the last, shorter piece)
+            np.copyto(piece, src[(slice(None),) * lead + (j, slice(r0, r1))])
+            yield j, slice(r0 * rest, r1 * rest), piece.reshape(groups, -1, (r1 - r0) * rest)
 
 
-def _correlate_per_sample(src, wg, yv, bias, nd) -> None:
-    """``_correlate_chunk`` one sample at a time: each sample's columns (a buffer of the
-    thread's own) multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
+def _correlate_per_sample(src, wg, yv, bias, nd, rows) -> None:
+    """``_correlate_chunk`` one sample (or piece of ``rows`` rows) at a time: its columns (a
+    buffer of the thread's own) multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
     nb, groups, og, _ = yv.shape
     b = None if bias is None else bias.reshape(groups, og, 1)
 
     def run(samples):
-        for j, cols in _sample_columns(src, nd, samples, groups):
+        for j, at, cols in _sample_columns(src, nd, samples, groups, rows):
             for gi in range(groups):
-                np.matmul(wg[gi], cols[gi], out=yv[j, gi])
+                np.matmul(wg[gi], cols[gi], out=yv[j, gi, :, at])
             if b is not None:
-                yv[j] += b
+                yv[j, :, :, at] += b
 
     par.for_slices(nb, run, src.size * 4 if par.owns_blas() else 0)
 
@@ -758,8 +782,9 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
         gw = _weight_grad_chunk(cols, gv)
         return gw.reshape((o, cg) + tuple(kernel)).astype(dtype, copy=False)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
-    if _per_sample_ok(og, p, per_sample):
-        gw = _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype)
+    rows = _per_sample_rows(og, out_sizes, per_sample)
+    if rows:
+        gw = _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype, rows)
         return gw.reshape((o, cg) + tuple(kernel))
     gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     for n0, n1 in _chunks(n, per_sample):
@@ -768,28 +793,28 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
     return gw.reshape((o, cg) + tuple(kernel))
 
 
-def _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype) -> np.ndarray:
-    """(G, Og, Cg*K): the weight gradient without the forward's columns, one sample at a
-    time (as the forward, PER_SAMPLE_COLS_BYTES): each sample's im2col columns, in a buffer
-    of the thread's own, times that sample's g. Each thread sums its own samples (a fixed
-    split: the same bits for a thread count). Measured against batch-wide columns and one
-    product, calls alternating, 2 threads (one thread in brackets), ms: 3x3 32->64 at 32x32
-    (b32) 9.4 -> 7.7 (16.5 -> 14.4), 3x3 64->64 at 32x32 17.1 -> 14.2 (32.7 -> 27.5), 3x3x3
-    8->16 at 16^3 (b8) 4.0 -> 3.7 (7.7 -> 7.0), 3x3 128->128 at 16x16 12.6 -> 12.5 (24.2 ->
-    22.1)."""
+def _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype, rows) -> np.ndarray:
+    """(G, Og, Cg*K): the weight gradient without the forward's columns, one sample (or
+    piece of ``rows`` rows) at a time (as the forward, PER_SAMPLE_L2_BYTES): its im2col
+    columns, in a buffer of the thread's own, times its part of g. Each thread sums its
+    own samples (a fixed split: the same bits for a thread count). Measured against
+    batch-wide columns and one product, calls alternating, 2 threads (one thread in
+    brackets), ms: 3x3 32->64 at 32x32 (b32) 9.4 -> 7.7 (16.5 -> 14.4), 3x3 64->64 at 32x32
+    17.1 -> 14.2 (32.7 -> 27.5), 3x3x3 8->16 at 16^3 (b8) 4.0 -> 3.7 (7.7 -> 7.0), 3x3
+    128->128 at 16x16 12.6 -> 12.5 (24.2 -> 22.1); pieces: see PER_SAMPLE_L2_BYTES."""
     nb, groups, og, _ = gv.shape
     src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
-    rows = math.prod(src.shape[: 1 + len(kernel)]) // groups  # Cg*K
+    ckk = math.prod(src.shape[: 1 + len(kernel)]) // groups  # Cg*K
     parts = par.split(nb, par.get_num_threads())
     partial = [None] * len(parts)
 
     def run(s):
         for i in range(len(parts))[s]:
-            acc = np.zeros((groups, og, rows), dtype=dtype)
-            tmp = np.empty((og, rows), dtype=dtype)
-            for j, cols in _sample_columns(src, len(kernel), parts[i], groups):
+            acc = np.zeros((groups, og, ckk), dtype=dtype)
+            tmp = np.empty((og, ckk), dtype=dtype)
+            for j, at, cols in _sample_columns(src, len(kernel), parts[i], groups, rows):
                 for gi in range(groups):
-                    acc[gi] += np.matmul(gv[j, gi], cols[gi].T, out=tmp)
+                    acc[gi] += np.matmul(gv[j, gi, :, at], cols[gi].T, out=tmp)
             partial[i] = acc
 
     par.for_slices(len(parts), run, src.size * 4 if par.owns_blas() else 0)

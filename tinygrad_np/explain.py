@@ -308,14 +308,21 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             f"{math.prod(kernel)}*{math.prod(outs)}*{itemsize} = {_bytes(total)} for the batch;"
         )
         cache = cm._settings["cache_bytes"]
-        og, p_out = o // groups, math.prod(outs)
+        og = o // groups
         kept = chunk == n_ and total <= cache
-        if not kept and cm._per_sample_ok(og, p_out, per):
-            scratch = par.get_num_threads() * per
+        rows = 0 if kept else cm._per_sample_rows(og, outs, per)
+        if rows:
+            piece = per * rows // outs[0]
+            scratch = par.get_num_threads() * piece
+            what = (
+                "one sample's columns"
+                if rows == outs[0]
+                else f"one sample's columns in pieces of {rows} of its {outs[0]} output rows"
+            )
             lines.append(
                 f"  not kept for dw (over {_bytes(cache)} or chunked): the forward and dw "
-                "build one sample's columns at a time on each thread, each multiplied at "
-                f"once: scratch {_bytes(per)} a thread"
+                f"build {what} at a time on each thread, each multiplied at "
+                f"once: scratch {_bytes(piece)} a thread"
             )
         else:
             lines.append(
