@@ -871,33 +871,6 @@ FULL_CORRELATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("case", FULL_CORRELATION_CASES, ids=lambda c: f"{len(c[2])}d-g{c[5]}")
-def test_input_grad_as_full_correlation_equals_col2im(case, n_threads, threads, monkeypatch):
-    """A stride-1 conv's input gradient as the correlation of the padded g with the flipped,
-    transposed kernel equals GEMM + col2im (cropped), in 1-D, 2-D and 3-D, with groups,
-    dilations, asymmetric padding and padding wider than the kernel."""
-    shape, o, k, d, pads, groups = case
-    threads(n_threads)
-    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)
-    rng = np.random.default_rng(18)
-    w = rng.standard_normal((o, shape[1] // groups) + k)
-    padded = tuple(i + a + b for i, (a, b) in zip(shape[2:], pads, strict=True))
-    out = tuple(p - cm.dilated_size(ki, di) + 1 for p, ki, di in zip(padded, k, d, strict=True))
-    g = rng.standard_normal((shape[0], o) + out)
-    ones = (1,) * len(k)
-    with cm.conv_algorithm("gemm"):
-        gxp = cm.correlate_transpose(g, w, padded, ones, d, groups)
-        ref = cm.pad_spatial(gxp, cm.negate(pads))
-        monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
-        calls = []
-        real = cm.correlate_transpose_full
-        monkeypatch.setattr(cm, "correlate_transpose_full", lambda *a: calls.append(1) or real(*a))
-        gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
-    assert calls and gx.shape == shape
-    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
-
-
 def test_full_correlation_is_chosen_only_where_it_measured_faster(monkeypatch):
     by_corr = cm._input_grad_by_correlation
     assert by_corr((64, 64, 3, 3), (16, 16), (1, 1), 1)
@@ -911,22 +884,32 @@ def test_full_correlation_is_chosen_only_where_it_measured_faster(monkeypatch):
     assert not by_corr((64, 64, 3, 3), (16, 16), (1, 1), 1)
 
 
-def test_large_channel_input_grad_takes_the_full_correlation_and_matches_torch(monkeypatch):
-    """A 3x3 64->64 conv at 16x16 takes the full-correlation input gradient by itself; its
-    gradients match PyTorch's (float32)."""
+@pytest.mark.parametrize(
+    "route, x_shape, w_shape",
+    [
+        ("correlate_transpose_full", (2, 64, 16, 16), (64, 64, 3, 3)),  # 3x3 64->64 at 16x16
+        ("correlate_transpose_wide", (2, 8, 16, 16, 16), (16, 8, 3, 3, 3)),  # 8->16 at 16^3
+    ],
+)
+def test_large_input_grads_take_their_route_by_themselves_and_match_torch(
+    route, x_shape, w_shape, monkeypatch
+):
+    """A 3x3 64->64 conv at 16x16 takes the full-correlation input gradient, a 3x3x3 8->16
+    conv at 16^3 the wide grid, by themselves; their gradients match PyTorch's (float32)."""
     torch = pytest.importorskip("torch")
     calls = []
-    real = cm.correlate_transpose_full
-    monkeypatch.setattr(cm, "correlate_transpose_full", lambda *a: calls.append(1) or real(*a))
+    real = getattr(cm, route)
+    monkeypatch.setattr(cm, route, lambda *a: calls.append(1) or real(*a))
+    nd = len(x_shape) - 2
     rng = np.random.default_rng(19)
-    x = rng.standard_normal((2, 64, 16, 16)).astype(np.float32)
-    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(np.float32)
-    u = rng.standard_normal((2, 64, 16, 16)).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    u = rng.standard_normal((x_shape[0], w_shape[0]) + x_shape[2:]).astype(np.float32)
     X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    F.conv2d(X, W, padding=1).backward(tg.Tensor(u))
+    getattr(F, f"conv{nd}d")(X, W, padding=1).backward(tg.Tensor(u))
     assert calls
     xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    torch.nn.functional.conv2d(xt, wt, padding=1).backward(torch.tensor(u))
+    getattr(torch.nn.functional, f"conv{nd}d")(xt, wt, padding=1).backward(torch.tensor(u))
     np.testing.assert_allclose(X.grad.data, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(W.grad.data, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
 
@@ -940,17 +923,25 @@ WIDE_GRID_CASES = [
 ]
 
 
+ROUTE_CASES = [("correlate_transpose_full", c) for c in FULL_CORRELATION_CASES] + [
+    ("correlate_transpose_wide", c) for c in WIDE_GRID_CASES
+]
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
-@pytest.mark.parametrize("case", WIDE_GRID_CASES, ids=lambda c: f"{len(c[2])}d-g{c[5]}")
-def test_input_grad_on_the_wide_grid_equals_col2im(case, n_threads, threads, monkeypatch):
-    """A stride-1 volume conv's input gradient one sample at a time on the wide grid (every
-    tap a shift of the flattened padded volume) equals GEMM + col2im (cropped): with
-    groups, dilations, asymmetric padding, padding wider than the kernel, 3-D and 4-D."""
+@pytest.mark.parametrize(
+    "route, case", ROUTE_CASES, ids=lambda c: c if isinstance(c, str) else f"{len(c[2])}d-g{c[5]}"
+)
+def test_stride_1_input_grad_routes_equal_col2im(route, case, n_threads, threads, monkeypatch):
+    """A stride-1 conv's input gradient as the correlation of the padded g with the flipped,
+    transposed kernel (1-D, 2-D and 3-D), and one sample at a time on the wide grid, every
+    tap a shift of the flattened padded volume (3-D and 4-D), equal GEMM + col2im
+    (cropped): with groups, dilations, asymmetric padding and padding wider than the
+    kernel."""
     shape, o, k, d, pads, groups = case
     threads(n_threads)
     monkeypatch.setattr(par, "MIN_ELEMENTS", 1)
-    monkeypatch.setattr(cm, "WIDE_MAX_EXCESS", 1e9)  # small volumes: many dropped positions
-    rng = np.random.default_rng(20)
+    rng = np.random.default_rng(18)
     w = rng.standard_normal((o, shape[1] // groups) + k)
     padded = tuple(i + a + b for i, (a, b) in zip(shape[2:], pads, strict=True))
     out = tuple(p - cm.dilated_size(ki, di) + 1 for p, ki, di in zip(padded, k, d, strict=True))
@@ -958,9 +949,13 @@ def test_input_grad_on_the_wide_grid_equals_col2im(case, n_threads, threads, mon
     ones = (1,) * len(k)
     with cm.conv_algorithm("gemm"):
         ref = cm.pad_spatial(cm.correlate_transpose(g, w, padded, ones, d, groups), cm.negate(pads))
+        if route == "correlate_transpose_wide":  # small volumes: many dropped positions
+            monkeypatch.setattr(cm, "WIDE_MAX_EXCESS", 1e9)
+        else:  # small inputs: few positions
+            monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
         calls = []
-        real = cm.correlate_transpose_wide
-        monkeypatch.setattr(cm, "correlate_transpose_wide", lambda *a: calls.append(1) or real(*a))
+        real = getattr(cm, route)
+        monkeypatch.setattr(cm, route, lambda *a: calls.append(1) or real(*a))
         gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
     assert calls and gx.shape == shape and gx.flags.c_contiguous
     np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
@@ -982,26 +977,6 @@ def test_wide_grid_is_chosen_only_where_it_measured_faster(monkeypatch):
         assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
     monkeypatch.setitem(cm._settings, "layout", "batch")  # a forced layout keeps col2im
     assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
-
-
-def test_conv3d_input_grad_takes_the_wide_grid_and_matches_torch(monkeypatch):
-    """A 3x3x3 8->16 conv at 16^3 takes the wide-grid input gradient by itself; its
-    gradients match PyTorch's (float32)."""
-    torch = pytest.importorskip("torch")
-    calls = []
-    real = cm.correlate_transpose_wide
-    monkeypatch.setattr(cm, "correlate_transpose_wide", lambda *a: calls.append(1) or real(*a))
-    rng = np.random.default_rng(21)
-    x = rng.standard_normal((2, 8, 16, 16, 16)).astype(np.float32)
-    w = (rng.standard_normal((16, 8, 3, 3, 3)) / 15).astype(np.float32)
-    u = rng.standard_normal((2, 16, 16, 16, 16)).astype(np.float32)
-    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    F.conv3d(X, W, padding=1).backward(tg.Tensor(u))
-    assert calls
-    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    torch.nn.functional.conv3d(xt, wt, padding=1).backward(torch.tensor(u))
-    np.testing.assert_allclose(X.grad.data, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(W.grad.data, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
