@@ -804,10 +804,11 @@ def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
 def test_per_sample_forward_equals_the_batch_wide_forward(
     shape, kernel, strides, dilations, groups, n_threads, threads, monkeypatch
 ):
-    """A forward that keeps no columns runs one sample at a time (its columns, one GEMM
-    straight into y) when the samples have many positions, in pieces of a few rows of the
-    output's first dim when the columns are large; both equal the batch-wide route bit for
-    bit. A forward that keeps its columns for the weight gradient stays batch-wide."""
+    """A forward runs one sample at a time (its columns, one GEMM straight into y) when the
+    samples have many positions, in pieces of a few rows of the output's first dim when the
+    columns are large; a forward that keeps its columns for the weight gradient writes
+    them into the kept matrix the same way. All equal the batch-wide route bit for bit,
+    the kept columns too."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((6, shape[1] // groups) + kernel).astype(np.float32)
@@ -824,20 +825,24 @@ def test_per_sample_forward_equals_the_batch_wide_forward(
     assert cols is not None and not calls
     monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)  # one sample at a time, where allowed
     kept, cols1 = cm.correlate_gemm(*args, keep_cols=True, bias=b)
-    assert not calls  # columns kept: batch-wide
+    assert len(calls) == 1 and cols1 is not None  # written into the kept matrix
     one = cm.correlate_gemm(*args, bias=b)
-    assert len(calls) == 1
+    assert len(calls) == 2
     monkeypatch.setitem(cm._settings, "cache_bytes", 0)  # too large to keep
     unkept, none = cm.correlate_gemm(*args, keep_cols=True, bias=b)
-    assert len(calls) == 2 and none is None
+    assert len(calls) == 3 and none is None
     out = whole.shape[2:]  # pieces of 3 rows (the last one shorter)
     per_sample = cm.im2col_scratch_bytes(1, shape[1], kernel, out, 4)
     monkeypatch.setattr(cm, "PER_SAMPLE_L2_BYTES", 0)
     monkeypatch.setattr(cm, "PER_SAMPLE_PIECE_BYTES", 3 * per_sample // out[0] + 1)
     assert cm._per_sample_rows(6 // groups, out, per_sample) == 3 and out[0] % 3
     pieces = cm.correlate_gemm(*args, bias=b)
-    assert len(calls) == 3
-    for y in (kept, one, unkept, pieces):
+    assert len(calls) == 4
+    monkeypatch.setitem(cm._settings, "cache_bytes", 2**30)
+    kept_pieces, cols2 = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert len(calls) == 5
+    np.testing.assert_array_equal(cols2, cols)
+    for y in (kept, one, unkept, pieces, kept_pieces):
         np.testing.assert_array_equal(y, whole)
     np.testing.assert_array_equal(cols1, cols)
     ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), *args[2:])

@@ -185,3 +185,9 @@ def test_explain_names_the_wide_grid_input_gradient():
     assert "dx: the full correlation" in fewer  # more inputs than outputs
     small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))
     assert "padded volume's grid" not in small  # 1.56x the windows' positions
+
+
+def test_explain_says_kept_columns_are_written_one_sample_at_a_time():
+    net96 = str(explain.conv2d((16, 40, 23, 23), (105, 40, 2, 2), quiet=True))
+    assert "kept from the forward for dw" in net96
+    assert "the forward writes one sample's columns at a time into it" in net96

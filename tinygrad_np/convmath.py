@@ -553,16 +553,18 @@ FEW_OUTPUTS = 16
 BLOCK_ELEMS = 1 << 17
 
 
-# A forward that keeps no columns for the weight gradient (they are too large to keep, or
-# nothing will use them), with at least PER_SAMPLE_MIN_P positions per sample, runs one
-# sample at a time: its im2col columns in a buffer of the thread's own (in the cache: 2 MiB
-# of L2 a core on the benchmark machine), then one GEMM that writes that sample's (Og, P)
-# output straight into y, with no transposing copy after. Measured forward, 2 threads: 3x3
-# 32->64 at 32x32 (b32) 6.55 -> 5.81 ms, 3x3 128->128 at 16x16 11.0 -> 9.9 ms; one thread
-# 11.2 -> 9.6 and 19.4 -> 17.9 ms; 9x9 and 10x10 outputs (P < 256) gained nothing. Writing
-# the columns into a kept matrix instead measured no faster than the batch-wide route (the
-# 96x96 network's 4x4 s2 and 40->105 layers, b32, alternating calls: 3.12 against 3.29 ms,
-# 3.39 against 3.52 ms on 2 threads).
+# A forward with at least PER_SAMPLE_MIN_P positions per sample runs one sample at a time:
+# its im2col columns in a buffer of the thread's own (in the cache: 2 MiB of L2 a core on
+# the benchmark machine), then one GEMM that writes that sample's (Og, P) output straight
+# into y, with no transposing copy after. Measured forward, 2 threads: 3x3 32->64 at 32x32
+# (b32) 6.55 -> 5.81 ms, 3x3 128->128 at 16x16 11.0 -> 9.9 ms; one thread 11.2 -> 9.6 and
+# 19.4 -> 17.9 ms; 9x9 and 10x10 outputs (P < 256) gained nothing. A forward that keeps its
+# columns for the weight gradient writes each sample's into the kept matrix instead, and
+# multiplies them there (seventh session; the sixth measured it on 2 threads only, 3.12
+# against 3.29 ms and 3.39 against 3.52 ms, and kept the batch-wide route): the 96x96
+# network's 4x4 s2 and 40->105 layers at b16 on one thread (each process of
+# nn.DataParallel) 2.66 -> 2.15 and 2.56 -> 2.33 ms, at b32 5.08 -> 4.03 and 5.12 -> 4.70 ms;
+# on 2 threads 1.50 -> 1.43, 1.51 -> 1.47, 2.73 -> 2.44, 2.95 -> 2.93 ms.
 #
 # A sample with more than PER_SAMPLE_L2_BYTES of columns is done in pieces of about
 # PER_SAMPLE_PIECE_BYTES, each a range of the output's first spatial dim, so that the
@@ -609,10 +611,11 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
     p = math.prod(src.shape[2 + nd :])
     per_sample = src.size // nb * src.itemsize
-    rows = 0 if keep else _per_sample_rows(og, src.shape[2 + nd :], per_sample)
-    if rows:
-        _correlate_per_sample(src, wg, yv, bias, nd, rows)
-        return None
+    rows = _per_sample_rows(og, src.shape[2 + nd :], per_sample)
+    if rows:  # (kept columns are written into the matrix itself, one sample at a time)
+        cols = np.empty(src.shape, dtype=xp.dtype) if keep else None
+        _correlate_per_sample(src, wg, yv, bias, nd, rows, cols)
+        return cols.reshape(groups, -1, nb * p) if keep else None
     cols = np.empty(src.shape, dtype=xp.dtype)
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
     r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
@@ -644,34 +647,44 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     return cols.reshape(groups, -1, nb * p) if keep else None
 
 
-def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int):
+def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int, into=None):
     """For each sample j in ``samples`` and each piece of ``rows`` rows of its output's first
     dim: j, the piece's positions (a slice of the flattened output) and its im2col columns
     as (G, Cg*K, positions), copied from the windows ``src`` (C, *K, nb, *out) into one
     buffer made here and reused (so on the thread that runs the loop; see
-    PER_SAMPLE_L2_BYTES)."""
+    PER_SAMPLE_L2_BYTES), or into their place in ``into`` (shaped as ``src``)."""
     lead = 1 + nd  # the sample axis
     out = src.shape[lead + 1 :]
     rest = math.prod(out[1:])
-    own = np.empty(math.prod(src.shape[:lead]) * rows * rest, dtype=src.dtype)
+    if into is None:
+        own = np.empty(math.prod(src.shape[:lead]) * rows * rest, dtype=src.dtype)
+    else:
+        by_sample = into.reshape(groups, -1, into.shape[lead], math.prod(out))
     for j in range(samples.start, samples.stop):
         for r0 in range(0, out[0], rows):
             r1 = min(out[0], r0 + rows)
+            at = slice(r0 * rest, r1 * rest)
+            key = (slice(None),) * lead + (j, slice(r0, r1))
+            if into is not None:
+                np.copyto(into[key], src[key])
+                yield j, at, by_sample[:, :, j, at]
+                continue
             piece = own[: own.size // rows * (r1 - r0)].reshape(
                 src.shape[:lead] + (r1 - r0,) + out[1:]
             )  # (contiguous also for the last, shorter piece)
-            np.copyto(piece, src[(slice(None),) * lead + (j, slice(r0, r1))])
-            yield j, slice(r0 * rest, r1 * rest), piece.reshape(groups, -1, (r1 - r0) * rest)
+            np.copyto(piece, src[key])
+            yield j, at, piece.reshape(groups, -1, (r1 - r0) * rest)
 
 
-def _correlate_per_sample(src, wg, yv, bias, nd, rows) -> None:
+def _correlate_per_sample(src, wg, yv, bias, nd, rows, into=None) -> None:
     """``_correlate_chunk`` one sample (or piece of ``rows`` rows) at a time: its columns (a
-    buffer of the thread's own) multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
+    buffer of the thread's own, or their place in ``into``, the kept matrix shaped as
+    ``src``) multiplied into ``yv`` (nb, G, Og, P), + ``bias``."""
     nb, groups, og, _ = yv.shape
     b = None if bias is None else bias.reshape(groups, og, 1)
 
     def run(samples):
-        for j, at, cols in _sample_columns(src, nd, samples, groups, rows):
+        for j, at, cols in _sample_columns(src, nd, samples, groups, rows, into):
             for gi in range(groups):
                 np.matmul(wg[gi], cols[gi], out=yv[j, gi, :, at])
             if b is not None:

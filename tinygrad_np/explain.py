@@ -310,15 +310,21 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         cache = cm._settings["cache_bytes"]
         og = o // groups
         kept = chunk == n_ and total <= cache
-        rows = 0 if kept else cm._per_sample_rows(og, outs, per)
-        if rows:
+        rows = cm._per_sample_rows(og, outs, per)
+        what = (
+            "one sample's columns"
+            if rows == outs[0]
+            else f"one sample's columns in pieces of {rows} of its {outs[0]} output rows"
+        )
+        if rows and kept:
+            scratch = total
+            lines.append(
+                f"  kept from the forward for dw (at most {_bytes(cache)}): the forward writes "
+                f"{what} at a time into it on each thread, each multiplied at once"
+            )
+        elif rows:
             piece = per * rows // outs[0]
             scratch = par.get_num_threads() * piece
-            what = (
-                "one sample's columns"
-                if rows == outs[0]
-                else f"one sample's columns in pieces of {rows} of its {outs[0]} output rows"
-            )
             lines.append(
                 f"  not kept for dw (over {_bytes(cache)} or chunked): the forward and dw "
                 f"build {what} at a time on each thread, each multiplied at "
