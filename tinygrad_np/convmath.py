@@ -161,6 +161,11 @@ def negate(pads: Sequence[Pair]) -> tuple[Pair, ...]:
 # ----------------------------------------------------------------------------- sizes
 
 
+def padded_sizes(sizes: Sequence[int], pads: Sequence[Pair]) -> tuple[int, ...]:
+    """Each spatial size with its (before, after) padding added."""
+    return tuple(n + pb + pa for n, (pb, pa) in zip(sizes, pads, strict=True))
+
+
 def dilated_size(kernel: int, dilation: int = 1) -> int:
     """Extent of a kernel of ``kernel`` taps spaced ``dilation`` apart: d*(K-1) + 1."""
     return dilation * (kernel - 1) + 1
@@ -1753,7 +1758,7 @@ def _depthwise_band_route(x_shape, w_shape, pads, strides, dilations, groups, dt
     if groups == 1 or w_shape[1] != 1:
         return False
     kernel = tuple(w_shape[2:])
-    padded = tuple(i + pb + pa for i, (pb, pa) in zip(x_shape[2:], pads, strict=True))
+    padded = padded_sizes(x_shape[2:], pads)
     out_sizes = _out_sizes(padded, kernel, strides, dilations)
     if choose_algorithm(n, c, w_shape[0], groups, padded, kernel, out_sizes) != "gemm":
         return False
@@ -1778,7 +1783,7 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     """``correlate_weight_grad`` for an input padded by ``pads``; the depthwise route reads
     ``x`` unpadded, the others pad it (``cols``: what the forward kept, if anything)."""
     if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
-        padded = tuple(i + pb + pa for i, (pb, pa) in zip(x.shape[2:], pads, strict=True))
+        padded = padded_sizes(x.shape[2:], pads)
         n, c, o = x.shape[0], x.shape[1], g.shape[1]
         if choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:]) == "gemm":
             return correlate_weight_grad_depthwise_unpadded(
@@ -1855,7 +1860,7 @@ def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, grou
         or w_shape[1] > w_shape[0] // groups  # more inputs than outputs: the full correlation
     ):
         return False
-    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
+    padded = padded_sizes(input_size, pads)
     out = _out_sizes(padded, kernel, strides, dilations)
     length = out[0] * math.prod(padded[1:])
     if length > WIDE_MAX_EXCESS * math.prod(out):
@@ -1871,7 +1876,7 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     zeros in g_wide), each tap's run of dcols added at its shift, the padding cropped."""
     n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     cg = c // groups
-    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
+    padded = padded_sizes(input_size, pads)
     grid = _WideGrid(padded, kernel, dilations, out_sizes)
     wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, Cg*K, Og)
     gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
@@ -1915,16 +1920,17 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         return correlate_transpose_depthwise_band(
             g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
         )
-    padded = tuple(i + pb + pa for i, (pb, pa) in zip(input_size, pads, strict=True))
-    gemm = "gemm" == choose_algorithm(
-        g.shape[0], c, w.shape[0], groups, padded, w.shape[2:], g.shape[2:]
-    )
+    padded = padded_sizes(input_size, pads)
+
+    def gemm() -> bool:  # (the cost estimate only where a GEMM-only route could apply)
+        n, o, kernel = g.shape[0], w.shape[0], w.shape[2:]
+        return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:])
+
     itemsize = np.dtype(dtype).itemsize
-    if gemm and _input_grad_on_wide_grid(
-        w.shape, input_size, pads, strides, dilations, groups, itemsize
-    ):
+    wide = _input_grad_on_wide_grid(w.shape, input_size, pads, strides, dilations, groups, itemsize)
+    if wide and gemm():
         return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)
-    if gemm and _input_grad_by_correlation(w.shape, input_size, strides, groups):
+    if _input_grad_by_correlation(w.shape, input_size, strides, groups) and gemm():
         return correlate_transpose_full(g, w, pads, dilations, groups)
     gxp = correlate_transpose(g, w, padded, strides, dilations, groups, cache)
     return np.ascontiguousarray(pad_spatial(gxp, negate(pads)))

@@ -248,7 +248,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     lines += unread_text
 
     # the VJP, as ops/conv.py spells it out when the backward is recorded
-    padded = tuple(n + pb + pa for n, (pb, pa) in zip(sizes, pads, strict=True))
+    padded = cm.padded_sizes(sizes, pads)
     dil = tuple((m - 1) * s + 1 for m, s in zip(outs, strides, strict=True))
     vjp_pads = []
     for n, k, d, (pb, _), m in zip(sizes, kernel, dilations, pads, dil, strict=True):

@@ -133,10 +133,6 @@ def _window_taps(kernel, dilation, stride, out_sizes) -> tuple:
     return cm.tap_slices(tuple(kernel), tuple(dilation), tuple(stride), tuple(out_sizes), 2)
 
 
-def _padded_sizes(input_size, padding):
-    return tuple(n + pb + pa for n, (pb, pa) in zip(input_size, padding, strict=True))
-
-
 def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
     """gx: g[i] added at the input row of window i's maximum (overlaps accumulate).
 
@@ -145,7 +141,7 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
     one ``np.add.at`` pass (it sums the repeats). Both split over samples onto threads (each
     writes only its own samples)."""
     out_sizes = g.shape[2:]
-    padded = g.shape[:2] + _padded_sizes(input_size, padding)
+    padded = g.shape[:2] + cm.padded_sizes(input_size, padding)
     if tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
         gxp = np.zeros(padded, dtype=g.dtype)
         taps = argmax.taps
@@ -364,7 +360,7 @@ class AvgPoolTranspose(Op):
         )
         gs = g * inv
         out_sizes = g.shape[2:]
-        gxp = np.zeros(g.shape[:2] + _padded_sizes(input_size, padding), dtype=g.dtype)
+        gxp = np.zeros(g.shape[:2] + cm.padded_sizes(input_size, padding), dtype=g.dtype)
         taps = _window_taps(kernel_size, (1,) * nd, stride, out_sizes)
 
         def run(idx):
