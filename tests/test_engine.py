@@ -406,3 +406,53 @@ def test_ops_whose_vjp_needs_only_shapes_do_not_keep_their_input_alive():
     assert ref() is None
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.where(x.numpy() > 0, 3.0, 0.0))
+
+
+# ----------------------------------------------------------------------------- leaf .grad arrays
+
+
+class _Gives(tg.autograd.Op):
+    """y = x; its VJP returns a fresh array and lets the test find it again: by a weak
+    reference (no holder) or, with ``keep``, by a strong one (a holder)."""
+
+    refs: list = []
+
+    def forward(self, x, keep):
+        return x.copy()
+
+    def vjp(self, g):
+        arr = g.data * 2.0
+        _Gives.refs.append(arr if self.args["keep"] else weakref.ref(arr))
+        return (Tensor._make(arr, False, None),)
+
+
+def test_leaf_grad_is_the_vjp_array_itself_unless_someone_holds_it():
+    x = _x(3)
+    _Gives.refs.clear()
+    _Gives.apply(x, keep=False).sum().backward()
+    assert x.grad.data is _Gives.refs[0]()  # not copied: nobody else could see it
+    x.grad = None
+    _Gives.apply(x, keep=True).sum().backward()
+    held = _Gives.refs[1]
+    assert not np.shares_memory(x.grad.data, held)  # copied: the op's list holds it
+    np.testing.assert_array_equal(x.grad.data, held)
+
+
+def test_leaf_grads_never_share_memory_with_each_other_or_their_holders():
+    a, b = _x(3), _x(3, seed=1)
+    (a + b).sum().backward()  # both leaves are given the one upstream gradient
+    assert not np.shares_memory(a.grad.data, b.grad.data)
+    a.grad.data[0] = 7.0
+    assert b.grad.data[0] == 1.0
+    x = _x(3)
+    g = Tensor(np.array([1.0, 2.0, 3.0]))
+    x.backward(g)  # the caller still holds g
+    assert not np.shares_memory(x.grad.data, g.data)
+    kept = []
+    w = _x(3, seed=2)
+    w.register_hook(kept.append)  # a hook keeps what it is shown
+    (w * 2.0).sum().backward()
+    assert not np.shares_memory(w.grad.data, kept[0].data)
+    v = _x(6, seed=3)
+    v.reshape(2, 3).sum().backward()  # a view of another array
+    assert v.grad.data.flags.owndata and v.grad.data.base is None

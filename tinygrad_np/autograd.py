@@ -359,6 +359,31 @@ def _call_hooks(hooks: list | None, g: Tensor) -> Tensor:
     return g
 
 
+def _take(leaf_grads: dict, key: int, limits: tuple[int, int] | None):
+    """Pop ``(leaf, gradient)`` for ``key`` from ``run_backward``'s ``leaf_grads`` and say
+    whether the gradient and its array are referenced from nowhere else, the array owning
+    its memory: then the leaf's ``.grad`` can be that array itself rather than a copy (for
+    the 96x96 network's 1.5M parameters a copy took 0.6 ms of a step). A gradient that a
+    VJP passed through (``a + b`` gives both leaves the same one), that the caller still
+    holds, or that views another array is copied, so that no ``.grad`` shares memory with
+    anything. With ``limits=None`` the third value is the two reference counts themselves
+    (``_calibrate_sole_refs``)."""
+    t, g = leaf_grads.pop(key)
+    refs = sys.getrefcount(g), sys.getrefcount(g.data)
+    if limits is None:
+        return t, g, refs
+    return t, g, bool(g.data.flags.owndata) and refs[0] <= limits[0] and refs[1] <= limits[1]
+
+
+def _calibrate_sole_refs() -> tuple[int, int]:
+    """The reference counts ``_take`` sees for a gradient nobody else holds, measured by
+    the same code, so that its limits follow this interpreter's counting."""
+    return _take({0: (None, _make(np.empty(1), False, None))}, 0, None)[2]
+
+
+_SOLE_REFS: tuple[int, int] = (0, 0)  # set by tinygrad_np.tensor once _make exists
+
+
 def run_backward(
     outputs: list[Tensor],
     grad_outputs: list[Tensor],
@@ -448,15 +473,22 @@ def run_backward(
         _state.grad = prev_mode
         _state.vjp_of = None
 
+    grads = gi = g = None  # (stale references would count as holders in _take)
     with no_grad() if not create_graph else enable_grad():
-        for t, g in leaf_grads.values():
-            g = _call_hooks(t._hooks, g)
+        for key in list(leaf_grads):
+            t, g, sole = _take(leaf_grads, key, _SOLE_REFS)
+            if t._hooks:  # a hook may keep the gradient it is shown
+                sole = False
+                g = _call_hooks(t._hooks, g)
             if want is not None:
                 if id(t) in want:
                     result[id(t)] = g
                 continue
             if t.grad is None:
-                t.grad = g if create_graph else _Tensor._make(np.array(g.data), False, None)
+                if create_graph:
+                    t.grad = g
+                else:  # nobody else can see a sole gradient's array: no copy needed
+                    t.grad = _make(g.data if sole else np.array(g.data), False, None)
             elif create_graph:
                 t.grad = t.grad + g
             else:
