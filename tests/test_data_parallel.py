@@ -4,6 +4,7 @@ reports a worker's failure."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 
 import numpy as np
@@ -390,3 +391,67 @@ def test_a_forked_copy_starts_its_own_workers_and_leaves_the_owners_alone(small)
     assert os.waitstatus_to_exitcode(status) == 0
     assert dp._workers.procs == owners and all(p.is_alive() for p in owners)
     np.testing.assert_array_equal(dp(x).data, first)
+
+
+class _FailsOnceInAWorkersBackward(tg.autograd.Op):
+    """y = x; the VJP raises the first time it runs in the first worker process."""
+
+    calls = 0
+
+    def forward(self, x):
+        return x.copy()
+
+    def vjp(self, g):
+        if mp.current_process().name.endswith("DataParallel-1"):
+            type(self).calls += 1
+            if type(self).calls == 1:
+                raise ValueError("boom in a worker's backward")
+        return (g,)
+
+
+class _MidBackwardFailure(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.last = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.last(_FailsOnceInAWorkersBackward.apply(self.first(x)))
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_worker_failing_mid_backward_is_raised_and_the_next_step_is_right(workers):
+    """The failing worker has already handed on the last layer's gradients when it fails;
+    with 3 processes the other worker's answer is read too, so the next step is in step."""
+    tg.manual_seed(0)
+    net = _MidBackwardFailure().double()
+    twin = _MidBackwardFailure().double()
+    twin.load_state_dict(net.state_dict())
+    x = tg.randn(6, 3, dtype=np.float64)
+    xa, xb = (tg.Tensor(x.data, requires_grad=True) for _ in range(2))
+    with nn.DataParallel(net, workers=workers) as dp:
+        with pytest.raises(RuntimeError, match=r"worker 1 failed:(.|\n)*boom in a worker's"):
+            dp(x).sum().backward()
+        procs = list(dp._workers.procs)
+        net.zero_grad()
+        for _ in range(2):
+            ya, yb = dp(xa), twin(xb)
+            np.testing.assert_allclose(ya.data, yb.data, rtol=1e-12)
+            (ya * ya).sum().backward()
+            (yb * yb).sum().backward()
+        assert dp._workers.procs == procs  # the same workers, still in step
+        np.testing.assert_allclose(xa.grad.data, xb.grad.data, rtol=1e-12)
+        for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+            np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-12, err_msg=name)
+
+
+def test_workers_hand_on_the_last_layers_gradients_first():
+    """A worker writes each parameter gradient to its block as soon as it is final, so
+    this process can add the last layers' while the worker computes the first layers'."""
+    tg.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    with nn.DataParallel(net, workers=2) as dp:
+        dp(tg.randn(4, 3)).sum().backward()
+        order = list(dp._workers.grads[0].arrays[-1])
+    # parameters 0-1: the first Linear's weight and bias; 4-5: the last one's
+    assert sorted(order[:6]) == list(range(6)) and order[6] == -1
+    assert max(order.index(4), order.index(5)) < min(order.index(0), order.index(1))

@@ -456,3 +456,25 @@ def test_leaf_grads_never_share_memory_with_each_other_or_their_holders():
     v = _x(6, seed=3)
     v.reshape(2, 3).sum().backward()  # a view of another array
     assert v.grad.data.flags.owndata and v.grad.data.base is None
+
+
+def test_grad_can_hand_on_each_gradient_as_soon_as_it_is_final():
+    """``_on_leaf`` (used by nn.DataParallel's workers) sees each input leaf's final
+    gradient, hooks applied, once, as soon as the last node feeding it has run: here the
+    layers nearest the output first, ``a`` (used twice) only after its second use."""
+    a, b, c = _x(3), _x(3, seed=1), _x(3, seed=2)
+    x = Tensor(np.array([0.5, -1.0, 2.0]))
+    b.register_hook(lambda g: g * 10.0)
+
+    def f():
+        return (((x * a).tanh() * b + a).tanh() * c).sum()
+
+    seen = []
+    got = tg.grad(f(), (a, b, c), _on_leaf=lambda t, g: seen.append((t, g.numpy().copy())))
+    assert [id(t) for t, _ in seen] == [id(c), id(b), id(a)]
+    want = tg.grad(f(), (a, b, c))
+    order = [id(a), id(b), id(c)]
+    for (_, g), w, r in zip(sorted(seen, key=lambda s: order.index(id(s[0]))), want, got,
+                            strict=True):  # fmt: skip
+        np.testing.assert_array_equal(g, w.numpy())
+        np.testing.assert_array_equal(r.numpy(), w.numpy())

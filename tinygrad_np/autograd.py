@@ -390,12 +390,18 @@ def run_backward(
     retain_graph: bool,
     create_graph: bool,
     inputs: list[Tensor] | None = None,
+    on_leaf=None,
 ) -> dict[int, Tensor] | None:
     """Propagate ``grad_outputs`` from ``outputs`` to the leaves.
 
     With ``inputs=None`` leaf gradients accumulate into ``.grad``; otherwise the
     gradients of ``inputs`` are returned in a dict keyed by ``id(tensor)`` and
-    nothing is accumulated.
+    nothing is accumulated. ``on_leaf(leaf, gradient)`` (with ``inputs``, without
+    ``create_graph``) is called for each leaf among ``inputs`` as soon as the last node
+    that feeds it has run, its hooks applied, so that a caller can use the gradients
+    of the last layers while those of the first are still being computed
+    (``nn.DataParallel``'s workers hand theirs on); leaves it was not called for are
+    in the result only.
     """
     node_grads: dict[int, Tensor] = {}  # id(node) -> gradient of that node's output
     leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}  # id(leaf) -> (leaf, gradient)
@@ -422,6 +428,22 @@ def run_backward(
         node_grads[k] = g if k not in node_grads else node_grads[k] + g
 
     order = _topo_order(roots)
+    pending: dict[int, int] = {}  # id(leaf) -> edges from nodes still to run (on_leaf)
+    if on_leaf is not None:
+        for node in order:
+            for t, need in zip(node.inputs, node.needs_grad, strict=True):
+                if need and t.grad_fn is None and id(t) in want:
+                    pending[id(t)] = pending.get(id(t), 0) + 1
+
+    def finish_early(t: Tensor) -> None:
+        left = pending[id(t)] - 1
+        pending[id(t)] = left
+        if left == 0 and id(t) in leaf_grads:
+            t, g = leaf_grads.pop(id(t))
+            g = _call_hooks(t._hooks, g)
+            result[id(t)] = g
+            on_leaf(t, g)
+
     prev_mode = _state.grad
     _state.grad = create_graph
     anomaly = _state.anomaly
@@ -455,6 +477,8 @@ def run_backward(
                 grads = node.vjp(g)
             for t, gi, need in zip(node.inputs, grads, node.needs_grad, strict=True):
                 if gi is None or not need:
+                    if need and id(t) in pending:
+                        finish_early(t)
                     continue
                 if gi.data.shape != t.data.shape:
                     gi = _sum_to(gi, t.data.shape)
@@ -463,6 +487,8 @@ def run_backward(
                 fn = t.grad_fn
                 if fn is None:
                     add_leaf(t, gi)
+                    if id(t) in pending:
+                        finish_early(t)
                 else:
                     k = id(fn)
                     prev = node_grads.get(k)
@@ -509,6 +535,7 @@ def grad(
     retain_graph: bool | None = None,
     create_graph: bool = False,
     allow_unused: bool = False,
+    _on_leaf=None,
 ) -> tuple:
     """Gradients of ``outputs`` with respect to ``inputs``, returned, not accumulated.
 
@@ -529,7 +556,7 @@ def grad(
     gouts = _default_grad_outputs(outs, _as_list(grad_outputs) or [None] * len(outs))
     if retain_graph is None:
         retain_graph = create_graph
-    res = run_backward(outs, gouts, retain_graph, create_graph, inputs=ins)
+    res = run_backward(outs, gouts, retain_graph, create_graph, inputs=ins, on_leaf=_on_leaf)
     out = []
     for i, t in enumerate(ins):
         g = res.get(id(t))

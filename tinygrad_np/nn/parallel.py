@@ -151,6 +151,9 @@ class _Channel:
     def __init__(self, ctx):
         self.ends = ctx.Pipe()  # (this process's end, the worker's end)
         self.sems = (ctx.Semaphore(0), ctx.Semaphore(0))  # released by: parent, worker
+        # released by the worker once per parameter gradient it has written to its block
+        # during a backward, and once more at the end of it (see _worker_main)
+        self.published = ctx.Semaphore(0)
         self.map = mmap.mmap(-1, _HEADER + 2 * MAILBOX_BYTES)
         # sizes[side]: bytes in that side's mailbox (-1: the message is in the pipe);
         # sizes[2]: set to 1 by close()
@@ -179,15 +182,7 @@ class _Channel:
         ``SPIN_SECONDS``, then waited for, checking ``alive()`` now and then (EOFError
         when it says the other side is gone). ``("close",)`` once ``stop()`` was called."""
         other = 1 - side
-        sem = self.sems[other]
-        if not sem.acquire(False):
-            end = time.perf_counter() + SPIN_SECONDS
-            while not sem.acquire(False):
-                if time.perf_counter() > end:
-                    while not sem.acquire(timeout=ALIVE_CHECK_SECONDS):
-                        if not alive():
-                            raise EOFError("the other side of the channel is gone")
-                    break
+        _acquire(self.sems[other], alive)
         if self.sizes[2]:
             return ("close",)
         n = int(self.sizes[other])
@@ -205,6 +200,19 @@ class _Channel:
     def close(self) -> None:  # (the shared block goes with the last reference to it)
         for end in self.ends:
             end.close()
+
+
+def _acquire(sem, alive) -> None:
+    """Take one release of ``sem``: polled for up to ``SPIN_SECONDS``, then waited for,
+    checking ``alive()`` now and then (EOFError when it says the other side is gone)."""
+    if not sem.acquire(False):
+        end = time.perf_counter() + SPIN_SECONDS
+        while not sem.acquire(False):
+            if time.perf_counter() > end:
+                while not sem.acquire(timeout=ALIVE_CHECK_SECONDS):
+                    if not alive():
+                        raise EOFError("the other side of the channel is gone")
+                break
 
 
 def _receive(channel: _Channel, side: int, alive):
@@ -263,27 +271,56 @@ def _worker_main(
                 _check_output(out)
                 send(("ok", out.data))
             elif kind == "backward":
-                if out is None or out.grad_fn is None:
-                    raise RuntimeError(
-                        "backward through DataParallel twice, or after a forward that "
-                        "recorded nothing: the worker holds no graph"
-                    )
-                targets = ([x] if x.requires_grad else []) + [p for p in params if p.requires_grad]
-                got = autograd.grad(out, targets, Tensor(msg[1]), allow_unused=True)
-                gx = got[0].data if x.requires_grad and got[0] is not None else None
-                got = got[1:] if x.requires_grad else got
-                it = iter(got)
-                for p, a in zip(params, grads.arrays, strict=True):
-                    g = next(it) if p.requires_grad else None
-                    if g is None:
-                        a.fill(0)
-                    else:
-                        np.copyto(a, g.data)
+                gx = _backward(channel, out, x, params, grads, msg[1])
                 x = out = None
                 send(("ok", gx))
         except BaseException:  # noqa: BLE001 - every failure goes back to the parent
             x = out = None
             send(("error", traceback.format_exc()))
+
+
+def _backward(channel: _Channel, out, x, params: list, grads: _Block, g: np.ndarray):
+    """A worker's backward of its shard: each parameter gradient is written to the
+    ``grads`` block as soon as it is final (the last layers' first), its index appended
+    to the block's order array and announced on ``channel.published``, so that the
+    parent can add it to its own while this process computes the first layers'; -1 ends
+    the list (also when this fails). Returns the shard's input gradient (or None)."""
+    order, done = grads.arrays[-1], []
+
+    def publish(j: int) -> None:
+        order[len(done)] = j
+        done.append(j)
+        channel.published.release()  # (a memory barrier: the parent sees the array)
+
+    index = {id(p): j for j, p in enumerate(params) if p.requires_grad}
+
+    def on_leaf(t, gt) -> None:
+        j = index.get(id(t))
+        if j is not None:
+            np.copyto(grads.arrays[j], gt.data)
+            publish(j)
+
+    try:
+        if out is None or out.grad_fn is None:
+            raise RuntimeError(
+                "backward through DataParallel twice, or after a forward that "
+                "recorded nothing: the worker holds no graph"
+            )
+        targets = ([x] if x.requires_grad else []) + [p for p in params if p.requires_grad]
+        got = autograd.grad(out, targets, Tensor(g), allow_unused=True, _on_leaf=on_leaf)
+        gx = got[0].data if x.requires_grad and got[0] is not None else None
+        published = set(done)
+        for t, gt in zip(targets[1:] if x.requires_grad else targets,
+                         got[1:] if x.requires_grad else got, strict=True):  # fmt: skip
+            j = index[id(t)]
+            if j not in published:  # unused (zero), or finished only at the end
+                a = grads.arrays[j]
+                a.fill(0) if gt is None else np.copyto(a, gt.data)
+                publish(j)
+        return gx
+    finally:
+        order[len(done)] = -1
+        channel.published.release()
 
 
 def _check_output(out) -> None:
@@ -313,7 +350,8 @@ class _Workers:
         self.stop = None  # the finalizer that closes this pool (set by DataParallel)
         self.pid = os.getpid()  # the process whose children the workers are
         for i in range(n):
-            grads = _Block(self.layout[:n_params])
+            # parameter gradients, then the order they were written in (_backward)
+            grads = _Block(self.layout[:n_params] + [((n_params + 1,), np.dtype(np.int64))])
             inbox = mmap.mmap(-1, max(inbox_bytes, 1))  # this worker's shard of each call
             channel = _Channel(ctx)
             proc = ctx.Process(
@@ -370,10 +408,51 @@ class _Workers:
         else:
             self.send(i, ("forward", shard, *rest))
 
-    def drain(self, n: int) -> None:
-        """Read and drop the answers of workers 1..n (after this process failed)."""
+    def published(self, i: int):
+        """The indices of the parameter gradients worker i writes to its block during a
+        backward, as it writes them, until it is done (see ``_backward``)."""
+        order, sem, alive = self.grads[i].arrays[-1], self.channels[i].published, self._alive(i)
+        for k in range(len(order)):
+            try:
+                _acquire(sem, alive)
+            except EOFError:
+                self.broken = True
+                code = self.procs[i].exitcode
+                raise RuntimeError(
+                    f"DataParallel: worker {i + 1} died (exit code {code}) during backward"
+                ) from None
+            except BaseException:  # Ctrl-C while waiting
+                self.broken = True
+                raise
+            j = int(order[k])
+            if j < 0:
+                return
+            yield j
+        self.broken = True  # (cannot happen: each parameter is written once)
+        raise RuntimeError(f"DataParallel: worker {i + 1} wrote more gradients than parameters")
+
+    def answers(self, n: int) -> list:
+        """The answers of workers 1..n, all read before the first error among them is
+        raised (so that no answer is left to be taken for a later one)."""
+        values, error = [], None
         for i in range(n):
             try:
+                values.append(self.recv(i))
+            except RuntimeError as e:
+                values.append(None)
+                error = error or e
+        if error is not None:
+            raise error
+        return values
+
+    def drain(self, n: int, backward: bool = False) -> None:
+        """Read and drop the answers of workers 1..n (after this process failed), and in
+        a backward what they announced of their gradients first."""
+        for i in range(n):
+            try:
+                if backward:
+                    for _ in self.published(i):
+                        pass
                 self.recv(i)
             except RuntimeError:
                 pass
@@ -437,10 +516,22 @@ class _Gather(Op):
             with par.single_threaded():
                 got = autograd.grad(local, targets, Tensor(gd[: rows[0]]), allow_unused=True)
         except BaseException:
-            workers.drain(len(parts))
+            workers.drain(len(parts), backward=True)
             raise
-        gxs = [workers.recv(i) for i in range(len(parts))]
         got = dict(zip([id(t) for t in targets], got, strict=True))
+        # each worker's parameter gradients as it writes them (the last layers' while it
+        # still computes the first layers'), added in a fixed order: this process's, then
+        # worker 1's, worker 2's, ...
+        totals: dict[int, np.ndarray] = {}
+        for w in range(len(parts)):
+            theirs = workers.grads[w].arrays
+            for j in workers.published(w):
+                if w == 0:
+                    mine = got[id(params[j])]
+                    totals[j] = theirs[j].copy() if mine is None else np.add(mine.data, theirs[j])
+                elif j in totals:  # (not there only if worker 1 failed: raised below)
+                    totals[j] += theirs[j]
+        gxs = workers.answers(len(parts))
         out = []
         if need[0]:
             mine = got[id(a["mine"])]
@@ -449,16 +540,9 @@ class _Gather(Op):
             out.append(Tensor._make(gx, False, None))  # (arrays made here: wrapped, not copied)
         else:
             out.append(None)
-        for j, (p, r) in enumerate(zip(params, need[1:], strict=True)):
-            if not r:
-                out.append(None)
-                continue
-            mine = got[id(p)]
-            theirs = [workers.grads[w].arrays[j] for w in range(len(parts))]
-            total = theirs[0].copy() if mine is None else np.add(mine.data, theirs[0])
-            for other in theirs[1:]:
-                total += other
-            out.append(Tensor._make(total, False, None))  # (made here: wrapped, not copied)
+        for j, r in enumerate(need[1:]):
+            # (made here: wrapped, not copied)
+            out.append(Tensor._make(totals[j], False, None) if r else None)
         return tuple(out)
 
 
