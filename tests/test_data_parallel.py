@@ -455,3 +455,27 @@ def test_workers_hand_on_the_last_layers_gradients_first():
     # parameters 0-1: the first Linear's weight and bias; 4-5: the last one's
     assert sorted(order[:6]) == list(range(6)) and order[6] == -1
     assert max(order.index(4), order.index(5)) < min(order.index(0), order.index(1))
+
+
+def test_parameter_hooks_run_once_and_shared_weights_sum_both_uses():
+    """As the unsplit module: a parameter's hook sees the whole batch's gradient once
+    (not once per shard and again on the total), and a layer used twice gets both uses'
+    gradients before a worker hands them on."""
+
+    def make():
+        tg.manual_seed(0)
+        lin = nn.Linear(3, 3).double()
+        net = nn.Sequential(lin, nn.Tanh(), lin, nn.Tanh(), nn.Linear(3, 2).double())
+        seen = []
+        lin.weight.register_hook(lambda g: seen.append(g.numpy().copy()) or g * 10.0)
+        return net, seen
+
+    (net, seen), (twin, twin_seen) = make(), make()
+    x = tg.randn(6, 3, dtype=np.float64)
+    with nn.DataParallel(net, workers=2) as dp:
+        (dp(x) ** 2).sum().backward()
+    (twin(x) ** 2).sum().backward()
+    assert len(seen) == len(twin_seen) == 1
+    np.testing.assert_allclose(seen[0], twin_seen[0], rtol=1e-12)
+    for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-12, err_msg=name)

@@ -391,6 +391,7 @@ def run_backward(
     create_graph: bool,
     inputs: list[Tensor] | None = None,
     on_leaf=None,
+    leaf_hooks: bool = True,
 ) -> dict[int, Tensor] | None:
     """Propagate ``grad_outputs`` from ``outputs`` to the leaves.
 
@@ -401,7 +402,8 @@ def run_backward(
     that feeds it has run, its hooks applied, so that a caller can use the gradients
     of the last layers while those of the first are still being computed
     (``nn.DataParallel``'s workers hand theirs on); leaves it was not called for are
-    in the result only.
+    in the result only. ``leaf_hooks=False`` leaves the leaves' hooks out (a pass whose
+    results become an outer op's gradients, which meet the hooks there).
     """
     node_grads: dict[int, Tensor] = {}  # id(node) -> gradient of that node's output
     leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}  # id(leaf) -> (leaf, gradient)
@@ -440,7 +442,8 @@ def run_backward(
         pending[id(t)] = left
         if left == 0 and id(t) in leaf_grads:
             t, g = leaf_grads.pop(id(t))
-            g = _call_hooks(t._hooks, g)
+            if leaf_hooks:
+                g = _call_hooks(t._hooks, g)
             result[id(t)] = g
             on_leaf(t, g)
 
@@ -503,7 +506,7 @@ def run_backward(
     with no_grad() if not create_graph else enable_grad():
         for key in list(leaf_grads):
             t, g, sole = _take(leaf_grads, key, _SOLE_REFS)
-            if t._hooks:  # a hook may keep the gradient it is shown
+            if t._hooks and leaf_hooks:  # a hook may keep the gradient it is shown
                 sole = False
                 g = _call_hooks(t._hooks, g)
             if want is not None:
@@ -536,6 +539,7 @@ def grad(
     create_graph: bool = False,
     allow_unused: bool = False,
     _on_leaf=None,
+    _leaf_hooks: bool = True,
 ) -> tuple:
     """Gradients of ``outputs`` with respect to ``inputs``, returned, not accumulated.
 
@@ -556,7 +560,9 @@ def grad(
     gouts = _default_grad_outputs(outs, _as_list(grad_outputs) or [None] * len(outs))
     if retain_graph is None:
         retain_graph = create_graph
-    res = run_backward(outs, gouts, retain_graph, create_graph, inputs=ins, on_leaf=_on_leaf)
+    res = run_backward(
+        outs, gouts, retain_graph, create_graph, ins, on_leaf=_on_leaf, leaf_hooks=_leaf_hooks
+    )
     out = []
     for i, t in enumerate(ins):
         g = res.get(id(t))

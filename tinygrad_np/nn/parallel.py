@@ -307,7 +307,11 @@ def _backward(channel: _Channel, out, x, params: list, grads: _Block, g: np.ndar
                 "recorded nothing: the worker holds no graph"
             )
         targets = ([x] if x.requires_grad else []) + [p for p in params if p.requires_grad]
-        got = autograd.grad(out, targets, Tensor(g), allow_unused=True, _on_leaf=on_leaf)
+        # (the parameters' hooks run once, on the whole batch's gradient, in the caller's
+        # backward: not here)
+        got = autograd.grad(
+            out, targets, Tensor(g), allow_unused=True, _on_leaf=on_leaf, _leaf_hooks=False
+        )
         gx = got[0].data if x.requires_grad and got[0] is not None else None
         published = set(done)
         for t, gt in zip(targets[1:] if x.requires_grad else targets,
@@ -514,7 +518,9 @@ class _Gather(Op):
         targets = [t for t, r in zip((a["mine"], *params), need, strict=True) if r]
         try:
             with par.single_threaded():
-                got = autograd.grad(local, targets, Tensor(gd[: rows[0]]), allow_unused=True)
+                got = autograd.grad(  # (parameter hooks: in the caller's backward only)
+                    local, targets, Tensor(gd[: rows[0]]), allow_unused=True, _leaf_hooks=False
+                )
         except BaseException:
             workers.drain(len(parts), backward=True)
             raise
