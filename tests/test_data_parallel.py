@@ -479,3 +479,21 @@ def test_parameter_hooks_run_once_and_shared_weights_sum_both_uses():
     np.testing.assert_allclose(seen[0], twin_seen[0], rtol=1e-12)
     for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
         np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-12, err_msg=name)
+
+
+class _WithUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = nn.Linear(3, 2), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_a_parameter_no_shard_uses_gets_no_gradient_as_unsplit():
+    tg.manual_seed(0)
+    net = _WithUnused()
+    with nn.DataParallel(net, workers=3) as dp:
+        dp(tg.randn(5, 3)).sum().backward()
+    assert net.unused.weight.grad is None and net.unused.bias.grad is None
+    assert net.used.weight.grad is not None

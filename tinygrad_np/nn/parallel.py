@@ -283,12 +283,13 @@ def _backward(channel: _Channel, out, x, params: list, grads: _Block, g: np.ndar
     """A worker's backward of its shard: each parameter gradient is written to the
     ``grads`` block as soon as it is final (the last layers' first), its index appended
     to the block's order array and announced on ``channel.published``, so that the
-    parent can add it to its own while this process computes the first layers'; -1 ends
-    the list (also when this fails). Returns the shard's input gradient (or None)."""
+    parent can add it to its own while this process computes the first layers'; -2 - j
+    announces that parameter j got no gradient in this shard (unused), -1 ends the list
+    (also when this fails). Returns the shard's input gradient (or None)."""
     order, done = grads.arrays[-1], []
 
-    def publish(j: int) -> None:
-        order[len(done)] = j
+    def publish(j: int, used: bool = True) -> None:
+        order[len(done)] = j if used else -2 - j
         done.append(j)
         channel.published.release()  # (a memory barrier: the parent sees the array)
 
@@ -317,10 +318,10 @@ def _backward(channel: _Channel, out, x, params: list, grads: _Block, g: np.ndar
         for t, gt in zip(targets[1:] if x.requires_grad else targets,
                          got[1:] if x.requires_grad else got, strict=True):  # fmt: skip
             j = index[id(t)]
-            if j not in published:  # unused (zero), or finished only at the end
-                a = grads.arrays[j]
-                a.fill(0) if gt is None else np.copyto(a, gt.data)
-                publish(j)
+            if j not in published:  # unused, or finished only at the end
+                if gt is not None:
+                    np.copyto(grads.arrays[j], gt.data)
+                publish(j, gt is not None)
         return gx
     finally:
         order[len(done)] = -1
@@ -413,8 +414,9 @@ class _Workers:
             self.send(i, ("forward", shard, *rest))
 
     def published(self, i: int):
-        """The indices of the parameter gradients worker i writes to its block during a
-        backward, as it writes them, until it is done (see ``_backward``)."""
+        """``(j, used)`` for each parameter gradient worker i writes to its block during a
+        backward, as it writes them, until it is done (``used``: False when parameter j
+        got no gradient in its shard, and nothing was written; see ``_backward``)."""
         order, sem, alive = self.grads[i].arrays[-1], self.channels[i].published, self._alive(i)
         for k in range(len(order)):
             try:
@@ -429,9 +431,9 @@ class _Workers:
                 self.broken = True
                 raise
             j = int(order[k])
-            if j < 0:
+            if j == -1:
                 return
-            yield j
+            yield (j, True) if j >= 0 else (-2 - j, False)
         self.broken = True  # (cannot happen: each parameter is written once)
         raise RuntimeError(f"DataParallel: worker {i + 1} wrote more gradients than parameters")
 
@@ -528,15 +530,25 @@ class _Gather(Op):
         # each worker's parameter gradients as it writes them (the last layers' while it
         # still computes the first layers'), added in a fixed order: this process's, then
         # worker 1's, worker 2's, ...
-        totals: dict[int, np.ndarray] = {}
+        # (None where no shard used the parameter, as the unsplit module's backward gives;
+        # made: the arrays made here, which may be added to in place)
+        totals: dict[int, np.ndarray | None] = {}
+        made: set[int] = set()
         for w in range(len(parts)):
             theirs = workers.grads[w].arrays
-            for j in workers.published(w):
+            for j, used in workers.published(w):
                 if w == 0:
                     mine = got[id(params[j])]
-                    totals[j] = theirs[j].copy() if mine is None else np.add(mine.data, theirs[j])
-                elif j in totals:  # (not there only if worker 1 failed: raised below)
+                    totals[j] = None if mine is None else mine.data
+                if not used or j not in totals:  # (not there only if worker 1 failed:
+                    continue  # raised below)
+                if totals[j] is None:
+                    totals[j] = theirs[j].copy()
+                elif j in made:
                     totals[j] += theirs[j]
+                else:
+                    totals[j] = np.add(totals[j], theirs[j])
+                made.add(j)
         gxs = workers.answers(len(parts))
         out = []
         if need[0]:
@@ -547,8 +559,10 @@ class _Gather(Op):
         else:
             out.append(None)
         for j, r in enumerate(need[1:]):
-            # (made here: wrapped, not copied)
-            out.append(Tensor._make(totals[j], False, None) if r else None)
+            total = totals[j] if r else None
+            # (an array made here is wrapped, not copied; the engine copies this process's
+            # own gradient where someone else may hold it)
+            out.append(None if total is None else Tensor._make(total, False, None))
         return tuple(out)
 
 
