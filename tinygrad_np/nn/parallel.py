@@ -14,9 +14,13 @@ runs one of the others through its copy, after taking the current parameters and
 buffers from a shared memory block (so optimizer steps reach the workers). The outputs
 are joined into one Tensor in batch order. Its backward sends each worker its part of
 the upstream gradient, runs this process's part meanwhile, and adds the workers'
-parameter gradients (from a second shared block per worker) to this process's: every
-parameter ends with the gradient of the whole batch, summed in a fixed order (the same
-bits for the same ``workers``; possibly different last bits from the unsplit module).
+parameter gradients (from a second shared block per worker, each written and announced
+as soon as the worker's backward is done with it, so that the last layers' are added
+while the worker computes the first layers') to this process's: every parameter ends
+with the gradient of the whole batch, summed in a fixed order (the same bits for the
+same ``workers``; possibly different last bits from the unsplit module). As for the
+unsplit module, a parameter's hooks run once, on that sum, and a parameter no shard
+used gets no gradient.
 
 As ``torch.nn.DataParallel``: the wrapped module is ``.module`` and the state dict's
 keys start with ``module.``; a layer that looks at the whole batch (``BatchNorm``)
