@@ -156,7 +156,7 @@ class _Channel:
         self.ends = ctx.Pipe()  # (this process's end, the worker's end)
         self.sems = (ctx.Semaphore(0), ctx.Semaphore(0))  # released by: parent, worker
         # released by the worker once per parameter gradient it has written to its block
-        # during a backward, and once more at the end of it (see _worker_main)
+        # during a backward, and once more at the end of it (see _backward)
         self.published = ctx.Semaphore(0)
         self.map = mmap.mmap(-1, _HEADER + 2 * MAILBOX_BYTES)
         # sizes[side]: bytes in that side's mailbox (-1: the message is in the pipe);
