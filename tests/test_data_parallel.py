@@ -497,3 +497,31 @@ def test_a_parameter_no_shard_uses_gets_no_gradient_as_unsplit():
         dp(tg.randn(5, 3)).sum().backward()
     assert net.unused.weight.grad is None and net.unused.bias.grad is None
     assert net.used.weight.grad is not None
+
+
+class _TwoLeavesOneGradient(nn.Module):
+    """y = x @ (a + b): the Add hands a and b one and the same gradient array."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(tg.randn(3, 2, dtype=np.float64))
+        self.b = nn.Parameter(tg.randn(3, 2, dtype=np.float64))
+
+    def forward(self, x):
+        return x @ (self.a + self.b)
+
+
+def test_gradients_this_process_shares_are_not_added_into_in_place():
+    """This process adds the workers' gradients into its own where nothing else holds
+    them; two parameters given one array must each get the sum once."""
+    tg.manual_seed(0)
+    net, twin = _TwoLeavesOneGradient(), _TwoLeavesOneGradient()
+    twin.load_state_dict(net.state_dict())
+    x = tg.randn(5, 3, dtype=np.float64)
+    with nn.DataParallel(net, workers=3) as dp:
+        (dp(x) ** 2).sum().backward()
+    (twin(x) ** 2).sum().backward()
+    for name in ("a", "b"):
+        got, want = getattr(net, name).grad.data, getattr(twin, name).grad.data
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+    assert not np.shares_memory(net.a.grad.data, net.b.grad.data)

@@ -392,6 +392,7 @@ def run_backward(
     inputs: list[Tensor] | None = None,
     on_leaf=None,
     leaf_hooks: bool = True,
+    sole: set | None = None,
 ) -> dict[int, Tensor] | None:
     """Propagate ``grad_outputs`` from ``outputs`` to the leaves.
 
@@ -403,7 +404,9 @@ def run_backward(
     of the last layers while those of the first are still being computed
     (``nn.DataParallel``'s workers hand theirs on); leaves it was not called for are
     in the result only. ``leaf_hooks=False`` leaves the leaves' hooks out (a pass whose
-    results become an outer op's gradients, which meet the hooks there).
+    results become an outer op's gradients, which meet the hooks there). ``sole``: a set
+    that gets the ids of the ``inputs`` whose returned gradient nothing else holds (the
+    caller may then write to its array).
     """
     node_grads: dict[int, Tensor] = {}  # id(node) -> gradient of that node's output
     leaf_grads: dict[int, tuple[Tensor, Tensor]] = {}  # id(leaf) -> (leaf, gradient)
@@ -505,19 +508,21 @@ def run_backward(
     grads = gi = g = None  # (stale references would count as holders in _take)
     with no_grad() if not create_graph else enable_grad():
         for key in list(leaf_grads):
-            t, g, sole = _take(leaf_grads, key, _SOLE_REFS)
+            t, g, is_sole = _take(leaf_grads, key, _SOLE_REFS)
             if t._hooks and leaf_hooks:  # a hook may keep the gradient it is shown
-                sole = False
+                is_sole = False
                 g = _call_hooks(t._hooks, g)
             if want is not None:
                 if id(t) in want:
                     result[id(t)] = g
+                    if sole is not None and is_sole and not create_graph:
+                        sole.add(id(t))
                 continue
             if t.grad is None:
                 if create_graph:
                     t.grad = g
                 else:  # nobody else can see a sole gradient's array: no copy needed
-                    t.grad = _make(g.data if sole else np.array(g.data), False, None)
+                    t.grad = _make(g.data if is_sole else np.array(g.data), False, None)
             elif create_graph:
                 t.grad = t.grad + g
             else:
@@ -540,6 +545,7 @@ def grad(
     allow_unused: bool = False,
     _on_leaf=None,
     _leaf_hooks: bool = True,
+    _sole: set | None = None,
 ) -> tuple:
     """Gradients of ``outputs`` with respect to ``inputs``, returned, not accumulated.
 
@@ -561,7 +567,7 @@ def grad(
     if retain_graph is None:
         retain_graph = create_graph
     res = run_backward(
-        outs, gouts, retain_graph, create_graph, ins, on_leaf=_on_leaf, leaf_hooks=_leaf_hooks
+        outs, gouts, retain_graph, create_graph, ins, _on_leaf, _leaf_hooks, _sole
     )
     out = []
     for i, t in enumerate(ins):

@@ -522,11 +522,13 @@ class _Gather(Op):
         x, params = self.inputs[0], self.inputs[1:]
         need = self.needs_grad
         targets = [t for t, r in zip((a["mine"], *params), need, strict=True) if r]
+        sole: set[int] = set()  # this process's gradients that the sums may add into
         try:
             with par.single_threaded():
                 got = autograd.grad(  # (parameter hooks: in the caller's backward only)
-                    local, targets, Tensor(gd[: rows[0]]), allow_unused=True, _leaf_hooks=False
-                )
+                    local, targets, Tensor(gd[: rows[0]]), allow_unused=True,
+                    _leaf_hooks=False, _sole=sole,
+                )  # fmt: skip
         except BaseException:
             workers.drain(len(parts), backward=True)
             raise
@@ -535,7 +537,7 @@ class _Gather(Op):
         # still computes the first layers'), added in a fixed order: this process's, then
         # worker 1's, worker 2's, ...
         # (None where no shard used the parameter, as the unsplit module's backward gives;
-        # made: the arrays made here, which may be added to in place)
+        # made: the arrays made here or nobody else holds, which may be added to in place)
         totals: dict[int, np.ndarray | None] = {}
         made: set[int] = set()
         for w in range(len(parts)):
@@ -544,6 +546,8 @@ class _Gather(Op):
                 if w == 0:
                     mine = got[id(params[j])]
                     totals[j] = None if mine is None else mine.data
+                    if id(params[j]) in sole:  # (an add in place: 0.24 against 0.36 ms
+                        made.add(j)  # for the 96x96 network's 945x945 weight)
                 if not used or j not in totals:  # (not there only if worker 1 failed:
                     continue  # raised below)
                 if totals[j] is None:
