@@ -331,8 +331,9 @@ def test_every_route_agrees_on_a_large_kernel():
 
 def test_samples_last_layout_choice_and_its_cache():
     """auto: the input gradient of convs with short output rows goes samples-last (the
-    forward too on one thread); the forward's kept im2col matrix says which layout the
-    weight gradient reads; the results equal the batch-wide layout's."""
+    forward too on one thread, with runs of out_w * N long enough); the forward's kept
+    im2col matrix says which layout the weight gradient reads; the results equal the
+    batch-wide layout's."""
     assert cm._use_samples_last("input_grad", 64, (10, 10))
     assert not cm._use_samples_last("input_grad", 64, (32, 32))  # long rows: batch-wide
     assert not cm._use_samples_last("input_grad", 2, (10, 10))  # too few samples
@@ -341,6 +342,9 @@ def test_samples_last_layout_choice_and_its_cache():
     try:
         tg.set_num_threads(1)
         assert cm._use_samples_last("forward", 64, (10, 10))
+        # runs of out_w * N = 9 * 16 numbers: too short to pay for the transposes
+        assert not cm._use_samples_last("forward", 16, (9, 9))
+        assert cm._use_samples_last("input_grad", 16, (9, 9))
         tg.set_num_threads(2)
         assert not cm._use_samples_last("forward", 64, (10, 10))
         with par.single_threaded():  # as DataParallel's own shard: one thread's choice

@@ -160,6 +160,9 @@ def test_explain_names_the_depthwise_route_and_the_im2col_layout():
     assert "one multiply-add pass per kernel tap" in wide
     small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
     assert "samples-last for dx (output rows of 10 <= 16)" in small
+    assert "and for the forward on one thread (runs of 10*64 = 640 >= 256)" in small
+    few = str(explain.conv2d((16, 158, 9, 9), (158, 158, 2, 2), quiet=True))
+    assert "not for the forward (runs of 8*16 = 128 < 256)" in few
     large = str(explain.conv2d((64, 6, 40, 40), (16, 6, 5, 5), quiet=True))
     assert "im2col layout" not in large  # 36-wide rows: batch-wide, nothing to say
     with cm.conv_layout("batch"):

@@ -1697,6 +1697,13 @@ def choose_algorithm(
 # the samples-last layout is used for output rows up to this long (longer rows already
 # copy fast in the batch-wide layout, which then saves the transposes)
 SAMPLES_LAST_MAX_ROW = 16
+# the forward's samples-last runs (out_w * N numbers) must be at least this long: one
+# thread, forward alone, samples-last against batch-wide, ms: the 96x96 network's
+# 105->158 k2 at 9x9 outputs, b16 (runs of 144) 1.58 against 1.42, 158->158 at 8x8 (128)
+# 2.03 against 1.79, 3x3 64->128 at 8x8 (128) 1.52 against 1.43, 5x5 16->120 at 1x1, b64
+# (64) 0.094 against 0.075; 3x3 16->16 at 8x8, b32 (256) 0.22 against 0.31, 6->64 (256)
+# 0.21 against 0.22, LeNet-5's 6->16 at 10x10, b64 (640) 0.70 against 1.08
+SAMPLES_LAST_MIN_RUN = 256
 
 
 def _use_samples_last(which: str, batch: int, out_sizes) -> bool:
@@ -1704,8 +1711,9 @@ def _use_samples_last(which: str, batch: int, out_sizes) -> bool:
     the samples-last im2col layout: the ``conv_layout`` setting, else by measurement
     (2 cores, LeNet-5 and the 96x96 network's convs, 3x3 and 3x3x3 convs): the input
     gradient for output rows of up to 16 (col2im 10-35 % faster), the forward too when
-    it runs on one thread (with threads the batch-wide per-thread pipeline wins), the
-    weight gradient never unless forced (it reuses whatever the forward kept)."""
+    it runs on one thread (with threads the batch-wide per-thread pipeline wins) and its
+    runs of out_w * N numbers are at least SAMPLES_LAST_MIN_RUN long, the weight gradient
+    never unless forced (it reuses whatever the forward kept)."""
     layout = _settings["layout"]
     if layout != "auto":
         return layout == "samples_last"
@@ -1713,7 +1721,11 @@ def _use_samples_last(which: str, batch: int, out_sizes) -> bool:
         return False
     if which == "input_grad":
         return True
-    return which == "forward" and par.threads_here() == 1
+    return (
+        which == "forward"
+        and par.threads_here() == 1
+        and out_sizes[-1] * batch >= SAMPLES_LAST_MIN_RUN
+    )
 
 
 def add_bias(y: np.ndarray, bias: np.ndarray) -> None:

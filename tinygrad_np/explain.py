@@ -361,10 +361,17 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             if layout != "auto":
                 lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
             elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
+                run = outs[-1] * n_
+                fwd = (
+                    f"and for the forward on one thread (runs of {outs[-1]}*{n_} = {run} >= "
+                    f"{cm.SAMPLES_LAST_MIN_RUN})"
+                    if run >= cm.SAMPLES_LAST_MIN_RUN
+                    else f"not for the forward (runs of {outs[-1]}*{n_} = {run} < "
+                    f"{cm.SAMPLES_LAST_MIN_RUN})"
+                )
                 lines.append(
                     f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
-                    f"{cm.SAMPLES_LAST_MAX_ROW}), and for the forward on one thread; "
-                    "else batch-wide"
+                    f"{cm.SAMPLES_LAST_MAX_ROW}), {fwd}; else batch-wide"
                 )
     else:
         fs = cm.fft_shape(padded)
