@@ -525,3 +525,32 @@ def test_gradients_this_process_shares_are_not_added_into_in_place():
         got, want = getattr(net, name).grad.data, getattr(twin, name).grad.data
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
     assert not np.shares_memory(net.a.grad.data, net.b.grad.data)
+
+
+def test_an_interrupt_while_adding_the_gradients_restarts_the_workers(monkeypatch):
+    """Ctrl-C while this process adds a worker's gradients (announcements still unread):
+    the next call starts fresh workers, and its gradients are right."""
+    from tinygrad_np.nn import parallel
+
+    net, twin = _pair()
+    x, y = _batch(6)
+    real = parallel._Workers.published
+
+    def interrupted(self, i):
+        monkeypatch.setattr(parallel._Workers, "published", real)
+        it = real(self, i)
+        yield next(it)
+        raise KeyboardInterrupt  # as Ctrl-C there
+
+    with nn.DataParallel(net, workers=2) as dp:
+        dp(x)  # workers started
+        old = dp._workers
+        monkeypatch.setattr(parallel._Workers, "published", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            F.cross_entropy(dp(x), y).backward()
+        net.zero_grad()
+        F.cross_entropy(dp(x), y).backward()
+        assert dp._workers is not old
+    F.cross_entropy(twin(tg.Tensor(x)), y).backward()
+    for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-10, err_msg=name)
