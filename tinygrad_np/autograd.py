@@ -377,11 +377,10 @@ def _take(leaf_grads: dict, key: int, limits: tuple[int, int] | None):
 
 def _calibrate_sole_refs() -> tuple[int, int]:
     """The reference counts ``_take`` sees for a gradient nobody else holds, measured by
-    the same code, so that its limits follow this interpreter's counting."""
+    the same code, so that its limits follow this interpreter's counting. Measured anew
+    for each backward (2 µs), under whatever tracer or debugger runs it then: one that
+    holds frames' locals adds to both counts alike."""
     return _take({0: (None, _make(np.empty(1), False, None))}, 0, None)[2]
-
-
-_SOLE_REFS: tuple[int, int] = (0, 0)  # set by tinygrad_np.tensor once _make exists
 
 
 def run_backward(
@@ -506,9 +505,10 @@ def run_backward(
         _state.vjp_of = None
 
     grads = gi = g = None  # (stale references would count as holders in _take)
+    limits = _calibrate_sole_refs() if leaf_grads and not create_graph else (0, 0)
     with no_grad() if not create_graph else enable_grad():
         for key in list(leaf_grads):
-            t, g, is_sole = _take(leaf_grads, key, _SOLE_REFS)
+            t, g, is_sole = _take(leaf_grads, key, limits)
             if t._hooks and leaf_hooks:  # a hook may keep the gradient it is shown
                 is_sole = False
                 g = _call_hooks(t._hooks, g)

@@ -494,7 +494,6 @@ class _HookHandle:
 
 autograd._Tensor = Tensor
 autograd._make = Tensor._make
-autograd._SOLE_REFS = autograd._calibrate_sole_refs()
 
 # ----------------------------------------------------------------------------- factories
 
