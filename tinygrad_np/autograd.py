@@ -369,10 +369,15 @@ def _take(leaf_grads: dict, key: int, limits: tuple[int, int] | None):
     anything. With ``limits=None`` the third value is the two reference counts themselves
     (``_calibrate_sole_refs``)."""
     t, g = leaf_grads.pop(key)
-    refs = sys.getrefcount(g), sys.getrefcount(g.data)
+    if _getrefcount is None:  # (an interpreter without reference counts: always copy)
+        return t, g, (0, 0) if limits is None else False
+    refs = _getrefcount(g), _getrefcount(g.data)
     if limits is None:
         return t, g, refs
     return t, g, bool(g.data.flags.owndata) and refs[0] <= limits[0] and refs[1] <= limits[1]
+
+
+_getrefcount = getattr(sys, "getrefcount", None)
 
 
 def _calibrate_sole_refs() -> tuple[int, int]:
