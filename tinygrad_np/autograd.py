@@ -520,7 +520,7 @@ def run_backward(
             if want is not None:
                 if id(t) in want:
                     result[id(t)] = g
-                    if sole is not None and is_sole and not create_graph:
+                    if sole is not None and is_sole:  # (never with create_graph)
                         sole.add(id(t))
                 continue
             if t.grad is None:
