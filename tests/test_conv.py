@@ -416,16 +416,23 @@ def test_samples_last_forward_row_by_row_on_one_thread(x_shape, w_shape, strides
 
 
 @pytest.mark.parametrize(
-    "shape, fs",
-    [((4, 3, 11, 11), (75, 75)), ((2, 2, 3, 4, 5), (8, 9, 10)), ((3, 2, 7), (16,)),
-     ((2, 2, 5, 6), (12, 13))],
+    "shape, fs, dilations",
+    [((4, 3, 11, 11), (75, 75), (1, 1)), ((2, 2, 3, 4, 5), (8, 9, 10), (1, 2, 1)),
+     ((3, 2, 7), (16,), (2,)), ((2, 2, 5, 6), (12, 13), (1, 1)),
+     # axes over DFT_MAX_TAPS go by FFT: alone, mixed with matrix axes, dilated
+     ((3, 2, 50), (128,), (2,)), ((3, 2, 40, 5), (96, 20), (1, 2)),
+     ((3, 2, 5, 40), (20, 96), (2, 1)), ((2, 3, 35, 3, 36), (40, 8, 80), (1, 2, 2))],
 )  # fmt: skip
-def test_pruned_kernel_fft_equals_rfftn(shape, fs):
-    a = np.random.default_rng(0).standard_normal(shape)
-    ref = np.conj(cm._rfft(a, fs))  # (O, Cg, *bins)
-    got = cm._kernel_spectrum(a, fs, 1, a.dtype)  # (F, 1, O, Cg)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_spectrum_equals_rfftn_of_the_dilated_kernel(shape, fs, dilations, dtype):
+    a = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    axes = tuple(range(2, a.ndim))
+    ref = np.conj(np.fft.rfftn(cm.dilate(a, dilations), s=fs, axes=axes))  # (O, Cg, *bins)
+    got = cm._kernel_spectrum(a, fs, 1, dtype, dilations)  # (F, 1, O, Cg)
+    assert got.dtype == np.result_type(dtype, np.complex64)
     got = np.moveaxis(got[:, 0], 0, -1).reshape(ref.shape)
-    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("fs", [(9,), (10,), (7, 8), (8, 7), (6, 5, 4)])
