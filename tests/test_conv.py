@@ -905,13 +905,15 @@ def test_full_correlation_is_chosen_only_where_it_measured_faster(monkeypatch):
     [
         ("correlate_transpose_full", (2, 64, 16, 16), (64, 64, 3, 3)),  # 3x3 64->64 at 16x16
         ("correlate_transpose_wide", (2, 8, 16, 16, 16), (16, 8, 3, 3, 3)),  # 8->16 at 16^3
+        ("correlate_transpose_wide", (2, 32, 32, 32), (64, 32, 3, 3)),  # 32->64 at 32x32
     ],
 )
 def test_large_input_grads_take_their_route_by_themselves_and_match_torch(
     route, x_shape, w_shape, monkeypatch
 ):
     """A 3x3 64->64 conv at 16x16 takes the full-correlation input gradient, a 3x3x3 8->16
-    conv at 16^3 the wide grid, by themselves; their gradients match PyTorch's (float32)."""
+    conv at 16^3 and a 3x3 32->64 conv at 32x32 the wide grid, by themselves; their
+    gradients match PyTorch's (float32)."""
     torch = pytest.importorskip("torch")
     calls = []
     real = getattr(cm, route)
@@ -932,6 +934,9 @@ def test_large_input_grads_take_their_route_by_themselves_and_match_torch(
 
 WIDE_GRID_CASES = [
     # x shape, O, kernel, dilation, pads, groups
+    ((3, 2, 6, 7), 4, (3, 3), (1, 1), ((1, 1), (1, 1)), 1),
+    ((2, 4, 7, 6), 6, (3, 2), (1, 2), ((2, 0), (0, 3)), 2),  # asymmetric, groups, dilated
+    ((3, 3, 5, 4), 5, (2, 4), (2, 1), ((0, 0), (4, 1)), 1),  # padding wider than the kernel
     ((3, 2, 6, 5, 7), 4, (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1)), 1),
     ((2, 4, 7, 6, 5), 6, (3, 2, 3), (1, 2, 1), ((2, 0), (1, 1), (0, 3)), 2),  # asymmetric
     ((2, 2, 5, 4, 6), 2, (2, 2, 2), (2, 1, 1), ((0, 0), (0, 0), (4, 1)), 1),  # pad > kernel
@@ -951,7 +956,7 @@ ROUTE_CASES = [("correlate_transpose_full", c) for c in FULL_CORRELATION_CASES] 
 def test_stride_1_input_grad_routes_equal_col2im(route, case, n_threads, threads, monkeypatch):
     """A stride-1 conv's input gradient as the correlation of the padded g with the flipped,
     transposed kernel (1-D, 2-D and 3-D), and one sample at a time on the wide grid, every
-    tap a shift of the flattened padded volume (3-D and 4-D), equal GEMM + col2im
+    tap a shift of the flattened padded image (2-D, 3-D and 4-D), equal GEMM + col2im
     (cropped): with groups, dilations, asymmetric padding and padding wider than the
     kernel."""
     shape, o, k, d, pads, groups = case
@@ -965,8 +970,10 @@ def test_stride_1_input_grad_routes_equal_col2im(route, case, n_threads, threads
     ones = (1,) * len(k)
     with cm.conv_algorithm("gemm"):
         ref = cm.pad_spatial(cm.correlate_transpose(g, w, padded, ones, d, groups), cm.negate(pads))
-        if route == "correlate_transpose_wide":  # small volumes: many dropped positions
+        if route == "correlate_transpose_wide":  # small images: many dropped positions
             monkeypatch.setattr(cm, "WIDE_MAX_EXCESS", 1e9)
+            monkeypatch.setattr(cm, "WIDE_MIN_MACS", 0)
+            monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
         else:  # small inputs: few positions
             monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
         calls = []
@@ -988,7 +995,15 @@ def test_wide_grid_is_chosen_only_where_it_measured_faster(monkeypatch):
     assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (2, 2, 2), (1, 1, 1), 1, 4)  # strided
     assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (2, 2, 2), 1, 4)  # dilated
     assert not wide((8, 1, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 8, 4)  # depthwise
-    assert not wide((64, 32, 3, 3), (32, 32), ((1, 1),) * 2, (1, 1), (1, 1), 1, 4)  # 2-D
+    same2 = ((1, 1),) * 2
+    assert wide((64, 32, 3, 3), (32, 32), same2, (1, 1), (1, 1), 1, 4)  # 2-D: 32->64 at 32x32
+    assert wide((64, 32, 3, 3), (32, 32), ((2, 2),) * 2, (1, 1), (2, 2), 1, 4)  # dilated
+    assert wide((105, 40, 2, 2), (23, 23), ((0, 0),) * 2, (1, 1), (1, 1), 1, 4)
+    assert not wide((64, 64, 3, 3), (32, 32), same2, (1, 1), (1, 1), 1, 4)  # 2-D, C == O
+    assert not wide((128, 64, 3, 3), (8, 8), same2, (1, 1), (1, 1), 1, 4)  # 80 positions
+    assert not wide((16, 3, 3, 3), (32, 32), same2, (1, 1), (1, 1), 1, 4)  # small products
+    assert not wide((16, 6, 5, 5), (14, 14), ((0, 0),) * 2, (1, 1), (1, 1), 1, 4)  # excess
+    assert not wide((64, 32, 3), (1024,), ((1, 1),), (1,), (1,), 1, 4)  # 1-D
     with cm.scratch_budget(2**20):  # each thread's buffers within its share of the budget
         assert not wide((16, 8, 3, 3, 3), (16, 16, 16), same, (1, 1, 1), (1, 1, 1), 1, 4)
     monkeypatch.setitem(cm._settings, "layout", "batch")  # a forced layout keeps col2im

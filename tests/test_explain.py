@@ -182,12 +182,17 @@ def test_explain_names_the_full_correlation_and_the_per_sample_columns():
 
 def test_explain_names_the_wide_grid_input_gradient():
     vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
-    assert "dx: one sample at a time on the padded volume's grid" in vol
+    assert "dx: one sample at a time on the padded input's grid" in vol
+    assert "16x18x18 = 5184 grid positions (1.27x the 4096 windows" in vol
     assert "in pieces of 4 of its 16 output rows" in vol  # 3.4 MiB of columns a sample
     fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
     assert "dx: the full correlation" in fewer  # more inputs than outputs
     small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))
-    assert "padded volume's grid" not in small  # 1.56x the windows' positions
+    assert "padded input's grid" not in small  # 1.56x the windows' positions
+    image = str(explain.conv2d((32, 32, 32, 32), (64, 32, 3, 3), padding=1, quiet=True))
+    assert "32x34 = 1088 grid positions (1.06x the 1024 windows" in image
+    same = str(explain.conv2d((32, 64, 32, 32), (64, 64, 3, 3), padding=1, quiet=True))
+    assert "padded input's grid" not in same  # images: only with fewer inputs than outputs
 
 
 def test_explain_says_kept_columns_are_written_one_sample_at_a_time():

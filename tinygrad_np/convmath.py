@@ -1876,34 +1876,50 @@ def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
     return correlate_gemm(pad_spatial(g, full), wf, (1,) * nd, tuple(dilations), groups)
 
 
-# The input gradient of a stride-1 conv over volumes (3 or more spatial dims), one sample
-# at a time on the wide grid of ``_WideGrid``: g laid on the padded volume's grid (zeros
-# where no window starts), one GEMM per group gives every tap's share for every grid
-# position, and col2im is one contiguous add per tap over the flattened volume. The
-# batch-wide and samples-last col2im add rows of out_w entries (27 taps x C x out_d x out_h
-# of them for a 3x3x3 kernel), so NumPy's per-row cost dominated. The GEMM also computes
-# the grid positions that are not windows, so only where they are few (WIDE_MAX_EXCESS).
-# Measured against the samples-last col2im, b8 unless noted, 2 threads, ms (one thread in
-# brackets): 3x3x3 8->16 at 16^3 4.6 -> 3.8 (7.2 -> 5.4), 16->16 at 16^3 7.5-9.1 -> 6.2-6.4
-# (18.8 -> 10.3), 32->32 at 16^3 (b4) 9.2-9.7 -> 7.1 (19.2-22.3 -> 13.2), 8->16 at 24^3 (b4)
-# 7.6-8.2 -> 4.7 (14.8 -> 8.0), 4->8 at 32^3 (b2) 4.2 -> 2.5 (7.7 -> 4.2), 1->8 at 32^3 (b4)
-# 2.4 -> 2.1 (3.9 -> 2.8), unpadded 8->8 at 16^3 3.1 -> 2.4-2.9 (6.1 -> 3.5), dilation 2
-# (excess 1.56) 4.7 -> 4.4 (8.0 -> 6.3). It lost where the dropped positions are many:
-# 16->16 at 8^3 (excess 1.56) 1.3 -> 2.2, a 5x5x5 kernel at 12^3 (1.78) 7.0 -> 13.0; in 2-D
-# (rows of 32 and 9 taps) it gained nothing (3x3 32->64 at 32x32: 8.7 -> 8.6-9.5, 14.6
-# against 16.4 on one thread) and LeNet-5's 6->16 lost 4x (per-sample products too small).
+# The input gradient of a stride-1 conv, one sample at a time on the wide grid of
+# ``_WideGrid``: g laid on the padded image's grid (zeros where no window starts), one GEMM
+# per group gives every tap's share for every grid position, and col2im is one contiguous
+# add per tap over the flattened image. The batch-wide and samples-last col2im add rows of
+# out_w entries (27 taps x C x out_d x out_h of them for a 3x3x3 kernel), so NumPy's
+# per-row cost dominated. The GEMM also computes the grid positions that are not windows,
+# so only where they are few (WIDE_MAX_EXCESS).
+#
+# Volumes (3 or more spatial dims), measured against the samples-last col2im, b8 unless
+# noted, 2 threads, ms (one thread in brackets): 3x3x3 8->16 at 16^3 4.6 -> 3.8 (7.2 ->
+# 5.4), 16->16 at 16^3 7.5-9.1 -> 6.2-6.4 (18.8 -> 10.3), 32->32 at 16^3 (b4) 9.2-9.7 -> 7.1
+# (19.2-22.3 -> 13.2), 8->16 at 24^3 (b4) 7.6-8.2 -> 4.7 (14.8 -> 8.0), 4->8 at 32^3 (b2)
+# 4.2 -> 2.5 (7.7 -> 4.2), 1->8 at 32^3 (b4) 2.4 -> 2.1 (3.9 -> 2.8), unpadded 8->8 at 16^3
+# 3.1 -> 2.4-2.9 (6.1 -> 3.5), dilation 2 (excess 1.56) 4.7 -> 4.4 (8.0 -> 6.3). It lost
+# where the dropped positions are many: 16->16 at 8^3 (excess 1.56) 1.3 -> 2.2, a 5x5x5
+# kernel at 12^3 (1.78) 7.0 -> 13.0.
+#
+# Images (2 spatial dims) gained only once each tap's add ran over all channels as one
+# flat run (ninth session; before, a (C, length) block, which NumPy adds 3-5x slower than
+# the same numbers in one run): against the batch-wide col2im, 2 threads (one thread), ms:
+# 3x3 32->64 at 32x32 (b32) 9.6 -> 6.7 (19.5-20.9 -> 12.2-15.9), the same dilated by 2
+# 9.3 -> 7.0 (19.2-20.1 -> 12.5-13.1), 3x3 16->32 at 64x64 (b8) 3.3-3.5 -> 2.5-2.6 (6.1 ->
+# 4.1), the 96x96 network's 40->105 k2 at 23x23 (b16) 1.9-2.0 -> 1.5 (2.9-3.1 -> 2.4-2.5).
+# It lost where the per-sample products are small: 3x3 3->16 at 32x32 (b32, 0.5M
+# multiply-adds a sample) 0.91 -> 1.21, 8->8 at 16x16 0.45 -> 0.89, 3x3 64->128 at 8x8
+# (80 grid positions a sample) 2.2 -> 3.6, LeNet-5's 5x5 6->16 at 14x14 (252) 1.6 -> 3.3;
+# and against the full correlation with as many outputs as inputs: 5x5 32->32 at 32x32
+# 8.6 -> 12.4, 3x3 128->128 at 16x16 11.0-11.7 -> 10.5-11.2. So images take it with fewer
+# inputs than outputs, at least PER_SAMPLE_MIN_P grid positions and WIDE_MIN_MACS
+# multiply-adds in a sample's product.
 WIDE_MAX_EXCESS = 1.35
+WIDE_MIN_MACS = 1 << 22
 
 
 def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, groups, itemsize):
     """Whether the GEMM route's input gradient runs on the wide grid (see above)."""
     kernel = tuple(w_shape[2:])
+    cg, og = w_shape[1], w_shape[0] // groups
     if (
         _settings["layout"] != "auto"
-        or len(kernel) < 3
+        or len(kernel) < 2
         or any(s != 1 for s in strides)
-        or w_shape[1] == 1  # depthwise: a route of its own
-        or w_shape[1] > w_shape[0] // groups  # more inputs than outputs: the full correlation
+        or cg == 1  # depthwise: a route of its own
+        or cg > og  # more inputs than outputs: the full correlation
     ):
         return False
     padded = padded_sizes(input_size, pads)
@@ -1911,46 +1927,64 @@ def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, grou
     length = out[0] * math.prod(padded[1:])
     if length > WIDE_MAX_EXCESS * math.prod(out):
         return False
-    c, o = w_shape[1] * groups, w_shape[0]
-    per_thread = (c * math.prod(kernel) * length + c * math.prod(padded) + o * length) * itemsize
+    taps = math.prod(kernel)
+    if len(kernel) == 2 and (
+        cg == og or length < PER_SAMPLE_MIN_P or og * cg * taps * length < WIDE_MIN_MACS
+    ):
+        return False
+    c, o = cg * groups, w_shape[0]
+    per_thread = (c * taps * math.prod(padded) + o * length) * itemsize
     return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
 
 
 def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.ndarray:
     """gx (N, C, *input_size) of a stride-1 conv whose input was padded by ``pads``, one
     sample at a time on the wide grid: dcols = w^T g_wide (the grid's other positions hold
-    zeros in g_wide), each tap's run of dcols added at its shift, the padding cropped."""
+    zeros in g_wide, so their dcols are zeros too), each tap's dcols added at its shift,
+    the padding cropped.
+
+    dcols is laid out tap-major, (K, C, plane) with each channel's row as long as the
+    padded image and zeros past the grid's ``length``, so that a tap's add runs over all
+    channels at once as one flat add (a channel's shifted row may run into the next
+    channel's start, but only with the zeros no window reached). NumPy adds a 2-D strided
+    block of (C, length) 3-5x slower than a flat run of the same size."""
     n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     cg = c // groups
+    taps = math.prod(kernel)
     padded = padded_sizes(input_size, pads)
     grid = _WideGrid(padded, kernel, dilations, out_sizes)
-    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, Cg*K, Og)
+    plane, length = grid.plane, grid.length
+    # rows of w^T reordered from (Cg, K) to (K, Cg) within each group
+    wt = wt.reshape(groups, cg, taps, og).swapaxes(1, 2).reshape(groups, taps * cg, og)
+    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, K*Cg, Og)
     gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
-    inner = (slice(None),) + tuple(
+    inner = (slice(None), slice(None)) + tuple(
         slice(pb, pb + i) for i, (pb, _) in zip(input_size, pads, strict=True)
     )
-    taps = list(enumerate(grid.offsets))[1:]  # tap 0 (offset 0) covers the whole grid
-    length = grid.length
+    gx_groups = gx.reshape((n, groups, cg) + tuple(input_size))
+    shifts = list(enumerate(grid.offsets))[1:]  # tap 0 (offset 0) is where the sum goes
+    size = cg * plane
 
     def run(s):  # samples s, each thread with buffers of its own
         wide = np.zeros((groups, og) + grid.wide_shape, dtype=dtype)  # zero off the windows
         g_on_grid = wide[(slice(None), slice(None)) + grid.crop]
         wide = wide.reshape(groups, og, length)
-        dcols = np.empty((groups, cg * math.prod(kernel), length), dtype=dtype)
-        by_tap = dcols.reshape(c, -1, length)  # (C, prod K, length)
-        acc = np.empty((c, grid.plane), dtype=dtype)
+        dcols = np.zeros((groups, taps, cg, plane), dtype=dtype)  # zero past length
+        rows = dcols.reshape(groups, taps * cg, plane)[:, :, :length]  # what the GEMM writes
+        flat = dcols.reshape(groups, taps, size)
+        sums = dcols[:, 0].reshape((groups, cg) + padded)  # tap 0's rows: the adds' target
         for j in range(s.start, s.stop):
             np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
             for gi in range(groups):
-                np.matmul(wt[gi], wide[gi], out=dcols[gi])
-            np.copyto(acc[:, :length], by_tap[:, 0])
-            acc[:, length:] = 0
-            for i, off in taps:
-                r = grid.run(i)
-                acc[:, off : off + r] += by_tap[:, i, :r]
-            np.copyto(gx[j], acc.reshape((c,) + padded)[inner])
+                np.matmul(wt[gi], wide[gi], out=rows[gi])
+                if length < plane:  # the last sample's sums landed there
+                    dcols[gi, 0, :, length:] = 0
+                acc = flat[gi, 0]
+                for i, off in shifts:
+                    acc[off:] += flat[gi, i, : size - off]
+            np.copyto(gx_groups[j], sums[inner])
 
-    work = n * c * math.prod(kernel) * length * 4 if par.owns_blas() else 0
+    work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)
     return gx
 

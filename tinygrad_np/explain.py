@@ -343,11 +343,14 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         if cm._input_grad_on_wide_grid(
             (o, c // groups) + kernel, sizes, pads, strides, dilations, groups, itemsize
         ):
+            padded = cm.padded_sizes(sizes, pads)
+            grid = math.prod(padded[1:]) * outs[0]
             lines.append(
-                "  dx: one sample at a time on the padded volume's grid: one GEMM per group, "
-                "then each tap's share added as one shift of the flattened volume (stride 1, "
-                f"{len(kernel)} spatial dims, at most {cm.WIDE_MAX_EXCESS:g}x the positions "
-                "of the windows)"
+                "  dx: one sample at a time on the padded input's grid: one GEMM per group "
+                f"over {outs[0]}x{'x'.join(map(str, padded[1:]))} = {grid} grid positions "
+                f"({grid / math.prod(outs):.2f}x the {math.prod(outs)} windows, at most "
+                f"{cm.WIDE_MAX_EXCESS:g}x), then each tap's share added as one shift of the "
+                "flattened image over all channels (stride 1)"
             )
         elif cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
             lines.append(
