@@ -1047,6 +1047,58 @@ def test_weight_grad_per_sample_products_equal_one_product(groups, n_threads, th
         np.testing.assert_allclose(r, results[0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize(
+    "x_shape, o, kernel, strides, dilations, pads, groups",
+    [((5, 4, 9, 8), 6, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+     ((4, 4, 11, 10), 6, (3, 2), (2, 1), (1, 2), ((2, 0), (0, 3)), 2),  # asymmetric, strided
+     ((3, 2, 6, 5, 7), 4, (3, 2, 3), (1, 2, 1), (2, 1, 1), ((1, 1), (0, 2), (3, 0)), 1)],
+)  # fmt: skip
+def test_samples_padded_one_at_a_time_equal_the_padded_batch(
+    x_shape, o, kernel, strides, dilations, pads, groups, n_threads, threads, monkeypatch
+):
+    """The per-sample routes pad each sample into a buffer of their thread's own instead of
+    reading a padded copy of the batch: the forward (with and without kept columns, whole
+    samples and pieces of rows), the weight gradient and the stride-1 input gradient as a
+    full correlation give the same bits, and no padded copy of the batch is made."""
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # several samples a thread, on 2 threads
+    monkeypatch.setattr(cm, "FEW_OUTPUTS", 1)
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((o, x_shape[1] // groups) + kernel)
+    xp = cm.pad_spatial(x, pads)
+    g = rng.standard_normal(cm.correlate_gemm(xp, w, strides, dilations, groups).shape)
+    padded_batches = []
+    real_pad = cm.pad_spatial
+    monkeypatch.setattr(
+        cm, "pad_spatial", lambda a, p, *v: padded_batches.append(a.shape) or real_pad(a, p, *v)
+    )
+    with cm.conv_algorithm("gemm"), cm.conv_layout("batch"):
+        for piece in (cm.PER_SAMPLE_L2_BYTES, 0):  # whole samples, then pieces of rows
+            monkeypatch.setattr(cm, "PER_SAMPLE_L2_BYTES", piece)
+            ref = cm.correlate_gemm(xp, w, strides, dilations, groups, keep_cols=True)
+            got = cm.correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=True)
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1], ref[1])
+            ref = cm.correlate_gemm(xp, w, strides, dilations, groups)
+            np.testing.assert_array_equal(
+                cm.correlate_padded(x, w, pads, strides, dilations, groups), ref
+            )
+            ref = cm.correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups)
+            got = cm.correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups)
+            np.testing.assert_array_equal(got, ref)
+        if strides == (1,) * len(kernel):  # (g padded by d*(K-1) - p: here 1 and 1)
+            ref = real_pad(
+                cm.correlate_transpose_gemm(g, w, xp.shape[2:], strides, dilations, groups),
+                cm.negate(pads),
+            )
+            got = cm.correlate_transpose_full(g, w, pads, dilations, groups)
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    assert not padded_batches  # no copy of the batch (of x, or of g) padded
+
+
 DEPTHWISE_PADDED = [
     # x shape, kernel, stride, dilation, pads (groups = channels)
     ((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),

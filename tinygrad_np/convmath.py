@@ -28,6 +28,7 @@ import contextlib
 import functools
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -501,6 +502,72 @@ def _batch_windows(xp, kernel, strides, dilations, empty=True):
     return src, (np.empty(src.shape, dtype=xp.dtype) if empty else None)
 
 
+class _Padded:
+    """``x`` zero-padded by ``pads`` (no negative amounts), not made yet. The per-sample
+    im2col routes pad one sample at a time into a buffer of the thread's own, which stays
+    in the cache (``_SampleWindows``); every other route makes the padded copy
+    (``_array``). A padded copy of the batch is written to memory and read back: it took
+    0.55-0.7 ms of each of a 3x3 conv's forward and weight gradient on 2 threads (32->64
+    at 32x32 and 128->128 at 16x16, b32)."""
+
+    __slots__ = ("x", "pads", "shape", "dtype", "itemsize")
+
+    def __init__(self, x: np.ndarray, pads: Sequence[Pair]):
+        self.x, self.pads = x, tuple(pads)
+        self.shape = x.shape[:2] + padded_sizes(x.shape[2:], pads)
+        self.dtype, self.itemsize = x.dtype, x.itemsize
+
+    def __getitem__(self, samples: slice) -> _Padded:
+        return _Padded(self.x[samples], self.pads)
+
+
+def _padded(x: np.ndarray, pads: Sequence[Pair]):
+    """``x`` padded by ``pads``: a ``_Padded`` where that can wait, else the padded copy."""
+    if any(b < 0 or a < 0 for b, a in pads) or all(b == a == 0 for b, a in pads):
+        return pad_spatial(x, pads)
+    return _Padded(x, pads)
+
+
+def _array(xp) -> np.ndarray:
+    """The padded array itself (made here for a ``_Padded``)."""
+    return pad_spatial(xp.x, xp.pads) if isinstance(xp, _Padded) else xp
+
+
+class _SampleWindows:
+    """Stands for ``_batch_windows(xp)[0]``, the windows (C, *K, nb, *out), of a
+    ``_Padded`` xp, for ``_sample_columns``: reading sample j pads it into the calling
+    thread's buffer (its zero border made once) and reads the windows there."""
+
+    def __init__(self, xp: _Padded, kernel, strides, dilations):
+        self.xp, self.geometry = xp, (tuple(kernel), tuple(strides), tuple(dilations))
+        out = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+        self.shape = (xp.shape[1],) + tuple(kernel) + (xp.shape[0],) + out
+        self.dtype, self.itemsize = xp.dtype, xp.itemsize
+        self.size = math.prod(self.shape)
+        self.lead = 1 + len(kernel)  # the sample axis
+        self.inner = (slice(None),) + tuple(slice(b, b + n) for (b, _), n in zip(
+            xp.pads, xp.x.shape[2:], strict=True))  # fmt: skip
+        self.local = threading.local()
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        j, here = key[self.lead], self.local
+        if getattr(here, "sample", None) != j:
+            if not hasattr(here, "buf"):
+                here.buf = np.zeros(self.xp.shape[1:], dtype=self.dtype)
+                here.win = _batch_windows(here.buf[None], *self.geometry, empty=False)[0]
+            np.copyto(here.buf[self.inner], self.xp.x[j])
+            here.sample = j
+        return here.win[key[: self.lead] + (0,) + key[self.lead + 1 :]]
+
+
+def _sample_windows(xp, kernel, strides, dilations):
+    """The windows (C, *K, nb, *out) that ``_sample_columns`` reads: of the padded array, or
+    padded one sample at a time for a ``_Padded``."""
+    if isinstance(xp, _Padded):
+        return _SampleWindows(xp, kernel, strides, dilations)
+    return _batch_windows(xp, kernel, strides, dilations, empty=False)[0]
+
+
 def _im2col_batch(xp, kernel, strides, dilations, groups) -> np.ndarray:
     """cols (G, Cg*prod(K), nb*P) of the padded chunk ``xp`` (nb, C, *Sp)."""
     src, cols = _batch_windows(xp, kernel, strides, dilations)
@@ -538,7 +605,7 @@ def correlate_gemm(xp, w, strides, dilations, groups, keep_cols: bool = False, b
     cols = None
     for n0, n1 in _chunks(n, per_sample):
         if n1 - n0 == 1:  # one sample: the GEMM writes straight into y
-            cols = _im2col_per_sample(xp[n0:n1], kernel, strides, dilations, groups)
+            cols = _im2col_per_sample(_array(xp[n0:n1]), kernel, strides, dilations, groups)
             _bmm(wg, cols, out=yv[n0:n1])  # (1, G, Og, P)
             if bias is not None:
                 yv[n0:n1] += bias.reshape(groups, og, 1)
@@ -613,14 +680,17 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
     nb = xp.shape[0]
     groups, og = wg.shape[:2]
     nd = len(kernel)
-    src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
-    p = math.prod(src.shape[2 + nd :])
-    per_sample = src.size // nb * src.itemsize
-    rows = _per_sample_rows(og, src.shape[2 + nd :], per_sample)
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    p = math.prod(out_sizes)
+    per_sample = im2col_scratch_bytes(1, xp.shape[1], kernel, out_sizes, xp.itemsize)
+    rows = _per_sample_rows(og, out_sizes, per_sample)
     if rows:  # (kept columns are written into the matrix itself, one sample at a time)
+        src = _sample_windows(xp, kernel, strides, dilations)  # (C, *K, nb, *out)
         cols = np.empty(src.shape, dtype=xp.dtype) if keep else None
         _correlate_per_sample(src, wg, yv, bias, nd, rows, cols)
         return cols.reshape(groups, -1, nb * p) if keep else None
+    xp = _array(xp)
+    src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
     cols = np.empty(src.shape, dtype=xp.dtype)
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
     r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
@@ -813,7 +883,7 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
         return gw.reshape((o, cg) + tuple(kernel))
     gw = np.zeros((groups, og, cg * math.prod(kernel)), dtype=dtype)
     for n0, n1 in _chunks(n, per_sample):
-        cols = _im2col_batch(xp[n0:n1], kernel, strides, dilations, groups)  # (G, CgK, nbP)
+        cols = _im2col_batch(_array(xp[n0:n1]), kernel, strides, dilations, groups)
         gw += _weight_grad_chunk(cols, gv[n0:n1])
     return gw.reshape((o, cg) + tuple(kernel))
 
@@ -828,7 +898,7 @@ def _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype, rows) -> 
     17.1 -> 14.2 (32.7 -> 27.5), 3x3x3 8->16 at 16^3 (b8) 4.0 -> 3.7 (7.7 -> 7.0), 3x3
     128->128 at 16x16 12.6 -> 12.5 (24.2 -> 22.1); pieces: see PER_SAMPLE_L2_BYTES."""
     nb, groups, og, _ = gv.shape
-    src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
+    src = _sample_windows(xp, kernel, strides, dilations)  # (C, *K, nb, *out)
     ckk = math.prod(src.shape[: 1 + len(kernel)]) // groups  # Cg*K
     parts = par.split(nb, par.get_num_threads())
     partial = [None] * len(parts)
@@ -1674,7 +1744,7 @@ def correlate_weight_grad_fft(
     acc = None
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
         whole = spectra is not None and n1 - n0 == n
-        xf = spectra.x if whole else _spectrum(xp[n0:n1], fs)  # (F, nb, C)
+        xf = spectra.x if whole else _spectrum(_array(xp[n0:n1]), fs)  # (F, nb, C)
         gc = spectra.g if whole and spectra.g is not None else None
         if gc is None:
             gc = _grad_spectrum(g[n0:n1], strides, fs)  # (F, nb, O)
@@ -1786,9 +1856,12 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
+    if algo != "gemm" or (groups > 1 and w.shape[1] == 1):
+        xp = _array(xp)  # (only the GEMM route pads one sample at a time)
     if algo == "gemm" and groups > 1 and w.shape[1] == 1:
         y, cols = correlate_depthwise(xp, w, strides, dilations, groups), None
     elif algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes):
+        xp = _array(xp)
         y = correlate_samples_last(xp, w, strides, dilations, groups, keep_cols=keep_cols)
         y, cols = y if keep_cols else (y, None)
     elif algo == "gemm":  # adds the bias itself
@@ -1828,7 +1901,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         if bias is not None:
             add_bias(y, bias)
         return (y, None) if keep_cols else y
-    xp = pad_spatial(x, pads)
+    xp = _padded(x, pads)
     return correlate(xp, w, strides, dilations, groups, keep_cols=keep_cols, bias=bias)
 
 
@@ -1842,7 +1915,7 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
             return correlate_weight_grad_depthwise_unpadded(
                 x, g, kernel, strides, dilations, pads, groups
             )
-    return correlate_weight_grad(pad_spatial(x, pads), g, kernel, strides, dilations, groups, cols)
+    return correlate_weight_grad(_padded(x, pads), g, kernel, strides, dilations, groups, cols)
 
 
 # The input gradient of a stride-1 conv is also a plain correlation: g padded by d*(K-1) - p
@@ -1880,7 +1953,7 @@ def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
     flip = (slice(None),) * 3 + (slice(None, None, -1),) * nd
     wf = w.reshape((groups, o // groups, cg) + kernel).swapaxes(1, 2)[flip]
     wf = np.ascontiguousarray(wf).reshape((groups * cg, o // groups) + kernel)
-    return correlate_gemm(pad_spatial(g, full), wf, (1,) * nd, tuple(dilations), groups)
+    return correlate_gemm(_padded(g, full), wf, (1,) * nd, tuple(dilations), groups)
 
 
 # The input gradient of a stride-1 conv, one sample at a time on the wide grid of
@@ -2045,17 +2118,19 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
     forward kept, its im2col matrix or its ``Spectra``, reused when given)."""
     if isinstance(cols, Spectra):
         return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups, cols)
-    if isinstance(cols, SamplesLastCols):
-        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
-    if cols is not None:
+    if cols is not None and not isinstance(cols, SamplesLastCols):
         return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols)
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
     )
+    if cols is None and algo == "gemm" and not (groups > 1 and xp.shape[1] == groups):
+        if not _use_samples_last("weight_grad", xp.shape[0], g.shape[2:]):
+            return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups)
+    xp = _array(xp)  # (only the GEMM route above pads one sample at a time)
+    if isinstance(cols, SamplesLastCols):
+        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
     if algo == "gemm" and groups > 1 and xp.shape[1] == groups:
         return correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups)
     if algo == "fft":
         return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups)
-    if _use_samples_last("weight_grad", xp.shape[0], g.shape[2:]):
-        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups)
-    return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups)
+    return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups)
