@@ -1856,12 +1856,13 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
-    if algo != "gemm" or (groups > 1 and w.shape[1] == 1):
-        xp = _array(xp)  # (only the GEMM route pads one sample at a time)
-    if algo == "gemm" and groups > 1 and w.shape[1] == 1:
+    depthwise = algo == "gemm" and groups > 1 and w.shape[1] == 1
+    samples_last = algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes)
+    if algo != "gemm" or depthwise or samples_last:
+        xp = _array(xp)  # (the batch-wide GEMM route pads one sample at a time)
+    if depthwise:
         y, cols = correlate_depthwise(xp, w, strides, dilations, groups), None
-    elif algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes):
-        xp = _array(xp)
+    elif samples_last:
         y = correlate_samples_last(xp, w, strides, dilations, groups, keep_cols=keep_cols)
         y, cols = y if keep_cols else (y, None)
     elif algo == "gemm":  # adds the bias itself
@@ -2118,19 +2119,18 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
     forward kept, its im2col matrix or its ``Spectra``, reused when given)."""
     if isinstance(cols, Spectra):
         return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups, cols)
-    if cols is not None and not isinstance(cols, SamplesLastCols):
+    if isinstance(cols, SamplesLastCols):  # (with the forward's columns, xp is not read)
+        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
+    if cols is not None:
         return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols)
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
     )
-    if cols is None and algo == "gemm" and not (groups > 1 and xp.shape[1] == groups):
-        if not _use_samples_last("weight_grad", xp.shape[0], g.shape[2:]):
-            return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups)
-    xp = _array(xp)  # (only the GEMM route above pads one sample at a time)
-    if isinstance(cols, SamplesLastCols):
-        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
     if algo == "gemm" and groups > 1 and xp.shape[1] == groups:
-        return correlate_weight_grad_depthwise(xp, g, kernel, strides, dilations, groups)
+        return correlate_weight_grad_depthwise(_array(xp), g, kernel, strides, dilations, groups)
     if algo == "fft":
-        return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups)
-    return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups)
+        return correlate_weight_grad_fft(_array(xp), g, kernel, strides, dilations, groups)
+    if _use_samples_last("weight_grad", xp.shape[0], g.shape[2:]):
+        xp = _array(xp)
+        return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups)
+    return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups)
