@@ -980,8 +980,13 @@ def test_stride_1_input_grad_routes_equal_col2im(route, case, n_threads, threads
         real = getattr(cm, route)
         monkeypatch.setattr(cm, route, lambda *a: calls.append(1) or real(*a))
         gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
-    assert calls and gx.shape == shape and gx.flags.c_contiguous
-    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+        assert calls and gx.shape == shape and gx.flags.c_contiguous
+        np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+        if route == "correlate_transpose_wide":  # the taps in blocks: one tap a block, and
+            for block_bytes in (1, 3000):  # blocks of a few taps (the last one shorter)
+                monkeypatch.setattr(cm, "WIDE_BLOCK_BYTES", block_bytes)
+                gx = cm.correlate_transpose_cropped(g, w, shape[2:], pads, ones, d, groups)
+                np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_wide_grid_is_chosen_only_where_it_measured_faster(monkeypatch):

@@ -184,6 +184,7 @@ def test_explain_names_the_wide_grid_input_gradient():
     vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
     assert "dx: one sample at a time on the padded input's grid" in vol
     assert "16x18x18 = 5184 grid positions (1.27x the 4096 windows" in vol
+    assert "for 6 of the 27 taps at a time" in vol  # 187 KiB of rows a tap, in 1 MiB blocks
     assert "in pieces of 4 of its 16 output rows" in vol  # 3.4 MiB of columns a sample
     fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
     assert "dx: the full correlation" in fewer  # more inputs than outputs

@@ -1989,6 +1989,19 @@ def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
 # multiply-adds in a sample's product.
 WIDE_MAX_EXCESS = 1.35
 WIDE_MIN_MACS = 1 << 22
+# The GEMM gives the taps' rows in blocks of about WIDE_BLOCK_BYTES, the taps split evenly,
+# each block's adds done while its rows are in the L2 cache. Measured, input gradient
+# alone, 2 threads (one thread), ms, all taps at once -> blocks: 3x3x3 8->16 at 16^3 (b8,
+# 5 MiB of rows a sample) 3.9-4.0 -> 3.2-3.3 (5.6-5.9 -> 4.9-5.0), 16->16 at 16^3 6.6-6.9
+# -> 5.4-5.5, 3x3 16->32 at 64x64 (b8) 2.8-2.9 -> 2.2-2.3, 3x3 32->64 at 32x32 (b32, 1.3
+# MiB) 5.8-6.5 -> 5.9-6.4; blocks of 512 KiB were slower for the volumes (ninth session).
+WIDE_BLOCK_BYTES = 2**20
+
+
+def _wide_tap_block(taps: int, tap_bytes: int) -> int:
+    """How many taps' rows (``tap_bytes`` each) the wide grid's GEMM gives at once."""
+    blocks = -(-taps * tap_bytes // WIDE_BLOCK_BYTES)
+    return -(-taps // blocks)  # (the taps split evenly)
 
 
 def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, groups, itemsize):
@@ -2013,8 +2026,9 @@ def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, grou
         cg == og or length < PER_SAMPLE_MIN_P or og * cg * taps * length < WIDE_MIN_MACS
     ):
         return False
-    c, o = cg * groups, w_shape[0]
-    per_thread = (c * taps * math.prod(padded) + o * length) * itemsize
+    c, o, plane = cg * groups, w_shape[0], math.prod(padded)
+    block = _wide_tap_block(taps, cg * plane * itemsize)
+    per_thread = ((block * cg + c) * plane + o * length) * itemsize
     return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
 
 
@@ -2028,7 +2042,8 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     padded image and zeros past the grid's ``length``, so that a tap's add runs over all
     channels at once as one flat add (a channel's shifted row may run into the next
     channel's start, but only with the zeros no window reached). NumPy adds a 2-D strided
-    block of (C, length) 3-5x slower than a flat run of the same size."""
+    block of (C, length) 3-5x slower than a flat run of the same size. The GEMM gives a
+    block of taps' rows at a time (``WIDE_BLOCK_BYTES``), added before the next block."""
     n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     cg = c // groups
     taps = math.prod(kernel)
@@ -2043,27 +2058,31 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
         slice(pb, pb + i) for i, (pb, _) in zip(input_size, pads, strict=True)
     )
     gx_groups = gx.reshape((n, groups, cg) + tuple(input_size))
-    shifts = list(enumerate(grid.offsets))[1:]  # tap 0 (offset 0) is where the sum goes
     size = cg * plane
+    block = _wide_tap_block(taps, size * np.dtype(dtype).itemsize)  # (see WIDE_BLOCK_BYTES)
 
     def run(s):  # samples s, each thread with buffers of its own
         wide = np.zeros((groups, og) + grid.wide_shape, dtype=dtype)  # zero off the windows
         g_on_grid = wide[(slice(None), slice(None)) + grid.crop]
         wide = wide.reshape(groups, og, length)
-        dcols = np.zeros((groups, taps, cg, plane), dtype=dtype)  # zero past length
-        rows = dcols.reshape(groups, taps * cg, plane)[:, :, :length]  # what the GEMM writes
-        flat = dcols.reshape(groups, taps, size)
-        sums = dcols[:, 0].reshape((groups, cg) + padded)  # tap 0's rows: the adds' target
+        dcols = np.zeros((block, cg, plane), dtype=dtype)  # zero past length, never written
+        rows = dcols.reshape(block * cg, plane)[:, :length]  # what the GEMM writes
+        flat = dcols.reshape(block, size)
+        sums = np.empty((groups, size), dtype=dtype)  # the adds' target, group by group
         for j in range(s.start, s.stop):
             np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
             for gi in range(groups):
-                np.matmul(wt[gi], wide[gi], out=rows[gi])
-                if length < plane:  # the last sample's sums landed there
-                    dcols[gi, 0, :, length:] = 0
-                acc = flat[gi, 0]
-                for i, off in shifts:
-                    acc[off:] += flat[gi, i, : size - off]
-            np.copyto(gx_groups[j], sums[inner])
+                acc = sums[gi]
+                for t0 in range(0, taps, block):
+                    t1 = min(taps, t0 + block)
+                    np.matmul(wt[gi, t0 * cg : t1 * cg], wide[gi], out=rows[: (t1 - t0) * cg])
+                    for i in range(t0, t1):
+                        off = grid.offsets[i]
+                        if i == 0:  # offset 0: the whole run, zeros past length included
+                            np.copyto(acc, flat[0])
+                        else:
+                            acc[off:] += flat[i - t0, : size - off]
+            np.copyto(gx_groups[j], sums.reshape((groups, cg) + padded)[inner])
 
     work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)

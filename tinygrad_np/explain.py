@@ -345,12 +345,15 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         ):
             padded = cm.padded_sizes(sizes, pads)
             grid = math.prod(padded[1:]) * outs[0]
+            taps = math.prod(kernel)
+            block = cm._wide_tap_block(taps, c // groups * math.prod(padded) * itemsize)
             lines.append(
-                "  dx: one sample at a time on the padded input's grid: one GEMM per group "
-                f"over {outs[0]}x{'x'.join(map(str, padded[1:]))} = {grid} grid positions "
+                "  dx: one sample at a time on the padded input's grid: GEMMs over "
+                f"{outs[0]}x{'x'.join(map(str, padded[1:]))} = {grid} grid positions "
                 f"({grid / math.prod(outs):.2f}x the {math.prod(outs)} windows, at most "
-                f"{cm.WIDE_MAX_EXCESS:g}x), then each tap's share added as one shift of the "
-                "flattened image over all channels (stride 1)"
+                f"{cm.WIDE_MAX_EXCESS:g}x) for {block} of the {taps} taps at a time, then each "
+                "tap's share added as one shift of the flattened image over all channels "
+                "(stride 1)"
             )
         elif cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
             lines.append(
