@@ -521,6 +521,11 @@ class _Padded:
         return _Padded(self.x[samples], self.pads)
 
 
+def _interior(sizes: Sequence[int], pads: Sequence[Pair]) -> tuple[slice, ...]:
+    """Where an array of spatial ``sizes`` lies inside itself padded by ``pads`` (>= 0)."""
+    return tuple(slice(b, b + n) for n, (b, _) in zip(sizes, pads, strict=True))
+
+
 def _padded(x: np.ndarray, pads: Sequence[Pair]):
     """``x`` padded by ``pads``: a ``_Padded`` where that can wait, else the padded copy."""
     if any(b < 0 or a < 0 for b, a in pads) or all(b == a == 0 for b, a in pads):
@@ -545,8 +550,7 @@ class _SampleWindows:
         self.dtype, self.itemsize = xp.dtype, xp.itemsize
         self.size = math.prod(self.shape)
         self.lead = 1 + len(kernel)  # the sample axis
-        self.inner = (slice(None),) + tuple(slice(b, b + n) for (b, _), n in zip(
-            xp.pads, xp.x.shape[2:], strict=True))  # fmt: skip
+        self.inner = (slice(None),) + _interior(xp.x.shape[2:], xp.pads)
         self.local = threading.local()
 
     def __getitem__(self, key: tuple) -> np.ndarray:
@@ -857,6 +861,11 @@ def _weight_grad_chunk(cols: np.ndarray, gv: np.ndarray) -> np.ndarray:
     # split by the data read, not the flops: the products are short and memory-bound
     # (LeNet-5's first conv at batch 64, in a training step: 0.68 ms split, 0.44 not)
     par.for_slices(len(parts), run, cols.size)
+    return _summed_transposed(partial)
+
+
+def _summed_transposed(partial: list) -> np.ndarray:
+    """The threads' partial sums of gw^T (G, Cg*K, Og), added in a fixed order, as gw."""
     for q in partial[1:]:
         partial[0] += q
     return np.ascontiguousarray(partial[0].transpose(0, 2, 1))
@@ -913,9 +922,7 @@ def _weight_grad_per_sample(xp, gv, kernel, strides, dilations, dtype, rows) -> 
             partial[i] = acc
 
     par.for_slices(len(parts), run, src.size * 4 if par.owns_blas() else 0)
-    for q in partial[1:]:
-        partial[0] += q
-    return np.ascontiguousarray(partial[0].transpose(0, 2, 1))
+    return _summed_transposed(partial)
 
 
 # ----------------------------------------------------------------------------- samples-last im2col
@@ -2054,9 +2061,7 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     wt = wt.reshape(groups, cg, taps, og).swapaxes(1, 2).reshape(groups, taps * cg, og)
     wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, K*Cg, Og)
     gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
-    inner = (slice(None), slice(None)) + tuple(
-        slice(pb, pb + i) for i, (pb, _) in zip(input_size, pads, strict=True)
-    )
+    inner = (slice(None), slice(None)) + _interior(input_size, pads)
     gx_groups = gx.reshape((n, groups, cg) + tuple(input_size))
     size = cg * plane
     block = _wide_tap_block(taps, size * np.dtype(dtype).itemsize)  # (see WIDE_BLOCK_BYTES)
@@ -2069,19 +2074,21 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
         rows = dcols.reshape(block * cg, plane)[:, :length]  # what the GEMM writes
         flat = dcols.reshape(block, size)
         sums = np.empty((groups, size), dtype=dtype)  # the adds' target, group by group
+
+        def add_taps(gi: int, t0: int, t1: int) -> None:  # taps t0..t1-1 of group gi
+            np.matmul(wt[gi, t0 * cg : t1 * cg], wide[gi], out=rows[: (t1 - t0) * cg])
+            for i in range(t0, t1):
+                off = grid.offsets[i]
+                if i == 0:  # offset 0: the whole run, zeros past length included
+                    np.copyto(sums[gi], flat[0])
+                else:
+                    sums[gi, off:] += flat[i - t0, : size - off]
+
         for j in range(s.start, s.stop):
             np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
             for gi in range(groups):
-                acc = sums[gi]
                 for t0 in range(0, taps, block):
-                    t1 = min(taps, t0 + block)
-                    np.matmul(wt[gi, t0 * cg : t1 * cg], wide[gi], out=rows[: (t1 - t0) * cg])
-                    for i in range(t0, t1):
-                        off = grid.offsets[i]
-                        if i == 0:  # offset 0: the whole run, zeros past length included
-                            np.copyto(acc, flat[0])
-                        else:
-                            acc[off:] += flat[i - t0, : size - off]
+                    add_taps(gi, t0, min(taps, t0 + block))
             np.copyto(gx_groups[j], sums.reshape((groups, cg) + padded)[inner])
 
     work = n * c * taps * length * 4 if par.owns_blas() else 0
