@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import tracemalloc
 
 import numpy as np
@@ -763,6 +764,125 @@ def test_depthwise_band_matrices_are_only_used_while_cheap():
     assert cm._toeplitz_ok(64, 1, (3, 3), 58, 56, 4)  # the benchmark's 56x56 maps
     assert not cm._toeplitz_ok(64, 1, (3, 3), 226, 224, 4)  # 75x the multiply-adds
     assert not cm._toeplitz_ok(4096, 1, (3, 3), 58, 56, 4)  # band matrices over 16 MiB
+
+
+DEPTHWISE_CHANNELS = [
+    # x shape, kernel, dilation, pads, channel multiplier (stride 1, groups = channels)
+    ((2, 3, 9, 8), (3, 3), (1, 1), ((1, 1), (1, 1)), 1),
+    ((3, 2, 7, 10), (3, 2), (2, 1), ((0, 3), (2, 0)), 2),
+    ((3, 2, 11), (4,), (2,), ((3, 1),), 1),
+    ((2, 2, 5, 6, 7), (3, 2, 3), (1, 1, 2), ((2, 0), (1, 1), (0, 4)), 2),
+    ((2, 2, 4, 4), (3, 3), (2, 2), ((3, 3), (4, 2)), 1),  # taps reading only padding
+    ((1, 3, 6, 5), (2, 3), (1, 1), ((0, 0), (0, 0)), 3),  # "valid"
+]
+
+
+@pytest.mark.parametrize("per_block", [None, 1, 2])
+@pytest.mark.parametrize("case", DEPTHWISE_CHANNELS, ids=lambda c: f"{len(c[1])}d-p{c[3]}-m{c[4]}")
+def test_depthwise_channel_route_equals_im2col(case, per_block, monkeypatch):
+    """Stride-1 depthwise convs on channel-major wide grids (one axpy or dot per channel
+    and tap, the samples in blocks: all in one, one a block, or two, with a shorter last
+    block for three samples): all three maps, and the bias, equal the im2col route on the
+    padded input."""
+    shape, k, d, pads, m = case
+    if per_block is not None:
+        plane = math.prod(cm.padded_sizes(shape[2:], pads))
+        monkeypatch.setattr(cm, "DEPTHWISE_BLOCK_ELEMS", per_block * plane)
+    c = shape[1]
+    s = (1,) * len(k)
+    rng = np.random.default_rng(23 + m + len(k))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c * m, 1) + k)
+    b = rng.standard_normal(c * m)
+    xp = cm.pad_spatial(x, pads)
+    ref = cm.correlate_gemm(xp, w, s, d, c, bias=b)
+    y = cm.correlate_depthwise_channels(x, w, d, pads, x.dtype, b)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, c, x.dtype)
+    ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, c), cm.negate(pads))
+    assert gx.shape == x.shape
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+    gw = cm.correlate_weight_grad_depthwise_channels(x, g, k, d, pads, x.dtype)
+    np.testing.assert_allclose(
+        gw, cm.correlate_weight_grad_gemm(xp, g, k, s, d, c), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+def test_depthwise_channel_route_in_other_dtypes(dtype):
+    """float32 runs SciPy's saxpy and sdot, dtypes BLAS lacks the same loops in NumPy
+    (exact for integers)."""
+    rng = np.random.default_rng(29)
+    x = rng.integers(-4, 5, (3, 4, 7, 6)).astype(dtype)
+    w = rng.integers(-3, 4, (8, 1, 3, 2)).astype(dtype)
+    pads, s, d = ((1, 1), (0, 2)), (1, 1), (1, 2)
+    xp = cm.pad_spatial(x, pads)
+    y = cm.correlate_depthwise_channels(x, w, d, pads, x.dtype)
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, cm.correlate_gemm(xp, w, s, d, 4))
+    g = rng.integers(-3, 4, y.shape).astype(dtype)
+    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, 4, x.dtype)
+    ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, 4), cm.negate(pads))
+    np.testing.assert_array_equal(gx, ref)
+    gw = cm.correlate_weight_grad_depthwise_channels(x, g, (3, 2), d, pads, x.dtype)
+    np.testing.assert_array_equal(gw, cm.correlate_weight_grad_gemm(xp, g, (3, 2), s, d, 4))
+
+
+def test_depthwise_channel_route_is_taken_where_it_measured_faster():
+    """The route replaces the band matrices for long rows (the benchmark's 56x56 maps)
+    and keeps off small planes of many channels (short axpy calls), strides, cropping
+    and the FFT route; the weight gradient keeps the per-sample dot products for one
+    sample (nine calls in all)."""
+
+    def route(x_shape, w_shape, which, pads=((1, 1), (1, 1)), s=(1, 1), d=(1, 1)):
+        return cm._depthwise_channel_route(x_shape, w_shape, pads, s, d, x_shape[1], which, 4)
+
+    bench = ((16, 64, 56, 56), (64, 1, 3, 3))
+    for which in ("forward", "input_grad", "weight_grad"):
+        assert route(*bench, which)
+        assert not route((16, 256, 14, 14), (256, 1, 3, 3), which)  # 3.4 against 1.3 ms
+        assert not route(*bench, which, s=(2, 2))
+        assert not route(*bench, which, pads=((-1, 1), (1, 1)))
+        assert not route((16, 64, 56, 56), (64, 2, 3, 3), which)  # not depthwise
+        with cm.conv_algorithm("fft"):
+            assert not route(*bench, which)
+    assert route((1, 64, 56, 56), (64, 1, 3, 3), "forward")  # 0.78 against 0.95 ms
+    assert not route((1, 64, 56, 56), (64, 1, 3, 3), "weight_grad")  # 0.75 against 0.35 ms
+    assert route((128, 32, 14, 14), (32, 1, 3, 3), "weight_grad")  # 1.6 against 5.7 ms
+    assert route((16, 8, 300), (8, 1, 3), "forward", pads=((1, 1),), s=(1,), d=(1,))  # no band
+
+
+def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
+    """F.conv2d on the benchmark's shape goes through the channel-major route for all
+    three maps (counted), and agrees with the band matrices (float64)."""
+    calls = []
+    for name in (
+        "correlate_depthwise_channels",
+        "correlate_transpose_depthwise_channels",
+        "correlate_weight_grad_depthwise_channels",
+    ):
+        fn = getattr(cm, name)
+        monkeypatch.setattr(
+            cm, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k)
+        )
+    rng = np.random.default_rng(31)
+    x, w, b = (
+        _t(rng.standard_normal((4, 64, 56, 56))),
+        _t(rng.standard_normal((64, 1, 3, 3))),
+        _t(rng.standard_normal(64)),
+    )
+    y = F.conv2d(x, w, b, padding=1, groups=64)
+    g = tg.Tensor(rng.standard_normal(y.shape))
+    got = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
+    assert len(set(calls)) == 3
+    monkeypatch.setattr(cm, "_depthwise_channel_route", lambda *a: False)
+    calls.clear()
+    y = F.conv2d(x, w, b, padding=1, groups=64)
+    ref = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
+    assert not calls
+    for a, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-11)
 
 
 @pytest.mark.parametrize("algo", ALGOS)

@@ -155,9 +155,15 @@ def test_cli_explain(capsys):
 
 def test_explain_names_the_depthwise_route_and_the_im2col_layout():
     dw = str(explain.conv2d((16, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, quiet=True))
-    assert "no im2col" in dw and "band-matrix products" in dw and "19.3x" in dw
-    wide = str(explain.conv2d((2, 8, 300, 300), (8, 1, 3, 3), padding=1, groups=8, quiet=True))
-    assert "one multiply-add pass per kernel tap" in wide
+    assert "no im2col" in dw and "forward, dx, dw: one axpy" in dw and "3364 entries" in dw
+    assert "band-matrix" not in dw
+    band = str(explain.conv2d((16, 256, 14, 14), (256, 1, 3, 3), padding=1, groups=256, quiet=True))
+    assert "forward and dx: band-matrix products" in band and "5.3x" in band
+    assert "dw: one dot product per sample and kernel tap" in band
+    wide = str(
+        explain.conv2d((2, 8, 300, 300), (8, 1, 3, 3), stride=2, padding=1, groups=8, quiet=True)
+    )
+    assert "forward and dx: one multiply-add pass per kernel tap" in wide
     small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
     assert "samples-last for dx (output rows of 10 <= 16)" in small
     assert "and for the forward on one thread (runs of 10*64 = 640 >= 256)" in small

@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import scipy.fft
+import scipy.linalg.blas
 
 from tinygrad_np import _parallel as par
 
@@ -1216,7 +1217,8 @@ class _WideGrid:
 # strided view of rows. So the conv is prod(K[:-1]) batched matrix products per plane, in
 # BLAS, doing Wp/K times the multiply-adds of the direct loop, which still measured 1.6x
 # faster than the per-tap multiply-adds in NumPy (64 channels at 56x56: 10.0 -> 6.4 ms).
-# Used while that excess stays below TOEPLITZ_MAX_EXCESS and the band matrices are small.
+# Used while that excess stays below TOEPLITZ_MAX_EXCESS and the band matrices are small,
+# and (since the tenth session) where the channel-major route below is not estimated faster.
 
 TOEPLITZ_MAX_EXCESS = 24
 _TOEPLITZ_MAX_BYTES = 16 * 2**20
@@ -1475,7 +1477,226 @@ def correlate_weight_grad_depthwise_unpadded(x, g, kernel, strides, dilations, p
                 xb = x[(j, cs) + in_box]  # (Cs, *box)
                 gw[(cs, slice(None)) + k] += np.einsum(spec, gb, xb)
 
-    par.for_slices(c, run, gv.size * len(boxes))
+    run(slice(0, c))  # (on 2 threads these short einsum calls ran up to 2x slower: the GIL)
+    return gw.reshape((o, 1) + tuple(kernel))
+
+
+# ------------------------------------------------------------------------- depthwise, channel-major
+#
+# With stride 1 every tap of a depthwise conv is the same flat run of the padded image,
+# shifted (as on _WideGrid). Stored channel-major, one channel's padded planes of a block
+# of samples are one contiguous run, and each tap is one BLAS axpy over it (y += w * x
+# shifted, one pass that reads two runs and writes one) with the channel's weight, the
+# block staying in L2 across the taps (``DEPTHWISE_BLOCK_ELEMS``). A window never leaves
+# its own sample's plane, so only positions that are not windows read across a plane's
+# end, and those are dropped. The weight gradient is one dot product per channel and tap,
+# with the upstream gradient placed on the grid with zeros at the positions that are not
+# windows. Each block is copied in from (N, C, ...) and out again while it is in cache;
+# no padded copy of the batch is made.
+#
+# SciPy's axpy wrappers hold the GIL, so this route runs on the calling thread. The same
+# loops in NumPy (a multiply and an add a tap, several channels a call) ran no faster on
+# 2 threads than on one: ~20 short calls a block, and the threads' hand-offs of the GIL
+# cost as much as the second core gave (two processes running half the channels each did
+# scale). Measured on the benchmark's depthwise 3x3 (64 channels at 56x56, b16), ms, the
+# band matrices on 2 threads against this route on one: forward 6.4 -> 4.8, input gradient
+# 7.8 -> 4.5, weight gradient (dot products per sample over the output boxes) 6.0 -> 3.8-4.4;
+# 32 channels at 112x112 (b2, rows too wide for band matrices): 2.3 -> 1.2, 2.5 -> 1.3.
+
+DEPTHWISE_BLOCK_ELEMS = 1 << 17
+
+# Where the channel-major route replaces the others: a cost estimate of each, fitted to the
+# timings of each map on 11 depthwise convs (3x3 at 7x7 to 112x112 with 32-512 channels,
+# 5x5, 3x3x3; b1-b128) on the 2-core VM, in ms: this route per grid entry copied in and
+# out ("copy"), per axpy or dot call ("call") and per entry a tap ("entry"); the band
+# matrices per multiply-add and per small GEMM, x1.15 for the input gradient, /1.7 on two
+# threads; the per-sample weight gradient per einsum call and entry. The band route wins
+# for small planes of many channels (3x3 at 14x14: the axpy calls are short), this one
+# for long rows (56x56 and up) and for most weight gradients.
+DEPTHWISE_COSTS = {
+    "copy": 0.18e-6,
+    "call": 0.9e-3,
+    "entry": 0.083e-6,
+    "band_mac": 0.022e-6,
+    "band_gemm": 0.09e-3,
+    "band_input_grad": 1.15,
+    "band_threads": 1.7,
+    "box_call": 5.6e-3,
+    "box_entry": 0.177e-6,
+}
+
+
+class _ChannelGrid:
+    """Geometry of a stride-1 depthwise conv of an input of spatial ``in_sizes`` padded
+    by ``pads`` (>= 0), on channel-major wide grids: the padded ``plane`` (entries a
+    sample), each tap's flat ``offsets``, where the input lies in the padded plane
+    (``interior``) and where the outputs lie on the grid (``crop``); samples go in
+    blocks of ``nb`` (about DEPTHWISE_BLOCK_ELEMS entries)."""
+
+    def __init__(self, n: int, in_sizes, kernel, dilations, pads):
+        self.padded = padded_sizes(in_sizes, pads)
+        elem = np.cumprod((1,) + self.padded[:0:-1])[::-1]
+        self.offsets = [
+            int(sum(k[i] * dilations[i] * elem[i] for i in range(len(kernel))))
+            for k in np.ndindex(*kernel)
+        ]
+        self.plane = math.prod(self.padded)
+        self.out = _out_sizes(self.padded, kernel, (1,) * len(kernel), dilations)
+        self.interior = (slice(None),) + _interior(in_sizes, pads)
+        self.crop = (slice(None),) + tuple(slice(0, o) for o in self.out)
+        self.n, self.nb = n, max(1, min(n, DEPTHWISE_BLOCK_ELEMS // self.plane))
+
+    def buffer(self, dtype, slack: bool = True) -> np.ndarray:
+        """A zero-filled run for one block, with room past its end for the taps' shifts
+        when ``slack`` (its borders stay zero: only the interior or crop is written)."""
+        return np.zeros(self.nb * self.plane + (max(self.offsets) if slack else 0), dtype)
+
+    def planes(self, buf: np.ndarray, q: int) -> np.ndarray:
+        """The first q sample planes of a block's run, (q, *padded)."""
+        return buf[: q * self.plane].reshape((q,) + self.padded)
+
+    def blocks(self) -> Iterator[tuple[slice, int]]:
+        """(samples, the length of their run) for each block of samples."""
+        for n0 in range(0, self.n, self.nb):
+            n1 = min(self.n, n0 + self.nb)
+            yield slice(n0, n1), (n1 - n0) * self.plane
+
+
+def _axpy(dtype):
+    """``axpy(x, y, n, a, offx, offy)``: y[offy:offy+n] += a * x[offx:offx+n] in place,
+    by SciPy's BLAS for float32 and float64 (bounds checked there), else in NumPy."""
+    blas = {np.dtype(np.float32): "saxpy", np.dtype(np.float64): "daxpy"}.get(np.dtype(dtype))
+    if blas is not None:
+        fn = getattr(scipy.linalg.blas, blas)
+
+        def axpy(x, y, n, a, offx, offy):
+            fn(x, y, n=n, a=a, offx=offx, offy=offy)  # (y is contiguous: changed in place)
+
+        return axpy
+
+    def axpy_numpy(x, y, n, a, offx, offy):
+        y[offy : offy + n] += np.multiply(x[offx : offx + n], a, dtype=y.dtype)
+
+    return axpy_numpy
+
+
+def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups, which, itemsize):
+    """Whether map ``which`` ("forward", "input_grad" or "weight_grad") of the depthwise
+    conv of an input of ``x_shape`` padded by ``pads`` takes the channel-major wide grids:
+    stride 1, no cropping, GEMM rather than FFT, and a lower cost estimate than the route
+    it replaces (see DEPTHWISE_COSTS)."""
+    if groups == 1 or w_shape[1] != 1 or groups != x_shape[1]:
+        return False
+    if any(s != 1 for s in strides) or any(b < 0 or a < 0 for b, a in pads):
+        return False
+    n, c = x_shape[:2]
+    kernel = tuple(w_shape[2:])
+    padded = padded_sizes(x_shape[2:], pads)
+    out_sizes = _out_sizes(padded, kernel, strides, dilations)
+    if choose_algorithm(n, c, w_shape[0], groups, padded, kernel, out_sizes) != "gemm":
+        return False
+    m = w_shape[0] // c
+    taps, plane, p = math.prod(kernel), math.prod(padded), math.prod(out_sizes)
+    cost = DEPTHWISE_COSTS
+    blocks = -(-n // max(1, min(n, DEPTHWISE_BLOCK_ELEMS // plane)))
+    runs = n * c * m * plane  # one output channel's grid entries, all of them
+    channels = cost["copy"] * (n * c * plane + runs) + taps * (
+        cost["call"] * c * m * blocks + cost["entry"] * runs
+    )
+    if which == "weight_grad":  # against a dot product per sample and tap over all channels
+        other = n * taps * (cost["box_call"] + cost["box_entry"] * c * m * p)
+    elif not _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], itemsize):
+        return True  # (against the per-tap multiply-adds, which it always beat)
+    else:  # against the band matrices
+        lead = math.prod(kernel[:-1])
+        other = cost["band_mac"] * n * c * m * p * padded[-1] * lead
+        other += cost["band_gemm"] * n * c * m * lead * math.prod(out_sizes[:-2])
+        other *= cost["band_input_grad"] if which == "input_grad" else 1.0
+        if n > 1 and par.get_num_threads() > 1:  # (the band route splits the samples)
+            other /= cost["band_threads"]
+    return channels < other
+
+
+def correlate_depthwise_channels(x, w, dilations, pads, dtype, bias=None) -> np.ndarray:
+    """y (N, C*m, *out) of the stride-1 depthwise conv of ``x`` padded by ``pads`` (+
+    ``bias``, added as each block is copied out: a separate pass took 0.8 ms on the
+    benchmark's 3.2M outputs)."""
+    n, c = x.shape[:2]
+    kernel = w.shape[2:]
+    m = w.shape[0] // c
+    grid = _ChannelGrid(n, x.shape[2:], kernel, dilations, pads)
+    wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()  # (C, m, taps)
+    b = None if bias is None else bias.astype(dtype, copy=False).reshape(c, m)
+    y = np.empty((n, c, m) + grid.out, dtype=dtype)
+    xb, acc = grid.buffer(dtype), grid.buffer(dtype, slack=False)
+    axpy = _axpy(dtype)
+    for ci in range(c):
+        for ns, length in grid.blocks():
+            q = ns.stop - ns.start
+            np.copyto(grid.planes(xb, q)[grid.interior], x[ns, ci])
+            for j in range(m):
+                taps = wk[ci][j]
+                np.multiply(xb[:length], taps[0], out=acc[:length])  # offsets[0] == 0
+                for a, off in zip(taps[1:], grid.offsets[1:], strict=True):
+                    axpy(xb, acc, length, a, off, 0)
+                out = grid.planes(acc, q)[grid.crop]
+                if b is None:
+                    np.copyto(y[ns, ci, j], out)
+                else:
+                    np.add(out, b[ci, j], out=y[ns, ci, j])
+    return y.reshape((n, c * m) + grid.out)
+
+
+def correlate_transpose_depthwise_channels(g, w, in_sizes, dilations, pads, c, dtype):
+    """gx (N, C, *in_sizes), the adjoint of ``correlate_depthwise_channels`` in x (C
+    channels): each tap adds the upstream gradient times its weight, shifted, into the
+    padded grid, whose interior is gx."""
+    n = g.shape[0]
+    kernel = w.shape[2:]
+    m = w.shape[0] // c
+    grid = _ChannelGrid(n, in_sizes, kernel, dilations, pads)
+    wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()
+    gv = g.reshape((n, c, m) + grid.out)
+    gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
+    gb, acc = grid.buffer(dtype, slack=False), grid.buffer(dtype, slack=False)
+    axpy = _axpy(dtype)
+    for ci in range(c):
+        for ns, length in grid.blocks():
+            q = ns.stop - ns.start
+            for j in range(m):  # gb: g on the grid, zeros where no window is
+                np.copyto(grid.planes(gb, q)[grid.crop], gv[ns, ci, j])
+                taps = wk[ci][j]
+                if j == 0:  # offsets[0] == 0: sets the whole run
+                    np.multiply(gb[:length], taps[0], out=acc[:length])
+                else:
+                    axpy(gb, acc, length, taps[0], 0, 0)
+                for a, off in zip(taps[1:], grid.offsets[1:], strict=True):
+                    # (what a tap would add past the run is all zeros: dropped)
+                    axpy(gb, acc, length - off, a, 0, off)
+            np.copyto(gx[ns, ci], grid.planes(acc, q)[grid.interior])
+    return gx
+
+
+def correlate_weight_grad_depthwise_channels(x, g, kernel, dilations, pads, dtype):
+    """gw (C*m, 1, *K) of the stride-1 depthwise conv of ``x`` padded by ``pads``: per
+    block, channel and tap one dot product of the upstream gradient on the grid (zeros
+    where no window is) with the tap's shifted run of the padded input."""
+    n, c = x.shape[:2]
+    o = g.shape[1]
+    m = o // c
+    grid = _ChannelGrid(n, x.shape[2:], kernel, dilations, pads)
+    gv = g.reshape((n, c, m) + grid.out)
+    gw = np.zeros((c, m, len(grid.offsets)), dtype=dtype)
+    xb, gb = grid.buffer(dtype), grid.buffer(dtype, slack=False)
+    for ci in range(c):
+        for ns, length in grid.blocks():
+            q = ns.stop - ns.start
+            np.copyto(grid.planes(xb, q)[grid.interior], x[ns, ci])
+            for j in range(m):
+                np.copyto(grid.planes(gb, q)[grid.crop], gv[ns, ci, j])
+                gj, sums = gb[:length], gw[ci, j]
+                for i, off in enumerate(grid.offsets):
+                    sums[i] += np.dot(gj, xb[off : off + length])
     return gw.reshape((o, 1) + tuple(kernel))
 
 
@@ -1904,6 +2125,13 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     """``correlate`` of ``x`` zero-padded by ``pads`` (one (before, after) pair per spatial
     dim); the padded copy is made only for the routes that read it."""
     dtype = np.result_type(x.dtype, w.dtype)
+    itemsize = np.dtype(dtype).itemsize
+    if _depthwise_channel_route(x.shape, w.shape, pads, strides, dilations, groups, "forward",
+                                itemsize):  # fmt: skip
+        y = correlate_depthwise_channels(
+            x.astype(dtype, copy=False), w, dilations, pads, dtype, bias
+        )
+        return (y, None) if keep_cols else y
     if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype):
         y = correlate_depthwise_band(x, w, strides, dilations, pads, dtype)
         if bias is not None:
@@ -1916,6 +2144,14 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
 def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups, cols=None):
     """``correlate_weight_grad`` for an input padded by ``pads``; the depthwise route reads
     ``x`` unpadded, the others pad it (``cols``: what the forward kept, if anything)."""
+    dtype = np.result_type(x.dtype, g.dtype)
+    w_shape = (g.shape[1], 1) + tuple(kernel)
+    if cols is None and _depthwise_channel_route(
+        x.shape, w_shape, pads, strides, dilations, groups, "weight_grad", dtype.itemsize
+    ):
+        return correlate_weight_grad_depthwise_channels(
+            x.astype(dtype, copy=False), g.astype(dtype, copy=False), kernel, dilations, pads, dtype
+        )
     if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
         padded = padded_sizes(x.shape[2:], pads)
         n, c, o = x.shape[0], x.shape[1], g.shape[1]
@@ -2103,6 +2339,12 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
     c = w.shape[1] * groups
     dtype = np.result_type(g.dtype, w.dtype)
     x_shape = (g.shape[0], c) + tuple(input_size)
+    itemsize = np.dtype(dtype).itemsize
+    if _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups, "input_grad",
+                                itemsize):  # fmt: skip
+        return correlate_transpose_depthwise_channels(
+            g.astype(dtype, copy=False), w, tuple(input_size), dilations, pads, c, dtype
+        )
     if _depthwise_band_route(x_shape, w.shape, pads, strides, dilations, groups, dtype):
         return correlate_transpose_depthwise_band(
             g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
@@ -2113,7 +2355,6 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         n, o, kernel = g.shape[0], w.shape[0], w.shape[2:]
         return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:])
 
-    itemsize = np.dtype(dtype).itemsize
     wide = _input_grad_on_wide_grid(w.shape, input_size, pads, strides, dilations, groups, itemsize)
     if wide and gemm():
         return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)

@@ -289,14 +289,35 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     if algo == "gemm" and groups > 1 and c == groups:  # depthwise: no im2col at all
         wp, ow = padded[-1], outs[-1]
         band = cm._toeplitz_ok(c, o // c, kernel, wp, ow, itemsize)
-        lines.append(
-            f"  depthwise (one input channel per group): no im2col; forward and dx as "
-            f"band-matrix products along the last dim ({wp}/{kernel[-1]} = "
-            f"{wp / kernel[-1]:.1f}x the multiply-adds, in BLAS)"
-            if band
-            else "  depthwise (one input channel per group): no im2col; one multiply-add "
-            "pass per kernel tap (rows too wide for band matrices)"
-        )
+        lines.append("  depthwise (one input channel per group): no im2col;")
+
+        def channels(which: str) -> bool:
+            return cm._depthwise_channel_route(
+                xs, ws, pads, strides, dilations, groups, which, itemsize
+            )
+
+        maps = {"forward": "forward", "input_grad": "dx", "weight_grad": "dw"}
+        on_grid = [name for which, name in maps.items() if channels(which)]
+        if on_grid:
+            plane = math.prod(padded)
+            lines.append(
+                f"    {', '.join(on_grid)}: one axpy (dw: one dot) per channel and kernel tap "
+                f"over the channel's padded planes laid end to end ({plane} entries a sample, "
+                f"on one thread; estimated cheaper here)"
+            )
+        rest = [
+            name for which, name in maps.items() if name not in on_grid and which != "weight_grad"
+        ]
+        if rest:
+            lines.append(
+                f"    {' and '.join(rest)}: band-matrix products along the last dim "
+                f"({wp}/{kernel[-1]} = {wp / kernel[-1]:.1f}x the multiply-adds, in BLAS)"
+                if band
+                else f"    {' and '.join(rest)}: one multiply-add pass per kernel tap (rows "
+                "too wide for band matrices)"
+            )
+        if "dw" not in on_grid:
+            lines.append("    dw: one dot product per sample and kernel tap over all channels")
         return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet)
     if algo == "gemm":
         per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
