@@ -809,6 +809,35 @@ def test_depthwise_channel_route_equals_im2col(case, per_block, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("need", list(itertools.product([False, True], repeat=3)))
+def test_depthwise_fused_backward_equals_the_separate_maps(need, monkeypatch):
+    """A plain backward of a depthwise conv on the channel-major grids computes the input,
+    weight and bias gradients in one pass over g (each block of g placed on the grid
+    once): for every subset of them it gives the separate maps' numbers (two sample
+    blocks, the second shorter), and None for the others."""
+    shape, k, d, pads, m = DEPTHWISE_CHANNELS[1]
+    monkeypatch.setattr(
+        cm, "DEPTHWISE_BLOCK_ELEMS", 2 * math.prod(cm.padded_sizes(shape[2:], pads))
+    )
+    c = shape[1]
+    rng = np.random.default_rng(37)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((c * m, 1) + k)
+    g = rng.standard_normal(cm.correlate_depthwise_channels(x, w, d, pads, x.dtype).shape)
+    gx, gw, gb = cm.backward_depthwise_channels(x, g, w, d, pads, need, x.dtype)
+    ref_x = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, c, x.dtype)
+    ref_w = cm.correlate_weight_grad_depthwise_channels(x, g, k, d, pads, x.dtype)
+    for got, ref, wanted in (
+        (gx, ref_x, need[0]),
+        (gw, ref_w, need[1]),
+        (gb, g.sum((0, 2, 3)), need[2]),
+    ):
+        if wanted:
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+        else:
+            assert got is None
+
+
 @pytest.mark.parametrize("dtype", ["float32", "int64"])
 def test_depthwise_channel_route_in_other_dtypes(dtype):
     """float32 runs SciPy's saxpy and sdot, dtypes BLAS lacks the same loops in NumPy
@@ -854,14 +883,11 @@ def test_depthwise_channel_route_is_taken_where_it_measured_faster():
 
 
 def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
-    """F.conv2d on the benchmark's shape goes through the channel-major route for all
-    three maps (counted), and agrees with the band matrices (float64)."""
+    """F.conv2d on the benchmark's shape goes through the channel-major route for the
+    forward and for the whole backward in one pass (counted), and agrees with the band
+    matrices (float64); a recorded backward (create_graph) keeps the separate ops."""
     calls = []
-    for name in (
-        "correlate_depthwise_channels",
-        "correlate_transpose_depthwise_channels",
-        "correlate_weight_grad_depthwise_channels",
-    ):
+    for name in ("correlate_depthwise_channels", "backward_depthwise_channels"):
         fn = getattr(cm, name)
         monkeypatch.setattr(
             cm, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k)
@@ -875,13 +901,19 @@ def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
     y = F.conv2d(x, w, b, padding=1, groups=64)
     g = tg.Tensor(rng.standard_normal(y.shape))
     got = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
-    assert len(set(calls)) == 3
-    monkeypatch.setattr(cm, "_depthwise_channel_route", lambda *a: False)
+    assert calls == ["correlate_depthwise_channels", "backward_depthwise_channels"]
+    calls.clear()
+    y = F.conv2d(x, w, b, padding=1, groups=64)
+    recorded = [t.data for t in tg.grad(y, [x, w, b], [g], create_graph=True)]
+    assert "backward_depthwise_channels" not in calls  # (dx is a visible conv there)
+    monkeypatch.setattr(cm, "_depthwise_channel_route", lambda *a, **k: False)
     calls.clear()
     y = F.conv2d(x, w, b, padding=1, groups=64)
     ref = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
     assert not calls
     for a, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-11)
+    for a, r in zip(recorded, ref[1:], strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-11)
 
 

@@ -32,6 +32,7 @@ Both routes give the same numbers up to float rounding (tests/test_conv.py).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -117,6 +118,9 @@ class Conv(Op):
     def vjp(self, g):
         x, w = self.inputs[0], self.inputs[1]
         geo = _geometry(self.args)
+        fused = self._depthwise_backward(g)
+        if fused is not None:
+            return fused
         # what the forward kept (im2col matrix or spectra) saves redoing it; not when
         # recording: a recorded op must not depend on a cache of x's values
         kept = None if is_grad_enabled() else self.cols
@@ -142,6 +146,31 @@ class Conv(Op):
             gx = input_grad() if self.needs_grad[0] else None
             gw = weight_grad() if self.needs_grad[1] else None
         return _with_bias_grad(self, g, gx, gw)
+
+    def _depthwise_backward(self, g):
+        """The VJP of a stride-1 depthwise conv whose maps take the channel-major grids,
+        in one pass over g (``convmath.backward_depthwise_channels``); None where that does
+        not apply (recorded backward, other convs, other routes)."""
+        x, w = self.inputs[0], self.inputs[1]
+        a = self.args
+        if is_grad_enabled() or a["groups"] == 1 or w.shape[1] != 1:
+            return None
+        dtype = np.result_type(x.dtype, w.dtype)
+        route = functools.partial(
+            cm._depthwise_channel_route, x.shape, w.shape, a["padding"], a["stride"],
+            a["dilation"], a["groups"], itemsize=dtype.itemsize,
+        )  # fmt: skip
+        need = list(self.needs_grad) + [False] * (3 - len(self.needs_grad))
+        if not (need[0] or need[1]):
+            return None  # (the bias alone: one matrix-vector product, below)
+        if (need[0] and not route("input_grad")) or (need[1] and not route("weight_grad")):
+            return None
+        gx, gw, gb = cm.backward_depthwise_channels(
+            x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False), w.data,
+            a["dilation"], a["padding"], need, dtype,
+        )  # fmt: skip
+        grads = [None if t is None else const(t) for t in (gx, gw, gb)]
+        return tuple(grads[: len(self.inputs)])
 
 
 class ConvTranspose(Op):
