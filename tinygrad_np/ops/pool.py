@@ -81,7 +81,9 @@ def _flat_index(taps, padded_shape, kernel, stride, dilation, first: int = 0, ou
         offsets[t] = sum(k[i] * dilation[i] * elem[i] for i in range(nd))
     if out is None:
         out = np.empty(taps.shape, dtype=np.int64)
-    np.take(offsets, taps, out=out)
+    # (mode="clip": taps are always below prod(kernel); the default bounds check made this
+    # take 6x slower, 1.95 against 0.29 ms for 338K uint8 taps)
+    np.take(offsets, taps, out=out, mode="clip")
     plane = int(np.prod(padded_shape[2:]))
     first_plane = first * taps.shape[1]
     lead = np.arange(first_plane, first_plane + taps.shape[0] * taps.shape[1], dtype=np.int64)
