@@ -1585,16 +1585,14 @@ def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups,
     conv of an input of ``x_shape`` padded by ``pads`` takes the channel-major wide grids:
     stride 1, no cropping, GEMM rather than FFT, and a lower cost estimate than the route
     it replaces (see DEPTHWISE_COSTS)."""
-    if groups == 1 or w_shape[1] != 1 or groups != x_shape[1]:
+    if groups != x_shape[1] or any(s != 1 for s in strides) or any(min(p) < 0 for p in pads):
         return False
-    if any(s != 1 for s in strides) or any(b < 0 or a < 0 for b, a in pads):
+    sizes = _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups)
+    if sizes is None:
         return False
+    padded, out_sizes = sizes
     n, c = x_shape[:2]
     kernel = tuple(w_shape[2:])
-    padded = padded_sizes(x_shape[2:], pads)
-    out_sizes = _out_sizes(padded, kernel, strides, dilations)
-    if choose_algorithm(n, c, w_shape[0], groups, padded, kernel, out_sizes) != "gemm":
-        return False
     m = w_shape[0] // c
     taps, plane, p = math.prod(kernel), math.prod(padded), math.prod(out_sizes)
     cost = DEPTHWISE_COSTS
@@ -2154,19 +2152,30 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     return (y, cols) if keep_cols else y
 
 
-def _depthwise_band_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -> bool:
-    """Whether the conv of an input of ``x_shape`` padded by ``pads`` takes the depthwise
-    band route, which reads the unpadded input (and writes the unpadded input gradient)."""
-    n, c = x_shape[:2]
+def _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups):
+    """(padded sizes, output sizes) of a depthwise conv (one input channel per group) of
+    an input of ``x_shape`` padded by ``pads`` that the cost estimate leaves on the GEMM
+    side (not FFT); None for any other conv."""
     if groups == 1 or w_shape[1] != 1:
-        return False
+        return None
+    n, c = x_shape[:2]
     kernel = tuple(w_shape[2:])
     padded = padded_sizes(x_shape[2:], pads)
     out_sizes = _out_sizes(padded, kernel, strides, dilations)
     if choose_algorithm(n, c, w_shape[0], groups, padded, kernel, out_sizes) != "gemm":
+        return None
+    return padded, out_sizes
+
+
+def _depthwise_band_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -> bool:
+    """Whether the conv of an input of ``x_shape`` padded by ``pads`` takes the depthwise
+    band route, which reads the unpadded input (and writes the unpadded input gradient)."""
+    sizes = _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups)
+    if sizes is None:
         return False
-    m = w_shape[0] // c
-    return _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], np.dtype(dtype).itemsize)
+    padded, out_sizes = sizes
+    c, m = x_shape[1], w_shape[0] // x_shape[1]
+    return _toeplitz_ok(c, m, w_shape[2:], padded[-1], out_sizes[-1], np.dtype(dtype).itemsize)
 
 
 def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bias=None):
