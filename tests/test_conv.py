@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import tracemalloc
 
 import numpy as np
@@ -767,71 +766,90 @@ def test_depthwise_band_matrices_are_only_used_while_cheap():
 
 
 DEPTHWISE_CHANNELS = [
-    # x shape, kernel, dilation, pads, channel multiplier (stride 1, groups = channels)
-    ((2, 3, 9, 8), (3, 3), (1, 1), ((1, 1), (1, 1)), 1),
-    ((3, 2, 7, 10), (3, 2), (2, 1), ((0, 3), (2, 0)), 2),
-    ((3, 2, 11), (4,), (2,), ((3, 1),), 1),
-    ((2, 2, 5, 6, 7), (3, 2, 3), (1, 1, 2), ((2, 0), (1, 1), (0, 4)), 2),
-    ((2, 2, 4, 4), (3, 3), (2, 2), ((3, 3), (4, 2)), 1),  # taps reading only padding
-    ((1, 3, 6, 5), (2, 3), (1, 1), ((0, 0), (0, 0)), 3),  # "valid"
+    # x shape, kernel, stride, dilation, pads, channel multiplier (groups = channels)
+    ((2, 3, 9, 8), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), 1),
+    ((3, 2, 7, 10), (3, 2), (1, 1), (2, 1), ((0, 3), (2, 0)), 2),
+    ((3, 2, 11), (4,), (1,), (2,), ((3, 1),), 1),
+    ((2, 2, 5, 6, 7), (3, 2, 3), (1, 1, 1), (1, 1, 2), ((2, 0), (1, 1), (0, 4)), 2),
+    ((2, 2, 4, 4), (3, 3), (1, 1), (2, 2), ((3, 3), (4, 2)), 1),  # taps reading only padding
+    ((1, 3, 6, 5), (2, 3), (1, 1), (1, 1), ((0, 0), (0, 0)), 3),  # "valid"
+    ((3, 2, 11, 10), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)), 1),  # four phase planes
+    ((2, 3, 12, 9), (3, 2), (3, 2), (2, 3), ((2, 0), (1, 2)), 2),  # dilation across phases
+    ((3, 2, 13), (2,), (4,), (1,), ((0, 0),), 1),  # inputs no window reads: zero gradient
+    ((2, 2, 7, 6, 8), (3, 2, 3), (2, 1, 3), (1, 2, 1), ((1, 0), (0, 1), (2, 1)), 1),
 ]
 
 
 @pytest.mark.parametrize("per_block", [None, 1, 2])
-@pytest.mark.parametrize("case", DEPTHWISE_CHANNELS, ids=lambda c: f"{len(c[1])}d-p{c[3]}-m{c[4]}")
+@pytest.mark.parametrize(
+    "case", DEPTHWISE_CHANNELS, ids=lambda c: f"{len(c[1])}d-s{c[2]}-p{c[4]}-m{c[5]}"
+)
 def test_depthwise_channel_route_equals_im2col(case, per_block, monkeypatch):
-    """Stride-1 depthwise convs on channel-major wide grids (one axpy or dot per channel
-    and tap, the samples in blocks: all in one, one a block, or two, with a shorter last
-    block for three samples): all three maps, and the bias, equal the im2col route on the
-    padded input."""
-    shape, k, d, pads, m = case
+    """Depthwise convs on channel-major wide grids (one axpy or dot per channel and tap
+    over the tap's phase plane, the samples in blocks: all in one, one a block, or two,
+    with a shorter last block for three samples): all three maps, and the bias, equal
+    the im2col route on the padded input."""
+    shape, k, s, d, pads, m = case
+    grid = cm._ChannelGrid(shape[0], shape[2:], k, s, d, pads)
     if per_block is not None:
-        plane = math.prod(cm.padded_sizes(shape[2:], pads))
-        monkeypatch.setattr(cm, "DEPTHWISE_BLOCK_ELEMS", per_block * plane)
+        monkeypatch.setattr(cm, "DEPTHWISE_BLOCK_ELEMS", per_block * grid.plane)
     c = shape[1]
-    s = (1,) * len(k)
     rng = np.random.default_rng(23 + m + len(k))
     x = rng.standard_normal(shape)
     w = rng.standard_normal((c * m, 1) + k)
     b = rng.standard_normal(c * m)
     xp = cm.pad_spatial(x, pads)
     ref = cm.correlate_gemm(xp, w, s, d, c, bias=b)
-    y = cm.correlate_depthwise_channels(x, w, d, pads, x.dtype, b)
+    y = cm.correlate_depthwise_channels(x, w, s, d, pads, x.dtype, b)
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
-    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, c, x.dtype)
+    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], s, d, pads, c, x.dtype)
     ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, c), cm.negate(pads))
     assert gx.shape == x.shape
     np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
-    gw = cm.correlate_weight_grad_depthwise_channels(x, g, k, d, pads, x.dtype)
+    gw = cm.correlate_weight_grad_depthwise_channels(x, g, k, s, d, pads, x.dtype)
     np.testing.assert_allclose(
         gw, cm.correlate_weight_grad_gemm(xp, g, k, s, d, c), rtol=1e-12, atol=1e-12
     )
 
 
+def test_depthwise_channel_grid_splits_a_strided_input_into_phase_planes():
+    """3x3 stride 2 on 11x10 padded by 1 (13x12, 6x5 outputs): tap k reads phase plane
+    k % 2 at shift k // 2, so four phase planes of (6 + 1) x (5 + 1), tap (2, 2) in
+    plane (0, 0) shifted by one row and one column; the plane (1, 1) holds the input's
+    rows and columns 0, 2, 4, ... from entry 0 on."""
+    grid = cm._ChannelGrid(3, (11, 10), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)))
+    assert grid.out == (6, 5) and grid.padded == (7, 6) and grid.plane == 42
+    assert len(grid.inside) == 4
+    assert grid.phase[0] == grid.phase[2] == grid.phase[6] == grid.phase[8]
+    assert grid.offsets[8] == 6 + 1 and grid.offsets[0] == 0
+    xs, ps = grid.inside[grid.phase[4]]  # tap (1, 1): phase (1, 1)
+    assert xs[1:] == (slice(0, 11, 2), slice(0, 9, 2)) and ps[1:] == (slice(0, 6), slice(0, 5))
+    xs, ps = grid.inside[grid.phase[0]]  # phase (0, 0): padded rows 0, 2, ..: input 1, 3, ..
+    assert xs[1:] == (slice(1, 10, 2), slice(1, 10, 2)) and ps[1:] == (slice(1, 6), slice(1, 6))
+    assert not grid.whole
+
+
 @pytest.mark.parametrize("need", list(itertools.product([False, True], repeat=3)))
-def test_depthwise_fused_backward_equals_the_separate_maps(need, monkeypatch):
+@pytest.mark.parametrize("case", [DEPTHWISE_CHANNELS[1], DEPTHWISE_CHANNELS[7]], ids=["s1", "s3x2"])
+def test_depthwise_fused_backward_equals_the_separate_maps(case, need, monkeypatch):
     """A plain backward of a depthwise conv on the channel-major grids computes the input,
     weight and bias gradients in one pass over g (each block of g placed on the grid
     once): for every subset of them it gives the separate maps' numbers (two sample
     blocks, the second shorter), and None for the others."""
-    shape, k, d, pads, m = DEPTHWISE_CHANNELS[1]
-    monkeypatch.setattr(
-        cm, "DEPTHWISE_BLOCK_ELEMS", 2 * math.prod(cm.padded_sizes(shape[2:], pads))
-    )
+    shape, k, s, d, pads, m = case
+    grid = cm._ChannelGrid(shape[0], shape[2:], k, s, d, pads)
+    monkeypatch.setattr(cm, "DEPTHWISE_BLOCK_ELEMS", 2 * grid.plane)
     c = shape[1]
     rng = np.random.default_rng(37)
     x = rng.standard_normal(shape)
     w = rng.standard_normal((c * m, 1) + k)
-    g = rng.standard_normal(cm.correlate_depthwise_channels(x, w, d, pads, x.dtype).shape)
-    gx, gw, gb = cm.backward_depthwise_channels(x, g, w, d, pads, need, x.dtype)
-    ref_x = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, c, x.dtype)
-    ref_w = cm.correlate_weight_grad_depthwise_channels(x, g, k, d, pads, x.dtype)
-    for got, ref, wanted in (
-        (gx, ref_x, need[0]),
-        (gw, ref_w, need[1]),
-        (gb, g.sum((0, 2, 3)), need[2]),
-    ):
+    g = rng.standard_normal(cm.correlate_depthwise_channels(x, w, s, d, pads, x.dtype).shape)
+    gx, gw, gb = cm.backward_depthwise_channels(x, g, w, s, d, pads, need, x.dtype)
+    ref_x = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], s, d, pads, c, x.dtype)
+    ref_w = cm.correlate_weight_grad_depthwise_channels(x, g, k, s, d, pads, x.dtype)
+    ref_b = g.sum((0,) + tuple(range(2, g.ndim)))
+    for got, ref, wanted in ((gx, ref_x, need[0]), (gw, ref_w, need[1]), (gb, ref_b, need[2])):
         if wanted:
             np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
         else:
@@ -847,22 +865,22 @@ def test_depthwise_channel_route_in_other_dtypes(dtype):
     w = rng.integers(-3, 4, (8, 1, 3, 2)).astype(dtype)
     pads, s, d = ((1, 1), (0, 2)), (1, 1), (1, 2)
     xp = cm.pad_spatial(x, pads)
-    y = cm.correlate_depthwise_channels(x, w, d, pads, x.dtype)
+    y = cm.correlate_depthwise_channels(x, w, s, d, pads, x.dtype)
     assert y.dtype == x.dtype
     np.testing.assert_array_equal(y, cm.correlate_gemm(xp, w, s, d, 4))
     g = rng.integers(-3, 4, y.shape).astype(dtype)
-    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], d, pads, 4, x.dtype)
+    gx = cm.correlate_transpose_depthwise_channels(g, w, x.shape[2:], s, d, pads, 4, x.dtype)
     ref = cm.pad_spatial(cm.correlate_transpose_gemm(g, w, xp.shape[2:], s, d, 4), cm.negate(pads))
     np.testing.assert_array_equal(gx, ref)
-    gw = cm.correlate_weight_grad_depthwise_channels(x, g, (3, 2), d, pads, x.dtype)
+    gw = cm.correlate_weight_grad_depthwise_channels(x, g, (3, 2), s, d, pads, x.dtype)
     np.testing.assert_array_equal(gw, cm.correlate_weight_grad_gemm(xp, g, (3, 2), s, d, 4))
 
 
 def test_depthwise_channel_route_is_taken_where_it_measured_faster():
     """The route replaces the band matrices for long rows (the benchmark's 56x56 maps)
-    and keeps off small planes of many channels (short axpy calls), strides, cropping
-    and the FFT route; the weight gradient keeps the per-sample dot products for one
-    sample (nine calls in all)."""
+    and keeps off small planes of many channels (short axpy calls), strided convs that
+    band matrices serve, cropping and the FFT route; the weight gradient keeps the
+    per-sample dot products for one sample (nine calls in all)."""
 
     def route(x_shape, w_shape, which, pads=((1, 1), (1, 1)), s=(1, 1), d=(1, 1)):
         return cm._depthwise_channel_route(x_shape, w_shape, pads, s, d, x_shape[1], which, 4)
@@ -871,7 +889,8 @@ def test_depthwise_channel_route_is_taken_where_it_measured_faster():
     for which in ("forward", "input_grad", "weight_grad"):
         assert route(*bench, which)
         assert not route((16, 256, 14, 14), (256, 1, 3, 3), which)  # 3.4 against 1.3 ms
-        assert not route(*bench, which, s=(2, 2))
+        assert not route(*bench, which, s=(2, 2))  # band matrices: 2.7 against 3.1 ms
+        assert route((16, 64, 112, 112), (64, 1, 3, 3), which, s=(2, 2))  # 27.7 against 16.1
         assert not route(*bench, which, pads=((-1, 1), (1, 1)))
         assert not route((16, 64, 56, 56), (64, 2, 3, 3), which)  # not depthwise
         with cm.conv_algorithm("fft"):
@@ -886,12 +905,20 @@ def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
     """F.conv2d on the benchmark's shape goes through the channel-major route for the
     forward and for the whole backward in one pass (counted), and agrees with the band
     matrices (float64); a recorded backward (create_graph) keeps the separate ops."""
+    from tinygrad_np.ops import conv as ops_conv
+
     calls = []
-    for name in ("correlate_depthwise_channels", "backward_depthwise_channels"):
-        fn = getattr(cm, name)
-        monkeypatch.setattr(
-            cm, name, lambda *a, _fn=fn, _n=name, **k: calls.append(_n) or _fn(*a, **k)
-        )
+    forward, fused = cm.correlate_depthwise_channels, ops_conv.Conv._depthwise_backward
+    monkeypatch.setattr(
+        cm, "correlate_depthwise_channels", lambda *a, **k: calls.append("fwd") or forward(*a, **k)
+    )
+
+    def backward(op, g):
+        out = fused(op, g)
+        calls.append("fused" if out is not None else "separate")
+        return out
+
+    monkeypatch.setattr(ops_conv.Conv, "_depthwise_backward", backward)
     rng = np.random.default_rng(31)
     x, w, b = (
         _t(rng.standard_normal((4, 64, 56, 56))),
@@ -901,16 +928,16 @@ def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
     y = F.conv2d(x, w, b, padding=1, groups=64)
     g = tg.Tensor(rng.standard_normal(y.shape))
     got = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
-    assert calls == ["correlate_depthwise_channels", "backward_depthwise_channels"]
+    assert calls == ["fwd", "fused"]
     calls.clear()
     y = F.conv2d(x, w, b, padding=1, groups=64)
     recorded = [t.data for t in tg.grad(y, [x, w, b], [g], create_graph=True)]
-    assert "backward_depthwise_channels" not in calls  # (dx is a visible conv there)
+    assert calls[:2] == ["fwd", "separate"]  # (then dx as a visible conv: "fwd" again)
     monkeypatch.setattr(cm, "_depthwise_channel_route", lambda *a, **k: False)
     calls.clear()
     y = F.conv2d(x, w, b, padding=1, groups=64)
     ref = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [g])]
-    assert not calls
+    assert calls == ["separate"]
     for a, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-11)
     for a, r in zip(recorded, ref[1:], strict=True):

@@ -1519,7 +1519,12 @@ DEPTHWISE_BLOCK_ELEMS = 1 << 17
 # matrices per multiply-add and per small GEMM, x1.15 for the input gradient, /1.7 on two
 # threads; the per-sample weight gradient per einsum call and entry. The band route wins
 # for small planes of many channels (3x3 at 14x14: the axpy calls are short), this one
-# for long rows (56x56 and up) and for most weight gradients.
+# for long rows (56x56 and up) and for most weight gradients. With a stride the input is
+# copied into its phase planes by strided reads, which costs more than the estimate has
+# it: strided convs take this route only where the rows are too wide for band matrices
+# (3x3 s2, 64 channels at 112x112, b16, ms: forward 27.7 -> 16.1, input gradient 62.7 ->
+# 19.2 against the per-tap multiply-adds); with band matrices they stay there (at 56x56:
+# 2.7 against 3.1, 4.2 against 3.7; 128 channels 5.4 against 6.9, 8.3 against 9.0).
 DEPTHWISE_COSTS = {
     "copy": 0.18e-6,
     "call": 0.9e-3,
@@ -1534,33 +1539,71 @@ DEPTHWISE_COSTS = {
 
 
 class _ChannelGrid:
-    """Geometry of a stride-1 depthwise conv of an input of spatial ``in_sizes`` padded
-    by ``pads`` (>= 0), on channel-major wide grids: the padded ``plane`` (entries a
-    sample), each tap's flat ``offsets``, where the input lies in the padded plane
-    (``interior``) and where the outputs lie on the grid (``crop``); samples go in
-    blocks of ``nb`` (about DEPTHWISE_BLOCK_ELEMS entries)."""
+    """Geometry of a depthwise conv of an input of spatial ``in_sizes`` padded by ``pads``
+    (>= 0), on channel-major wide grids.
 
-    def __init__(self, n: int, in_sizes, kernel, dilations, pads):
-        self.padded = padded_sizes(in_sizes, pads)
-        elem = np.cumprod((1,) + self.padded[:0:-1])[::-1]
-        self.offsets = [
-            int(sum(k[i] * dilations[i] * elem[i] for i in range(len(kernel))))
-            for k in np.ndindex(*kernel)
+    With stride s, tap k of window i reads padded position i*s + k*d = (i + q)*s + r
+    (q, r = divmod(k*d, s)): entry i + q of the input's phase plane r, the positions
+    r, r + s, r + 2s, ... So every tap is a shift by q of one phase plane, the same for
+    all windows; with stride 1 there is one phase, the padded input itself. All phase
+    planes get the same sizes, out + max(q) per dim (zeros past the input's entries), so
+    that one output grid serves every tap: ``planes`` (entries a sample), each tap's
+    ``phase`` and flat ``offsets``, where the input lies in each phase plane
+    (``inside[phase]``: the input's slices and the plane's), and where the outputs lie on
+    the grid (``crop``). Samples go in blocks of ``nb`` (about DEPTHWISE_BLOCK_ELEMS
+    entries)."""
+
+    def __init__(self, n: int, in_sizes, kernel, strides, dilations, pads):
+        padded = padded_sizes(in_sizes, pads)
+        self.out = _out_sizes(padded, kernel, strides, dilations)
+        shifts = [
+            [divmod(k * d, s) for k in range(kk)]
+            for kk, s, d in zip(kernel, strides, dilations, strict=True)
         ]
+        self.padded = tuple(
+            o + max(q for q, _ in qr) for o, qr in zip(self.out, shifts, strict=True)
+        )
+        elem = np.cumprod((1,) + self.padded[:0:-1])[::-1]
+        phases: dict[tuple, int] = {}
+        self.phase, self.offsets = [], []
+        for k in np.ndindex(*kernel):
+            qr = [shifts[i][k[i]] for i in range(len(kernel))]
+            self.phase.append(phases.setdefault(tuple(r for _, r in qr), len(phases)))
+            self.offsets.append(int(sum(q * e for (q, _), e in zip(qr, elem, strict=True))))
+        self.inside = [self._inside(r, in_sizes, strides, pads) for r in phases]
         self.plane = math.prod(self.padded)
-        self.out = _out_sizes(self.padded, kernel, (1,) * len(kernel), dilations)
-        self.interior = (slice(None),) + _interior(in_sizes, pads)
         self.crop = (slice(None),) + tuple(slice(0, o) for o in self.out)
         self.n, self.nb = n, max(1, min(n, DEPTHWISE_BLOCK_ELEMS // self.plane))
+        self.whole = len(phases) == 1 and all(s == 1 for s in strides)  # every input read
 
-    def buffer(self, dtype, slack: bool = True) -> np.ndarray:
-        """A zero-filled run for one block, with room past its end for the taps' shifts
-        when ``slack`` (its borders stay zero: only the interior or crop is written)."""
-        return np.zeros(self.nb * self.plane + (max(self.offsets) if slack else 0), dtype)
+    def _inside(self, phase, in_sizes, strides, pads):
+        """(input slices, plane slices): the input's entries in phase plane ``phase``,
+        and where they go there (empty where the phase holds none of the input)."""
+        xs, ps = [slice(None)], [slice(None)]
+        for r, n, s, (before, _), size in zip(
+            phase, in_sizes, strides, pads, self.padded, strict=True
+        ):
+            t0 = max(0, -(-(before - r) // s))  # the first plane entry on the input
+            x0 = t0 * s + r - before
+            count = max(0, min(-(-(n - x0) // s), size - t0)) if x0 < n else 0
+            xs.append(slice(x0, x0 + (count - 1) * s + 1 if count else x0, s))
+            ps.append(slice(t0, t0 + count))
+        return tuple(xs), tuple(ps)
+
+    def buffers(self, dtype, slack: bool = True) -> list[np.ndarray]:
+        """One zero-filled run a phase for one block, with room past its end for the
+        taps' shifts when ``slack`` (only the input's entries are ever written)."""
+        extra = max(self.offsets) if slack else 0
+        return [np.zeros(self.nb * self.plane + extra, dtype) for _ in self.inside]
 
     def planes(self, buf: np.ndarray, q: int) -> np.ndarray:
         """The first q sample planes of a block's run, (q, *padded)."""
         return buf[: q * self.plane].reshape((q,) + self.padded)
+
+    def copy_in(self, bufs, x: np.ndarray, q: int) -> None:
+        """The input block ``x`` (q, *in_sizes) into its phase planes."""
+        for buf, (xs, ps) in zip(bufs, self.inside, strict=True):
+            np.copyto(self.planes(buf, q)[ps], x[xs])
 
     def blocks(self) -> Iterator[tuple[slice, int]]:
         """(samples, the length of their run) for each block of samples."""
@@ -1590,9 +1633,9 @@ def _axpy(dtype):
 def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups, which, itemsize):
     """Whether map ``which`` ("forward", "input_grad" or "weight_grad") of the depthwise
     conv of an input of ``x_shape`` padded by ``pads`` takes the channel-major wide grids:
-    stride 1, no cropping, GEMM rather than FFT, and a lower cost estimate than the route
-    it replaces (see DEPTHWISE_COSTS)."""
-    if groups != x_shape[1] or any(s != 1 for s in strides) or any(min(p) < 0 for p in pads):
+    no cropping, GEMM rather than FFT, and a lower cost estimate than the route it
+    replaces (see DEPTHWISE_COSTS)."""
+    if groups != x_shape[1] or any(min(p) < 0 for p in pads):
         return False
     sizes = _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups)
     if sizes is None:
@@ -1601,16 +1644,20 @@ def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups,
     n, c = x_shape[:2]
     kernel = tuple(w_shape[2:])
     m = w_shape[0] // c
-    taps, plane, p = math.prod(kernel), math.prod(padded), math.prod(out_sizes)
+    toeplitz = _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], itemsize)
+    if any(s > 1 for s in strides):  # only where the band matrices are out (see above)
+        return not toeplitz
+    grid = _ChannelGrid(n, x_shape[2:], kernel, strides, dilations, pads)
+    taps, plane, p = math.prod(kernel), grid.plane, math.prod(out_sizes)
     cost = DEPTHWISE_COSTS
-    blocks = -(-n // max(1, min(n, DEPTHWISE_BLOCK_ELEMS // plane)))
+    blocks = -(-n // grid.nb)
     runs = n * c * m * plane  # one output channel's grid entries, all of them
-    channels = cost["copy"] * (n * c * plane + runs) + taps * (
+    channels = cost["copy"] * (n * c * plane * len(grid.inside) + runs) + taps * (
         cost["call"] * c * m * blocks + cost["entry"] * runs
     )
     if which == "weight_grad":  # against a dot product per sample and tap over all channels
         other = n * taps * (cost["box_call"] + cost["box_entry"] * c * m * p)
-    elif not _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], itemsize):
+    elif not toeplitz:
         return True  # (against the per-tap multiply-adds, which it always beat)
     else:  # against the band matrices
         lead = math.prod(kernel[:-1])
@@ -1622,28 +1669,30 @@ def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups,
     return channels < other
 
 
-def correlate_depthwise_channels(x, w, dilations, pads, dtype, bias=None) -> np.ndarray:
-    """y (N, C*m, *out) of the stride-1 depthwise conv of ``x`` padded by ``pads`` (+
-    ``bias``, added as each block is copied out: a separate pass took 0.8 ms on the
-    benchmark's 3.2M outputs)."""
+def correlate_depthwise_channels(x, w, strides, dilations, pads, dtype, bias=None):
+    """y (N, C*m, *out) of the depthwise conv of ``x`` padded by ``pads`` (+ ``bias``,
+    added as each block is copied out: a separate pass took 0.8 ms on the benchmark's
+    3.2M outputs)."""
     n, c = x.shape[:2]
     kernel = w.shape[2:]
     m = w.shape[0] // c
-    grid = _ChannelGrid(n, x.shape[2:], kernel, dilations, pads)
+    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads)
     wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()  # (C, m, taps)
     b = None if bias is None else bias.astype(dtype, copy=False).reshape(c, m)
     y = np.empty((n, c, m) + grid.out, dtype=dtype)
-    xb, acc = grid.buffer(dtype), grid.buffer(dtype, slack=False)
+    xbs, (acc,) = grid.buffers(dtype), grid.buffers(dtype, slack=False)[:1]
     axpy = _axpy(dtype)
+    taps = list(zip(grid.phase, grid.offsets, strict=True))
     for ci in range(c):
         for ns, length in grid.blocks():
             q = ns.stop - ns.start
-            np.copyto(grid.planes(xb, q)[grid.interior], x[ns, ci])
+            grid.copy_in(xbs, x[ns, ci], q)
             for j in range(m):
-                taps = wk[ci][j]
-                np.multiply(xb[:length], taps[0], out=acc[:length])  # offsets[0] == 0
-                for a, off in zip(taps[1:], grid.offsets[1:], strict=True):
-                    axpy(xb, acc, length, a, off, 0)
+                for i, ((ph, off), a) in enumerate(zip(taps, wk[ci][j], strict=True)):
+                    if i == 0:
+                        np.multiply(xbs[ph][off : off + length], a, out=acc[:length])
+                    else:
+                        axpy(xbs[ph], acc, length, a, off, 0)
                 out = grid.planes(acc, q)[grid.crop]
                 if b is None:
                     np.copyto(y[ns, ci, j], out)
@@ -1652,85 +1701,79 @@ def correlate_depthwise_channels(x, w, dilations, pads, dtype, bias=None) -> np.
     return y.reshape((n, c * m) + grid.out)
 
 
-def correlate_transpose_depthwise_channels(g, w, in_sizes, dilations, pads, c, dtype):
+def _add_taps(grid, axpy, gp, accs, taps, length: int, fresh: set) -> None:
+    """Each tap's (phase, offset, weight) share of the upstream gradient on the grid
+    ``gp`` added into its phase's accumulator, shifted; a phase in ``fresh`` is set by
+    its first tap instead (zero-filled first unless that tap is unshifted). What a tap
+    would add past the run is all zeros, and dropped."""
+    for ph, off, a in taps:
+        acc = accs[ph]
+        if ph in fresh:
+            fresh.discard(ph)
+            if off == 0:
+                np.multiply(gp[:length], a, out=acc[:length])
+                continue
+            acc[:length] = 0
+        axpy(gp, acc, length - off, a, 0, off)
+
+
+def _copy_out(grid, accs, gx: np.ndarray, q: int) -> None:
+    """The phase accumulators' input entries into the input gradient block gx."""
+    for acc, (xs, ps) in zip(accs, grid.inside, strict=True):
+        np.copyto(gx[xs], grid.planes(acc, q)[ps])
+
+
+def correlate_transpose_depthwise_channels(g, w, in_sizes, strides, dilations, pads, c, dtype):
     """gx (N, C, *in_sizes), the adjoint of ``correlate_depthwise_channels`` in x (C
-    channels): each tap adds the upstream gradient times its weight, shifted, into the
-    padded grid, whose interior is gx."""
-    n = g.shape[0]
-    kernel = w.shape[2:]
-    m = w.shape[0] // c
-    grid = _ChannelGrid(n, in_sizes, kernel, dilations, pads)
-    wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()
-    gv = g.reshape((n, c, m) + grid.out)
-    gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
-    gb, acc = grid.buffer(dtype, slack=False), grid.buffer(dtype, slack=False)
-    axpy = _axpy(dtype)
-    for ci in range(c):
-        for ns, length in grid.blocks():
-            q = ns.stop - ns.start
-            for j in range(m):  # gb: g on the grid, zeros where no window is
-                np.copyto(grid.planes(gb, q)[grid.crop], gv[ns, ci, j])
-                taps = wk[ci][j]
-                if j == 0:  # offsets[0] == 0: sets the whole run
-                    np.multiply(gb[:length], taps[0], out=acc[:length])
-                else:
-                    axpy(gb, acc, length, taps[0], 0, 0)
-                for a, off in zip(taps[1:], grid.offsets[1:], strict=True):
-                    # (what a tap would add past the run is all zeros: dropped)
-                    axpy(gb, acc, length - off, a, 0, off)
-            np.copyto(gx[ns, ci], grid.planes(acc, q)[grid.interior])
-    return gx
+    channels): each tap adds the upstream gradient times its weight, shifted, into its
+    phase plane; the phase planes' input entries are gx (zero where no tap reads)."""
+    x = np.broadcast_to(np.zeros((), dtype), (g.shape[0], c) + tuple(in_sizes))  # (a shape)
+    need = (True, False, False)
+    return backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype)[0]
 
 
-def correlate_weight_grad_depthwise_channels(x, g, kernel, dilations, pads, dtype):
-    """gw (C*m, 1, *K) of the stride-1 depthwise conv of ``x`` padded by ``pads``: per
-    block, channel and tap one dot product of the upstream gradient on the grid (zeros
-    where no window is) with the tap's shifted run of the padded input."""
-    n, c = x.shape[:2]
-    o = g.shape[1]
-    m = o // c
-    grid = _ChannelGrid(n, x.shape[2:], kernel, dilations, pads)
-    gv = g.reshape((n, c, m) + grid.out)
-    gw = np.zeros((c, m, len(grid.offsets)), dtype=dtype)
-    xb, gb = grid.buffer(dtype), grid.buffer(dtype, slack=False)
-    for ci in range(c):
-        for ns, length in grid.blocks():
-            q = ns.stop - ns.start
-            np.copyto(grid.planes(xb, q)[grid.interior], x[ns, ci])
-            for j in range(m):
-                np.copyto(grid.planes(gb, q)[grid.crop], gv[ns, ci, j])
-                gj, sums = gb[:length], gw[ci, j]
-                for i, off in enumerate(grid.offsets):
-                    sums[i] += np.dot(gj, xb[off : off + length])
-    return gw.reshape((o, 1) + tuple(kernel))
+def correlate_weight_grad_depthwise_channels(x, g, kernel, strides, dilations, pads, dtype):
+    """gw (C*m, 1, *K) of the depthwise conv of ``x`` padded by ``pads``: per block,
+    channel and tap one dot product of the upstream gradient on the grid (zeros where no
+    window is) with the tap's shifted run of its phase plane."""
+    w = np.broadcast_to(np.zeros((), dtype), (g.shape[1], 1) + tuple(kernel))  # (a shape)
+    need = (False, True, False)
+    return backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype)[1]
 
 
-def backward_depthwise_channels(x, g, w, dilations, pads, need, dtype):
-    """(gx, gw, gb) of the stride-1 depthwise conv of ``x`` padded by ``pads``, for the
-    maps ``need`` (three bools; None for the others) in one pass over g: each block of g
-    is placed on the grid once for all three (the input gradient's axpys, the weight
+def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
+    """(gx, gw, gb) of the depthwise conv of ``x`` padded by ``pads``, for the maps
+    ``need`` (three bools; None for the others) in one pass over g: each block of g is
+    placed on the grid once for all three (the input gradient's axpys, the weight
     gradient's dots and the bias gradient's sum), where the separate maps copied it twice
     and summed it in a third pass (the benchmark case's forward and backward, alternating
-    runs: 15.8 -> 15.3 ms; the backward alone 9.5 -> 9.2-9.4)."""
+    runs: 15.8 -> 15.3 ms; the backward alone 9.5 -> 9.2-9.4). Only x's shape is read
+    when the weight gradient is not needed, only w's values when the input's is."""
     n, c = x.shape[:2]
     kernel = w.shape[2:]
     o = w.shape[0]
     m = o // c
-    grid = _ChannelGrid(n, x.shape[2:], kernel, dilations, pads)
+    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads)
     gv = g.reshape((n, c, m) + grid.out)
-    wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()
     need_x, need_w, need_b = need
-    gx = np.empty(x.shape, dtype=dtype) if need_x else None
-    gw = np.zeros((c, m, len(grid.offsets)), dtype=dtype) if need_w else None
-    gb = np.zeros((c, m), dtype=dtype) if need_b else None
-    xb, gp = grid.buffer(dtype), grid.buffer(dtype, slack=False)
-    acc = grid.buffer(dtype, slack=False) if need_x else None
+    gx = gw = gb = None
+    if need_x:
+        gx = (np.empty if grid.whole else np.zeros)(x.shape, dtype=dtype)
+        wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()
+        accs = grid.buffers(dtype, slack=False)
+    if need_w:
+        gw = np.zeros((c, m, len(grid.offsets)), dtype=dtype)
+        xbs = grid.buffers(dtype)
+    if need_b:
+        gb = np.zeros((c, m), dtype=dtype)
+    (gp,) = grid.buffers(dtype, slack=False)[:1]
     axpy = _axpy(dtype)
     for ci in range(c):
         for ns, length in grid.blocks():
             q = ns.stop - ns.start
             if need_w:
-                np.copyto(grid.planes(xb, q)[grid.interior], x[ns, ci])
+                grid.copy_in(xbs, x[ns, ci], q)
+            fresh = set(grid.phase)
             for j in range(m):  # gp: g on the grid, zeros where no window is
                 np.copyto(grid.planes(gp, q)[grid.crop], gv[ns, ci, j])
                 run = gp[:length]
@@ -1738,20 +1781,16 @@ def backward_depthwise_channels(x, g, w, dilations, pads, need, dtype):
                     gb[ci, j] += run.sum()
                 if need_w:
                     sums = gw[ci, j]
-                    for i, off in enumerate(grid.offsets):
-                        sums[i] += np.dot(run, xb[off : off + length])
+                    for i, (ph, off) in enumerate(zip(grid.phase, grid.offsets, strict=True)):
+                        sums[i] += np.dot(run, xbs[ph][off : off + length])
                 if need_x:
-                    taps = wk[ci][j]
-                    if j == 0:  # offsets[0] == 0: sets the whole run
-                        np.multiply(run, taps[0], out=acc[:length])
-                    else:
-                        axpy(gp, acc, length, taps[0], 0, 0)
-                    for a, off in zip(taps[1:], grid.offsets[1:], strict=True):
-                        axpy(gp, acc, length - off, a, 0, off)
+                    taps = zip(grid.phase, grid.offsets, wk[ci][j], strict=True)
+                    _add_taps(grid, axpy, gp, accs, taps, length, fresh)
             if need_x:
-                np.copyto(gx[ns, ci], grid.planes(acc, q)[grid.interior])
+                _copy_out(grid, accs, gx[ns, ci], q)
     gw = None if gw is None else gw.reshape((o, 1) + tuple(kernel))
     return gx, gw, None if gb is None else gb.reshape(o)
+
 
 # ----------------------------------------------------------------------------- FFT
 #
@@ -2193,7 +2232,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     if _depthwise_channel_route(x.shape, w.shape, pads, strides, dilations, groups, "forward",
                                 itemsize):  # fmt: skip
         y = correlate_depthwise_channels(
-            x.astype(dtype, copy=False), w, dilations, pads, dtype, bias
+            x.astype(dtype, copy=False), w, strides, dilations, pads, dtype, bias
         )
         return (y, None) if keep_cols else y
     if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype):
@@ -2213,8 +2252,9 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     if cols is None and _depthwise_channel_route(
         x.shape, w_shape, pads, strides, dilations, groups, "weight_grad", dtype.itemsize
     ):
+        x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
         return correlate_weight_grad_depthwise_channels(
-            x.astype(dtype, copy=False), g.astype(dtype, copy=False), kernel, dilations, pads, dtype
+            x, g, kernel, strides, dilations, pads, dtype
         )
     if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
         padded = padded_sizes(x.shape[2:], pads)
@@ -2407,7 +2447,7 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
     if _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups, "input_grad",
                                 itemsize):  # fmt: skip
         return correlate_transpose_depthwise_channels(
-            g.astype(dtype, copy=False), w, tuple(input_size), dilations, pads, c, dtype
+            g.astype(dtype, copy=False), w, tuple(input_size), strides, dilations, pads, c, dtype
         )
     if _depthwise_band_route(x_shape, w.shape, pads, strides, dilations, groups, dtype):
         return correlate_transpose_depthwise_band(

@@ -299,11 +299,17 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         maps = {"forward": "forward", "input_grad": "dx", "weight_grad": "dw"}
         on_grid = [name for which, name in maps.items() if channels(which)]
         if on_grid:
-            plane = math.prod(padded)
+            grid = cm._ChannelGrid(n_, sizes, kernel, strides, dilations, pads)
+            planes = (
+                f"{grid.plane} entries a sample"
+                if len(grid.inside) == 1
+                else f"the input split into {len(grid.inside)} phase planes by the stride, "
+                f"{grid.plane} entries a sample each"
+            )
             lines.append(
                 f"    {', '.join(on_grid)}: one axpy (dw: one dot) per channel and kernel tap "
-                f"over the channel's padded planes laid end to end ({plane} entries a sample, "
-                f"on one thread; estimated cheaper here)"
+                f"over the channel's padded planes laid end to end ({planes}; on one thread; "
+                f"estimated cheaper here)"
             )
         rest = [
             name for which, name in maps.items() if name not in on_grid and which != "weight_grad"

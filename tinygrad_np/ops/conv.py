@@ -169,7 +169,7 @@ class Conv(Op):
             return None
         gx, gw, gb = cm.backward_depthwise_channels(
             x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False), w.data,
-            a["dilation"], a["padding"], need, dtype,
+            a["stride"], a["dilation"], a["padding"], need, dtype,
         )  # fmt: skip
         grads = [None if t is None else const(t) for t in (gx, gw, gb)]
         return tuple(grads[: len(self.inputs)])
