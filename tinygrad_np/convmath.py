@@ -1491,7 +1491,8 @@ def correlate_weight_grad_depthwise_unpadded(x, g, kernel, strides, dilations, p
 # ------------------------------------------------------------------------- depthwise, channel-major
 #
 # With stride 1 every tap of a depthwise conv is the same flat run of the padded image,
-# shifted (as on _WideGrid). Stored channel-major, one channel's padded planes of a block
+# shifted (as on _WideGrid); with a stride, of one of the input's phase planes (see
+# _ChannelGrid). Stored channel-major, one channel's padded planes of a block
 # of samples are one contiguous run, and each tap is one BLAS axpy over it (y += w * x
 # shifted, one pass that reads two runs and writes one) with the channel's weight, the
 # block staying in L2 across the taps (``DEPTHWISE_BLOCK_ELEMS``). A window never leaves
@@ -1590,11 +1591,14 @@ class _ChannelGrid:
             ps.append(slice(t0, t0 + count))
         return tuple(xs), tuple(ps)
 
-    def buffers(self, dtype, slack: bool = True) -> list[np.ndarray]:
-        """One zero-filled run a phase for one block, with room past its end for the
-        taps' shifts when ``slack`` (only the input's entries are ever written)."""
-        extra = max(self.offsets) if slack else 0
-        return [np.zeros(self.nb * self.plane + extra, dtype) for _ in self.inside]
+    def buffer(self, dtype, slack: bool = False) -> np.ndarray:
+        """A zero-filled run for one block, with room past its end for the taps' shifts
+        when ``slack`` (only the input's or outputs' entries are ever written in it)."""
+        return np.zeros(self.nb * self.plane + (max(self.offsets) if slack else 0), dtype)
+
+    def buffers(self, dtype, slack: bool = False) -> list[np.ndarray]:
+        """One ``buffer`` a phase plane."""
+        return [self.buffer(dtype, slack) for _ in self.inside]
 
     def planes(self, buf: np.ndarray, q: int) -> np.ndarray:
         """The first q sample planes of a block's run, (q, *padded)."""
@@ -1680,7 +1684,7 @@ def correlate_depthwise_channels(x, w, strides, dilations, pads, dtype, bias=Non
     wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()  # (C, m, taps)
     b = None if bias is None else bias.astype(dtype, copy=False).reshape(c, m)
     y = np.empty((n, c, m) + grid.out, dtype=dtype)
-    xbs, (acc,) = grid.buffers(dtype), grid.buffers(dtype, slack=False)[:1]
+    xbs, acc = grid.buffers(dtype, slack=True), grid.buffer(dtype)
     axpy = _axpy(dtype)
     taps = list(zip(grid.phase, grid.offsets, strict=True))
     for ci in range(c):
@@ -1701,7 +1705,7 @@ def correlate_depthwise_channels(x, w, strides, dilations, pads, dtype, bias=Non
     return y.reshape((n, c * m) + grid.out)
 
 
-def _add_taps(grid, axpy, gp, accs, taps, length: int, fresh: set) -> None:
+def _add_taps(axpy, gp, accs, taps, length: int, fresh: set) -> None:
     """Each tap's (phase, offset, weight) share of the upstream gradient on the grid
     ``gp`` added into its phase's accumulator, shifted; a phase in ``fresh`` is set by
     its first tap instead (zero-filled first unless that tap is unshifted). What a tap
@@ -1760,13 +1764,13 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
     if need_x:
         gx = (np.empty if grid.whole else np.zeros)(x.shape, dtype=dtype)
         wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()
-        accs = grid.buffers(dtype, slack=False)
+        accs = grid.buffers(dtype)
     if need_w:
         gw = np.zeros((c, m, len(grid.offsets)), dtype=dtype)
-        xbs = grid.buffers(dtype)
+        xbs = grid.buffers(dtype, slack=True)
     if need_b:
         gb = np.zeros((c, m), dtype=dtype)
-    (gp,) = grid.buffers(dtype, slack=False)[:1]
+    gp = grid.buffer(dtype)
     axpy = _axpy(dtype)
     for ci in range(c):
         for ns, length in grid.blocks():
@@ -1785,7 +1789,7 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
                         sums[i] += np.dot(run, xbs[ph][off : off + length])
                 if need_x:
                     taps = zip(grid.phase, grid.offsets, wk[ci][j], strict=True)
-                    _add_taps(grid, axpy, gp, accs, taps, length, fresh)
+                    _add_taps(axpy, gp, accs, taps, length, fresh)
             if need_x:
                 _copy_out(grid, accs, gx[ns, ci], q)
     gw = None if gw is None else gw.reshape((o, 1) + tuple(kernel))

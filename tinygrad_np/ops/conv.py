@@ -17,7 +17,7 @@ Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
 strided add per kernel tap; for stride-1 convs with no more outputs than inputs,
 the full correlation below as one GEMM, ``convmath.correlate_transpose_full``; for
 stride-1 volume convs, col2im as one shift per tap of the flattened padded volume,
-``convmath.correlate_transpose_wide``). A stride-1 depthwise conv whose maps take
+``convmath.correlate_transpose_wide``). A depthwise conv whose maps take
 convmath's channel-major grids computes its input, weight and bias gradients in one
 pass over g (``Conv._depthwise_backward``, ``convmath.backward_depthwise_channels``).
 When the backward pass is itself recorded
@@ -150,7 +150,7 @@ class Conv(Op):
         return _with_bias_grad(self, g, gx, gw)
 
     def _depthwise_backward(self, g):
-        """The VJP of a stride-1 depthwise conv whose maps take the channel-major grids,
+        """The VJP of a depthwise conv whose maps take the channel-major grids,
         in one pass over g (``convmath.backward_depthwise_channels``); None where that does
         not apply (recorded backward, other convs, other routes)."""
         x, w = self.inputs[0], self.inputs[1]
