@@ -854,6 +854,39 @@ def test_depthwise_channel_route_equals_im2col(case, per_block, monkeypatch):
     )
 
 
+def test_depthwise_channel_route_bounds_its_scratch_memory():
+    """The channel-major route's runs (two a phase plane and one more) fit the scratch
+    budget: blocks get fewer samples under a small budget (results unchanged, the peak
+    above inputs and outputs near the budget), and where one sample's planes do not fit,
+    the route is not taken."""
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal((16, 4, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    pads, s, d = ((1, 1), (1, 1)), (1, 1), (1, 1)
+    ref = cm.correlate_depthwise_channels(x, w, s, d, pads, x.dtype)
+    g = rng.standard_normal(ref.shape).astype(np.float32)
+    ref_b = cm.backward_depthwise_channels(x, g, w, s, d, pads, (True, True, True), x.dtype)
+    plane = 42 * 42
+    budget = 3 * (2 * plane + 2 * 42 + 2) * 4 + 100  # two samples a block, and the slack
+    with cm.scratch_budget(budget):
+        grid = cm._ChannelGrid(16, (40, 40), (3, 3), s, d, pads, 4)
+        assert grid.nb == 2 and grid.scratch <= budget
+        tracemalloc.start()
+        y = cm.correlate_depthwise_channels(x, w, s, d, pads, x.dtype)
+        got = cm.backward_depthwise_channels(x, g, w, s, d, pads, (True, True, True), x.dtype)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    outputs = y.nbytes + sum(a.nbytes for a in got)
+    assert peak < outputs + 2 * budget, (peak, outputs)
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-5)
+    for a, r in zip(got, ref_b, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-3)
+    big = ((1, 8, 512, 512), (8, 1, 3, 3))  # one sample's runs: 3 x 1 MiB
+    assert cm._depthwise_channel_route(*big, ((1, 1), (1, 1)), s, d, 8, "forward", 4)
+    with cm.scratch_budget(2**21):
+        assert not cm._depthwise_channel_route(*big, ((1, 1), (1, 1)), s, d, 8, "forward", 4)
+
+
 def test_depthwise_channel_grid_splits_a_strided_input_into_phase_planes():
     """3x3 stride 2 on 11x10 padded by 1 (13x12, 6x5 outputs): tap k reads phase plane
     k % 2 at shift k // 2, so four phase planes of (6 + 1) x (5 + 1), tap (2, 2) in

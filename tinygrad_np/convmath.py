@@ -1553,7 +1553,7 @@ class _ChannelGrid:
     the grid (``crop``). Samples go in blocks of ``nb`` (about DEPTHWISE_BLOCK_ELEMS
     entries)."""
 
-    def __init__(self, n: int, in_sizes, kernel, strides, dilations, pads):
+    def __init__(self, n: int, in_sizes, kernel, strides, dilations, pads, itemsize: int = 8):
         padded = padded_sizes(in_sizes, pads)
         self.out = _out_sizes(padded, kernel, strides, dilations)
         shifts = [
@@ -1573,7 +1573,11 @@ class _ChannelGrid:
         self.inside = [self._inside(r, in_sizes, strides, pads) for r in phases]
         self.plane = math.prod(self.padded)
         self.crop = (slice(None),) + tuple(slice(0, o) for o in self.out)
-        self.n, self.nb = n, max(1, min(n, DEPTHWISE_BLOCK_ELEMS // self.plane))
+        # at most 2 runs a phase and one more (the backward's), within the scratch budget
+        self.runs = 2 * len(self.inside) + 1
+        fit = _settings["scratch_bytes"] // (self.runs * itemsize) - max(self.offsets)
+        self.n, self.nb = n, max(1, min(n, DEPTHWISE_BLOCK_ELEMS // self.plane, fit // self.plane))
+        self.scratch = self.runs * (self.nb * self.plane + max(self.offsets)) * itemsize
         self.whole = len(phases) == 1 and all(s == 1 for s in strides)  # every input read
 
     def _inside(self, phase, in_sizes, strides, pads):
@@ -1649,10 +1653,12 @@ def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups,
     n, c = x_shape[:2]
     kernel = tuple(w_shape[2:])
     m = w_shape[0] // c
+    grid = _ChannelGrid(n, x_shape[2:], kernel, strides, dilations, pads, itemsize)
+    if grid.scratch > _settings["scratch_bytes"]:  # (one sample's planes do not fit)
+        return False
     toeplitz = _toeplitz_ok(c, m, kernel, padded[-1], out_sizes[-1], itemsize)
     if any(s > 1 for s in strides):  # only where the band matrices are out (see above)
         return not toeplitz
-    grid = _ChannelGrid(n, x_shape[2:], kernel, strides, dilations, pads)
     taps, plane, p = math.prod(kernel), grid.plane, math.prod(out_sizes)
     cost = DEPTHWISE_COSTS
     blocks = -(-n // grid.nb)
@@ -1681,7 +1687,7 @@ def correlate_depthwise_channels(x, w, strides, dilations, pads, dtype, bias=Non
     n, c = x.shape[:2]
     kernel = w.shape[2:]
     m = w.shape[0] // c
-    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads)
+    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads, np.dtype(dtype).itemsize)
     wk = w.reshape(c, m, -1).astype(dtype, copy=False).tolist()  # (C, m, taps)
     b = None if bias is None else bias.astype(dtype, copy=False).reshape(c, m)
     y = np.empty((n, c, m) + grid.out, dtype=dtype)
@@ -1758,7 +1764,7 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
     kernel = w.shape[2:]
     o = w.shape[0]
     m = o // c
-    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads)
+    grid = _ChannelGrid(n, x.shape[2:], kernel, strides, dilations, pads, np.dtype(dtype).itemsize)
     gv = g.reshape((n, c, m) + grid.out)
     need_x, need_w, need_b = need
     gx = gw = gb = None

@@ -299,7 +299,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         maps = {"forward": "forward", "input_grad": "dx", "weight_grad": "dw"}
         on_grid = [name for which, name in maps.items() if channels(which)]
         if on_grid:
-            grid = cm._ChannelGrid(n_, sizes, kernel, strides, dilations, pads)
+            grid = cm._ChannelGrid(n_, sizes, kernel, strides, dilations, pads, itemsize)
             planes = (
                 f"{grid.plane} entries a sample"
                 if len(grid.inside) == 1
