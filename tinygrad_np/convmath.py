@@ -770,7 +770,9 @@ def _correlate_per_sample(src, wg, yv, bias, nd, rows, into=None) -> None:
     buffer of the thread's own, or their place in ``into``, the kept matrix shaped as
     ``src``) multiplied into ``yv`` (nb, G, Og, P), + ``bias``. With one group and its own
     buffer the bias is a column of the weight times a row of ones in the columns: one
-    NumPy call a sample less (3x3 32->64 at 32x32, b32, 2 threads: the bias cost ? ms)."""
+    NumPy call and one pass over y a sample less, for one more row in the GEMM (0-3 %).
+    Forward with bias, 2 threads, alternating: 3x3 32->64 at 32x32 (b32) 8.9-9.2 ->
+    7.9-8.3 ms, 128->128 at 16x16 13.0-13.5 -> 12.6-13.2."""
     nb, groups, og, _ = yv.shape
     b = None if bias is None else bias.reshape(groups, og, 1)
     ones = b is not None and into is None and groups == 1
