@@ -738,11 +738,10 @@ def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int, into=N
     out = src.shape[lead + 1 :]
     rest = math.prod(out[1:])
     k = math.prod(src.shape[:lead])
-    if into is None:
-        own = np.empty((k + ones) * rows * rest, dtype=src.dtype)
+    if into is None:  # (the last, shorter piece: the first columns of each row)
+        own = np.empty((k + ones, rows * rest), dtype=src.dtype)
         if ones:
-            own2d = own.reshape(k + 1, rows * rest)
-            own2d[k] = 1
+            own[k] = 1
     else:
         by_sample = into.reshape(groups, -1, into.shape[lead], math.prod(out))
     for j in range(samples.start, samples.stop):
@@ -754,15 +753,9 @@ def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int, into=N
                 np.copyto(into[key], src[key])
                 yield j, at, by_sample[:, :, j, at]
                 continue
-            shape = src.shape[:lead] + (r1 - r0,) + out[1:]
-            if ones:  # (rows of the last, shorter piece as long as the others': a view)
-                cols = own2d[:, : (r1 - r0) * rest]
-                np.copyto(cols[:k].reshape(shape), src[key])
-                yield j, at, cols[None]
-                continue
-            piece = own[: own.size // rows * (r1 - r0)].reshape(shape)
-            np.copyto(piece, src[key])  # (contiguous also for the last, shorter piece)
-            yield j, at, piece.reshape(groups, -1, (r1 - r0) * rest)
+            cols = own[:, : (r1 - r0) * rest]
+            np.copyto(cols[:k].reshape(src.shape[:lead] + (r1 - r0,) + out[1:]), src[key])
+            yield j, at, cols.reshape(groups, -1, (r1 - r0) * rest)
 
 
 def _correlate_per_sample(src, wg, yv, bias, nd, rows, into=None) -> None:
