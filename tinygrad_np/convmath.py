@@ -1814,6 +1814,243 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
     return gx, gw, None if gb is None else gb.reshape(o)
 
 
+# ------------------------------------------------------------------- volumes on a stacked wide grid
+#
+# OpenBLAS (0.3 on AVX-512) multiplies small matrices, m*n*k up to about 1e6, with kernels
+# that read the operands where they lie instead of packing them first; a product with
+# few rows runs much faster there, cut into such pieces and stacked in one np.matmul call
+# (one hand-off of the GIL), than as one product: one thread, (16, 216) x (216, 256) at
+# 126-163 GFLOP/s, x (216, 2048+) at 73-78.
+#
+# A stride-1 volume conv with few filters takes its im2col columns from a grid that is
+# wide along the last dim only (as ``_WideGrid``: every padded[-1] positions of a line
+# computed, the first out[-1] kept). ``lines`` consecutive lines are one contiguous run
+# of the flattened padded image, the same run shifted for every tap, so a piece's
+# columns are C*prod(K) contiguous copies (the window copy runs over out[-1] numbers at
+# a time). Pieces are stacked per chunk of samples, or of first-dim rows of one sample:
+# THIN_CHUNK_BYTES of columns on one thread (in L2), 4x that on more (fewer, longer
+# calls: each return to Python waits for the GIL). The forward's bias is a column of the
+# weight times a row of ones; the weight gradient multiplies the columns, channel-major,
+# by g laid on the same positions.
+#
+# Measured against the present routes, 2 threads (one thread), ms, 3x3x3, b8 unless
+# noted, alternating in one process. Forward: 8->16 at 16^3 3.41 -> 2.93 (5.47 -> 4.08),
+# 16->16 at 32^3 (b2) 25.8 -> 11.0 (33.7 -> 16.5), 16->8 at 24^3 (b4) 18.3 -> 8.1 (32.8 ->
+# 8.3), 1->8 at 32^3 5.3 -> 2.7 (8.6 -> 3.7), 8->32 at 32^3 (b2) 8.0 -> 7.6 (13.2 ->
+# 11.3). Weight gradient, with up to 16 filters: 16->16 at 32^3 25.3 -> 11.2, 16->8 at 24^3
+# 14.2 -> 8.1, 4->8 at 32^3 16.9 -> 9.9, 8->16 at 16^3 3.11 -> 3.22 (4.64 -> 4.55); with
+# 32 filters it lost (8->32 at 32^3: 6.3 -> 7.3). Input gradient as the full correlation
+# (see ``_input_grad_by_correlation``) on this grid: 16->16 at 32^3 15.7 -> 10.6, 16->8
+# at 24^3 4.7 -> 4.4. Where the forward's columns are kept for the weight gradient (up to
+# ``cache_bytes``), the two maps on two threads ran 2.8-3.0 -> 3.0-3.3 ms (4->8 and 8->8 at
+# 16^3), so the forward stays there on more than one thread. Images (2 dims) gained too
+# little on two threads to take it (0.92-1.15 of the present routes).
+SMALL_GEMM_MACS = 10**6
+THIN_MAX_OUTPUTS = 16  # filters (for the input gradient: input channels)
+THIN_MIN_ROWS = 64  # C*prod(K), for the weight gradient on more than one thread
+THIN_MIN_WIDTH = 64
+THIN_CHUNK_BYTES = 2**20
+
+
+class _ThinGrid:
+    """The stacked wide grid of a stride-1 conv (see above) of an input of ``x_shape``
+    padded by ``pads``, for a product of ``filters`` rows by ``rows`` (C*prod(K), plus one
+    for a bias) by each piece's ``width`` columns."""
+
+    def __init__(self, x_shape, kernel, pads, dilations, rows, filters, itemsize):
+        self.n, self.c = x_shape[:2]
+        self.kernel, self.dilations = tuple(kernel), tuple(dilations)
+        self.before = tuple(p[0] for p in pads)
+        self.padded = padded = padded_sizes(x_shape[2:], pads)
+        self.out = out = _out_sizes(padded, kernel, (1,) * len(kernel), dilations)
+        self.wp = padded[-1]
+        fit = SMALL_GEMM_MACS // max(1, filters * rows * self.wp)  # lines a piece, at most
+        self.lines = max(d for d in range(1, max(1, min(fit, out[-2])) + 1) if out[-2] % d == 0)
+        self.width = self.lines * self.wp
+        self.axes = tuple(out[:-2]) + (out[-2] // self.lines,)  # a sample's pieces
+        self.elem = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
+        self.plane = math.prod(padded)
+        self.rows = rows
+        piece = rows * self.width * itemsize
+        per_sample = math.prod(self.axes)
+        chunk = THIN_CHUNK_BYTES * (4 if par.threads_here() > 1 else 1)
+        self.samples = max(1, min(self.n, chunk // (piece * per_sample)))
+        rest = per_sample // self.axes[0]
+        self.first = max(1, min(self.axes[0], chunk // (piece * rest)))
+        if self.samples > 1:
+            self.first = self.axes[0]
+        self.units = self.samples * self.first * rest  # pieces in a chunk, at most
+        reach = sum((k - 1) * d * e for k, d, e in zip(kernel, dilations, self.elem, strict=True))
+        last = sum((o - 1) * e for o, e in zip(out[:-1], self.elem[:-1], strict=True)) + self.wp - 1
+        self.slack = max(0, last + reach + 1 - self.plane)  # read past the last sample
+
+    def taken(self, filters: int, itemsize: int) -> bool:
+        """Whether the pieces are wide enough, the dropped columns few, and the buffers
+        within a thread's share of the scratch budget (with a padded copy of the input)."""
+        share = _settings["scratch_bytes"] // par.get_num_threads()
+        scratch = self.units * (self.rows + filters) * self.width * itemsize
+        return (
+            self.width >= THIN_MIN_WIDTH
+            and self.wp <= WIDE_MAX_EXCESS * self.out[-1]
+            and scratch <= share
+        )
+
+    def padded_flat(self, x: np.ndarray, dtype) -> np.ndarray:
+        """x zero-padded, all samples in one flat buffer, ``slack`` zeros after them."""
+        size = self.n * self.c * self.plane
+        buf = np.zeros(size + self.slack, dtype=dtype)
+        inner = tuple(slice(b, b + s) for b, s in zip(self.before, x.shape[2:], strict=True))
+        buf[:size].reshape((self.n, self.c) + self.padded)[(Ellipsis,) + inner] = x
+        return buf
+
+    def windows(self, buf: np.ndarray) -> np.ndarray:
+        """(N, *axes, C, *K, width), a view of ``buf``: every piece's columns."""
+        steps = (self.c * self.plane,) + tuple(self.elem[:-2]) + (self.width, self.plane)
+        steps += tuple(d * e for d, e in zip(self.dilations, self.elem, strict=True)) + (1,)
+        shape = (self.n,) + self.axes + (self.c,) + self.kernel + (self.width,)
+        return np.lib.stride_tricks.as_strided(
+            buf, shape, tuple(s * buf.itemsize for s in steps), writeable=False
+        )
+
+    def chunks(self, samples: slice):
+        """(samples, first-axis range) of each chunk over the samples ``samples``."""
+        for j in range(samples.start, samples.stop, self.samples):
+            for a in range(0, self.axes[0], self.first):
+                yield slice(j, min(samples.stop, j + self.samples)), slice(a, a + self.first)
+
+    def lined(self, a: np.ndarray, lead: int) -> np.ndarray:
+        """A view of ``a`` (``lead`` axes, *out) as (lead axes, *axes, lines, out[-1])."""
+        shape = a.shape[:lead] + self.axes + (self.lines, self.out[-1])
+        return a.reshape(shape, copy=False)
+
+
+def _thin_route(x_shape, w_shape, pads, strides, dilations, groups, which, itemsize, keep=False):
+    """Whether map ``which`` ("forward", "weight_grad") of this conv runs on the stacked
+    wide grid (see above): a volume, stride 1, one group, up to THIN_MAX_OUTPUTS filters,
+    on the GEMM side. On more than one thread, the forward only where its columns would
+    not be kept (``keep``: asked to keep them), and the weight gradient only with fewer
+    than FEW_OUTPUTS filters and THIN_MIN_ROWS rows (where the other routes run the
+    batch-wide columns)."""
+    kernel = tuple(w_shape[2:])
+    o, rows = w_shape[0], math.prod(w_shape[1:])
+    threads = par.threads_here()
+    if (
+        _settings["layout"] != "auto"
+        or groups != 1
+        or len(kernel) < 3
+        or any(s != 1 for s in strides)
+        or any(p < 0 for pair in pads for p in pair)
+        or o > THIN_MAX_OUTPUTS
+        or (which == "weight_grad" and threads > 1 and (o >= FEW_OUTPUTS or rows < THIN_MIN_ROWS))
+    ):
+        return False
+    grid = _ThinGrid(x_shape, kernel, pads, dilations, rows + (which == "forward"), o, itemsize)
+    if min(grid.out) < 1 or not grid.taken(o, itemsize):
+        return False
+    n, c = x_shape[:2]
+    if which == "forward" and keep and threads > 1:
+        if im2col_scratch_bytes(n, c, kernel, grid.out, itemsize) <= _settings["cache_bytes"]:
+            return False  # (the kept columns serve the weight gradient better)
+    return choose_algorithm(n, c, o, 1, grid.padded, kernel, grid.out) == "gemm"
+
+
+def _full_pads(kernel, dilations, pads) -> tuple[Pair, ...]:
+    """g's padding for the input gradient of a stride-1 conv as a full correlation:
+    d*(K-1) - p on each side (negative: cropped)."""
+    return tuple(
+        (dilated_size(k, d) - 1 - pb, dilated_size(k, d) - 1 - pa)
+        for k, d, (pb, pa) in zip(kernel, dilations, pads, strict=True)
+    )
+
+
+def _thin_input_grad(g_shape, w_shape, pads, strides, dilations, groups, itemsize) -> bool:
+    """Whether the input gradient of a stride-1 conv runs as its full correlation (g
+    padded, the kernel flipped, C filters) on the stacked wide grid."""
+    kernel = tuple(w_shape[2:])
+    if any(s != 1 for s in strides):
+        return False
+    flipped = (w_shape[1] * groups, w_shape[0] // groups) + kernel
+    full = _full_pads(kernel, dilations, pads)
+    ones = (1,) * len(kernel)
+    return _thin_route(g_shape, flipped, full, ones, dilations, groups, "forward", itemsize)
+
+
+def correlate_thin(x, w, pads, dilations, bias=None) -> np.ndarray:
+    """y (N, O, *out) of a stride-1, one-group conv of ``x`` zero-padded by ``pads``, on
+    the stacked wide grid: per chunk, the pieces' columns copied from the padded image,
+    one stacked product (the bias as a weight column times a row of ones), the windows'
+    columns copied into y."""
+    dtype = np.result_type(x.dtype, w.dtype)
+    n, o, k = x.shape[0], w.shape[0], math.prod(w.shape[1:])
+    ones = bias is not None
+    grid = _ThinGrid(x.shape, w.shape[2:], pads, dilations, k + ones, o, np.dtype(dtype).itemsize)
+    windows = grid.windows(grid.padded_flat(x, dtype))
+    wm = w.reshape(o, k).astype(dtype, copy=False)
+    if ones:
+        wm = np.concatenate([wm, bias.reshape(o, 1).astype(dtype, copy=False)], axis=1)
+    y = np.empty((n, o) + grid.out, dtype=dtype)
+    lined = grid.lined(y, 2)  # (N, O, *axes, lines, out[-1])
+    o_axis = 1 + len(grid.axes)  # O in a chunk's (samples, *axes, O, lines, width)
+
+    def run(s):  # samples s, with buffers of the thread's own
+        cols = np.empty((grid.units, k + ones, grid.width), dtype=dtype)
+        if ones:
+            cols[:, k] = 1
+        prod = np.empty((grid.units, o, grid.width), dtype=dtype)
+        for js, a in grid.chunks(s):
+            src = windows[js, a]  # (samples, first, *axes[1:], C, *K, width)
+            units = math.prod(src.shape[: o_axis])
+            np.copyto(cols[:units, :k].reshape(src.shape, copy=False), src)
+            np.matmul(wm, cols[:units], out=prod[:units])
+            got = prod[:units].reshape(src.shape[:o_axis] + (o, grid.lines, grid.wp))
+            np.copyto(lined[js, :, a], np.moveaxis(got[..., : grid.out[-1]], o_axis, 1))
+
+    par.for_slices(n, run, windows.size // n * n * 4 if par.owns_blas() else 0)
+    return y
+
+
+def correlate_weight_grad_thin(x, g, kernel, pads, dilations) -> np.ndarray:
+    """gw (O, C, *K) of a stride-1, one-group conv, on the stacked wide grid: per chunk,
+    the columns (C*K, positions), g laid on the same positions (zeros at the columns that
+    are not windows), one product. Each thread sums its own samples. A result that is not
+    finite is redone by the window route (a dropped column reading an inf of x would add
+    0 * inf = NaN where the windows' sum is inf)."""
+    dtype = np.result_type(x.dtype, g.dtype)
+    n, o = g.shape[:2]
+    k = x.shape[1] * math.prod(kernel)
+    grid = _ThinGrid(x.shape, kernel, pads, dilations, k, o, np.dtype(dtype).itemsize)
+    windows = grid.windows(grid.padded_flat(x, dtype))
+    nd = len(kernel)
+    lead = 1 + len(grid.axes)  # (samples, *axes) in a chunk's windows
+    g_lined = grid.lined(g, 2)
+    parts = par.split(n, par.get_num_threads())
+    partial = [None] * len(parts)
+
+    def run(s):
+        for i in range(len(parts))[s]:
+            cols = np.empty((k, grid.units * grid.width), dtype=dtype)
+            g_wide = np.zeros((o, grid.units * grid.width), dtype=dtype)  # zeros stay
+            acc = np.zeros((k, o), dtype=dtype)
+            tmp = np.empty((k, o), dtype=dtype)
+            for js, a in grid.chunks(parts[i]):
+                src = windows[js, a]
+                units = math.prod(src.shape[:lead])
+                span = units * grid.width
+                order = tuple(range(lead, lead + 1 + nd)) + tuple(range(lead)) + (lead + 1 + nd,)
+                moved = src.transpose(order)  # (C, *K, samples, first, ..., width)
+                np.copyto(cols[:, :span].reshape(moved.shape, copy=False), moved)
+                on_grid = g_wide[:, :span].reshape(
+                    (o,) + src.shape[:lead] + (grid.lines, grid.wp), copy=False
+                )[..., : grid.out[-1]]
+                np.copyto(on_grid, np.moveaxis(g_lined[js, :, a], 1, 0))
+                acc += np.matmul(cols[:, :span], g_wide[:, :span].T, out=tmp)
+            partial[i] = acc
+
+    par.for_slices(len(parts), run, windows.size // n * n * 4 if par.owns_blas() else 0)
+    gw = _summed_transposed([p[None] for p in partial])[0]
+    return gw.reshape((o, x.shape[1]) + tuple(kernel))
+
+
 # ----------------------------------------------------------------------------- FFT
 #
 # Correlation is a product in frequency space: with F the real FFT over the spatial
@@ -2262,6 +2499,11 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         if bias is not None:
             add_bias(y, bias)
         return (y, None) if keep_cols else y
+    if _thin_route(
+        x.shape, w.shape, pads, strides, dilations, groups, "forward", itemsize, keep_cols
+    ):
+        y = correlate_thin(x, w, pads, dilations, bias)
+        return (y, None) if keep_cols else y
     xp = _padded(x, pads)
     return correlate(xp, w, strides, dilations, groups, keep_cols=keep_cols, bias=bias)
 
@@ -2278,6 +2520,13 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
         return correlate_weight_grad_depthwise_channels(
             x, g, kernel, strides, dilations, pads, dtype
         )
+    w_shape = (g.shape[1], x.shape[1] // groups) + tuple(kernel)
+    if cols is None and _thin_route(
+        x.shape, w_shape, pads, strides, dilations, groups, "weight_grad", dtype.itemsize
+    ):
+        gw = correlate_weight_grad_thin(x, g, kernel, pads, dilations)
+        if np.isfinite(gw).all():  # (else an inf in x: see correlate_weight_grad_thin)
+            return gw
     if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
         padded = padded_sizes(x.shape[2:], pads)
         n, c, o = x.shape[0], x.shape[1], g.shape[1]
@@ -2316,13 +2565,13 @@ def correlate_transpose_full(g, w, pads, dilations, groups) -> np.ndarray:
     o, cg = w.shape[:2]
     kernel = tuple(w.shape[2:])
     nd = len(kernel)
-    full = tuple(
-        (dilated_size(k, d) - 1 - pb, dilated_size(k, d) - 1 - pa)
-        for k, d, (pb, pa) in zip(kernel, dilations, pads, strict=True)
-    )
+    full = _full_pads(kernel, dilations, pads)
     flip = (slice(None),) * 3 + (slice(None, None, -1),) * nd
     wf = w.reshape((groups, o // groups, cg) + kernel).swapaxes(1, 2)[flip]
     wf = np.ascontiguousarray(wf).reshape((groups * cg, o // groups) + kernel)
+    itemsize = np.result_type(g.dtype, w.dtype).itemsize
+    if _thin_input_grad(g.shape, w.shape, pads, (1,) * nd, dilations, groups, itemsize):
+        return correlate_thin(g, wf, full, dilations)
     return correlate_gemm(_padded(g, full), wf, (1,) * nd, tuple(dilations), groups)
 
 
@@ -2481,6 +2730,10 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         n, o, kernel = g.shape[0], w.shape[0], w.shape[2:]
         return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:])
 
+    if w.shape[1] >= w.shape[0] // groups and _thin_input_grad(
+        g.shape, w.shape, pads, strides, dilations, groups, itemsize
+    ):  # (as many inputs as outputs or more: before the wide grid)
+        return correlate_transpose_full(g, w, pads, dilations, groups)
     wide = _input_grad_on_wide_grid(w.shape, input_size, pads, strides, dilations, groups, itemsize)
     if wide and gemm():
         return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)
