@@ -1885,35 +1885,41 @@ class _ThinGrid:
         self.slack = max(0, last + reach + 1 - self.plane)  # read past the last sample
 
     def taken(self, filters: int, itemsize: int) -> bool:
-        """Whether the pieces are wide enough, the dropped columns few, and the buffers
-        within a thread's share of the scratch budget (with a padded copy of the input)."""
+        """Whether the pieces are wide enough, the dropped columns few, and a thread's
+        buffers (a chunk's columns and products, its samples padded) within its share of
+        the scratch budget."""
         share = _settings["scratch_bytes"] // par.get_num_threads()
-        scratch = self.units * (self.rows + filters) * self.width * itemsize
+        scratch = self.units * (self.rows + filters) * self.width
+        scratch += self.samples * self.c * self.plane + self.slack
         return (
             self.width >= THIN_MIN_WIDTH
             and self.wp <= WIDE_MAX_EXCESS * self.out[-1]
-            and scratch <= share
+            and scratch * itemsize <= share
         )
 
-    def padded_flat(self, x: np.ndarray, dtype) -> np.ndarray:
-        """x zero-padded, all samples in one flat buffer, ``slack`` zeros after them."""
-        size = self.n * self.c * self.plane
-        buf = np.zeros(size + self.slack, dtype=dtype)
-        inner = tuple(slice(b, b + s) for b, s in zip(self.before, x.shape[2:], strict=True))
-        buf[:size].reshape((self.n, self.c) + self.padded)[(Ellipsis,) + inner] = x
-        return buf
-
-    def windows(self, buf: np.ndarray) -> np.ndarray:
-        """(N, *axes, C, *K, width), a view of ``buf``: every piece's columns."""
+    def buffer(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """A thread's zeroed buffer for ``samples`` padded samples (``slack`` more zeros
+        after them: the last windows' dropped columns read past the end), and the view
+        (samples, *axes, C, *K, width) of every piece's columns in it."""
+        buf = np.zeros(self.samples * self.c * self.plane + self.slack, dtype=dtype)
         steps = (self.c * self.plane,) + tuple(self.elem[:-2]) + (self.width, self.plane)
         steps += tuple(d * e for d, e in zip(self.dilations, self.elem, strict=True)) + (1,)
-        shape = (self.n,) + self.axes + (self.c,) + self.kernel + (self.width,)
-        return np.lib.stride_tricks.as_strided(
-            buf, shape, tuple(s * buf.itemsize for s in steps), writeable=False
+        shape = (self.samples,) + self.axes + (self.c,) + self.kernel + (self.width,)
+        windows = np.lib.stride_tricks.as_strided(
+            buf, shape, tuple(step * buf.itemsize for step in steps), writeable=False
         )
+        return buf, windows
+
+    def fill(self, buf: np.ndarray, x: np.ndarray) -> None:
+        """x's samples (up to ``samples``) into the buffer's interior (the rest stays 0)."""
+        m = x.shape[0]
+        inner = tuple(slice(b, b + s) for b, s in zip(self.before, x.shape[2:], strict=True))
+        planes = buf[: m * self.c * self.plane].reshape((m, self.c) + self.padded)
+        np.copyto(planes[(Ellipsis,) + inner], x)
 
     def chunks(self, samples: slice):
-        """(samples, first-axis range) of each chunk over the samples ``samples``."""
+        """(samples, first-axis range) of each chunk over the samples ``samples``; the
+        first chunk of each block of samples has range 0:first."""
         for j in range(samples.start, samples.stop, self.samples):
             for a in range(0, self.axes[0], self.first):
                 yield slice(j, min(samples.stop, j + self.samples)), slice(a, a + self.first)
@@ -1984,7 +1990,6 @@ def correlate_thin(x, w, pads, dilations, bias=None) -> np.ndarray:
     n, o, k = x.shape[0], w.shape[0], math.prod(w.shape[1:])
     ones = bias is not None
     grid = _ThinGrid(x.shape, w.shape[2:], pads, dilations, k + ones, o, np.dtype(dtype).itemsize)
-    windows = grid.windows(grid.padded_flat(x, dtype))
     wm = w.reshape(o, k).astype(dtype, copy=False)
     if ones:
         wm = np.concatenate([wm, bias.reshape(o, 1).astype(dtype, copy=False)], axis=1)
@@ -1993,50 +1998,58 @@ def correlate_thin(x, w, pads, dilations, bias=None) -> np.ndarray:
     o_axis = 1 + len(grid.axes)  # O in a chunk's (samples, *axes, O, lines, width)
 
     def run(s):  # samples s, with buffers of the thread's own
+        buf, windows = grid.buffer(dtype)
         cols = np.empty((grid.units, k + ones, grid.width), dtype=dtype)
         if ones:
             cols[:, k] = 1
         prod = np.empty((grid.units, o, grid.width), dtype=dtype)
         for js, a in grid.chunks(s):
-            src = windows[js, a]  # (samples, first, *axes[1:], C, *K, width)
-            units = math.prod(src.shape[: o_axis])
+            m = js.stop - js.start
+            if a.start == 0:
+                grid.fill(buf, x[js])
+            src = windows[:m, a]  # (samples, first, *axes[1:], C, *K, width)
+            units = math.prod(src.shape[:o_axis])
             np.copyto(cols[:units, :k].reshape(src.shape, copy=False), src)
             np.matmul(wm, cols[:units], out=prod[:units])
             got = prod[:units].reshape(src.shape[:o_axis] + (o, grid.lines, grid.wp))
             np.copyto(lined[js, :, a], np.moveaxis(got[..., : grid.out[-1]], o_axis, 1))
 
-    par.for_slices(n, run, windows.size // n * n * 4 if par.owns_blas() else 0)
+    work = n * math.prod(grid.axes) * k * grid.width
+    par.for_slices(n, run, work * 4 if par.owns_blas() else 0)
     return y
 
 
 def correlate_weight_grad_thin(x, g, kernel, pads, dilations) -> np.ndarray:
     """gw (O, C, *K) of a stride-1, one-group conv, on the stacked wide grid: per chunk,
     the columns (C*K, positions), g laid on the same positions (zeros at the columns that
-    are not windows), one product. Each thread sums its own samples. A result that is not
-    finite is redone by the window route (a dropped column reading an inf of x would add
-    0 * inf = NaN where the windows' sum is inf)."""
+    are not windows), one product. Each thread sums its own samples. The caller redoes a
+    result that is not finite by the window route (a dropped column that reads an inf of
+    x adds 0 * inf = NaN where the windows' sum is inf)."""
     dtype = np.result_type(x.dtype, g.dtype)
     n, o = g.shape[:2]
     k = x.shape[1] * math.prod(kernel)
     grid = _ThinGrid(x.shape, kernel, pads, dilations, k, o, np.dtype(dtype).itemsize)
-    windows = grid.windows(grid.padded_flat(x, dtype))
     nd = len(kernel)
     lead = 1 + len(grid.axes)  # (samples, *axes) in a chunk's windows
     g_lined = grid.lined(g, 2)
     parts = par.split(n, par.get_num_threads())
     partial = [None] * len(parts)
+    order = tuple(range(lead, lead + 1 + nd)) + tuple(range(lead)) + (lead + 1 + nd,)
 
     def run(s):
+        buf, windows = grid.buffer(dtype)
+        cols = np.empty((k, grid.units * grid.width), dtype=dtype)
+        g_wide = np.zeros((o, grid.units * grid.width), dtype=dtype)  # zeros stay
+        tmp = np.empty((k, o), dtype=dtype)
         for i in range(len(parts))[s]:
-            cols = np.empty((k, grid.units * grid.width), dtype=dtype)
-            g_wide = np.zeros((o, grid.units * grid.width), dtype=dtype)  # zeros stay
             acc = np.zeros((k, o), dtype=dtype)
-            tmp = np.empty((k, o), dtype=dtype)
             for js, a in grid.chunks(parts[i]):
-                src = windows[js, a]
+                m = js.stop - js.start
+                if a.start == 0:
+                    grid.fill(buf, x[js])
+                src = windows[:m, a]
                 units = math.prod(src.shape[:lead])
                 span = units * grid.width
-                order = tuple(range(lead, lead + 1 + nd)) + tuple(range(lead)) + (lead + 1 + nd,)
                 moved = src.transpose(order)  # (C, *K, samples, first, ..., width)
                 np.copyto(cols[:, :span].reshape(moved.shape, copy=False), moved)
                 on_grid = g_wide[:, :span].reshape(
@@ -2046,7 +2059,8 @@ def correlate_weight_grad_thin(x, g, kernel, pads, dilations) -> np.ndarray:
                 acc += np.matmul(cols[:, :span], g_wide[:, :span].T, out=tmp)
             partial[i] = acc
 
-    par.for_slices(len(parts), run, windows.size // n * n * 4 if par.owns_blas() else 0)
+    work = n * math.prod(grid.axes) * k * grid.width
+    par.for_slices(len(parts), run, work * 4 if par.owns_blas() else 0)
     gw = _summed_transposed([p[None] for p in partial])[0]
     return gw.reshape((o, x.shape[1]) + tuple(kernel))
 
