@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -1391,3 +1392,188 @@ def test_depthwise_band_route_reads_the_unpadded_input(case, m):
     np.testing.assert_allclose(
         gw, cm.correlate_weight_grad_gemm(xp, g, k, s, d, c), rtol=1e-12, atol=1e-12
     )
+
+
+# ------------------------------------------------------------------ volumes, stacked wide grid
+
+THIN_CASES = [
+    # x shape, O, kernel, dilation, pads
+    ((3, 2, 5, 6, 7), 4, (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1))),
+    ((2, 3, 6, 5, 8), 5, (2, 3, 2), (2, 1, 1), ((0, 2), (1, 0), (2, 1))),  # asymmetric
+    ((2, 1, 4, 4, 9), 3, (3, 1, 4), (1, 1, 2), ((0, 0), (0, 0), (0, 0))),  # no padding
+    ((2, 2, 3, 4, 3, 5), 2, (2, 2, 2, 3), (1, 1, 1, 1), ((1, 0), (0, 1), (1, 1), (1, 1))),
+    ((3, 2, 7, 9), 3, (3, 3), (1, 1), ((1, 1), (2, 0))),  # images: the maps work too
+]
+
+
+def _thin_reference(x, w, pads, dilations, bias, g):
+    """The window route's forward and (given g) weight gradient."""
+    nd = len(w.shape) - 2
+    xp = cm.pad_spatial(x, pads)
+    with cm.conv_layout("batch"):
+        y = cm.correlate_gemm(xp, w, (1,) * nd, dilations, 1, bias=bias)
+        if g is None:
+            return y, None
+        return y, cm.correlate_weight_grad_gemm(xp, g, w.shape[2:], (1,) * nd, dilations, 1)
+
+
+@pytest.mark.parametrize("chunk", [64, 2**20], ids=["rows", "samples"])
+@pytest.mark.parametrize("threads_n", [1, 2])
+@pytest.mark.parametrize("case", THIN_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
+def test_thin_grid_maps_equal_the_window_route(case, threads_n, chunk, threads, monkeypatch):
+    """The stacked wide grid's forward (with and without bias) and weight gradient equal
+    the window im2col route, float64, to rounding: chunks of whole samples (with a
+    shorter last one) and of first-dim rows of one sample, on one thread and two."""
+    threads(threads_n)
+    monkeypatch.setattr(cm, "THIN_CHUNK_BYTES", chunk)
+    x_shape, o, kernel, d, pads = case
+    rng = np.random.default_rng(len(x_shape) + o)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((o, x_shape[1]) + kernel)
+    b = rng.standard_normal(o)
+    y_ref, _ = _thin_reference(x, w, pads, d, b, None)
+    g = rng.standard_normal(y_ref.shape)
+    _, gw_ref = _thin_reference(x, w, pads, d, None, g)
+    grid = cm._ThinGrid(x.shape, kernel, pads, d, w[0].size + 1, o, 8)
+    if chunk == 64:
+        assert grid.samples == 1 and grid.first == 1  # one row of pieces at a time
+    else:
+        assert grid.samples == x_shape[0]
+    np.testing.assert_allclose(cm.correlate_thin(x, w, pads, d, b), y_ref, rtol=1e-12, atol=1e-12)
+    y_nb = cm.correlate_thin(x, w, pads, d)
+    np.testing.assert_allclose(y_nb, y_ref - b.reshape((o,) + (1,) * len(kernel)), atol=1e-12)
+    gw = cm.correlate_weight_grad_thin(x, g, kernel, pads, d)
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_thin_grid_pieces_fit_the_small_matrix_size():
+    """A piece's product stays within SMALL_GEMM_MACS, in whole lines of the dim before
+    the last (a divisor of its output size), with the last dim's padded width."""
+    grid = cm._ThinGrid((8, 8, 16, 16, 16), (3, 3, 3), ((1, 1),) * 3, (1, 1, 1), 217, 16, 4)
+    assert (grid.wp, grid.lines, grid.width) == (18, 16, 288)  # 16 * 217 * 288 <= 1e6
+    assert 16 * 217 * grid.width <= cm.SMALL_GEMM_MACS < 16 * 217 * (grid.width + 18)
+    assert grid.axes == (16, 1)  # 16 rows of the first dim, one piece each
+    grid = cm._ThinGrid((2, 16, 32, 32, 32), (3, 3, 3), ((1, 1),) * 3, (1, 1, 1), 433, 16, 4)
+    assert grid.lines == 4 and grid.axes == (32, 8)  # 16 * 433 * 34 * 4 <= 1e6, 4 | 32
+
+
+def _thin_taken(x_shape, w_shape, which="forward", keep=False, strides=None, pads=None):
+    nd = len(w_shape) - 2
+    pads = pads or ((1, 1),) * nd
+    strides = strides or (1,) * nd
+    return cm._thin_route(x_shape, w_shape, pads, strides, (1,) * nd, 1, which, 4, keep)
+
+
+def test_thin_route_is_taken_where_it_measured_faster(threads, monkeypatch):
+    x, w = (8, 8, 16, 16, 16), (16, 8, 3, 3, 3)  # the benchmark's conv3d: 27 MiB of columns
+    small_x, small_w = (8, 4, 16, 16, 16), (8, 4, 3, 3, 3)  # 14 MiB: kept for dw
+    for n in (1, 2):
+        threads(n)
+        assert _thin_taken(x, w) and _thin_taken(x, w, keep=True)
+        assert _thin_taken(small_x, small_w)
+        assert not _thin_taken((8, 8, 16, 16, 16), (17, 8, 3, 3, 3))  # 17 filters
+        assert not _thin_taken((8, 8, 64, 64), (16, 8, 3, 3))  # images
+        assert not _thin_taken(x, w, strides=(1, 2, 1))
+        assert not _thin_taken(x, w, pads=((1, 1), (1, 1), (-1, 0)))  # a cropped input
+        assert not cm._thin_route(x, (16, 4, 3, 3, 3), ((1, 1),) * 3, (1,) * 3, (1,) * 3, 2,
+                                  "forward", 4)  # fmt: skip
+        assert _thin_taken(small_x, small_w, "weight_grad")  # 8 filters, 108 rows
+    threads(1)
+    assert _thin_taken(small_x, small_w, keep=True)  # one thread: always
+    assert _thin_taken(x, w, "weight_grad")
+    assert _thin_taken((8, 1, 16, 16, 16), (8, 1, 3, 3, 3), "weight_grad")
+    threads(2)
+    assert not _thin_taken(small_x, small_w, keep=True)  # the kept columns serve dw
+    assert not _thin_taken(x, w, "weight_grad")  # 16 filters: the per-sample route
+    assert not _thin_taken((8, 1, 16, 16, 16), (8, 1, 3, 3, 3), "weight_grad")  # 27 rows
+    assert not _thin_taken((8, 8, 16, 16, 3), (8, 8, 3, 3, 3))  # pieces under 64 columns
+    assert not _thin_taken((2, 8, 8, 8, 12), (8, 8, 3, 3, 8))  # padded 14 of 5: too wide
+    with cm.scratch_budget(2**16):
+        assert not _thin_taken(x, w)
+    with cm.conv_layout("batch"):
+        assert not _thin_taken(x, w)
+    with cm.conv_algorithm("fft"):
+        assert not _thin_taken(x, w)
+    # the input gradient: as the full correlation, where inputs >= outputs
+    assert cm._thin_input_grad((8, 8, 16, 16, 16), (8, 8, 3, 3, 3), ((1, 1),) * 3, (1,) * 3,
+                               (1,) * 3, 1, 4)  # fmt: skip
+    assert not cm._thin_input_grad((8, 8, 8, 8, 8), (8, 8, 3, 3, 3), ((1, 1),) * 3,
+                                   (1, 2, 1), (1,) * 3, 1, 4)  # fmt: skip
+
+
+def test_thin_weight_grad_redoes_a_result_an_inf_made_nan(threads):
+    """An inf in x: the windows' weight gradient is +inf where g > 0; the wide grid's
+    dropped columns would add 0 * inf = NaN, so that result is redone by the windows."""
+    threads(1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 6, 6, 64))
+    x[0, 1, 2, 3, 0] = np.inf  # a line's first entry: the line before's dropped columns
+    w_shape, pads, ones = (8, 4, 3, 3, 3), ((1, 1),) * 3, (1, 1, 1)
+    g = rng.random((2, 8, 6, 6, 64)) + 0.5  # all positive
+    assert cm._thin_route(x.shape, w_shape, pads, ones, ones, 1, "weight_grad", 8)
+    raw = cm.correlate_weight_grad_thin(x, g, (3, 3, 3), pads, ones)
+    assert np.isnan(raw).any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no RuntimeWarning from the route's own NaN)
+        gw = cm.correlate_weight_grad_padded(x, g, (3, 3, 3), pads, ones, ones, 1)
+    with cm.conv_layout("batch"):
+        ref = cm.correlate_weight_grad_padded(x, g, (3, 3, 3), pads, ones, ones, 1)
+    assert np.isposinf(ref).any() and not np.isnan(ref).any()
+    np.testing.assert_array_equal(gw, ref)
+
+
+THIN_GRAD_CONFIGS = [
+    # N, C, O, size, kernel, padding, dilation
+    (2, 2, 3, (3, 4, 5), (2, 3, 2), ((1, 0), (1, 1), (0, 2)), (1, 1, 2)),
+    (1, 3, 2, (4, 3, 4), (3, 2, 3), 1, (1, 1, 1)),  # inputs >= outputs: dx on the grid too
+]
+
+
+@pytest.mark.parametrize("cfg", THIN_GRAD_CONFIGS, ids=lambda c: f"{c[1]}->{c[2]}-{c[4]}")
+def test_thin_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
+    """The volume route, forced (these sizes are below what it takes), passes the float64
+    finite-difference checks through F.conv3d, its maps called."""
+
+    def forced(x_shape, w_shape, pads, strides, dilations, groups, *_, **__):
+        return groups == 1 and set(strides) == {1} and min(map(min, pads)) >= 0
+
+    monkeypatch.setattr(cm, "_thin_route", forced)
+    calls = []
+    for name in ("correlate_thin", "correlate_weight_grad_thin"):
+        real = getattr(cm, name)
+        monkeypatch.setattr(cm, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    n, c, o, size, k, p, d = cfg
+    rng = np.random.default_rng(47 + c)
+    x = _t(rng.standard_normal((n, c) + size))
+    w = _t(rng.standard_normal((o, c) + k))
+    b = _t(rng.standard_normal(o))
+
+    def fn(x, w, b):
+        return F.conv3d(x, w, b, padding=p, dilation=d)
+
+    assert tg.gradcheck(fn, (x, w, b))
+    assert tg.gradgradcheck(fn, (x, w, b))
+    assert {"correlate_thin", "correlate_weight_grad_thin"} <= set(calls)
+
+
+def test_thin_route_bounds_its_scratch_memory(threads):
+    """The volume route's buffers (each thread's padded samples, columns and products)
+    stay within the scratch budget above inputs and outputs."""
+    threads(1)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((16, 8, 16, 16, 16)).astype(np.float32)  # 2 MiB a sample padded
+    w = rng.standard_normal((8, 8, 3, 3, 3)).astype(np.float32)
+    pads, ones = ((1, 1),) * 3, (1, 1, 1)
+    budget = 2**22
+    with cm.scratch_budget(budget):
+        assert cm._thin_route(x.shape, w.shape, pads, ones, ones, 1, "forward", 4)
+        assert cm._thin_route(x.shape, w.shape, pads, ones, ones, 1, "weight_grad", 4)
+        tracemalloc.start()
+        y = cm.correlate_padded(x, w, pads, ones, ones, 1)
+        gw = cm.correlate_weight_grad_padded(x, y, (3, 3, 3), pads, ones, ones, 1)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < y.nbytes + gw.nbytes + budget, (peak, y.nbytes)
+    with cm.conv_layout("batch"):
+        ref = cm.correlate_padded(x, w, pads, ones, ones, 1)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)

@@ -2037,6 +2037,10 @@ def correlate_weight_grad_thin(x, g, kernel, pads, dilations) -> np.ndarray:
     order = tuple(range(lead, lead + 1 + nd)) + tuple(range(lead)) + (lead + 1 + nd,)
 
     def run(s):
+        with np.errstate(invalid="ignore"):  # (a NaN made here is redone by the caller)
+            sums(s)
+
+    def sums(s):
         buf, windows = grid.buffer(dtype)
         cols = np.empty((k, grid.units * grid.width), dtype=dtype)
         g_wide = np.zeros((o, grid.units * grid.width), dtype=dtype)  # zeros stay
