@@ -1457,6 +1457,19 @@ def test_thin_grid_pieces_fit_the_small_matrix_size():
     assert grid.lines == 4 and grid.axes == (32, 8)  # 16 * 433 * 34 * 4 <= 1e6, 4 | 32
 
 
+@pytest.mark.parametrize("case", THIN_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
+def test_thin_grid_windows_stay_inside_their_buffer(case):
+    """The last piece's dropped columns read past the last padded sample: the buffer has
+    just that many zeros more (``slack``), so no window reads outside it."""
+    x_shape, o, kernel, d, pads = case
+    grid = cm._ThinGrid(x_shape, kernel, pads, d, 10, o, 8)
+    buf, windows = grid.buffer(np.float64)
+    last = sum((n - 1) * st for n, st in zip(windows.shape, windows.strides, strict=True))
+    extent = last // 8 + 1  # entries from the buffer's start to the last one read
+    assert extent <= buf.size
+    assert grid.slack == 0 or extent == buf.size  # (the slack all read, no more)
+
+
 def _thin_taken(x_shape, w_shape, which="forward", keep=False, strides=None, pads=None):
     nd = len(w_shape) - 2
     pads = pads or ((1, 1),) * nd

@@ -207,3 +207,24 @@ def test_explain_says_kept_columns_are_written_one_sample_at_a_time():
     net96 = str(explain.conv2d((16, 40, 23, 23), (105, 40, 2, 2), quiet=True))
     assert "kept from the forward for dw" in net96
     assert "the forward writes one sample's columns at a time into it" in net96
+
+
+def test_explain_names_the_volume_route(threads):
+    """A 3x3x3 conv with 16 or fewer filters: the forward (and dw, where the forward keeps
+    no columns) on the stacked wide grid, dx too where inputs >= outputs."""
+    threads(1)
+    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "forward and dw: on the stacked wide grid" in vol
+    assert "pieces of 16 line(s) of the padded last dim's 18 entries (16 of them" in vol
+    assert "= 288 columns" in vol and "4 of a sample's 16 rows a chunk" in vol
+    assert "im2col matrix:" not in vol and "dx: one sample at a time on the padded" in vol
+    fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: the full correlation of steps 2-4 on the stacked wide grid" in fewer
+    threads(2)
+    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "  forward: on the stacked wide grid" in vol  # dw: the per-sample products
+    assert "not kept for dw (over 16.0 MiB or chunked): dw builds one sample's" in vol
+    kept = str(explain.conv3d((8, 4, 16, 16, 16), (8, 4, 3, 3, 3), padding=1, quiet=True))
+    assert "stacked wide grid" not in kept and "kept from the forward for dw" in kept
+    wide = str(explain.conv3d((8, 8, 16, 16, 16), (17, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "stacked wide grid" not in wide  # 17 filters

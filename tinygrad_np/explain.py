@@ -173,6 +173,133 @@ def _geometry(nd, stride, dilation, what):
     return strides, dilations
 
 
+def _thin_lines(lines, maps, xs, ws, pads, dilations, outs, itemsize) -> int:
+    """The volume route's lines (convmath's stacked wide grid); returns its scratch."""
+    o, kernel = ws[0], tuple(ws[2:])
+    grid = cm._ThinGrid(xs, kernel, pads, dilations, math.prod(ws[1:]) + 1, o, itemsize)
+    chunk = (
+        f"{grid.samples} sample(s) a chunk"
+        if grid.samples > 1 or grid.first == grid.axes[0]
+        else f"{grid.first} of a sample's {grid.axes[0]} rows a chunk"
+    )
+    threads = par.get_num_threads()
+    per_thread = grid.units * (grid.rows + o) * grid.width + grid.samples * xs[1] * grid.plane
+    scratch = threads * (per_thread + grid.slack) * itemsize
+    lines.append(
+        f"  {' and '.join(maps)}: on the stacked wide grid (a volume, stride 1, {o} <= "
+        f"{cm.THIN_MAX_OUTPUTS} filters): pieces of {grid.lines} line(s) of the padded last "
+        f"dim's {grid.wp} entries ({outs[-1]} of them windows) = {grid.width} columns, copied "
+        f"as one contiguous run a tap and input channel, each product within OpenBLAS's "
+        f"small-matrix size (m*n*k <= {cm.SMALL_GEMM_MACS:.0e}); {chunk}; scratch "
+        f"{_bytes(scratch)} ({threads} thread(s))"
+        + ("; no im2col matrix kept" if "forward" in maps else "")
+    )
+    return scratch
+
+
+def _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who) -> int:
+    """The im2col matrix's lines (its size, chunks, whether kept) for the maps ``who``
+    ("the forward and dw" or "dw"); returns the scratch."""
+    budget = cm._settings["scratch_bytes"]
+    per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
+    total = cm.im2col_scratch_bytes(n_, c, kernel, outs, itemsize)
+    chunk = cm.batch_chunk(per, n_)
+    scratch = chunk * per
+    lines.append(
+        f"  im2col matrix: N*C*prod(k)*prod(out)*{itemsize} B = {n_}*{c}*"
+        f"{math.prod(kernel)}*{math.prod(outs)}*{itemsize} = {_bytes(total)} for the batch;"
+    )
+    cache = cm._settings["cache_bytes"]
+    og = o // groups
+    kept = chunk == n_ and total <= cache
+    rows = cm._per_sample_rows(og, outs, per)
+    what = (
+        "one sample's columns"
+        if rows == outs[0]
+        else f"one sample's columns in pieces of {rows} of its {outs[0]} output rows"
+    )
+    if rows and kept:
+        scratch = total
+        lines.append(
+            f"  kept from the forward for dw (at most {_bytes(cache)}): the forward writes "
+            f"{what} at a time into it on each thread, each multiplied at once"
+        )
+    elif rows:
+        piece = per * rows // outs[0]
+        scratch = par.get_num_threads() * piece
+        lines.append(
+            f"  not kept for dw (over {_bytes(cache)} or chunked): {who} "
+            f"{'build' if ' and ' in who else 'builds'} {what} at a time on each thread, "
+            f"each multiplied at once: scratch {_bytes(piece)} a thread"
+        )
+    else:
+        lines.append(
+            f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
+            f"scratch {_bytes(scratch)}; "
+            + (
+                f"kept from the forward for dw (at most {_bytes(cache)})"
+                if kept
+                else f"not kept (over {_bytes(cache)} or chunked): dw builds them again"
+            )
+        )
+    return scratch
+
+
+def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize):
+    """How the GEMM route computes dx."""
+    n_, c = xs[:2]
+    o, kernel = ws[0], tuple(ws[2:])
+    og = o // groups
+    outs = tuple(out_shape[2:])
+    if c // groups >= og and cm._thin_input_grad(
+        out_shape, ws, pads, strides, dilations, groups, itemsize
+    ):
+        lines.append(
+            "  dx: the full correlation of steps 2-4 on the stacked wide grid (as a forward "
+            f"with the {c} input channels as its filters; stride 1, inputs >= outputs)"
+        )
+        return
+    if cm._input_grad_on_wide_grid(
+        (o, c // groups) + kernel, sizes, pads, strides, dilations, groups, itemsize
+    ):
+        padded = cm.padded_sizes(sizes, pads)
+        grid = math.prod(padded[1:]) * outs[0]
+        taps = math.prod(kernel)
+        block = cm._wide_tap_block(taps, c // groups * math.prod(padded) * itemsize)
+        lines.append(
+            "  dx: one sample at a time on the padded input's grid: GEMMs over "
+            f"{outs[0]}x{'x'.join(map(str, padded[1:]))} = {grid} grid positions "
+            f"({grid / math.prod(outs):.2f}x the {math.prod(outs)} windows, at most "
+            f"{cm.WIDE_MAX_EXCESS:g}x) for {block} of the {taps} taps at a time, then each "
+            "tap's share added as one shift of the flattened image over all channels "
+            "(stride 1)"
+        )
+    elif cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
+        lines.append(
+            "  dx: the full correlation of steps 2-4 as one GEMM over O*prod(k), no "
+            f"col2im (stride 1, {c // groups} >= {og} channels a group, "
+            f"{math.prod(sizes)} >= {cm.PER_SAMPLE_MIN_P} positions a sample)"
+        )
+    else:
+        lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
+        layout = cm._settings["layout"]
+        if layout != "auto":
+            lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
+        elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
+            run = outs[-1] * n_
+            fwd = (
+                f"and for the forward on one thread (runs of {outs[-1]}*{n_} = {run} >= "
+                f"{cm.SAMPLES_LAST_MIN_RUN})"
+                if run >= cm.SAMPLES_LAST_MIN_RUN
+                else f"not for the forward (runs of {outs[-1]}*{n_} = {run} < "
+                f"{cm.SAMPLES_LAST_MIN_RUN})"
+            )
+            lines.append(
+                f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
+                f"{cm.SAMPLES_LAST_MAX_ROW}), {fwd}; else batch-wide"
+            )
+
+
 def _emit(e: Explanation, quiet: bool) -> Explanation:
     if not quiet:
         print(e)
@@ -328,84 +455,21 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     if algo == "gemm":
         per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
         total = cm.im2col_scratch_bytes(n_, c, kernel, outs, itemsize)
-        chunk = cm.batch_chunk(per, n_)
-        scratch = chunk * per
-        lines.append(
-            f"  im2col matrix: N*C*prod(k)*prod(out)*{itemsize} B = {n_}*{c}*"
-            f"{math.prod(kernel)}*{math.prod(outs)}*{itemsize} = {_bytes(total)} for the batch;"
-        )
-        cache = cm._settings["cache_bytes"]
-        og = o // groups
-        kept = chunk == n_ and total <= cache
-        rows = cm._per_sample_rows(og, outs, per)
-        what = (
-            "one sample's columns"
-            if rows == outs[0]
-            else f"one sample's columns in pieces of {rows} of its {outs[0]} output rows"
-        )
-        if rows and kept:
-            scratch = total
-            lines.append(
-                f"  kept from the forward for dw (at most {_bytes(cache)}): the forward writes "
-                f"{what} at a time into it on each thread, each multiplied at once"
-            )
-        elif rows:
-            piece = per * rows // outs[0]
-            scratch = par.get_num_threads() * piece
-            lines.append(
-                f"  not kept for dw (over {_bytes(cache)} or chunked): the forward and dw "
-                f"build {what} at a time on each thread, each multiplied at "
-                f"once: scratch {_bytes(piece)} a thread"
-            )
-        else:
-            lines.append(
-                f"  built {chunk} sample(s) at a time (budget {_bytes(budget)}): "
-                f"scratch {_bytes(scratch)}; "
-                + (
-                    f"kept from the forward for dw (at most {_bytes(cache)})"
-                    if kept
-                    else f"not kept (over {_bytes(cache)} or chunked): dw builds them again"
-                )
-            )
-        if cm._input_grad_on_wide_grid(
-            (o, c // groups) + kernel, sizes, pads, strides, dilations, groups, itemsize
-        ):
-            padded = cm.padded_sizes(sizes, pads)
-            grid = math.prod(padded[1:]) * outs[0]
-            taps = math.prod(kernel)
-            block = cm._wide_tap_block(taps, c // groups * math.prod(padded) * itemsize)
-            lines.append(
-                "  dx: one sample at a time on the padded input's grid: GEMMs over "
-                f"{outs[0]}x{'x'.join(map(str, padded[1:]))} = {grid} grid positions "
-                f"({grid / math.prod(outs):.2f}x the {math.prod(outs)} windows, at most "
-                f"{cm.WIDE_MAX_EXCESS:g}x) for {block} of the {taps} taps at a time, then each "
-                "tap's share added as one shift of the flattened image over all channels "
-                "(stride 1)"
-            )
-        elif cm._input_grad_by_correlation((o, c // groups) + kernel, sizes, strides, groups):
-            lines.append(
-                "  dx: the full correlation of steps 2-4 as one GEMM over O*prod(k), no "
-                f"col2im (stride 1, {c // groups} >= {og} channels a group, "
-                f"{math.prod(sizes)} >= {cm.PER_SAMPLE_MIN_P} positions a sample)"
-            )
-        else:
-            lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
-            layout = cm._settings["layout"]
-            if layout != "auto":
-                lines.append(f"  im2col layout: {layout} (forced by conv_layout('{layout}'))")
-            elif n_ >= 8 and outs[-1] <= cm.SAMPLES_LAST_MAX_ROW:
-                run = outs[-1] * n_
-                fwd = (
-                    f"and for the forward on one thread (runs of {outs[-1]}*{n_} = {run} >= "
-                    f"{cm.SAMPLES_LAST_MIN_RUN})"
-                    if run >= cm.SAMPLES_LAST_MIN_RUN
-                    else f"not for the forward (runs of {outs[-1]}*{n_} = {run} < "
-                    f"{cm.SAMPLES_LAST_MIN_RUN})"
-                )
-                lines.append(
-                    f"  im2col layout: samples-last for dx (output rows of {outs[-1]} <= "
-                    f"{cm.SAMPLES_LAST_MAX_ROW}), {fwd}; else batch-wide"
-                )
+        # the volume route (convmath's stacked wide grid): the forward, and dw where the
+        # forward kept no columns for it
+        args = (xs, ws, pads, strides, dilations, groups)
+        thin = ["forward"] if cm._thin_route(*args, "forward", itemsize, True) else []
+        kept = not thin and cm.batch_chunk(per, n_) == n_ and total <= cm._settings["cache_bytes"]
+        if not kept and cm._thin_route(*args, "weight_grad", itemsize):
+            thin.append("dw")
+        scratch = 0
+        if thin:
+            scratch = _thin_lines(lines, thin, xs, ws, pads, dilations, outs, itemsize)
+        if len(thin) < 2:
+            who = "dw" if thin else "the forward and dw"
+            im2col = _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who)
+            scratch = max(scratch, im2col)
+        _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
     else:
         fs = cm.fft_shape(padded)
         per = cm._fft_per_sample_bytes(c, o, fs, itemsize)
