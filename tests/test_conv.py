@@ -1496,7 +1496,10 @@ def test_thin_route_is_taken_where_it_measured_faster(threads, monkeypatch):
     assert _thin_taken(x, w, "weight_grad")
     assert _thin_taken((8, 1, 16, 16, 16), (8, 1, 3, 3, 3), "weight_grad")
     threads(2)
-    assert not _thin_taken(small_x, small_w, keep=True)  # the kept columns serve dw
+    assert _thin_taken(small_x, small_w, keep=True)  # 4 inputs: dw on tap views
+    kept_x, kept_w = (4, 16, 12, 12, 12), (8, 16, 3, 3, 3)  # 12 MiB of columns, 16 inputs
+    assert not _thin_taken(kept_x, kept_w, keep=True)  # the kept columns serve dw
+    assert _thin_taken(kept_x, kept_w, keep=False)
     assert not _thin_taken(x, w, "weight_grad")  # 16 filters: the per-sample route
     assert not _thin_taken((8, 1, 16, 16, 16), (8, 1, 3, 3, 3), "weight_grad")  # 27 rows
     assert not _thin_taken((8, 8, 16, 16, 3), (8, 8, 3, 3, 3))  # pieces under 64 columns
@@ -1515,8 +1518,9 @@ def test_thin_route_is_taken_where_it_measured_faster(threads, monkeypatch):
 
 
 def test_thin_weight_grad_redoes_a_result_an_inf_made_nan(threads):
-    """An inf in x: the windows' weight gradient is +inf where g > 0; the wide grid's
-    dropped columns would add 0 * inf = NaN, so that result is redone by the windows."""
+    """An inf in x: the windows' weight gradient is +inf where g > 0; the wide grids'
+    dropped columns (stacked or tap views) would add 0 * inf = NaN, so that result is
+    redone by the windows."""
     threads(1)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 4, 6, 6, 64))
@@ -1526,6 +1530,7 @@ def test_thin_weight_grad_redoes_a_result_an_inf_made_nan(threads):
     assert cm._thin_route(x.shape, w_shape, pads, ones, ones, 1, "weight_grad", 8)
     raw = cm.correlate_weight_grad_thin(x, g, (3, 3, 3), pads, ones)
     assert np.isnan(raw).any()
+    assert np.isnan(cm.correlate_weight_grad_taps(x, g, (3, 3, 3), pads, ones)).any()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (no RuntimeWarning from the route's own NaN)
         gw = cm.correlate_weight_grad_padded(x, g, (3, 3, 3), pads, ones, ones, 1)
@@ -1590,3 +1595,53 @@ def test_thin_route_bounds_its_scratch_memory(threads):
     with cm.conv_layout("batch"):
         ref = cm.correlate_padded(x, w, pads, ones, ones, 1)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-4)
+
+
+TAPS_CASES = [
+    # x shape, O, kernel, dilation, pads
+    ((3, 2, 5, 6, 7), 4, (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1))),
+    ((2, 3, 6, 5, 8), 5, (2, 3, 2), (2, 1, 1), ((0, 2), (1, 0), (2, 1))),  # asymmetric
+    ((2, 1, 4, 4, 9), 3, (3, 1, 4), (1, 1, 2), ((0, 0), (0, 0), (0, 0))),  # no padding
+    ((2, 2, 3, 4, 3, 5), 2, (2, 2, 2, 3), (1, 1, 1, 1), ((1, 0), (0, 1), (1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("slab", [48, 2**18], ids=["slabs", "whole"])
+@pytest.mark.parametrize("threads_n", [1, 2])
+@pytest.mark.parametrize("case", TAPS_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
+def test_weight_grad_on_tap_views_equals_the_window_route(
+    case, threads_n, slab, threads, monkeypatch
+):
+    """The weight gradient from tap views of the wide grid equals the window route's,
+    float64: whole samples or slabs of a few positions, one thread or two."""
+    threads(threads_n)
+    monkeypatch.setattr(cm, "TAPS_SLAB_BYTES", slab)
+    x_shape, o, kernel, d, pads = case
+    rng = np.random.default_rng(len(x_shape) + 2 * o)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((o, x_shape[1]) + kernel)
+    y, _ = _thin_reference(x, w, pads, d, None, None)
+    g = rng.standard_normal(y.shape)
+    _, ref = _thin_reference(x, w, pads, d, None, g)
+    gw = cm.correlate_weight_grad_taps(x, g, kernel, pads, d)
+    np.testing.assert_allclose(gw, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_tap_views_are_taken_for_volumes_with_few_inputs(threads):
+    ones, pads = (1, 1, 1), ((1, 1),) * 3
+    for n in (1, 2):
+        threads(n)
+        assert cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
+        assert cm._taps_route((8, 1, 32, 32, 32), (8, 1, 3, 3, 3), pads, ones, ones, 1, 4)
+        assert not cm._taps_route((8, 9, 16, 16, 16), (16, 9, 3, 3, 3), pads, ones, ones, 1, 4)
+        assert not cm._taps_route((8, 8, 64, 64), (16, 8, 3, 3), pads[:2], ones[:2], ones[:2],
+                                  1, 4)  # fmt: skip
+        assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, (1, 2, 1), ones,
+                                  1, 4)  # fmt: skip
+        assert not cm._taps_route((8, 8, 16, 16, 16), (16, 4, 3, 3, 3), pads, ones, ones, 2, 4)
+        # 8^3 padded to 10^3: 8x10x10 grid positions for 8^3 windows, 1.56x
+        assert not cm._taps_route((8, 8, 8, 8, 8), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
+    with cm.conv_layout("batch"):
+        assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
+    with cm.scratch_budget(2**16):
+        assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)

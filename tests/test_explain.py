@@ -192,7 +192,6 @@ def test_explain_names_the_wide_grid_input_gradient():
     assert "dx: one sample at a time on the padded input's grid" in vol
     assert "16x18x18 = 5184 grid positions (1.27x the 4096 windows" in vol
     assert "for 6 of the 27 taps at a time" in vol  # 187 KiB of rows a tap, in 1 MiB blocks
-    assert "in pieces of 4 of its 16 output rows" in vol  # 3.4 MiB of columns a sample
     fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
     assert "dx: the full correlation" in fewer  # more inputs than outputs
     small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))
@@ -210,21 +209,26 @@ def test_explain_says_kept_columns_are_written_one_sample_at_a_time():
 
 
 def test_explain_names_the_volume_route(threads):
-    """A 3x3x3 conv with 16 or fewer filters: the forward (and dw, where the forward keeps
-    no columns) on the stacked wide grid, dx too where inputs >= outputs."""
+    """A 3x3x3 conv with 16 or fewer filters: the forward on the stacked wide grid; dw on
+    tap views with up to 8 inputs, else on that grid where the forward keeps no columns
+    (on two threads: fewer than 16 filters); dx too where inputs >= outputs."""
     threads(1)
     vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
-    assert "forward and dw: on the stacked wide grid" in vol
+    assert "forward: on the stacked wide grid" in vol
     assert "pieces of 16 line(s) of the padded last dim's 18 entries (16 of them" in vol
     assert "= 288 columns" in vol and "4 of a sample's 16 rows a chunk" in vol
+    assert "dw: from tap views of the wide grid, no columns" in vol
+    assert "a slab of 4096 positions" in vol  # 256 KiB of g: 16 filters x 4096 x 4 B
     assert "im2col matrix:" not in vol and "dx: one sample at a time on the padded" in vol
-    fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
-    assert "dx: the full correlation of steps 2-4 on the stacked wide grid" in fewer
+    more = str(explain.conv3d((8, 12, 16, 16, 16), (8, 12, 3, 3, 3), padding=1, quiet=True))
+    assert "forward and dw: on the stacked wide grid" in more
+    assert "dx: the full correlation of steps 2-4 on the stacked wide grid" in more
     threads(2)
-    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
-    assert "  forward: on the stacked wide grid" in vol  # dw: the per-sample products
-    assert "not kept for dw (over 16.0 MiB or chunked): dw builds one sample's" in vol
-    kept = str(explain.conv3d((8, 4, 16, 16, 16), (8, 4, 3, 3, 3), padding=1, quiet=True))
-    assert "stacked wide grid" not in kept and "kept from the forward for dw" in kept
-    wide = str(explain.conv3d((8, 8, 16, 16, 16), (17, 8, 3, 3, 3), padding=1, quiet=True))
-    assert "stacked wide grid" not in wide  # 17 filters
+    wide = str(explain.conv3d((8, 12, 16, 16, 16), (16, 12, 3, 3, 3), padding=1, quiet=True))
+    assert "  forward: on the stacked wide grid" in wide  # dw: the per-sample products
+    assert "not kept for dw (over 16.0 MiB or chunked): dw builds one sample's" in wide
+    assert "in pieces of 3 of its 16 output rows" in wide  # 5.1 MiB of columns a sample
+    kept = str(explain.conv3d((4, 16, 12, 12, 12), (8, 16, 3, 3, 3), padding=1, quiet=True))
+    assert "forward: on the stacked" not in kept and "kept from the forward for dw" in kept
+    many = str(explain.conv3d((8, 8, 16, 16, 16), (17, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "stacked wide grid" not in many  # 17 filters

@@ -3,8 +3,8 @@
 The seeded sweeps in test_conv.py and test_pool.py use small tensors, which the router
 sends to the plain im2col or pooling loops. The faster routes (per-sample GEMMs, the wide
 grid, the full correlation, depthwise band matrices and channel-major grids, strided
-phase planes, FFT, samples-last, budget-sized chunks, the stacked wide grid of volumes,
-threads) are only chosen for larger
+phase planes, FFT, samples-last, budget-sized chunks, the stacked wide grid and tap views
+of volumes, threads) are only chosen for larger
 ones. Each family below builds convs that the router, left to itself, sends down one of
 them; the test checks that it did (the route's function was called) and that the output
 and all three gradients match PyTorch, in float64 and float32, on one thread and two.
@@ -78,7 +78,7 @@ def _chunked(rng):  # a small scratch budget: several batch chunks, or rows of a
     return (4, 3, 24, 20), 16, (3, 3), (s, s), (1, 1), _pairs(rng, 2), 1, {"scratch_bytes": 2**15}
 
 
-def _volume_few_filters(rng):  # 8 filters: the stacked wide grid (columns not kept)
+def _volume_few_filters(rng):  # 8 filters, 4 inputs: the stacked wide grid, dw on taps
     return (3, 4, 14, 16, 15), 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), _pairs(rng, 3, 1), 1, {
         "cache_bytes": 0
     }
@@ -91,11 +91,21 @@ def _volume_full_correlation(rng):  # inputs >= outputs: dx on that grid too
     }
 
 
+def _volume_more_inputs(rng):  # 12 inputs: dw on the stacked grid too
+    return (2, 12, 10, 12, 11), 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), _pairs(rng, 3, 1), 1, {
+        "cache_bytes": 0
+    }
+
+
 FAMILIES = {
-    "volume_few_filters": (("correlate_thin", "correlate_weight_grad_thin"), _volume_few_filters),
+    "volume_few_filters": (("correlate_thin", "correlate_weight_grad_taps"), _volume_few_filters),
     "volume_full_correlation": (
-        ("correlate_thin", "correlate_transpose_full", "correlate_weight_grad_thin"),
+        ("correlate_thin", "correlate_transpose_full", "correlate_weight_grad_taps"),
         _volume_full_correlation,
+    ),
+    "volume_more_inputs": (
+        ("correlate_thin", "correlate_transpose_full", "correlate_weight_grad_thin"),
+        _volume_more_inputs,
     ),
     "per_sample": (("_correlate_per_sample",), _per_sample),
     "per_sample_uncached": (

@@ -460,11 +460,21 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         args = (xs, ws, pads, strides, dilations, groups)
         thin = ["forward"] if cm._thin_route(*args, "forward", itemsize, True) else []
         kept = not thin and cm.batch_chunk(per, n_) == n_ and total <= cm._settings["cache_bytes"]
-        if not kept and cm._thin_route(*args, "weight_grad", itemsize):
+        taps = not kept and cm._taps_route(*args, itemsize)
+        if not kept and not taps and cm._thin_route(*args, "weight_grad", itemsize):
             thin.append("dw")
         scratch = 0
         if thin:
             scratch = _thin_lines(lines, thin, xs, ws, pads, dilations, outs, itemsize)
+        if taps:
+            slab = cm.TAPS_SLAB_BYTES // (o * itemsize)
+            lines.append(
+                f"  dw: from tap views of the wide grid, no columns (a volume, stride 1, {c} <= "
+                f"{cm.TAPS_MAX_CHANNELS} input channels): tap k's (C, positions) is a strided "
+                "view of the padded sample, so gw[:, :, k] = g on the grid (O, positions) @ its "
+                f"transpose; every tap in one stacked product a slab of {slab} positions"
+            )
+            thin.append("dw")
         if len(thin) < 2:
             who = "dw" if thin else "the forward and dw"
             im2col = _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who)
