@@ -1228,6 +1228,8 @@ def test_stride_1_input_grad_routes_equal_col2im(route, case, n_threads, threads
             monkeypatch.setattr(cm, "WIDE_MAX_EXCESS", 1e9)
             monkeypatch.setattr(cm, "WIDE_MIN_MACS", 0)
             monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
+            monkeypatch.setattr(cm, "_taps_input_grad", lambda *a: False)  # (the volumes'
+            monkeypatch.setattr(cm, "_thin_input_grad", lambda *a: False)  # own routes)
         else:  # small inputs: few positions
             monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 1)
         calls = []
@@ -1645,3 +1647,54 @@ def test_tap_views_are_taken_for_volumes_with_few_inputs(threads):
         assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
     with cm.scratch_budget(2**16):
         assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
+
+
+TAPS_DX_CASES = [
+    # x shape, O, kernel, dilation, pads (fewer inputs than outputs)
+    ((3, 2, 5, 6, 7), 4, (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1))),
+    ((2, 3, 6, 5, 8), 5, (2, 3, 2), (2, 1, 1), ((0, 2), (1, 0), (1, 1))),  # asymmetric
+    ((2, 1, 4, 4, 9), 3, (3, 1, 4), (1, 1, 2), ((0, 0), (0, 0), (0, 0))),  # no padding
+    ((2, 2, 3, 4, 3, 5), 3, (2, 2, 2, 3), (1, 1, 1, 1), ((1, 0), (0, 1), (1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("slab", [200, 2**22], ids=["slabs", "whole"])
+@pytest.mark.parametrize("threads_n", [1, 2])
+@pytest.mark.parametrize("case", TAPS_DX_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
+def test_input_grad_on_tap_views_equals_col2im(case, threads_n, slab, threads, monkeypatch):
+    """The input gradient from tap views of the padded g equals GEMM + col2im, float64:
+    slabs of a few positions or whole samples, one thread or two."""
+    threads(threads_n)
+    monkeypatch.setattr(cm, "TAPS_DX_SLAB_BYTES", slab)
+    x_shape, o, kernel, d, pads = case
+    rng = np.random.default_rng(len(x_shape) + 3 * o)
+    w = rng.standard_normal((o, x_shape[1]) + kernel)
+    padded = cm.padded_sizes(x_shape[2:], pads)
+    out = tuple(p - cm.dilated_size(k, di) + 1 for p, k, di in zip(padded, kernel, d, strict=True))
+    g = rng.standard_normal((x_shape[0], o) + out)
+    ones = (1,) * len(kernel)
+    with cm.conv_algorithm("gemm"), cm.conv_layout("batch"):
+        ref = cm.pad_spatial(cm.correlate_transpose(g, w, padded, ones, d, 1), cm.negate(pads))
+    gx = cm.correlate_transpose_taps(g, w, x_shape[2:], pads, d)
+    assert gx.shape == x_shape and gx.flags.c_contiguous
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_input_grad_tap_views_are_taken_for_volumes_with_few_inputs(threads):
+    ones, pads = (1, 1, 1), ((1, 1),) * 3
+
+    def taken(g_shape, w_shape, pads=pads, strides=ones):
+        return cm._taps_input_grad(g_shape, w_shape, pads, strides, ones, 1, 4)
+
+    threads(2)
+    assert taken((8, 16, 16, 16, 16), (16, 8, 3, 3, 3))  # the benchmark's conv3d
+    assert not taken((8, 8, 16, 16, 16), (8, 8, 3, 3, 3))  # inputs >= outputs
+    assert not taken((8, 16, 16, 16, 16), (16, 9, 3, 3, 3))  # 9 inputs
+    assert not taken((8, 16, 16, 16), (16, 8, 3, 3), pads[:2], ones[:2])  # images
+    assert not taken((8, 16, 8, 16, 16), (16, 8, 3, 3, 3), strides=(2, 1, 1))
+    assert not taken((8, 16, 18, 18, 18), (16, 8, 3, 3, 3), ((3, 0),) * 3)  # g cropped
+    threads(1)  # one thread: only on larger grids
+    assert not taken((8, 16, 16, 16, 16), (16, 8, 3, 3, 3))  # 16x18x18 = 5184 positions
+    assert taken((4, 16, 24, 24, 24), (16, 8, 3, 3, 3))  # 24x26x26 = 16224
+    with cm.conv_layout("batch"):
+        assert not taken((4, 16, 24, 24, 24), (16, 8, 3, 3, 3))

@@ -188,10 +188,10 @@ def test_explain_names_the_full_correlation_and_the_per_sample_columns():
 
 
 def test_explain_names_the_wide_grid_input_gradient():
-    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
-    assert "dx: one sample at a time on the padded input's grid" in vol
-    assert "16x18x18 = 5184 grid positions (1.27x the 4096 windows" in vol
-    assert "for 6 of the 27 taps at a time" in vol  # 187 KiB of rows a tap, in 1 MiB blocks
+    vol = str(explain.conv3d((8, 12, 16, 16, 16), (16, 12, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: one sample at a time on the padded input's grid" in vol  # (12 inputs: not
+    assert "16x18x18 = 5184 grid positions (1.27x the 4096 windows" in vol  # on tap views)
+    assert "for 4 of the 27 taps at a time" in vol  # 273 KiB of rows a tap, in 1 MiB blocks
     fewer = str(explain.conv3d((8, 16, 16, 16, 16), (8, 16, 3, 3, 3), padding=1, quiet=True))
     assert "dx: the full correlation" in fewer  # more inputs than outputs
     small = str(explain.conv3d((8, 16, 8, 8, 8), (16, 16, 3, 3, 3), padding=1, quiet=True))
@@ -220,6 +220,9 @@ def test_explain_names_the_volume_route(threads):
     assert "dw: from tap views of the wide grid, no columns" in vol
     assert "a slab of 4096 positions" in vol  # 256 KiB of g: 16 filters x 4096 x 4 B
     assert "im2col matrix:" not in vol and "dx: one sample at a time on the padded" in vol
+    big = str(explain.conv3d((4, 8, 24, 24, 24), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: the full correlation of steps 2-4 from tap views of the padded dy" in big
+    assert "a slab of 4854 positions" in big  # 4 MiB of 27 taps x 8 channels x 4 B
     more = str(explain.conv3d((8, 12, 16, 16, 16), (8, 12, 3, 3, 3), padding=1, quiet=True))
     assert "forward and dw: on the stacked wide grid" in more
     assert "dx: the full correlation of steps 2-4 on the stacked wide grid" in more

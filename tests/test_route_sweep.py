@@ -97,7 +97,12 @@ def _volume_more_inputs(rng):  # 12 inputs: dw on the stacked grid too
     }
 
 
+def _volume_input_grad_taps(rng):  # 4 inputs, 8 filters, 24^3: dx on tap views
+    return (2, 4, 24, 23, 24), 8, (3, 3, 3), (1, 1, 1), (1, 1, 1), ((1, 1),) * 3, 1, None
+
+
 FAMILIES = {
+    "volume_input_grad_taps": (("correlate_transpose_taps",), _volume_input_grad_taps),
     "volume_few_filters": (("correlate_thin", "correlate_weight_grad_taps"), _volume_few_filters),
     "volume_full_correlation": (
         ("correlate_thin", "correlate_transpose_full", "correlate_weight_grad_taps"),

@@ -2074,6 +2074,97 @@ def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(partial[0], (-2, -1), (0, 1)))
 
 
+# The input gradient, as the full correlation (g padded by d*(K-1) - p, the kernel flipped),
+# from the same tap views: tap k's (O, positions) is a strided view of the padded g, so the
+# taps' shares are one stacked product (*K, C, O) x (*K, O, positions) a slab of
+# positions, summed over the taps in one call. Against the wide grid's GEMM and shifted
+# adds, with up to 8 input channels and fewer inputs than outputs (more: the stacked grid's
+# full correlation is faster, 8->8 at 16^3: 2.9 against 3.5 ms), 2 threads (one thread),
+# ms: 3x3x3 8->16 at 16^3 (b8) 4.42 -> 3.88 (6.53 -> 6.47), 4->8 2.31 -> 1.87, 1->8 at 32^3
+# 5.70 -> 4.13 (12.4 -> 8.1), 8->32 at 32^3 (b2) 16.1 -> 11.6 (32.7 -> 22.9), 8->16 at 24^3
+# (b4) 7.7 -> 5.6 (14.0 -> 10.9). On one thread the adds kept up at 16^3 (8->16: 6.1
+# against 6.1; 4->8: 2.5-2.6 against 2.9-3.0), so there it takes at least
+# TAPS_DX_MIN_POSITIONS grid positions a sample. TAPS_DX_SLAB_BYTES of the stacked product
+# a slab (1 MiB: up to 1.3x slower at 16^3; whole samples: slower at 24^3 and 32^3).
+TAPS_DX_SLAB_BYTES = 2**22
+TAPS_DX_MIN_POSITIONS = 8192
+
+
+def _taps_input_grad(g_shape, w_shape, pads, strides, dilations, groups, itemsize) -> bool:
+    """Whether the input gradient runs on tap views of g's wide grid (see above)."""
+    kernel = tuple(w_shape[2:])
+    o, c = w_shape[0], w_shape[1] * groups
+    if (
+        _settings["layout"] != "auto"
+        or groups != 1
+        or len(kernel) < 3
+        or c > TAPS_MAX_CHANNELS
+        or c >= o
+        or any(s != 1 for s in strides)
+    ):
+        return False
+    full = _full_pads(kernel, dilations, pads)
+    if any(p < 0 for pair in full for p in pair):
+        return False
+    padded = padded_sizes(g_shape[2:], full)
+    out = _out_sizes(padded, kernel, strides, dilations)
+    grid = _WideGrid(padded, kernel, dilations, out)
+    if grid.length > WIDE_MAX_EXCESS * math.prod(out):
+        return False
+    if par.threads_here() == 1 and grid.length < TAPS_DX_MIN_POSITIONS:
+        return False
+    slab = min(grid.length, TAPS_DX_SLAB_BYTES // (math.prod(kernel) * c * itemsize))
+    scratch = o * grid.plane + max(grid.offsets) + math.prod(kernel) * c * slab
+    if (scratch + c * grid.length) * itemsize > _settings["scratch_bytes"] // par.get_num_threads():
+        return False
+    return choose_algorithm(g_shape[0], c, o, 1, padded, kernel, out) == "gemm"
+
+
+def correlate_transpose_taps(g, w, input_size, pads, dilations) -> np.ndarray:
+    """gx (N, C, *input_size) of a stride-1, one-group conv whose input was padded by
+    ``pads``, on tap views of the padded g's wide grid (see above): per sample, g padded
+    into the thread's buffer, then per slab of positions one stacked product over the
+    taps and one sum over them; the windows' positions copied into gx."""
+    dtype = np.result_type(g.dtype, w.dtype)
+    n, o = g.shape[:2]
+    c = w.shape[1]
+    kernel = tuple(w.shape[2:])
+    nd, taps = len(kernel), math.prod(kernel)
+    full = _full_pads(kernel, dilations, pads)
+    padded = padded_sizes(g.shape[2:], full)
+    grid = _WideGrid(padded, kernel, dilations, tuple(input_size))
+    plane, length = grid.plane, grid.length
+    elem = [math.prod(padded[i + 1 :]) for i in range(nd)]
+    it = np.dtype(dtype).itemsize
+    steps = tuple(d * e * it for d, e in zip(dilations, elem, strict=True)) + (plane * it, it)
+    flip = (slice(None),) * 2 + (slice(None, None, -1),) * nd
+    wf = np.moveaxis(w[flip].astype(dtype, copy=False), (0, 1), (-1, -2))  # (*K, C, O)
+    wf = np.ascontiguousarray(wf)
+    slab = max(1, min(length, TAPS_DX_SLAB_BYTES // (taps * c * it)))
+    inner = tuple(slice(b, b + s) for (b, _), s in zip(full, g.shape[2:], strict=True))
+    gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
+
+    def run(s):  # samples s, with buffers of the thread's own
+        gp = np.zeros(o * plane + max(grid.offsets), dtype=dtype)  # (slack: dropped reads)
+        planes = gp[: o * plane].reshape((o,) + padded)
+        shares = np.empty(kernel + (c, slab), dtype=dtype)
+        wide = np.empty((c,) + grid.wide_shape, dtype=dtype)
+        flat = wide.reshape(c, length)
+        for j in range(s.start, s.stop):
+            np.copyto(planes[(slice(None),) + inner], g[j])
+            for p0 in range(0, length, slab):
+                m = min(slab, length - p0)
+                views = np.lib.stride_tricks.as_strided(
+                    gp[p0:], kernel + (o, m), steps, writeable=False
+                )
+                np.matmul(wf, views, out=shares[..., :m])
+                np.sum(shares[..., :m].reshape(taps, c, m), axis=0, out=flat[:, p0 : p0 + m])
+            np.copyto(gx[j], wide[(slice(None),) + grid.crop])
+
+    par.for_slices(n, run, n * taps * c * length * 4 if par.owns_blas() else 0)
+    return gx
+
+
 def correlate_thin(x, w, pads, dilations, bias=None) -> np.ndarray:
     """y (N, O, *out) of a stride-1, one-group conv of ``x`` zero-padded by ``pads``, on
     the stacked wide grid: per chunk, the pieces' columns copied from the padded image,
@@ -2847,6 +2938,8 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         g.shape, w.shape, pads, strides, dilations, groups, itemsize
     ):  # (as many inputs as outputs or more: before the wide grid)
         return correlate_transpose_full(g, w, pads, dilations, groups)
+    if _taps_input_grad(g.shape, w.shape, pads, strides, dilations, groups, itemsize):
+        return correlate_transpose_taps(g, w, input_size, pads, dilations)
     wide = _input_grad_on_wide_grid(w.shape, input_size, pads, strides, dilations, groups, itemsize)
     if wide and gemm():
         return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)

@@ -259,6 +259,15 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
             f"with the {c} input channels as its filters; stride 1, inputs >= outputs)"
         )
         return
+    if cm._taps_input_grad(out_shape, ws, pads, strides, dilations, groups, itemsize):
+        slab = cm.TAPS_DX_SLAB_BYTES // (math.prod(kernel) * c * itemsize)
+        lines.append(
+            "  dx: the full correlation of steps 2-4 from tap views of the padded dy, no "
+            f"columns (a volume, stride 1, {c} <= {cm.TAPS_MAX_CHANNELS} input channels, fewer "
+            f"than the {o} outputs): every tap's share in one stacked product a slab of "
+            f"{slab} positions, summed over the taps"
+        )
+        return
     if cm._input_grad_on_wide_grid(
         (o, c // groups) + kernel, sizes, pads, strides, dilations, groups, itemsize
     ):
