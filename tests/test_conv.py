@@ -1630,6 +1630,7 @@ def test_tap_views_are_taken_for_volumes_with_few_inputs(threads):
         assert cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, ones, ones, 1, 4)
         assert cm._taps_route((8, 1, 32, 32, 32), (8, 1, 3, 3, 3), pads, ones, ones, 1, 4)
         assert not cm._taps_route((8, 9, 16, 16, 16), (16, 9, 3, 3, 3), pads, ones, ones, 1, 4)
+        assert not cm._taps_route((8, 8, 16, 16, 16), (17, 8, 3, 3, 3), pads, ones, ones, 1, 4)
         assert not cm._taps_route((8, 8, 64, 64), (16, 8, 3, 3), pads[:2], ones[:2], ones[:2],
                                   1, 4)  # fmt: skip
         assert not cm._taps_route((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), pads, (1, 2, 1), ones,
@@ -1684,6 +1685,7 @@ def test_input_grad_tap_views_are_taken_for_volumes_with_few_inputs(threads):
     assert taken((8, 16, 16, 16, 16), (16, 8, 3, 3, 3))  # the benchmark's conv3d
     assert not taken((8, 8, 16, 16, 16), (8, 8, 3, 3, 3))  # inputs >= outputs
     assert not taken((8, 16, 16, 16, 16), (16, 9, 3, 3, 3))  # 9 inputs
+    assert not taken((8, 17, 16, 16, 16), (17, 8, 3, 3, 3))  # 17 outputs
     assert not taken((8, 16, 16, 16), (16, 8, 3, 3), pads[:2], ones[:2])  # images
     assert not taken((8, 16, 8, 16, 16), (16, 8, 3, 3, 3), strides=(2, 1, 1))
     assert not taken((8, 16, 18, 18, 18), (16, 8, 3, 3, 3), ((3, 0),) * 3)  # g cropped

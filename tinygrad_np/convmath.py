@@ -1833,18 +1833,20 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
 # weight times a row of ones; the weight gradient multiplies the columns, channel-major,
 # by g laid on the same positions.
 #
-# Measured against the present routes, 2 threads (one thread), ms, 3x3x3, b8 unless
-# noted, alternating in one process. Forward: 8->16 at 16^3 3.41 -> 2.93 (5.47 -> 4.08),
-# 16->16 at 32^3 (b2) 25.8 -> 11.0 (33.7 -> 16.5), 16->8 at 24^3 (b4) 18.3 -> 8.1 (32.8 ->
-# 8.3), 1->8 at 32^3 5.3 -> 2.7 (8.6 -> 3.7), 8->32 at 32^3 (b2) 8.0 -> 7.6 (13.2 ->
-# 11.3). Weight gradient, with up to 16 filters: 16->16 at 32^3 25.3 -> 11.2, 16->8 at 24^3
-# 14.2 -> 8.1, 4->8 at 32^3 16.9 -> 9.9, 8->16 at 16^3 3.11 -> 3.22 (4.64 -> 4.55); with
-# 32 filters it lost (8->32 at 32^3: 6.3 -> 7.3). Input gradient as the full correlation
-# (see ``_input_grad_by_correlation``) on this grid: 16->16 at 32^3 15.7 -> 10.6, 16->8
-# at 24^3 4.7 -> 4.4. Where the forward's columns are kept for the weight gradient (up to
-# ``cache_bytes``), the two maps on two threads ran 2.8-3.0 -> 3.0-3.3 ms (4->8 and 8->8 at
-# 16^3), so the forward stays there on more than one thread. Images (2 dims) gained too
-# little on two threads to take it (0.92-1.15 of the present routes).
+# Measured against the earlier routes (window im2col, per sample or batch-wide), alternating
+# in one process, 2 threads (one thread), ms, 3x3x3, b8 unless noted. Forward: 8->16 at
+# 16^3 3.65 -> 3.35 (6.23 -> 4.77), 16->16 at 32^3 (b2) 26.5 -> 12.1 (30.3 -> 19.8), 16->8
+# at 24^3 (b4) 11.9 -> 7.6 (27.0 -> 9.5), 1->8 at 32^3 3.9 -> 2.7 (7.2 -> 3.4); with 32
+# filters no gain (8->32 at 32^3: 7.5 -> 7.8). Weight gradient (where the tap views below
+# do not take it): 16->8 at 24^3 14.9 -> 9.0 (25.8 -> 12.8), 16->16 at 32^3 on one thread
+# 33.5 -> 20.4; on two threads with 16 filters no gain (16->16 at 16^3: 5.8 -> 5.7).
+# Input gradient as the full correlation, with as many inputs as outputs or more: 16->16
+# at 32^3 15.8 -> 11.5 (29.7 -> 18.2), 16->16 at 16^3 7.5 -> 6.4 (10.5 -> 8.0). Where
+# the forward's columns fit ``cache_bytes`` they are kept for the weight gradient, and on
+# two threads that beat the grid (4->8 and 8->8 at 16^3 with their weight gradients on
+# this grid: 2.8-3.0 -> 3.0-3.3), so the forward stays on the window route there unless
+# the weight gradient takes the tap views. Images (2 dims) gained too little on two
+# threads to take it (0.92-1.15 of the present routes).
 SMALL_GEMM_MACS = 10**6
 THIN_MAX_OUTPUTS = 16  # filters (for the input gradient: input channels)
 THIN_MIN_ROWS = 64  # C*prod(K), for the weight gradient on more than one thread
@@ -1950,8 +1952,11 @@ def _thin_route(x_shape, w_shape, pads, strides, dilations, groups, which, items
         or (which == "weight_grad" and threads > 1 and (o >= FEW_OUTPUTS or rows < THIN_MIN_ROWS))
     ):
         return False
+    out = _out_sizes(padded_sizes(x_shape[2:], pads), kernel, strides, dilations)
+    if min(out) < 1:
+        return False
     grid = _ThinGrid(x_shape, kernel, pads, dilations, rows + (which == "forward"), o, itemsize)
-    if min(grid.out) < 1 or not grid.taken(o, itemsize):
+    if not grid.taken(o, itemsize):
         return False
     n, c = x_shape[:2]
     if which == "forward" and keep and threads > 1:
@@ -1991,9 +1996,13 @@ def _thin_input_grad(g_shape, w_shape, pads, strides, dilations, groups, itemsiz
 # ms, 3x3x3 at 16^3 b8 unless noted: 8->16 3.21 -> 2.36 (5.58 -> 4.07), 4->8 1.66 -> 0.81
 # (2.19 -> 0.94), 8->8 2.82 -> 1.23 (3.98 -> 1.89), 1->8 at 32^3 6.72 -> 4.41 (5.86 ->
 # 3.78), 8->16 at 24^3 (b4) 4.83 -> 3.25, 8->32 at 32^3 (b2) 7.33 -> 7.20 (13.45 -> 11.43),
-# 8->16 dilated 2 3.21 -> 2.66. With 16 input channels it lost (16->16 at 16^3: 5.5 ->
-# 7.7), and so did images (3x3 32->64 at 32x32: 7.8 -> 9.7; LeNet-5's 1->6: 0.88 -> 1.70).
+# 8->16 dilated 2 3.21 -> 2.66. It lost with 16 input channels (16->16 at 16^3: 5.5 ->
+# 7.7), with many filters (3->64 at 32^3, b2: 6.0 -> 9.6; 1->32 at 48^3, b4: 11.7 -> 17.9;
+# 4->128 at 16^3: 1.8 -> 2.8; 8->32 at 32^3 even), and on images (3x3 32->64 at 32x32:
+# 7.8 -> 9.7; LeNet-5's 1->6: 0.88 -> 1.70). The input gradient's tap views (below) lost
+# with many filters too (3->64: 13.9 -> 24.6, 1->32: 19.5 -> 41.0, 4->128: 2.9 -> 6.6).
 TAPS_MAX_CHANNELS = 8
+TAPS_MAX_OUTPUTS = 16
 TAPS_SLAB_BYTES = 2**18
 
 
@@ -2006,6 +2015,7 @@ def _taps_route(x_shape, w_shape, pads, strides, dilations, groups, itemsize) ->
         or groups != 1
         or len(kernel) < 3
         or c > TAPS_MAX_CHANNELS
+        or o > TAPS_MAX_OUTPUTS
         or any(s != 1 for s in strides)
         or any(p < 0 for pair in pads for p in pair)
     ):
@@ -2077,12 +2087,13 @@ def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
 # The input gradient, as the full correlation (g padded by d*(K-1) - p, the kernel flipped),
 # from the same tap views: tap k's (O, positions) is a strided view of the padded g, so the
 # taps' shares are one stacked product (*K, C, O) x (*K, O, positions) a slab of
-# positions, summed over the taps in one call. Against the wide grid's GEMM and shifted
-# adds, with up to 8 input channels and fewer inputs than outputs (more: the stacked grid's
-# full correlation is faster, 8->8 at 16^3: 2.9 against 3.5 ms), 2 threads (one thread),
-# ms: 3x3x3 8->16 at 16^3 (b8) 4.42 -> 3.88 (6.53 -> 6.47), 4->8 2.31 -> 1.87, 1->8 at 32^3
-# 5.70 -> 4.13 (12.4 -> 8.1), 8->32 at 32^3 (b2) 16.1 -> 11.6 (32.7 -> 22.9), 8->16 at 24^3
-# (b4) 7.7 -> 5.6 (14.0 -> 10.9). On one thread the adds kept up at 16^3 (8->16: 6.1
+# positions, summed over the taps in one call. Taken with up to 8 inputs, fewer than the
+# outputs, and up to 16 outputs (see above; with as many inputs as outputs the stacked
+# grid's full correlation is faster, 8->8 at 16^3: 2.9 against 3.5 ms). Against the wide
+# grid's GEMM and shifted adds, 2 threads (one thread), ms: 3x3x3 8->16 at 16^3 (b8) 4.42
+# -> 3.88 (6.53 -> 6.47), 4->8 2.31 -> 1.87, 1->8 at 32^3 5.70 -> 4.13 (12.4 -> 8.1),
+# 8->16 at 24^3 (b4) 7.7 -> 5.6 (14.0 -> 10.9); 8->32 at 32^3 (b2) gained as well (16.1 ->
+# 11.6) but 1->32 at 48^3 lost (19.5 -> 41.0). On one thread the adds kept up at 16^3 (8->16: 6.1
 # against 6.1; 4->8: 2.5-2.6 against 2.9-3.0), so there it takes at least
 # TAPS_DX_MIN_POSITIONS grid positions a sample. TAPS_DX_SLAB_BYTES of the stacked product
 # a slab (1 MiB: up to 1.3x slower at 16^3; whole samples: slower at 24^3 and 32^3).
@@ -2100,6 +2111,7 @@ def _taps_input_grad(g_shape, w_shape, pads, strides, dilations, groups, itemsiz
         or len(kernel) < 3
         or c > TAPS_MAX_CHANNELS
         or c >= o
+        or o > TAPS_MAX_OUTPUTS
         or any(s != 1 for s in strides)
     ):
         return False
