@@ -260,7 +260,9 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
         )
         return
     if cm._taps_input_grad(out_shape, ws, pads, strides, dilations, groups, itemsize):
-        slab = cm.TAPS_DX_SLAB_BYTES // (math.prod(kernel) * c * itemsize)
+        full = cm.padded_sizes(out_shape[2:], cm._full_pads(kernel, dilations, pads))
+        length = sizes[0] * math.prod(full[1:])  # (the padded g's grid rows for dx's rows)
+        slab = cm._taps_dx_slab(length, math.prod(kernel), c, itemsize)
         lines.append(
             "  dx: the full correlation of steps 2-4 from tap views of the padded dy, no "
             f"columns (a volume, stride 1, {c} <= {cm.TAPS_MAX_CHANNELS} input channels, fewer "
