@@ -106,8 +106,10 @@ def conv_algorithm(name: str) -> Iterator[None]:
 def conv_layout(name: str) -> Iterator[None]:
     """Force the im2col layout of the GEMM route inside a ``with`` block: "batch" (samples
     outside, rows of the output copied one by one), "samples_last" (samples innermost:
-    long contiguous runs for small outputs, four extra transposes) or "auto". Results
-    agree to float rounding; only the speed differs.
+    long contiguous runs for small outputs, four extra transposes) or "auto". A forced
+    layout also turns off the routes that build no window columns (the full correlation
+    and wide grid of the input gradient, the volumes' stacked wide grid and tap views).
+    Results agree to float rounding; only the speed differs.
 
     >>> with conv_layout("samples_last"):
     ...     _settings["layout"]
