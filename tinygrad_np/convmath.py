@@ -1192,14 +1192,29 @@ class _WideGrid:
     def __init__(self, padded_sizes, kernel, dilations, out_sizes):
         self.padded = tuple(padded_sizes)
         elem = np.cumprod((1,) + self.padded[:0:-1])[::-1]
+        self.kernel = tuple(kernel)
+        self.tap_steps = tuple(int(d * e) for d, e in zip(dilations, elem, strict=True))
         self.offsets = [
-            int(sum(k[i] * dilations[i] * elem[i] for i in range(len(kernel))))
-            for k in np.ndindex(*kernel)
+            sum(k[i] * self.tap_steps[i] for i in range(len(kernel))) for k in np.ndindex(*kernel)
         ]
         self.plane = math.prod(self.padded)
         self.length = out_sizes[0] * int(elem[0])
         self.wide_shape = (out_sizes[0],) + self.padded[1:]
         self.crop = tuple(slice(0, o) for o in out_sizes)
+
+    def tap_buffer(self, channels: int, dtype) -> np.ndarray:
+        """A zeroed flat buffer for one sample's ``channels`` padded planes, with the zeros
+        after them that the last dropped positions' taps read."""
+        return np.zeros(channels * self.plane + max(self.offsets), dtype=dtype)
+
+    def tap_views(self, buf: np.ndarray, channels: int, start: int, m: int) -> np.ndarray:
+        """(*K, channels, m): tap k's entries of positions start..start+m-1 of every
+        channel's plane in ``buf``, a strided view (no copy)."""
+        it = buf.itemsize
+        steps = tuple(step * it for step in self.tap_steps) + (self.plane * it, it)
+        return np.lib.stride_tricks.as_strided(
+            buf[start:], self.kernel + (channels, m), steps, writeable=False
+        )
 
     def run(self, i: int) -> int:
         """How many wide-grid entries tap ``i`` covers without leaving the plane."""
@@ -2048,11 +2063,8 @@ def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
     padded = padded_sizes(x.shape[2:], pads)
     grid = _WideGrid(padded, kernel, dilations, g.shape[2:])
     plane, length = grid.plane, grid.length
-    elem = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
     inner = tuple(slice(b, b + s) for (b, _), s in zip(pads, x.shape[2:], strict=True))
-    it = np.dtype(dtype).itemsize
-    steps = tuple(d * e * it for d, e in zip(dilations, elem, strict=True)) + (plane * it, it)
-    slab = max(1, TAPS_SLAB_BYTES // (o * it))
+    slab = max(1, TAPS_SLAB_BYTES // (o * np.dtype(dtype).itemsize))
     parts = par.split(n, par.get_num_threads())
     partial = [None] * len(parts)
 
@@ -2061,7 +2073,7 @@ def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
             sums(s)
 
     def sums(s):
-        xp = np.zeros(c * plane + max(grid.offsets), dtype=dtype)  # (slack: dropped reads)
+        xp = grid.tap_buffer(c, dtype)
         planes = xp[: c * plane].reshape((c,) + padded)
         wide = np.zeros((o,) + grid.wide_shape, dtype=dtype)  # zeros stay off the windows
         g_on_grid, flat = wide[(slice(None),) + grid.crop], wide.reshape(o, length)
@@ -2073,9 +2085,7 @@ def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
                 np.copyto(g_on_grid, g[j])
                 for p0 in range(0, length, slab):
                     m = min(slab, length - p0)
-                    taps = np.lib.stride_tricks.as_strided(
-                        xp[p0:], kernel + (c, m), steps, writeable=False
-                    )
+                    taps = grid.tap_views(xp, c, p0, m)
                     acc += np.matmul(flat[:, p0 : p0 + m], taps.swapaxes(-1, -2), out=tmp)
             partial[i] = acc
 
@@ -2159,18 +2169,15 @@ def correlate_transpose_taps(g, w, input_size, pads, dilations) -> np.ndarray:
     padded = padded_sizes(g.shape[2:], full)
     grid = _WideGrid(padded, kernel, dilations, tuple(input_size))
     plane, length = grid.plane, grid.length
-    elem = [math.prod(padded[i + 1 :]) for i in range(nd)]
-    it = np.dtype(dtype).itemsize
-    steps = tuple(d * e * it for d, e in zip(dilations, elem, strict=True)) + (plane * it, it)
     flip = (slice(None),) * 2 + (slice(None, None, -1),) * nd
     wf = np.moveaxis(w[flip].astype(dtype, copy=False), (0, 1), (-1, -2))  # (*K, C, O)
     wf = np.ascontiguousarray(wf)
-    slab = _taps_dx_slab(length, taps, c, it)
+    slab = _taps_dx_slab(length, taps, c, np.dtype(dtype).itemsize)
     inner = tuple(slice(b, b + s) for (b, _), s in zip(full, g.shape[2:], strict=True))
     gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
 
     def run(s):  # samples s, with buffers of the thread's own
-        gp = np.zeros(o * plane + max(grid.offsets), dtype=dtype)  # (slack: dropped reads)
+        gp = grid.tap_buffer(o, dtype)
         planes = gp[: o * plane].reshape((o,) + padded)
         shares = np.empty(kernel + (c, slab), dtype=dtype)
         wide = np.empty((c,) + grid.wide_shape, dtype=dtype)
@@ -2179,10 +2186,7 @@ def correlate_transpose_taps(g, w, input_size, pads, dilations) -> np.ndarray:
             np.copyto(planes[(slice(None),) + inner], g[j])
             for p0 in range(0, length, slab):
                 m = min(slab, length - p0)
-                views = np.lib.stride_tricks.as_strided(
-                    gp[p0:], kernel + (o, m), steps, writeable=False
-                )
-                np.matmul(wf, views, out=shares[..., :m])
+                np.matmul(wf, grid.tap_views(gp, o, p0, m), out=shares[..., :m])
                 np.sum(shares[..., :m].reshape(taps, c, m), axis=0, out=flat[:, p0 : p0 + m])
             np.copyto(gx[j], wide[(slice(None),) + grid.crop])
 
