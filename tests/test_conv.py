@@ -420,6 +420,46 @@ def test_samples_last_layout_choice_and_its_cache():
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
+def test_small_pieces_divide_the_columns_within_the_small_matrix_size(monkeypatch):
+    """A row's GEMM columns are cut into the fewest equal pieces whose products stay
+    within SMALL_GEMM_MACS and that are at least SMALL_PIECE_COLUMNS wide; else one."""
+    assert cm._small_pieces(640, 16 * 150) == 2  # LeNet-5's second conv at batch 64
+    assert cm._small_pieces(1280, 16 * 150) == 4
+    assert cm._small_pieces(144, 158 * 420) == 1  # pieces would be 12 columns wide
+    assert cm._small_pieces(300, 10) == 1  # within the size already
+    monkeypatch.setattr(cm, "SMALL_PIECE_COLUMNS", 1)
+    for n in range(1, 200):
+        for per_column in (1, 7, 5000, 60000):
+            pieces = cm._small_pieces(n, per_column)
+            assert n % pieces == 0
+            least = max(1, -(-n * per_column // cm.SMALL_GEMM_MACS))
+            if least <= n:  # the fewest pieces that divide n, each within the size
+                assert pieces >= least and all(n % q for q in range(least, pieces))
+            else:  # even one column is larger: one piece
+                assert pieces == 1
+
+
+def test_samples_last_rows_in_small_pieces(threads, monkeypatch):
+    """Each output row's product runs as a stack of small pieces where one would be
+    larger than OpenBLAS's small-matrix size: the same outputs and kept columns."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 6, 14, 14))
+    w = rng.standard_normal((16, 6, 5, 5))
+    threads(1)  # (the row-by-row forward: one thread)
+    y, kept = cm.correlate_samples_last(x, w, (1, 1), (1, 1), 1, keep_cols=True)
+    monkeypatch.setattr(cm, "SMALL_GEMM_MACS", 16 * 150 * 20)  # rows of 60: 3 pieces
+    monkeypatch.setattr(cm, "SMALL_PIECE_COLUMNS", 1)
+    calls = []
+    real = cm._small_pieces
+    monkeypatch.setattr(cm, "_small_pieces", lambda *a: calls.append(real(*a)) or calls[-1])
+    y3, kept3 = cm.correlate_samples_last(x, w, (1, 1), (1, 1), 1, keep_cols=True)
+    y3n = cm.correlate_samples_last(x, w, (1, 1), (1, 1), 1)
+    assert calls == [3, 3]
+    np.testing.assert_allclose(y3, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(y3n, y3)
+    np.testing.assert_array_equal(kept3.cols, kept.cols)
+
+
 @pytest.mark.parametrize(
     "x_shape, w_shape, strides, dilations, groups",
     [
@@ -1055,6 +1095,50 @@ def test_few_filter_forward_in_cache_sized_blocks_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(cols2, cols)
     ref = cm.correlate_gemm(x.astype(np.float64), w.astype(np.float64), (1, 2), (2, 1), 2)
     np.testing.assert_allclose(whole, ref + b.reshape(6, 1, 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize(
+    "shape, kernel, strides, dilations, groups",
+    [
+        ((7, 2, 9, 8), (3, 2), (1, 2), (2, 1), 2),
+        ((5, 3, 13), (4,), (2,), (1,), 3),
+        ((4, 1, 6, 5, 7), (2, 3, 2), (1, 1, 2), (1, 2, 1), 1),
+    ],
+)
+def test_few_filter_forward_writes_y_per_sample(
+    shape, kernel, strides, dilations, groups, with_bias, n_threads, threads, monkeypatch
+):
+    """With few filters each sample's product is written straight into y (its bias as a
+    weight column times a row of ones under the columns): the same y as the GEMM over the
+    whole chunk with its transposing copy, the same kept columns, bit for bit, and the
+    weight gradient from those columns equals the one that builds its own."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((3 * groups, shape[1] // groups) + kernel)
+    b = rng.standard_normal(3 * groups) if with_bias else None
+    args = (x, w, strides, dilations, groups)
+    calls = []
+    real = cm._correlate_few
+    monkeypatch.setattr(cm, "_correlate_few", lambda *a: calls.append(1) or real(*a))
+    threads(n_threads)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
+    monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 10**9)  # no per-sample route
+    monkeypatch.setattr(cm, "BLOCK_ELEMS", 1)  # one sample a block
+    few, cols = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert len(calls) == 1 and cols is not None
+    monkeypatch.setattr(cm, "FEW_OUTPUTS", 1)  # 3 filters a group: not "few"
+    many, cols_many = cm.correlate_gemm(*args, keep_cols=True, bias=b)
+    assert len(calls) == 1
+    np.testing.assert_allclose(few, many, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(cols, cols_many)
+    if b is None:  # the same products, in the same order
+        np.testing.assert_array_equal(few, many)
+    g = rng.standard_normal(few.shape)
+    gw = cm.correlate_weight_grad_gemm(x, g, kernel, strides, dilations, groups, cols)
+    ref = cm.correlate_weight_grad_gemm(x, g, kernel, strides, dilations, groups)
+    np.testing.assert_allclose(gw, ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

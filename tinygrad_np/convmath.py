@@ -697,35 +697,68 @@ def _correlate_chunk(xp, wg, kernel, strides, dilations, yv, bias=None, keep=Fal
         return cols.reshape(groups, -1, nb * p) if keep else None
     xp = _array(xp)
     src, _ = _batch_windows(xp, kernel, strides, dilations, empty=False)  # (C, *K, nb, *out)
+    if og < FEW_OUTPUTS:
+        return _correlate_few(src, wg, yv, bias, nd, keep)
     cols = np.empty(src.shape, dtype=xp.dtype)
     by_sample = cols.reshape(groups, -1, nb, p)  # (G, CgK, nb, P)
     r = np.empty((groups, og, nb, p), dtype=np.result_type(xp.dtype, wg.dtype))
     b = None if bias is None else bias.reshape(groups, og, 1)
 
-    step = max(1, BLOCK_ELEMS // (cols.size // nb)) if og < FEW_OUTPUTS else nb
-
     def run(samples):  # for samples: their im2col columns, GEMM columns, outputs
-        for n0 in range(samples.start, samples.stop, step):
-            block(slice(n0, min(samples.stop, n0 + step)))
-
-    def block(s):
-        key = (slice(None),) * (1 + nd) + (s,)
+        key = (slice(None),) * (1 + nd) + (samples,)
         np.copyto(cols[key], src[key])
-        ns = s.stop - s.start
+        ns = samples.stop - samples.start
         for gi in range(groups):
-            np.matmul(wg[gi], by_sample[gi, :, s].reshape(-1, ns * p),
-                      out=r[gi, :, s].reshape(og, ns * p))  # fmt: skip
+            np.matmul(wg[gi], by_sample[gi, :, samples].reshape(-1, ns * p),
+                      out=r[gi, :, samples].reshape(og, ns * p))  # fmt: skip
         if b is not None:  # on this thread's GEMM result while it is fresh (a separate
-            r[:, :, s] += b[:, :, :, None]  # pass over y cost 0.7 ms at 2.8M outputs)
-        np.copyto(yv[s], r[:, :, s].transpose(2, 0, 1, 3))
+            r[:, :, samples] += b[:, :, :, None]  # pass over y cost 0.7 ms at 2.8M outputs)
+        np.copyto(yv[samples], r[:, :, samples].transpose(2, 0, 1, 3))
 
     # (when BLAS keeps its own threads, GEMMs from several threads would oversubscribe)
+    par.for_slices(nb, run, cols.size * 4 if par.owns_blas() else 0)
+    return cols.reshape(groups, -1, nb * p) if keep else None
+
+
+def _correlate_few(src, wg, yv, bias, nd: int, keep: bool):
+    """``_correlate_chunk`` for fewer than FEW_OUTPUTS filters a group: the columns are
+    built and multiplied in blocks of about BLOCK_ELEMS entries (see above), and each
+    sample's product, ``(Og, Cg*K) @ (Cg*K, P)``, is written straight into its place in y
+    by one stacked matmul per block and group. The bias is one more weight column, times a
+    row of ones under the columns. Returns the columns (G, Cg*K, nb*P) when ``keep``.
+    (Until the twelfth session: one GEMM per block into a buffer, the bias added there,
+    then a transposing copy into y. LeNet-5's first conv at batch 64, one thread, ms:
+    0.96 -> 0.76-0.86; 3x3 3->12 s2 at 64x64 (b32) 1.23 -> 0.84-0.96, 3x3 3->8 at 32x32
+    (b32) 0.83-0.89 -> 0.68-0.73, 3x3 16->4 at 32x32 (b16) 1.5-1.8 -> 1.25-1.74.)"""
+    groups, og, cgk = wg.shape
+    nb = src.shape[1 + nd]
+    p = yv.shape[-1]
+    ones = bias is not None
+    ext = np.empty((groups, cgk + ones, nb, p), dtype=src.dtype)
+    if ones:
+        ext[:, cgk] = 1
+        wg = np.concatenate([wg, bias.reshape(groups, og, 1).astype(wg.dtype)], axis=2)
+    cg = src.shape[0] // groups
+    copies = [  # (the columns, the windows) of each group, in the windows' layout
+        (ext[gi, :cgk].reshape(src[:cg].shape), src[gi * cg : (gi + 1) * cg])
+        for gi in range(groups)
+    ]
+    step = max(1, BLOCK_ELEMS // (cgk * groups * p))
+
+    def run(samples):  # for samples: their im2col columns, then their outputs
+        for n0 in range(samples.start, samples.stop, step):
+            s = slice(n0, min(samples.stop, n0 + step))
+            key = (slice(None),) * (1 + nd) + (s,)
+            for dst, windows in copies:
+                np.copyto(dst[key], windows[key])
+            for gi in range(groups):  # (ns, Og, P) = (Og, CgK) @ (ns, CgK, P)
+                np.matmul(wg[gi], ext[gi, :, s].transpose(1, 0, 2), out=yv[s, gi])
+
     # few filters: memory-bound, split by the data alone (LeNet-5's first conv at batch 64
     # ran 0.88 ms split and 0.78 ms not, and the relu after it, reading what the other
     # core wrote, 0.16 against 0.09 ms)
-    work = cols.size * (1 if og < FEW_OUTPUTS else 4) if par.owns_blas() else 0
-    par.for_slices(nb, run, work)
-    return cols.reshape(groups, -1, nb * p) if keep else None
+    par.for_slices(nb, run, ext.size if par.owns_blas() else 0)
+    return ext[:, :cgk].reshape(groups, cgk, nb * p) if keep else None
 
 
 def _sample_columns(src, nd: int, samples: slice, groups: int, rows: int, into=None, ones=False):
@@ -1017,13 +1050,28 @@ def _sl_upstream(g: np.ndarray, groups: int) -> np.ndarray:
     return gt.reshape(groups, o // groups, -1)
 
 
+def _small_pieces(n: int, macs_per_column: int) -> int:
+    """Into how many equal pieces to cut ``n`` GEMM columns so that each piece's product
+    is within SMALL_GEMM_MACS (OpenBLAS's small-matrix kernels, see there): the fewest
+    that divides ``n`` and leaves pieces of at least SMALL_PIECE_COLUMNS, else 1."""
+    least = max(1, -(-n * macs_per_column // SMALL_GEMM_MACS))
+    for pieces in range(least, n // SMALL_PIECE_COLUMNS + 1):
+        if n % pieces == 0:
+            return pieces
+    return 1
+
+
 def _correlate_sl_by_rows(xp, wg, kernel, strides, dilations, keep=True):
     """im2col and GEMM of a samples-last chunk one output row (first spatial dim) at a
     time, on one thread: each row's columns are multiplied while they are in the cache.
     Returns cols (G, Cg*K, P*nb), as ``_im2col_samples_last``, or None when not ``keep``
     (one row's buffer then serves every row), and yt (G, Og, P*nb).
     (LeNet-5's 6->16 conv at batch 64: 0.87-0.97 -> 0.70-0.80 ms; the columns of the
-    whole chunk, 3.8 MB, had made its GEMM wait on memory. Without keeping them, 0.57 ms.)"""
+    whole chunk, 3.8 MB, had made its GEMM wait on memory. Without keeping them, 0.57 ms.)
+    A row's product larger than OpenBLAS's small-matrix size runs as a stack of pieces
+    within it (``_small_pieces``): that conv's forward 0.83 -> 0.64-0.73 ms, 0.63 -> 0.45-0.48
+    without keeping its columns (twelfth session; one row (16, 150) x (150, 640) 38 us,
+    as two pieces of 320 columns 28 us)."""
     src = _sl_windows(_to_samples_last(xp), kernel, strides, dilations)  # (C, *K, *out, nb)
     nd = len(kernel)
     groups, og = wg.shape[:2]
@@ -1034,10 +1082,15 @@ def _correlate_sl_by_rows(xp, wg, kernel, strides, dilations, keep=True):
     by_row = cols.reshape(groups, -1, rows if keep else 1, per_row)
     yt = np.empty((groups, og, rows, per_row), dtype=np.result_type(xp.dtype, wg.dtype))
     lead = (slice(None),) * (1 + nd)
+    cgk = by_row.shape[1]
+    pieces = _small_pieces(per_row, og * cgk)
+    size = per_row // pieces
     for r in range(rows):
         np.copyto(cols[lead + (r,)] if keep else cols, src[lead + (r,)])
-        for gi in range(groups):
-            np.matmul(wg[gi], by_row[gi, :, r if keep else 0], out=yt[gi, :, r])
+        for gi in range(groups):  # (pieces, Og, size) = (Og, CgK) @ (pieces, CgK, size)
+            row = by_row[gi, :, r if keep else 0].reshape(cgk, pieces, size)
+            out = yt[gi, :, r].reshape(og, pieces, size)
+            np.matmul(wg[gi], row.transpose(1, 0, 2), out=out.transpose(1, 0, 2))
     kept = cols.reshape(groups, by_row.shape[1], -1) if keep else None
     return kept, yt.reshape(groups, og, -1)
 
@@ -1865,6 +1918,7 @@ def backward_depthwise_channels(x, g, w, strides, dilations, pads, need, dtype):
 # the weight gradient takes the tap views. Images (2 dims) gained too little on two
 # threads to take it (0.92-1.15 of the present routes).
 SMALL_GEMM_MACS = 10**6
+SMALL_PIECE_COLUMNS = 256
 THIN_MAX_OUTPUTS = 16  # filters (for the input gradient: input channels)
 THIN_MIN_ROWS = 64  # C*prod(K), for the weight gradient on more than one thread
 THIN_MIN_WIDTH = 64
