@@ -895,17 +895,20 @@ def _weight_grad_chunk(cols: np.ndarray, gv: np.ndarray) -> np.ndarray:
     parts = par.split(nb, par.get_num_threads())  # fixed: the same sums for a thread count
     partial = [None] * len(parts)
 
-    def run(s):  # each thread sums its samples' products, transposed (see above)
-        for i in range(len(parts))[s]:
-            acc = np.zeros((groups, rows, og), dtype=np.result_type(cols.dtype, gv.dtype))
-            tmp = np.empty((rows, og), dtype=acc.dtype)
-            for j in range(parts[i].start, parts[i].stop):
-                for gi in range(groups):
-                    acc[gi] += np.matmul(by_sample[gi, :, j], gv[j, gi].T, out=tmp)
+    def run(s):  # each thread sums its samples' products, transposed (see above): one
+        for i in range(len(parts))[s]:  # stacked matmul a group, summed in sample order
+            part = parts[i]
+            acc = np.empty((groups, rows, og), dtype=np.result_type(cols.dtype, gv.dtype))
+            for gi in range(groups):
+                each = np.matmul(by_sample[gi, :, part].transpose(1, 0, 2),
+                                 gv[part, gi].transpose(0, 2, 1))  # fmt: skip
+                np.sum(each, axis=0, out=acc[gi])
             partial[i] = acc
 
     # split by the data read, not the flops: the products are short and memory-bound
-    # (LeNet-5's first conv at batch 64, in a training step: 0.68 ms split, 0.44 not)
+    # (LeNet-5's first conv at batch 64, in a training step: 0.68 ms split, 0.44 not).
+    # One stacked matmul instead of a product and an add per sample: that weight gradient
+    # 0.57 -> 0.42 ms in the step, one thread (twelfth session).
     par.for_slices(len(parts), run, cols.size)
     return _summed_transposed(partial)
 
