@@ -420,6 +420,156 @@ def test_samples_last_layout_choice_and_its_cache():
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
+ROW_CASES = [
+    # x shape, w shape, strides, dilations (1 along the first dim), pads
+    ((5, 6, 14, 14), (16, 6, 5, 5), (1, 1), (1, 1), ((0, 0), (0, 0))),  # LeNet-5's conv2
+    ((3, 2, 11, 9), (4, 2, 3, 2), (2, 1), (1, 2), ((1, 0), (2, 1))),
+    ((3, 2, 12, 13), (4, 2, 3, 3), (3, 2), (1, 1), ((0, 2), (1, 1))),  # rows no window reads
+    ((2, 3, 7, 8, 9), (5, 3, 2, 3, 2), (1, 2, 1), (1, 1, 2), ((1, 1), (0, 0), (2, 0))),
+    ((2, 2, 5, 6), (3, 2, 5, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # one output row
+]
+
+
+@pytest.mark.parametrize("budget", [None, 1], ids=["whole", "chunks"])
+@pytest.mark.parametrize("case", ROW_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
+def test_row_window_maps_equal_the_gemm_route(case, budget, monkeypatch):
+    """The row-window maps (the first dim's kernel rows as contiguous blocks of a partial
+    im2col) equal the batch-wide GEMM route, float64: the forward, the weight gradient
+    from the kept windows and from its own, the input gradient; with a budget of one
+    sample's scratch (a chunk a sample) nothing is kept."""
+    x_shape, w_shape, strides, dilations, pads = case
+    rng = np.random.default_rng(len(x_shape) + w_shape[0])
+    x = cm.pad_spatial(rng.standard_normal(x_shape), pads)
+    w = rng.standard_normal(w_shape)
+    kernel = w_shape[2:]
+    if budget is not None:
+        monkeypatch.setitem(cm._settings, "scratch_bytes", budget)  # one sample a chunk
+    y, kept = cm.correlate_rows(x, w, strides, dilations, keep_cols=True)
+    assert (kept is None) == (budget is not None)
+    np.testing.assert_allclose(y, cm.correlate_gemm(x, w, strides, dilations, 1), atol=1e-12)
+    np.testing.assert_array_equal(cm.correlate_rows(x, w, strides, dilations), y)
+    g = rng.standard_normal(y.shape)
+    ref = cm.correlate_weight_grad_gemm(x, g, kernel, strides, dilations, 1)
+    own = cm.correlate_weight_grad_rows(x, g, kernel, strides, dilations)
+    np.testing.assert_allclose(own, ref, rtol=1e-12, atol=1e-12)
+    if kept is not None:
+        np.testing.assert_array_equal(
+            cm.correlate_weight_grad_rows(x, g, kernel, strides, dilations, kept), own
+        )
+    gx = cm.correlate_transpose_rows(g, w, x.shape[2:], strides, dilations)
+    ref = cm.correlate_transpose_gemm(g, w, x.shape[2:], strides, dilations, 1)
+    np.testing.assert_allclose(gx, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_rows_route_where_taken(threads, monkeypatch):
+    """Row windows on one thread, for 2-D convs of one group, dilation 1 along the first
+    dim and stride 1 along the last, with at least ROWS_MIN_TAPS taps a window, 3 taps
+    along the last dim and SAMPLES_LAST_MIN_RUN columns a row."""
+    threads(1)
+    ok = cm._rows_route
+    x, w = (16, 6, 14, 18), (8, 6, 3, 3)  # 54 taps; 16 outputs a row x 16 samples = 256
+    assert ok(x, w, (1, 1), (1, 1), 1)
+    assert ok(x, w, (2, 1), (1, 1), 1) and ok((16, 6, 14, 20), w, (1, 1), (1, 2), 1)
+    assert not ok((15, 6, 14, 18), w, (1, 1), (1, 1), 1)  # rows of 240 columns
+    assert not ok((16, 5, 14, 18), (8, 5, 3, 3), (1, 1), (1, 1), 1)  # 45 taps
+    assert not ok((16, 6, 14, 17), (8, 6, 3, 2), (1, 1), (1, 1), 1)  # 2 taps a row
+    assert not ok(x, (8, 3, 3, 3), (1, 1), (1, 1), 2)  # groups
+    assert not ok(x, w, (1, 1), (2, 1), 1)  # dilated rows: not contiguous blocks
+    assert not ok(x, w, (1, 2), (1, 1), 1)  # strided rows: short copies
+    assert not ok((16, 6, 6, 6, 18), (8, 6, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1)  # volumes
+    with cm.conv_layout("samples_last"):
+        assert not ok(x, w, (1, 1), (1, 1), 1)
+    threads(2)
+    assert not ok(x, w, (1, 1), (1, 1), 1)
+    with par.single_threaded():  # (each nn.DataParallel process)
+        assert ok(x, w, (1, 1), (1, 1), 1)
+
+
+@pytest.mark.parametrize("threads_n", [1, 2])
+def test_lenet_second_conv_runs_on_row_windows_on_one_thread(threads_n, threads, monkeypatch):
+    """LeNet-5's second conv at batch 64: on one thread its forward, weight gradient (from
+    the kept windows) and input gradient take row windows; on two the forward and weight
+    gradient take the other routes. The same values either way."""
+    calls = []
+    for name in ("correlate_rows", "correlate_weight_grad_rows", "correlate_transpose_rows"):
+        real = getattr(cm, name)
+        monkeypatch.setattr(
+            cm, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k)
+        )
+    threads(threads_n)
+    rng = np.random.default_rng(5)
+    x = tg.Tensor(rng.standard_normal((64, 6, 14, 14)).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((16, 6, 5, 5)).astype(np.float32), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(16).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, b)
+    assert isinstance(y.grad_fn.cols, cm.RowWindows) == (threads_n == 1)
+    u = tg.Tensor(rng.standard_normal(y.shape).astype(np.float32))
+    got = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [u])]
+    if threads_n == 1:
+        assert sorted(calls) == [
+            "correlate_rows", "correlate_transpose_rows", "correlate_weight_grad_rows"
+        ]
+    else:  # (its two backward maps run at once, one a thread: dx on row windows)
+        assert calls == ["correlate_transpose_rows"]
+    with cm.conv_layout("batch"):
+        y = F.conv2d(x, w, b)
+        ref = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [u])]
+    for a, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_row_window_route_gradcheck_and_gradgradcheck(threads, monkeypatch):
+    """gradcheck and gradgradcheck (float64) through F.conv2d with the row windows taken
+    for small tensors."""
+    threads(1)
+    monkeypatch.setattr(cm, "ROWS_MIN_TAPS", 1)
+    monkeypatch.setattr(cm, "SAMPLES_LAST_MIN_RUN", 1)
+    monkeypatch.setattr(cm, "SAMPLES_LAST_MAX_ROW", 100)
+    calls = []
+    real = cm.correlate_rows
+    monkeypatch.setattr(cm, "correlate_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(6)
+    x = tg.Tensor(rng.standard_normal((8, 2, 6, 5)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((3, 2, 2, 3)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(3), requires_grad=True)
+
+    def fn(x, w, b):
+        return F.conv2d(x, w, b, stride=(2, 1), padding=((1, 0), (1, 1)), dilation=(1, 2))
+
+    assert tg.gradcheck(fn, (x, w, b))
+    assert tg.gradgradcheck(fn, (x, w, b))
+    assert calls
+
+
+def test_row_window_route_bounds_its_scratch_memory(threads):
+    """Each row-window map's buffers stay within the scratch budget above its inputs and
+    output (chunks of samples, each chunk's freed before the next one's are made), give or
+    take NumPy's own buffers for strided copies."""
+    threads(1)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    pads, ones = ((0, 0), (0, 0)), (1, 1)
+    budget = 2**18  # 7 samples a chunk
+    numpy_buffers = 2 * np.getbufsize() * x.itemsize
+    g = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
+    maps = {
+        "forward": lambda: cm.correlate_padded(x, w, pads, ones, ones, 1),
+        "weight_grad": lambda: cm.correlate_weight_grad_rows(x, g, (5, 5), ones, ones),
+        "input_grad": lambda: cm.correlate_transpose_rows(g, w, (14, 14), ones, ones),
+    }
+    with cm.scratch_budget(budget):
+        assert cm._rows_route(x.shape, w.shape, ones, ones, 1)
+        for name, run in maps.items():
+            tracemalloc.start()
+            out = run()
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert peak < out.nbytes + budget + numpy_buffers, (name, peak, out.nbytes)
+    y = maps["forward"]()
+    np.testing.assert_allclose(y, cm.correlate_gemm(x, w, ones, ones, 1), rtol=1e-4, atol=1e-4)
+
+
 def test_small_pieces_divide_the_columns_within_the_small_matrix_size(monkeypatch):
     """A row's GEMM columns are cut into the fewest equal pieces whose products stay
     within SMALL_GEMM_MACS and that are at least SMALL_PIECE_COLUMNS wide; else one."""

@@ -153,7 +153,8 @@ def test_cli_explain(capsys):
     assert main(["explain", "conv2d", "--input", "1x3x8x8"]) == 1
 
 
-def test_explain_names_the_depthwise_route_and_the_im2col_layout():
+def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads):
+    threads(2)  # (on one thread LeNet-5's second conv takes the row windows: below)
     dw = str(explain.conv2d((16, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, quiet=True))
     assert "no im2col" in dw and "forward, dx, dw: one axpy" in dw and "3364 entries" in dw
     assert "band-matrix" not in dw
@@ -177,6 +178,25 @@ def test_explain_names_the_depthwise_route_and_the_im2col_layout():
     assert "im2col layout: batch (forced by conv_layout('batch'))" in forced
     assert "dx: GEMM with the transposed weight, then col2im" in small
     assert "kept from the forward for dw" in small
+
+
+def test_explain_names_the_row_windows(threads):
+    """On one thread LeNet-5's second conv runs all three maps by row windows; explain
+    says so, with R's size and whether the forward keeps it for dw."""
+    threads(1)
+    small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    assert "forward and dw: by row windows (2-D, one thread)" in small
+    assert "14 rows x C x 5 x 10 outputs x N = 1.0 MiB" in small
+    assert "(150 taps x 640 columns)" in small and "R kept from the forward for dw" in small
+    assert "dx: by row windows" in small and "im2col matrix" not in small
+    with cm.scratch_budget(2**18):
+        chunked = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    assert "7 sample(s) a chunk" in chunked and "R not kept" in chunked
+    wide = str(explain.conv2d((8, 16, 40, 40), (32, 16, 3, 3), padding=1, quiet=True))
+    assert "forward and dw: by row windows" in wide
+    assert "dx: one sample at a time on the padded input's grid" in wide  # the wide grid
+    threads(2)
+    assert "row windows" not in str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
 
 
 def test_explain_names_the_full_correlation_and_the_per_sample_columns():

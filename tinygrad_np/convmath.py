@@ -1194,6 +1194,217 @@ def correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups
     return gw.reshape((o, cg) + tuple(kernel))
 
 
+# ----------------------------------------------------------------------------- row windows
+#
+# A samples-last im2col along every spatial dim but the first: R[h, c, k', o', n] =
+# xt[c, h, o'*s' + k'*d', n] for every input row h that a window reads (k', o', s', d':
+# the kernel taps, output positions, strides and dilations of the other dims). With
+# dilation 1 along the first dim, the columns of output row r are then rows r*s .. r*s +
+# K0 - 1 of R, one contiguous block: a (K0*C*prod(K'), prod(out')*N) matrix with its taps
+# ordered (k0, c, k'), so each row's GEMM reads R in place and the copy is prod(K') times
+# the input instead of prod(K) times (5x less for a 5x5 kernel). The weight is permuted to
+# (O, K0, C, *K') to match. The weight gradient sums each row's g times that block, and
+# the input gradient adds each row's w^T g into the block of a zeroed R, then folds R back
+# onto the input (one add per tap of the other dims).
+#
+# Measured against the samples-last and few-filter routes, LeNet-5 at batch 64 (one thread,
+# ms): 6->16 5x5 at 14x14 forward 0.92 -> 0.55 (keeping what the weight gradient reads),
+# weight gradient 0.64 -> 0.48, input gradient 1.20 -> 0.99; 1->6 5x5 pad 2 at 28x28
+# forward 0.88 -> 0.65.
+
+
+class RowWindows:
+    """A forward's row-window matrix R (see above), kept for the weight gradient."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+
+
+# Where it is taken (2-D, one thread, groups 1, stride 1 along the last dim: each copy
+# then runs over out[-1] * N numbers): the forward, whose row windows the weight gradient
+# then reuses, where a window has at least ROWS_MIN_TAPS taps and a row at least
+# SAMPLES_LAST_MIN_RUN columns (below, the weight gradient from the row windows lost:
+# 1->6 5x5 at 28x28, b64, 0.36 -> 0.53 ms; 3->16 3x3 at 32x32, b32, 0.52 -> 0.84) and the
+# other dims' kernel has at least 3 taps (the 96x96 network's 2x2 kernels lost every map:
+# 1.1-1.2x); the input gradient where a col2im route would run. Measured, one
+# thread, ms, the forward / dw / dx before -> after: 3x3 32->64 at 32x32 (b16) 7.1 / 7.2 /
+# - -> 6.6 / 6.4 / -, 128->128 at 16x16 (b16) 12.5 / 12.5 / - -> 11.7 / 11.3 / -, 16->32 at
+# 64x64 (b8) 5.3 / 5.6 / - -> 5.1 / 4.8 / -, 64->64 at 16x16 (b16) 5.1 / 2.8 / - -> 3.4 /
+# 2.9 / -, 16->32 at 16x16 (b32) 1.95 / 1.25 / 2.20 -> 1.43 / 1.32 / 2.15, 8->16 5x5 at
+# 12x12 (b64) 0.89 / 0.57 / 1.41 -> 0.51 / 0.54 / 1.03, 32->64 at 8x8 (b32) 1.57 / 0.95 /
+# 1.52 -> 1.08 / 0.98 / 1.42, 6->16 3x3 at 14x14 (b64) 0.62 / 0.49 / 0.87 -> 0.44 / 0.42 /
+# 0.70, 8->8 at 16x16 (b32) 0.50 / 0.36 / - -> 0.32 / 0.22 / -; and the input gradient
+# against the batch-wide col2im: 6->16 5x5 at 28x28 (b32) 4.12 -> 2.97, 8->16 at 32x32
+# (b16) 1.84 -> 1.69, 16->32 at 24x24 (b32) 3.94 -> 3.52. It lost against the full
+# correlation and the wide grid (64->64 at 16x16 3.8 -> 4.7, 3x3 32->64 at 32x32 7.2 ->
+# 9.0, 16->32 at 40x40 (b8) 2.2 -> 3.0), which stay where they are taken. With two
+# threads the other routes split their work; this one is not threaded.
+ROWS_MIN_TAPS = 48
+
+
+def _rows_route(x_shape, w_shape, strides, dilations, groups) -> bool:
+    """Whether a GEMM map of this conv may run by row windows (see above); the callers
+    add what each map needs besides."""
+    kernel = tuple(w_shape[2:])
+    if (
+        _settings["layout"] != "auto"
+        or groups != 1
+        or len(kernel) != 2
+        or dilations[0] != 1
+        or any(s != 1 for s in strides[1:])
+        or math.prod(kernel[1:]) < 3
+        or par.threads_here() != 1
+    ):
+        return False
+    out = _out_sizes(x_shape[2:], kernel, strides, dilations)
+    taps = kernel[0] * x_shape[1] * math.prod(kernel[1:])
+    return taps >= ROWS_MIN_TAPS and math.prod(out[1:]) * x_shape[0] >= SAMPLES_LAST_MIN_RUN
+
+
+def _row_geometry(kernel, strides, out_sizes, nb: int, c: int):
+    """(rows of R, taps a window reads (K0*C*prod(K')), columns a row (prod(out')*nb))."""
+    rows = (out_sizes[0] - 1) * strides[0] + kernel[0]
+    return rows, kernel[0] * c * math.prod(kernel[1:]), math.prod(out_sizes[1:]) * nb
+
+
+def _row_windows(xt: np.ndarray, kernel, strides, dilations, out_sizes) -> np.ndarray:
+    """R (rows, C, *K[1:], *out[1:], nb) of the samples-last padded chunk xt (C, *Sp, nb)."""
+    nd = len(kernel)
+    st = xt.strides
+    rows = _row_geometry(kernel, strides, out_sizes, 1, 1)[0]
+    shape = (rows, xt.shape[0]) + tuple(kernel[1:]) + tuple(out_sizes[1:]) + (xt.shape[-1],)
+    steps = (
+        (st[1], st[0])
+        + tuple(st[1 + i] * dilations[i] for i in range(1, nd))
+        + tuple(st[1 + i] * strides[i] for i in range(1, nd))
+        + (st[-1],)
+    )
+    src = np.lib.stride_tricks.as_strided(xt, shape, steps, writeable=False)
+    r = np.empty(shape, dtype=xt.dtype)
+    np.copyto(r, src)
+    return r
+
+
+def _row_blocks(r, kernel, strides, out_sizes, pieces: int = 1, writeable=False) -> np.ndarray:
+    """Each output row's block of R as a stack (out0, pieces, taps, columns / pieces); the
+    blocks overlap where the stride is below K0 (``writeable``: for adds one row at a time)."""
+    _, taps, length = _row_geometry(kernel, strides, out_sizes, r.shape[-1], r.shape[1])
+    size, item = length // pieces, r.itemsize
+    return np.lib.stride_tricks.as_strided(
+        r, (out_sizes[0], pieces, taps, size),
+        (strides[0] * r.strides[0], size * item, length * item, item), writeable=writeable,
+    )  # fmt: skip
+
+
+def _rows_weight(w: np.ndarray) -> np.ndarray:
+    """w (O, C, K0, *K') as the row windows' (O, K0*C*prod(K')) matrix."""
+    perm = (0, 2, 1) + tuple(range(3, w.ndim))
+    return np.ascontiguousarray(w.transpose(perm)).reshape(w.shape[0], -1)
+
+
+def _rows_chunk_bytes(c: int, o: int, kernel, strides, out_sizes, padded, itemsize: int):
+    """Scratch of the row-window maps a sample (the batch is cut into chunks within the
+    budget): R, the samples-last copies of the input and of y or g, and a row's product."""
+    rows, taps, length = _row_geometry(kernel, strides, out_sizes, 1, c)
+    r = rows * taps // kernel[0] * length
+    return (r + c * math.prod(padded) + o * math.prod(out_sizes) + taps * length) * itemsize
+
+
+def correlate_rows(xp, w, strides, dilations, keep_cols: bool = False):
+    """``correlate_samples_last`` by row windows (see above; groups 1, dilation 1 along the
+    first dim). With ``keep_cols`` returns ``(y, RowWindows or None)``."""
+    n, c = xp.shape[:2]
+    o, kernel = w.shape[0], tuple(w.shape[2:])
+    out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
+    dtype = np.result_type(xp.dtype, w.dtype)
+    y = np.empty((n, o) + out_sizes, dtype=dtype)
+    wr = _rows_weight(w)
+    kept = None
+    per_sample = _rows_chunk_bytes(c, o, kernel, strides, out_sizes, xp.shape[2:], xp.itemsize)
+    for n0, n1 in _chunks(n, per_sample):
+        nb = n1 - n0
+        r = _row_windows(_to_samples_last(xp[n0:n1]), kernel, strides, dilations, out_sizes)
+        _, taps, length = _row_geometry(kernel, strides, out_sizes, nb, c)
+        pieces = _small_pieces(length, o * taps)
+        yt = np.empty((o, out_sizes[0], pieces, length // pieces), dtype=dtype)
+        blocks = _row_blocks(r, kernel, strides, out_sizes, pieces)
+        np.matmul(wr, blocks, out=yt.transpose(1, 2, 0, 3))  # (out0, pieces, O, size)
+        transpose_2d(yt.reshape(-1, nb), out=y[n0:n1].reshape(nb, -1))
+        kept = RowWindows(r) if nb == n and r.nbytes <= _settings["cache_bytes"] else None
+        r = blocks = yt = None  # (before the next chunk's are made)
+    return (y, kept) if keep_cols else y
+
+
+def _rows_upstream(g: np.ndarray, out0: int) -> np.ndarray:
+    """g (nb, O, *out) samples-last, as (O, out0, prod(out')*nb)."""
+    return _sl_upstream(g, 1)[0].reshape(g.shape[1], out0, -1)
+
+
+def correlate_weight_grad_rows(xp, g, kernel, strides, dilations, kept=None):
+    """``correlate_weight_grad`` by row windows: gw' = sum over output rows of g's row
+    times that row's block of R (``kept``: the forward's ``RowWindows``)."""
+    n, c = xp.shape[:2]
+    o, out_sizes = g.shape[1], tuple(g.shape[2:])
+    dtype = np.result_type(xp.dtype, g.dtype)
+    taps = _row_geometry(kernel, strides, out_sizes, 1, c)[1]
+    acc = np.zeros((taps, o), dtype=dtype)
+    tmp = np.empty((taps, o), dtype=dtype)
+    per_sample = _rows_chunk_bytes(c, o, kernel, strides, out_sizes, xp.shape[2:], xp.itemsize)
+    for n0, n1 in [(0, n)] if kept is not None else _chunks(n, per_sample):
+        r = kept.rows if kept is not None else _row_windows(
+            _to_samples_last(xp[n0:n1]), kernel, strides, dilations, out_sizes
+        )  # fmt: skip
+        blocks = _row_blocks(r, kernel, strides, out_sizes)[:, 0]  # (out0, taps, length)
+        gt = _rows_upstream(g[n0:n1], out_sizes[0])
+        for i in range(out_sizes[0]):  # (taps, O) = block @ g_row^T, added in row order
+            acc += np.matmul(blocks[i], gt[:, i].T, out=tmp)
+        r = blocks = gt = None  # (before the next chunk's are made)
+    k0, rest = kernel[0], tuple(kernel[1:])
+    gw = acc.T.reshape((o, k0, c) + rest)
+    return np.ascontiguousarray(gw.transpose((0, 2, 1) + tuple(range(3, 3 + len(rest)))))
+
+
+def correlate_transpose_rows(g, w, padded_sizes, strides, dilations) -> np.ndarray:
+    """gxp (N, C, *padded_sizes) by row windows: each output row's w'^T g added into its
+    block of a zeroed R, then R folded back onto the input, one add per tap of the other
+    dims (the padded rows no window reads stay zero)."""
+    n, o = g.shape[:2]
+    c, kernel = w.shape[1], tuple(w.shape[2:])
+    nd = len(kernel)
+    out_sizes = tuple(g.shape[2:])
+    dtype = np.result_type(g.dtype, w.dtype)
+    wt = np.ascontiguousarray(_rows_weight(w).T)  # (taps, O)
+    gxp = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
+    per_sample = _rows_chunk_bytes(
+        c, o, kernel, strides, out_sizes, padded_sizes, np.dtype(dtype).itemsize
+    )
+    for n0, n1 in _chunks(n, per_sample):
+        nb = n1 - n0
+        rows, taps, length = _row_geometry(kernel, strides, out_sizes, nb, c)
+        shape = (rows, c) + kernel[1:] + out_sizes[1:] + (nb,)
+        r = np.zeros(shape, dtype=dtype)
+        blocks = _row_blocks(r, kernel, strides, out_sizes, writeable=True)[:, 0]
+        gt = _rows_upstream(g[n0:n1], out_sizes[0])
+        tmp = np.empty((taps, length), dtype=dtype)
+        for i in range(out_sizes[0]):  # (overlapping blocks: one row at a time)
+            np.add(blocks[i], np.matmul(wt, gt[:, i], out=tmp), out=blocks[i])
+        gxt = np.zeros((c,) + tuple(padded_sizes) + (nb,), dtype=dtype)
+        for k in np.ndindex(*kernel[1:]):  # fold R back: gxt[c, h, o'*s' + k'*d'] += R
+            at = tuple(
+                slice(k[i] * dilations[1 + i], k[i] * dilations[1 + i]
+                      + (out_sizes[1 + i] - 1) * strides[1 + i] + 1, strides[1 + i])
+                for i in range(nd - 1)
+            )  # fmt: skip
+            for ci in range(c):  # (a channel at a time: both sides in the same order, so
+                view = gxt[(ci, slice(0, rows)) + at]  # NumPy needs no buffers)
+                np.add(view, r[(slice(None), ci) + k], out=view)
+        transpose_2d(gxt.reshape(-1, nb), out=gxp[n0:n1].reshape(nb, -1))
+        r = blocks = gt = tmp = gxt = view = None  # (before the next chunk's are made)
+    return gxp
+
+
 # ----------------------------------------------------------------------------- depthwise
 #
 # With one input channel per group (depthwise, Cg == 1) the im2col GEMMs degenerate into
@@ -2724,10 +2935,14 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
     depthwise = algo == "gemm" and groups > 1 and w.shape[1] == 1
+    rows = algo == "gemm" and _rows_route(xp.shape, w.shape, strides, dilations, groups)
     samples_last = algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes)
-    if algo != "gemm" or depthwise or samples_last:
+    if algo != "gemm" or depthwise or samples_last or rows:
         xp = _array(xp)  # (the batch-wide GEMM route pads one sample at a time)
-    if depthwise:
+    if rows:
+        y = correlate_rows(xp, w, strides, dilations, keep_cols=keep_cols)
+        y, cols = y if keep_cols else (y, None)
+    elif depthwise:
         y, cols = correlate_depthwise(xp, w, strides, dilations, groups), None
     elif samples_last:
         y = correlate_samples_last(xp, w, strides, dilations, groups, keep_cols=keep_cols)
@@ -3047,6 +3262,9 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
     if algo == "fft":
         spectra = cache if isinstance(cache, Spectra) else None
         return correlate_transpose_fft(g, w, padded_sizes, strides, dilations, groups, spectra)
+    if _rows_route((g.shape[0], w.shape[1] * groups) + tuple(padded_sizes), w.shape, strides,
+                   dilations, groups):  # fmt: skip
+        return correlate_transpose_rows(g, w, padded_sizes, strides, dilations)
     if _use_samples_last("input_grad", g.shape[0], g.shape[2:]):
         return correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, groups)
     return correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups)
@@ -3059,6 +3277,8 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
         return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups, cols)
     if isinstance(cols, SamplesLastCols):  # (with the forward's columns, xp is not read)
         return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
+    if isinstance(cols, RowWindows):  # (nor with its row windows)
+        return correlate_weight_grad_rows(xp, g, kernel, strides, dilations, cols)
     if cols is not None:
         return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols)
     algo = choose_algorithm(

@@ -197,6 +197,31 @@ def _thin_lines(lines, maps, xs, ws, pads, dilations, outs, itemsize) -> int:
     return scratch
 
 
+def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int:
+    """The row-window route's lines (forward and dw; convmath's partial im2col whose
+    kernel rows are contiguous blocks); returns its scratch."""
+    rows, taps, length = cm._row_geometry(kernel, strides, outs, n_, c)
+    r = rows * taps // kernel[0] * length * itemsize
+    per = cm._rows_chunk_bytes(c, o, kernel, strides, outs, padded, itemsize)
+    chunk = cm.batch_chunk(per, n_)
+    kept = chunk == n_ and r <= cm._settings["cache_bytes"]
+    rest = "x".join(map(str, kernel[1:]))
+    lines.append(
+        f"  forward and dw: by row windows (2-D, one thread): the input copied once per "
+        f"kernel tap of the other dims ({rest}) into R, {rows} rows x C x {rest} x "
+        f"{'x'.join(map(str, outs[1:]))} outputs x N = {_bytes(r)} for the batch; each "
+        f"output row's columns are {kernel[0]} consecutive rows of R ({taps} taps x {length} "
+        f"columns), multiplied in place; {chunk} sample(s) a chunk: scratch "
+        f"{_bytes(chunk * per)}; "
+        + (
+            f"R kept from the forward for dw (at most {_bytes(cm._settings['cache_bytes'])})"
+            if kept
+            else "R not kept (over the cache or chunked): dw builds its own"
+        )
+    )
+    return chunk * per
+
+
 def _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who) -> int:
     """The im2col matrix's lines (its size, chunks, whether kept) for the maps ``who``
     ("the forward and dw" or "dw"); returns the scratch."""
@@ -290,6 +315,11 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
             "  dx: the full correlation of steps 2-4 as one GEMM over O*prod(k), no "
             f"col2im (stride 1, {c // groups} >= {og} channels a group, "
             f"{math.prod(sizes)} >= {cm.PER_SAMPLE_MIN_P} positions a sample)"
+        )
+    elif cm._rows_route((n_, c, *cm.padded_sizes(sizes, pads)), ws, strides, dilations, groups):
+        lines.append(
+            "  dx: by row windows: each output row's w^T dy added into its block of a zeroed "
+            "R, then R folded back onto the input (one add per kernel tap of the other dims)"
         )
     else:
         lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
@@ -469,6 +499,10 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         # the volume route (convmath's stacked wide grid): the forward, and dw where the
         # forward kept no columns for it
         args = (xs, ws, pads, strides, dilations, groups)
+        if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups):
+            scratch = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize)
+            _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
+            return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet)
         thin = ["forward"] if cm._thin_route(*args, "forward", itemsize, True) else []
         kept = not thin and cm.batch_chunk(per, n_) == n_ and total <= cm._settings["cache_bytes"]
         taps = not kept and cm._taps_route(*args, itemsize)

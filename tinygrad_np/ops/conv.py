@@ -58,7 +58,8 @@ def _geometry(args: dict) -> dict:
 
 class _Cols:
     """What the forward kept for its backward maps (short repr for viz): the im2col matrix
-    (GEMM route) or a ``convmath.Spectra`` (FFT route), or None."""
+    (GEMM route), a ``convmath.RowWindows`` (row windows) or a ``convmath.Spectra`` (FFT
+    route), or None."""
 
     __slots__ = ("cols",)
 
@@ -68,6 +69,8 @@ class _Cols:
     def __repr__(self) -> str:
         if isinstance(self.cols, cm.Spectra):
             return "FFT cache"
+        if isinstance(self.cols, cm.RowWindows):
+            return "row-window cache"
         return "im2col cache" if self.cols is not None else "None"
 
 
