@@ -30,6 +30,18 @@ def _route(name):
         yield
 
 
+def _count_calls(monkeypatch, *names) -> list:
+    """Wrap each convmath function ``names`` to append its name to the returned list
+    when called."""
+    calls = []
+    for name in names:
+        real = getattr(cm, name)
+        monkeypatch.setattr(
+            cm, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k)
+        )
+    return calls
+
+
 def _t(a, grad=True, dtype="float64"):
     return tg.Tensor(np.asarray(a), dtype=dtype, requires_grad=grad)
 
@@ -490,12 +502,9 @@ def test_lenet_second_conv_runs_on_row_windows_on_one_thread(threads_n, threads,
     """LeNet-5's second conv at batch 64: on one thread its forward, weight gradient (from
     the kept windows) and input gradient take row windows; on two the forward and weight
     gradient take the other routes. The same values either way."""
-    calls = []
-    for name in ("correlate_rows", "correlate_weight_grad_rows", "correlate_transpose_rows"):
-        real = getattr(cm, name)
-        monkeypatch.setattr(
-            cm, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k)
-        )
+    calls = _count_calls(
+        monkeypatch, "correlate_rows", "correlate_weight_grad_rows", "correlate_transpose_rows"
+    )
     threads(threads_n)
     rng = np.random.default_rng(5)
     x = tg.Tensor(rng.standard_normal((64, 6, 14, 14)).astype(np.float32), requires_grad=True)
@@ -525,9 +534,7 @@ def test_row_window_route_gradcheck_and_gradgradcheck(threads, monkeypatch):
     monkeypatch.setattr(cm, "ROWS_MIN_TAPS", 1)
     monkeypatch.setattr(cm, "SAMPLES_LAST_MIN_RUN", 1)
     monkeypatch.setattr(cm, "SAMPLES_LAST_MAX_ROW", 100)
-    calls = []
-    real = cm.correlate_rows
-    monkeypatch.setattr(cm, "correlate_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_calls(monkeypatch, "correlate_rows")
     rng = np.random.default_rng(6)
     x = tg.Tensor(rng.standard_normal((8, 2, 6, 5)), requires_grad=True)
     w = tg.Tensor(rng.standard_normal((3, 2, 2, 3)), requires_grad=True)
@@ -1269,9 +1276,7 @@ def test_few_filter_forward_writes_y_per_sample(
     w = rng.standard_normal((3 * groups, shape[1] // groups) + kernel)
     b = rng.standard_normal(3 * groups) if with_bias else None
     args = (x, w, strides, dilations, groups)
-    calls = []
-    real = cm._correlate_few
-    monkeypatch.setattr(cm, "_correlate_few", lambda *a: calls.append(1) or real(*a))
+    calls = _count_calls(monkeypatch, "_correlate_few")
     threads(n_threads)
     monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
     monkeypatch.setattr(cm, "PER_SAMPLE_MIN_P", 10**9)  # no per-sample route
