@@ -442,13 +442,17 @@ ROW_CASES = [
 ]
 
 
+@pytest.mark.parametrize("threads_n", [1, 2])
 @pytest.mark.parametrize("budget", [None, 1], ids=["whole", "chunks"])
 @pytest.mark.parametrize("case", ROW_CASES, ids=lambda c: f"{len(c[0]) - 2}d-{c[2]}")
-def test_row_window_maps_equal_the_gemm_route(case, budget, monkeypatch):
+def test_row_window_maps_equal_the_gemm_route(case, budget, threads_n, threads, monkeypatch):
     """The row-window maps (the first dim's kernel rows as contiguous blocks of a partial
     im2col) equal the batch-wide GEMM route, float64: the forward, the weight gradient
-    from the kept windows and from its own, the input gradient; with a budget of one
-    sample's scratch (a chunk a sample) nothing is kept."""
+    from the kept windows and from its own, the input gradient; one thread or two, each
+    on its share of the samples; with a budget of one sample's scratch (a chunk a sample)
+    nothing is kept unless every share is one sample."""
+    threads(threads_n)
+    monkeypatch.setattr(par, "MIN_ELEMENTS", 1)  # split even these small jobs
     x_shape, w_shape, strides, dilations, pads = case
     rng = np.random.default_rng(len(x_shape) + w_shape[0])
     x = cm.pad_spatial(rng.standard_normal(x_shape), pads)
@@ -457,7 +461,7 @@ def test_row_window_maps_equal_the_gemm_route(case, budget, monkeypatch):
     if budget is not None:
         monkeypatch.setitem(cm._settings, "scratch_bytes", budget)  # one sample a chunk
     y, kept = cm.correlate_rows(x, w, strides, dilations, keep_cols=True)
-    assert (kept is None) == (budget is not None)
+    assert (kept is None) == (budget is not None and x_shape[0] > threads_n)
     np.testing.assert_allclose(y, cm.correlate_gemm(x, w, strides, dilations, 1), atol=1e-12)
     np.testing.assert_array_equal(cm.correlate_rows(x, w, strides, dilations), y)
     g = rng.standard_normal(y.shape)
@@ -474,9 +478,10 @@ def test_row_window_maps_equal_the_gemm_route(case, budget, monkeypatch):
 
 
 def test_rows_route_where_taken(threads, monkeypatch):
-    """Row windows on one thread, for 2-D convs of one group, dilation 1 along the first
-    dim and stride 1 along the last, with at least ROWS_MIN_TAPS taps a window, 3 taps
-    along the last dim and SAMPLES_LAST_MIN_RUN columns a row."""
+    """Row windows for 2-D convs of one group, dilation 1 along the first dim and stride 1
+    along the last, with at least ROWS_MIN_TAPS taps a window, 3 taps along the last dim
+    and SAMPLES_LAST_MIN_RUN columns a row of each thread's share of the samples; on more
+    threads only below PER_SAMPLE_MIN_P outputs a sample; the input gradient on one."""
     threads(1)
     ok = cm._rows_route
     x, w = (16, 6, 14, 18), (8, 6, 3, 3)  # 54 taps; 16 outputs a row x 16 samples = 256
@@ -491,17 +496,23 @@ def test_rows_route_where_taken(threads, monkeypatch):
     assert not ok((16, 6, 6, 6, 18), (8, 6, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1)  # volumes
     with cm.conv_layout("samples_last"):
         assert not ok(x, w, (1, 1), (1, 1), 1)
+    assert ok(x, w, (1, 1), (1, 1), 1, "input_grad")
     threads(2)
-    assert not ok(x, w, (1, 1), (1, 1), 1)
+    assert not ok(x, w, (1, 1), (1, 1), 1)  # shares of 8 samples: rows of 128 columns
+    assert ok((32, 6, 14, 18), w, (1, 1), (1, 1), 1)  # 12x16 = 192 outputs a sample
+    assert not ok((32, 6, 14, 18), w, (1, 1), (1, 1), 1, "input_grad")
+    assert not ok((32, 6, 18, 18), w, (1, 1), (1, 1), 1)  # 256 outputs: per sample
     with par.single_threaded():  # (each nn.DataParallel process)
-        assert ok(x, w, (1, 1), (1, 1), 1)
+        assert ok(x, w, (1, 1), (1, 1), 1) and ok((32, 6, 18, 18), w, (1, 1), (1, 1), 1)
+        assert ok(x, w, (1, 1), (1, 1), 1, "input_grad")
 
 
 @pytest.mark.parametrize("threads_n", [1, 2])
-def test_lenet_second_conv_runs_on_row_windows_on_one_thread(threads_n, threads, monkeypatch):
-    """LeNet-5's second conv at batch 64: on one thread its forward, weight gradient (from
-    the kept windows) and input gradient take row windows; on two the forward and weight
-    gradient take the other routes. The same values either way."""
+def test_lenet_second_conv_runs_on_row_windows(threads_n, threads, monkeypatch):
+    """LeNet-5's second conv at batch 64: its forward, weight gradient (from the kept
+    windows) and input gradient take row windows, on one thread or two (each thread on its
+    share of the samples; the input gradient on one, beside the weight gradient). The same
+    values as the batch-wide route."""
     calls = _count_calls(
         monkeypatch, "correlate_rows", "correlate_weight_grad_rows", "correlate_transpose_rows"
     )
@@ -511,15 +522,12 @@ def test_lenet_second_conv_runs_on_row_windows_on_one_thread(threads_n, threads,
     w = tg.Tensor(rng.standard_normal((16, 6, 5, 5)).astype(np.float32), requires_grad=True)
     b = tg.Tensor(rng.standard_normal(16).astype(np.float32), requires_grad=True)
     y = F.conv2d(x, w, b)
-    assert isinstance(y.grad_fn.cols, cm.RowWindows) == (threads_n == 1)
+    assert isinstance(y.grad_fn.cols, cm.RowWindows)
+    assert len(y.grad_fn.cols.parts) == threads_n
     u = tg.Tensor(rng.standard_normal(y.shape).astype(np.float32))
     got = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [u])]
-    if threads_n == 1:
-        assert sorted(calls) == [
-            "correlate_rows", "correlate_transpose_rows", "correlate_weight_grad_rows"
-        ]
-    else:  # (its two backward maps run at once, one a thread: dx on row windows)
-        assert calls == ["correlate_transpose_rows"]
+    expected = ["correlate_rows", "correlate_transpose_rows", "correlate_weight_grad_rows"]
+    assert sorted(calls) == expected
     with cm.conv_layout("batch"):
         y = F.conv2d(x, w, b)
         ref = [y.data] + [t.data for t in tg.grad(y, [x, w, b], [u])]

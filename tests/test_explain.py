@@ -154,7 +154,7 @@ def test_cli_explain(capsys):
 
 
 def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads):
-    threads(2)  # (on one thread LeNet-5's second conv takes the row windows: below)
+    threads(2)  # (a 5x2 kernel: not on the row windows, below)
     dw = str(explain.conv2d((16, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, quiet=True))
     assert "no im2col" in dw and "forward, dx, dw: one axpy" in dw and "3364 entries" in dw
     assert "band-matrix" not in dw
@@ -166,26 +166,27 @@ def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads):
     )
     assert "forward, dx, dw: one axpy" in wide  # (rows too wide for band matrices)
     assert "split into 4 phase planes by the stride, 22801 entries a sample each" in wide
-    small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
-    assert "samples-last for dx (output rows of 10 <= 16)" in small
-    assert "and for the forward on one thread (runs of 10*64 = 640 >= 256)" in small
+    small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 2), quiet=True))
+    assert "samples-last for dx (output rows of 13 <= 16)" in small
+    assert "and for the forward on one thread (runs of 13*64 = 832 >= 256)" in small
     few = str(explain.conv2d((16, 158, 9, 9), (158, 158, 2, 2), quiet=True))
     assert "not for the forward (runs of 8*16 = 128 < 256)" in few
     large = str(explain.conv2d((64, 6, 40, 40), (16, 6, 5, 5), quiet=True))
     assert "im2col layout" not in large  # 36-wide rows: batch-wide, nothing to say
     with cm.conv_layout("batch"):
-        forced = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+        forced = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 2), quiet=True))
     assert "im2col layout: batch (forced by conv_layout('batch'))" in forced
     assert "dx: GEMM with the transposed weight, then col2im" in small
     assert "kept from the forward for dw" in small
 
 
 def test_explain_names_the_row_windows(threads):
-    """On one thread LeNet-5's second conv runs all three maps by row windows; explain
-    says so, with R's size and whether the forward keeps it for dw."""
+    """LeNet-5's second conv runs all three maps by row windows; explain says so, with R's
+    size and whether the forward keeps it for dw; with two threads, 256 outputs a sample
+    go to the per-sample route instead."""
     threads(1)
     small = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
-    assert "forward and dw: by row windows (2-D, one thread)" in small
+    assert "forward and dw: by row windows (2-D; 1 thread(s), each on its share" in small
     assert "14 rows x C x 5 x 10 outputs x N = 1.0 MiB" in small
     assert "(150 taps x 640 columns)" in small and "R kept from the forward for dw" in small
     assert "dx: by row windows" in small and "im2col matrix" not in small
@@ -196,7 +197,12 @@ def test_explain_names_the_row_windows(threads):
     assert "forward and dw: by row windows" in wide
     assert "dx: one sample at a time on the padded input's grid" in wide  # the wide grid
     threads(2)
-    assert "row windows" not in str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    two = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
+    assert "by row windows (2-D; 2 thread(s)" in two and "32 sample(s) a chunk" in two
+    assert "dx: by row windows (on one thread, beside dw)" in two
+    per_sample = str(explain.conv2d((32, 6, 18, 18), (8, 6, 3, 3), quiet=True))
+    assert "forward and dw: by row windows" not in per_sample
+    assert "dx: by row windows (on one thread, beside dw)" in per_sample  # (a small conv)
 
 
 def test_explain_names_the_full_correlation_and_the_per_sample_columns():

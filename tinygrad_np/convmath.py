@@ -1213,18 +1213,20 @@ def correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups
 
 
 class RowWindows:
-    """A forward's row-window matrix R (see above), kept for the weight gradient."""
+    """A forward's row-window matrices R (see above), kept for the weight gradient: one
+    ``(samples, R)`` a thread's share of the batch."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("parts",)
 
-    def __init__(self, rows: np.ndarray):
-        self.rows = rows
+    def __init__(self, parts: list):
+        self.parts = parts
 
 
-# Where it is taken (2-D, one thread, groups 1, stride 1 along the last dim: each copy
-# then runs over out[-1] * N numbers): the forward, whose row windows the weight gradient
-# then reuses, where a window has at least ROWS_MIN_TAPS taps and a row at least
-# SAMPLES_LAST_MIN_RUN columns (below, the weight gradient from the row windows lost:
+# Where it is taken (2-D, groups 1, stride 1 along the last dim: each copy then runs over
+# out[-1] * N numbers): the forward, whose row windows the weight gradient then reuses,
+# where a window has at least ROWS_MIN_TAPS taps and a row at least SAMPLES_LAST_MIN_RUN
+# columns of each thread's share of the samples (below, the weight gradient from the row
+# windows lost:
 # 1->6 5x5 at 28x28, b64, 0.36 -> 0.53 ms; 3->16 3x3 at 32x32, b32, 0.52 -> 0.84) and the
 # other dims' kernel has at least 3 taps (the 96x96 network's 2x2 kernels lost every map:
 # 1.1-1.2x); the input gradient where a col2im route would run. Measured, one
@@ -1238,12 +1240,21 @@ class RowWindows:
 # against the batch-wide col2im: 6->16 5x5 at 28x28 (b32) 4.12 -> 2.97, 8->16 at 32x32
 # (b16) 1.84 -> 1.69, 16->32 at 24x24 (b32) 3.94 -> 3.52. It lost against the full
 # correlation and the wide grid (64->64 at 16x16 3.8 -> 4.7, 3x3 32->64 at 32x32 7.2 ->
-# 9.0, 16->32 at 40x40 (b8) 2.2 -> 3.0), which stay where they are taken. With two
-# threads the other routes split their work; this one is not threaded.
+# 9.0, 16->32 at 40x40 (b8) 2.2 -> 3.0), which stay where they are taken.
+#
+# With threads, each runs the forward and the weight gradient for its own share of the
+# samples (its own R; the shares' weight gradients added in sample order), and the input
+# gradient runs on one thread only (as it does beside the weight gradient for small convs).
+# Against the per-sample route, split by samples, they lost or tied there (2 threads, ms,
+# forward + dw: 3x3 32->64 at 32x32 (b32) 15.5-16.2 -> 15.5-16.1 but the forward 7.8-8.1 ->
+# 9.1-9.5, 16->32 at 64x64 (b8) 6.1 -> 6.9), so with threads only convs with fewer than
+# PER_SAMPLE_MIN_P outputs a sample take them: LeNet-5's second conv at b128 forward 1.46-
+# 1.60 -> 1.03-1.06, 8->16 5x5 at 12x12 (b64) 0.83 -> 0.50-0.55, 16->16 at 10x10 (b128)
+# 1.63 -> 1.38-1.43.
 ROWS_MIN_TAPS = 48
 
 
-def _rows_route(x_shape, w_shape, strides, dilations, groups) -> bool:
+def _rows_route(x_shape, w_shape, strides, dilations, groups, which="forward") -> bool:
     """Whether a GEMM map of this conv may run by row windows (see above); the callers
     add what each map needs besides."""
     kernel = tuple(w_shape[2:])
@@ -1254,12 +1265,16 @@ def _rows_route(x_shape, w_shape, strides, dilations, groups) -> bool:
         or dilations[0] != 1
         or any(s != 1 for s in strides[1:])
         or math.prod(kernel[1:]) < 3
-        or par.threads_here() != 1
+        or (which == "input_grad" and par.threads_here() != 1)
     ):
         return False
     out = _out_sizes(x_shape[2:], kernel, strides, dilations)
+    threads = par.threads_here()
+    if threads > 1 and math.prod(out) >= PER_SAMPLE_MIN_P:
+        return False  # (the per-sample route, split by samples, was as fast or faster)
     taps = kernel[0] * x_shape[1] * math.prod(kernel[1:])
-    return taps >= ROWS_MIN_TAPS and math.prod(out[1:]) * x_shape[0] >= SAMPLES_LAST_MIN_RUN
+    share = x_shape[0] // threads  # (the samples of each thread's GEMM columns)
+    return taps >= ROWS_MIN_TAPS and math.prod(out[1:]) * share >= SAMPLES_LAST_MIN_RUN
 
 
 def _row_geometry(kernel, strides, out_sizes, nb: int, c: int):
@@ -1311,29 +1326,53 @@ def _rows_chunk_bytes(c: int, o: int, kernel, strides, out_sizes, padded, itemsi
     return (r + c * math.prod(padded) + o * math.prod(out_sizes) + taps * length) * itemsize
 
 
+def _rows_shares(n: int, per_sample: int) -> list[list[slice]]:
+    """The batch cut for the row-window maps: one share of samples a thread, each cut into
+    chunks within that thread's part of the scratch budget."""
+    shares = par.split(n, par.threads_here())
+    budget = _settings["scratch_bytes"] // len(shares)
+    out = []
+    for share in shares:
+        step = batch_chunk(per_sample, share.stop - share.start, budget)
+        starts = range(share.start, share.stop, step)
+        out.append([slice(a, min(share.stop, a + step)) for a in starts])
+    return out
+
+
 def correlate_rows(xp, w, strides, dilations, keep_cols: bool = False):
     """``correlate_samples_last`` by row windows (see above; groups 1, dilation 1 along the
-    first dim). With ``keep_cols`` returns ``(y, RowWindows or None)``."""
+    first dim), each thread on its share of the samples. With ``keep_cols`` returns
+    ``(y, RowWindows or None)``: the windows are kept when each share was one chunk and
+    they fit ``cache_bytes``."""
     n, c = xp.shape[:2]
     o, kernel = w.shape[0], tuple(w.shape[2:])
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
     y = np.empty((n, o) + out_sizes, dtype=dtype)
     wr = _rows_weight(w)
-    kept = None
     per_sample = _rows_chunk_bytes(c, o, kernel, strides, out_sizes, xp.shape[2:], xp.itemsize)
-    for n0, n1 in _chunks(n, per_sample):
-        nb = n1 - n0
-        r = _row_windows(_to_samples_last(xp[n0:n1]), kernel, strides, dilations, out_sizes)
-        _, taps, length = _row_geometry(kernel, strides, out_sizes, nb, c)
-        pieces = _small_pieces(length, o * taps)
-        yt = np.empty((o, out_sizes[0], pieces, length // pieces), dtype=dtype)
-        blocks = _row_blocks(r, kernel, strides, out_sizes, pieces)
-        np.matmul(wr, blocks, out=yt.transpose(1, 2, 0, 3))  # (out0, pieces, O, size)
-        transpose_2d(yt.reshape(-1, nb), out=y[n0:n1].reshape(nb, -1))
-        kept = RowWindows(r) if nb == n and r.nbytes <= _settings["cache_bytes"] else None
-        r = blocks = yt = None  # (before the next chunk's are made)
-    return (y, kept) if keep_cols else y
+    shares = _rows_shares(n, per_sample)
+    kept: list = [None] * len(shares)
+
+    def run(which):  # a thread's shares, chunk by chunk
+        for i in range(len(shares))[which]:
+            for s in shares[i]:
+                nb = s.stop - s.start
+                r = _row_windows(_to_samples_last(xp[s]), kernel, strides, dilations, out_sizes)
+                _, taps, length = _row_geometry(kernel, strides, out_sizes, nb, c)
+                pieces = _small_pieces(length, o * taps)
+                yt = np.empty((o, out_sizes[0], pieces, length // pieces), dtype=dtype)
+                blocks = _row_blocks(r, kernel, strides, out_sizes, pieces)
+                np.matmul(wr, blocks, out=yt.transpose(1, 2, 0, 3))  # (out0, pieces, O, size)
+                transpose_2d(yt.reshape(-1, nb), out=y[s].reshape(nb, -1))
+                kept[i] = (s, r) if len(shares[i]) == 1 else None
+                r = blocks = yt = None  # (before the next chunk's are made)
+
+    par.for_slices(len(shares), run, y.size * len(shares) * par.MIN_ELEMENTS)
+    if not keep_cols:
+        return y
+    fits = sum(r.nbytes for _, r in filter(None, kept)) <= _settings["cache_bytes"]
+    return y, (RowWindows(kept) if all(kept) and fits else None)
 
 
 def _rows_upstream(g: np.ndarray, out0: int) -> np.ndarray:
@@ -1343,23 +1382,38 @@ def _rows_upstream(g: np.ndarray, out0: int) -> np.ndarray:
 
 def correlate_weight_grad_rows(xp, g, kernel, strides, dilations, kept=None):
     """``correlate_weight_grad`` by row windows: gw' = sum over output rows of g's row
-    times that row's block of R (``kept``: the forward's ``RowWindows``)."""
+    times that row's block of R (``kept``: the forward's ``RowWindows``), each thread on
+    its share of the samples, the shares' sums added in sample order."""
     n, c = xp.shape[:2]
     o, out_sizes = g.shape[1], tuple(g.shape[2:])
     dtype = np.result_type(xp.dtype, g.dtype)
     taps = _row_geometry(kernel, strides, out_sizes, 1, c)[1]
-    acc = np.zeros((taps, o), dtype=dtype)
-    tmp = np.empty((taps, o), dtype=dtype)
-    per_sample = _rows_chunk_bytes(c, o, kernel, strides, out_sizes, xp.shape[2:], xp.itemsize)
-    for n0, n1 in [(0, n)] if kept is not None else _chunks(n, per_sample):
-        r = kept.rows if kept is not None else _row_windows(
-            _to_samples_last(xp[n0:n1]), kernel, strides, dilations, out_sizes
-        )  # fmt: skip
-        blocks = _row_blocks(r, kernel, strides, out_sizes)[:, 0]  # (out0, taps, length)
-        gt = _rows_upstream(g[n0:n1], out_sizes[0])
-        for i in range(out_sizes[0]):  # (taps, O) = block @ g_row^T, added in row order
-            acc += np.matmul(blocks[i], gt[:, i].T, out=tmp)
-        r = blocks = gt = None  # (before the next chunk's are made)
+    if kept is not None:
+        shares = [[part] for part in kept.parts]
+    else:
+        per = _rows_chunk_bytes(c, o, kernel, strides, out_sizes, xp.shape[2:], xp.itemsize)
+        shares = [[(s, None) for s in chunks] for chunks in _rows_shares(n, per)]
+    partial: list = [None] * len(shares)
+
+    def run(which):  # a thread's shares: the sum over its samples, in row order
+        for i in range(len(shares))[which]:
+            acc = np.zeros((taps, o), dtype=dtype)
+            tmp = np.empty((taps, o), dtype=dtype)
+            for s, r in shares[i]:
+                if r is None:
+                    r = _row_windows(_to_samples_last(_array(xp[s])), kernel, strides,
+                                     dilations, out_sizes)  # fmt: skip
+                blocks = _row_blocks(r, kernel, strides, out_sizes)[:, 0]  # (out0, taps, L)
+                gt = _rows_upstream(g[s], out_sizes[0])
+                for row in range(out_sizes[0]):  # (taps, O) = block @ g_row^T
+                    acc += np.matmul(blocks[row], gt[:, row].T, out=tmp)
+                r = blocks = gt = None  # (before the next chunk's are made)
+            partial[i] = acc
+
+    par.for_slices(len(shares), run, g.size * len(shares) * par.MIN_ELEMENTS)
+    acc = partial[0]
+    for more in partial[1:]:
+        acc = acc + more
     k0, rest = kernel[0], tuple(kernel[1:])
     gw = acc.T.reshape((o, k0, c) + rest)
     return np.ascontiguousarray(gw.transpose((0, 2, 1) + tuple(range(3, 3 + len(rest)))))
@@ -3262,7 +3316,7 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
         spectra = cache if isinstance(cache, Spectra) else None
         return correlate_transpose_fft(g, w, padded_sizes, strides, dilations, groups, spectra)
     if _rows_route((g.shape[0], w.shape[1] * groups) + tuple(padded_sizes), w.shape, strides,
-                   dilations, groups):  # fmt: skip
+                   dilations, groups, "input_grad"):  # fmt: skip
         return correlate_transpose_rows(g, w, padded_sizes, strides, dilations)
     if _use_samples_last("input_grad", g.shape[0], g.shape[2:]):
         return correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, groups)

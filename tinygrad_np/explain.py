@@ -203,23 +203,26 @@ def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int
     rows, taps, length = cm._row_geometry(kernel, strides, outs, n_, c)
     r = rows * taps // kernel[0] * length * itemsize
     per = cm._rows_chunk_bytes(c, o, kernel, strides, outs, padded, itemsize)
-    chunk = cm.batch_chunk(per, n_)
-    kept = chunk == n_ and r <= cm._settings["cache_bytes"]
+    shares = cm._rows_shares(n_, per)
+    threads, chunk = len(shares), shares[0][0].stop - shares[0][0].start
+    length = math.prod(outs[1:]) * chunk  # (the columns of one chunk's rows)
+    kept = all(len(chunks) == 1 for chunks in shares) and r <= cm._settings["cache_bytes"]
     rest = "x".join(map(str, kernel[1:]))
     lines.append(
-        f"  forward and dw: by row windows (2-D, one thread): the input copied once per "
+        f"  forward and dw: by row windows (2-D; {threads} thread(s), each on its share of "
+        f"the samples): the input copied once per "
         f"kernel tap of the other dims ({rest}) into R, {rows} rows x C x {rest} x "
         f"{'x'.join(map(str, outs[1:]))} outputs x N = {_bytes(r)} for the batch; each "
         f"output row's columns are {kernel[0]} consecutive rows of R ({taps} taps x {length} "
         f"columns), multiplied in place; {chunk} sample(s) a chunk: scratch "
-        f"{_bytes(chunk * per)}; "
+        f"{_bytes(threads * chunk * per)}; "
         + (
             f"R kept from the forward for dw (at most {_bytes(cm._settings['cache_bytes'])})"
             if kept
             else "R not kept (over the cache or chunked): dw builds its own"
         )
     )
-    return chunk * per
+    return threads * chunk * per
 
 
 def _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who) -> int:
@@ -270,6 +273,19 @@ def _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who) -> int:
     return scratch
 
 
+def _dx_on_rows(xs, ws, out_shape, sizes, pads, strides, dilations, groups) -> bool:
+    """Whether dx takes the row windows: on one thread, which it has when tinygrad_np runs
+    one, or when a small conv's two backward maps run at once (ops/conv.py)."""
+    from tinygrad_np.ops import conv as conv_op
+
+    padded = (*xs[:2], *cm.padded_sizes(sizes, pads))
+    macs = math.prod(out_shape) * math.prod(ws[1:])
+    if par.get_num_threads() > 1 and macs >= conv_op._CONCURRENT_MAPS_MAX:
+        return False
+    with par.single_threaded():
+        return cm._rows_route(padded, ws, strides, dilations, groups, "input_grad")
+
+
 def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize):
     """How the GEMM route computes dx."""
     n_, c = xs[:2]
@@ -316,10 +332,12 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
             f"col2im (stride 1, {c // groups} >= {og} channels a group, "
             f"{math.prod(sizes)} >= {cm.PER_SAMPLE_MIN_P} positions a sample)"
         )
-    elif cm._rows_route((n_, c, *cm.padded_sizes(sizes, pads)), ws, strides, dilations, groups):
+    elif _dx_on_rows(xs, ws, out_shape, sizes, pads, strides, dilations, groups):
+        beside = "" if par.get_num_threads() == 1 else " (on one thread, beside dw)"
         lines.append(
-            "  dx: by row windows: each output row's w^T dy added into its block of a zeroed "
-            "R, then R folded back onto the input (one add per kernel tap of the other dims)"
+            f"  dx: by row windows{beside}: each output row's w^T dy added into its block of "
+            "a zeroed R, then R folded back onto the input (one add per kernel tap of the "
+            "other dims)"
         )
     else:
         lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
