@@ -1365,7 +1365,7 @@ def correlate_rows(xp, w, strides, dilations, keep_cols: bool = False):
                 blocks = _row_blocks(r, kernel, strides, out_sizes, pieces)
                 np.matmul(wr, blocks, out=yt.transpose(1, 2, 0, 3))  # (out0, pieces, O, size)
                 transpose_2d(yt.reshape(-1, nb), out=y[s].reshape(nb, -1))
-                kept[i] = (s, r) if len(shares[i]) == 1 else None
+                kept[i] = (s, r) if keep_cols and len(shares[i]) == 1 else None
                 r = blocks = yt = None  # (before the next chunk's are made)
 
     par.for_slices(len(shares), run, y.size * len(shares) * par.MIN_ELEMENTS)
