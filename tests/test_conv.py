@@ -493,7 +493,13 @@ def test_rows_route_where_taken(threads, monkeypatch):
     assert not ok(x, (8, 3, 3, 3), (1, 1), (1, 1), 2)  # groups
     assert not ok(x, w, (1, 1), (2, 1), 1)  # dilated rows: not contiguous blocks
     assert not ok(x, w, (1, 2), (1, 1), 1)  # strided rows: short copies
-    assert not ok((16, 6, 6, 6, 18), (8, 6, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1)  # volumes
+    vol, vw = (4, 2, 8, 8, 8), (8, 2, 3, 3, 3)  # volumes: forward (and dw) where R is kept
+    assert ok(vol, vw, (1, 1, 1), (1, 1, 1), 1)
+    assert not ok(vol, vw, (1, 1, 1), (1, 1, 1), 1, "input_grad")
+    assert not ok((4, 1, 8, 8, 8), (8, 1, 3, 3, 3), (1, 1, 1), (1, 1, 1), 1)  # 27 taps
+    with cm.scratch_budget(2**30):
+        monkeypatch.setitem(cm._settings, "cache_bytes", 8 * 2 * 9 * 36 * 4 * 4 - 1)
+        assert not ok(vol, vw, (1, 1, 1), (1, 1, 1), 1)  # R one byte over the cache
     with cm.conv_layout("samples_last"):
         assert not ok(x, w, (1, 1), (1, 1), 1)
     assert ok(x, w, (1, 1), (1, 1), 1, "input_grad")

@@ -200,6 +200,10 @@ def test_explain_names_the_row_windows(threads):
     two = str(explain.conv2d((64, 6, 14, 14), (16, 6, 5, 5), quiet=True))
     assert "by row windows (2-D; 2 thread(s)" in two and "32 sample(s) a chunk" in two
     assert "dx: by row windows (on one thread, beside dw)" in two
+    vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "forward and dw: by row windows (3-D; 2 thread(s)" in vol
+    assert "18 rows x C x 3x3 x 16x16 outputs x N = 10.1 MiB" in vol
+    assert "dx: the full correlation of steps 2-4 from tap views" in vol  # (not by rows)
     per_sample = str(explain.conv2d((32, 6, 18, 18), (8, 6, 3, 3), quiet=True))
     assert "forward and dw: by row windows" not in per_sample
     assert "dx: by row windows (on one thread, beside dw)" in per_sample  # (a small conv)
@@ -234,10 +238,11 @@ def test_explain_says_kept_columns_are_written_one_sample_at_a_time():
     assert "the forward writes one sample's columns at a time into it" in net96
 
 
-def test_explain_names_the_volume_route(threads):
+def test_explain_names_the_volume_route(threads, monkeypatch):
     """A 3x3x3 conv with 16 or fewer filters: the forward on the stacked wide grid; dw on
     tap views with up to 8 inputs, else on that grid where the forward keeps no columns
     (on two threads: fewer than 16 filters); dx too where inputs >= outputs."""
+    monkeypatch.setattr(cm, "ROWS_MIN_TAPS", 10**9)  # (no row windows: see the next test)
     threads(1)
     vol = str(explain.conv3d((8, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
     assert "forward: on the stacked wide grid" in vol

@@ -78,6 +78,11 @@ def _row_windows(rng):  # 15+ outputs a row x 32 samples a thread, 150 taps: row
     return (64, 6, 16, 19), 16, (5, 5), (s, 1), (1, 1), _pairs(rng, 2, 1), 1, None
 
 
+def _row_windows_3d(rng):  # a volume whose row windows fit the cache: forward and dw
+    d = int(rng.integers(1, 3))
+    return (4, 4, 12, 11, 13), 16, (3, 3, 3), (1, 1, 1), (1, 1, d), _pairs(rng, 3, 1), 1, None
+
+
 def _chunked(rng):  # a small scratch budget: several batch chunks, or rows of a sample
     s = int(rng.integers(1, 3))
     return (4, 3, 24, 20), 16, (3, 3), (s, s), (1, 1), _pairs(rng, 2), 1, {"scratch_bytes": 2**15}
@@ -135,6 +140,7 @@ FAMILIES = {
     "row_windows": (
         ("correlate_rows", "correlate_weight_grad_rows", "correlate_transpose_rows"), _row_windows
     ),
+    "row_windows_3d": (("correlate_rows", "correlate_weight_grad_rows"), _row_windows_3d),
 }
 
 

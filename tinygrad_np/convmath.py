@@ -1251,17 +1251,28 @@ class RowWindows:
 # PER_SAMPLE_MIN_P outputs a sample take them: LeNet-5's second conv at b128 forward 1.46-
 # 1.60 -> 1.03-1.06, 8->16 5x5 at 12x12 (b64) 0.83 -> 0.50-0.55, 16->16 at 10x10 (b128)
 # 1.63 -> 1.38-1.43.
+#
+# Volumes take the forward (before the stacked wide grid when the forward keeps what dw
+# reads) and the weight gradient where R fits the cache and is kept, on any thread count;
+# their input gradient stays on its routes (tap views, the wide grid, the full
+# correlation: 1.2-2.3x faster there). Forward + dw, ms, one thread (two) before -> after:
+# 3x3x3 8->16 at 16^3 (b8) 8.0 (5.1) -> 7.7 (4.4), 16->32 at 16^3 (b4) 14.6 (8.2) -> 12.3
+# (6.6), 32->32 at 12^3 (b4) 14.1 (7.9) -> 9.2 (5.2); a whole training step of the last,
+# one thread (two): 22.0-22.2 (12.3-12.5) -> 15.6-17.0 (9.9-10.4). Where R did not fit
+# (16->16 at 24^3, b2, 17 MB) its forward lost on one thread: 5.7 -> 9.1.
 ROWS_MIN_TAPS = 48
 
 
-def _rows_route(x_shape, w_shape, strides, dilations, groups, which="forward") -> bool:
-    """Whether a GEMM map of this conv may run by row windows (see above); the callers
+def _rows_route(x_shape, w_shape, strides, dilations, groups, which="forward", itemsize=4):
+    """Whether a GEMM map of this conv (x_shape: padded) may run by row windows (see
+    above): the forward of images and volumes, the input gradient of images; the callers
     add what each map needs besides."""
     kernel = tuple(w_shape[2:])
+    nd = len(kernel)
     if (
         _settings["layout"] != "auto"
         or groups != 1
-        or len(kernel) != 2
+        or nd not in ((2,) if which == "input_grad" else (2, 3))
         or dilations[0] != 1
         or any(s != 1 for s in strides[1:])
         or math.prod(kernel[1:]) < 3
@@ -1269,7 +1280,13 @@ def _rows_route(x_shape, w_shape, strides, dilations, groups, which="forward") -
     ):
         return False
     out = _out_sizes(x_shape[2:], kernel, strides, dilations)
+    if min(out) < 1:
+        return False
     threads = par.threads_here()
+    if nd == 3:  # volumes: where the weight gradient gets R kept (see below)
+        rows, taps, length = _row_geometry(kernel, strides, out, x_shape[0], x_shape[1])
+        kept = rows * taps // kernel[0] * length * itemsize <= _settings["cache_bytes"]
+        return kept and taps >= ROWS_MIN_TAPS
     if threads > 1 and math.prod(out) >= PER_SAMPLE_MIN_P:
         return False  # (the per-sample route, split by samples, was as fast or faster)
     taps = kernel[0] * x_shape[1] * math.prod(kernel[1:])
@@ -2988,7 +3005,9 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
     depthwise = algo == "gemm" and groups > 1 and w.shape[1] == 1
-    rows = algo == "gemm" and _rows_route(xp.shape, w.shape, strides, dilations, groups)
+    rows = algo == "gemm" and _rows_route(
+        xp.shape, w.shape, strides, dilations, groups, "forward", xp.itemsize
+    )
     samples_last = algo == "gemm" and _use_samples_last("forward", xp.shape[0], out_sizes)
     if algo != "gemm" or depthwise or samples_last or rows:
         xp = _array(xp)  # (the batch-wide GEMM route pads one sample at a time)
@@ -3055,7 +3074,11 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         if bias is not None:
             add_bias(y, bias)
         return (y, None) if keep_cols else y
-    if _thin_route(
+    padded_shape = x.shape[:2] + padded_sizes(x.shape[2:], pads)
+    rows = keep_cols and _rows_route(
+        padded_shape, w.shape, strides, dilations, groups, "forward", itemsize
+    )  # (a volume's row windows come before the stacked grid, where dw gets them)
+    if not rows and _thin_route(
         x.shape, w.shape, pads, strides, dilations, groups, "forward", itemsize, keep_cols
     ):
         y = correlate_thin(x, w, pads, dilations, bias)
@@ -3316,7 +3339,7 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
         spectra = cache if isinstance(cache, Spectra) else None
         return correlate_transpose_fft(g, w, padded_sizes, strides, dilations, groups, spectra)
     if _rows_route((g.shape[0], w.shape[1] * groups) + tuple(padded_sizes), w.shape, strides,
-                   dilations, groups, "input_grad"):  # fmt: skip
+                   dilations, groups, "input_grad", g.itemsize):  # fmt: skip
         return correlate_transpose_rows(g, w, padded_sizes, strides, dilations)
     if _use_samples_last("input_grad", g.shape[0], g.shape[2:]):
         return correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, groups)

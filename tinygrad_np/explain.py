@@ -209,7 +209,8 @@ def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int
     kept = all(len(chunks) == 1 for chunks in shares) and r <= cm._settings["cache_bytes"]
     rest = "x".join(map(str, kernel[1:]))
     lines.append(
-        f"  forward and dw: by row windows (2-D; {threads} thread(s), each on its share of "
+        f"  forward and dw: by row windows ({len(kernel)}-D; {threads} thread(s), each on its "
+        "share of "
         f"the samples): the input copied once per "
         f"kernel tap of the other dims ({rest}) into R, {rows} rows x C x {rest} x "
         f"{'x'.join(map(str, outs[1:]))} outputs x N = {_bytes(r)} for the batch; each "
@@ -517,7 +518,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         # the volume route (convmath's stacked wide grid): the forward, and dw where the
         # forward kept no columns for it
         args = (xs, ws, pads, strides, dilations, groups)
-        if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups):
+        if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups, "forward", itemsize):
             scratch = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize)
             _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
             return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet)
