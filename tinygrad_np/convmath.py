@@ -1282,22 +1282,29 @@ def _rows_route(x_shape, w_shape, strides, dilations, groups, which="forward", i
     out = _out_sizes(x_shape[2:], kernel, strides, dilations)
     if min(out) < 1:
         return False
-    threads = par.threads_here()
+    n, c = x_shape[:2]
+    taps = _row_geometry(kernel, strides, out, n, c)[1]
+    if taps < ROWS_MIN_TAPS:
+        return False
     if nd == 3:  # volumes: where the weight gradient gets R kept (see below)
-        rows, taps, length = _row_geometry(kernel, strides, out, x_shape[0], x_shape[1])
-        kept = rows * taps // kernel[0] * length * itemsize <= _settings["cache_bytes"]
-        return kept and taps >= ROWS_MIN_TAPS
+        return _row_windows_size(kernel, strides, out, n, c) * itemsize <= _settings["cache_bytes"]
+    threads = par.threads_here()
     if threads > 1 and math.prod(out) >= PER_SAMPLE_MIN_P:
         return False  # (the per-sample route, split by samples, was as fast or faster)
-    taps = kernel[0] * x_shape[1] * math.prod(kernel[1:])
-    share = x_shape[0] // threads  # (the samples of each thread's GEMM columns)
-    return taps >= ROWS_MIN_TAPS and math.prod(out[1:]) * share >= SAMPLES_LAST_MIN_RUN
+    share = n // threads  # (the samples of each thread's GEMM columns)
+    return math.prod(out[1:]) * share >= SAMPLES_LAST_MIN_RUN
 
 
 def _row_geometry(kernel, strides, out_sizes, nb: int, c: int):
     """(rows of R, taps a window reads (K0*C*prod(K')), columns a row (prod(out')*nb))."""
     rows = (out_sizes[0] - 1) * strides[0] + kernel[0]
     return rows, kernel[0] * c * math.prod(kernel[1:]), math.prod(out_sizes[1:]) * nb
+
+
+def _row_windows_size(kernel, strides, out_sizes, nb: int, c: int) -> int:
+    """Entries of R for ``nb`` samples of ``c`` channels."""
+    rows, taps, length = _row_geometry(kernel, strides, out_sizes, nb, c)
+    return rows * taps // kernel[0] * length
 
 
 def _row_windows(xt: np.ndarray, kernel, strides, dilations, out_sizes) -> np.ndarray:
@@ -1338,8 +1345,8 @@ def _rows_weight(w: np.ndarray) -> np.ndarray:
 def _rows_chunk_bytes(c: int, o: int, kernel, strides, out_sizes, padded, itemsize: int):
     """Scratch of the row-window maps a sample (the batch is cut into chunks within the
     budget): R, the samples-last copies of the input and of y or g, and a row's product."""
-    rows, taps, length = _row_geometry(kernel, strides, out_sizes, 1, c)
-    r = rows * taps // kernel[0] * length
+    _, taps, length = _row_geometry(kernel, strides, out_sizes, 1, c)
+    r = _row_windows_size(kernel, strides, out_sizes, 1, c)
     return (r + c * math.prod(padded) + o * math.prod(out_sizes) + taps * length) * itemsize
 
 
@@ -3075,7 +3082,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
             add_bias(y, bias)
         return (y, None) if keep_cols else y
     padded_shape = x.shape[:2] + padded_sizes(x.shape[2:], pads)
-    rows = keep_cols and _rows_route(
+    rows = (keep_cols and w.ndim == 5) and _rows_route(
         padded_shape, w.shape, strides, dilations, groups, "forward", itemsize
     )  # (a volume's row windows come before the stacked grid, where dw gets them)
     if not rows and _thin_route(

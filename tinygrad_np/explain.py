@@ -200,8 +200,8 @@ def _thin_lines(lines, maps, xs, ws, pads, dilations, outs, itemsize) -> int:
 def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int:
     """The row-window route's lines (forward and dw; convmath's partial im2col whose
     kernel rows are contiguous blocks); returns its scratch."""
-    rows, taps, length = cm._row_geometry(kernel, strides, outs, n_, c)
-    r = rows * taps // kernel[0] * length * itemsize
+    rows, taps, _ = cm._row_geometry(kernel, strides, outs, n_, c)
+    r = cm._row_windows_size(kernel, strides, outs, n_, c) * itemsize
     per = cm._rows_chunk_bytes(c, o, kernel, strides, outs, padded, itemsize)
     shares = cm._rows_shares(n_, per)
     threads, chunk = len(shares), shares[0][0].stop - shares[0][0].start
