@@ -249,9 +249,12 @@ class Tensor:
 
     # ------------------------------------------------------------------ operators
     def _other(self, x: Any) -> Tensor:
-        """A Tensor for the other operand; a Python scalar takes this tensor's dtype."""
+        """A Tensor for the other operand; a Python scalar takes this tensor's dtype (so does
+        a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32)."""
         if isinstance(x, Tensor):
             return x
+        if isinstance(x, np.generic):
+            x = x.item()
         if (type(x) is float or type(x) is int) and self.data.dtype.kind == "f":  # fast path
             return Tensor._make(np.asarray(x, dtype=self.data.dtype), False, None)
         if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
@@ -266,6 +269,8 @@ class Tensor:
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
         """(self, other) promoted as PyTorch does: an integer or bool tensor meets a
         Python float, or is divided, in the default float dtype (float32), not float64."""
+        if isinstance(x, np.generic):  # (a NumPy scalar counts as the Python scalar)
+            x = x.item()
         other = self._other(x)
         if self.data.dtype.kind in "iub" and (
             type(x) is float or (true_div and other.data.dtype.kind in "iub")
@@ -388,7 +393,13 @@ class Tensor:
                 "in-place assignment to a tensor that requires grad; use tinygrad_np.where "
                 "or assign under no_grad()"
             )
-        self.data[_mv.normalize_key(key)] = value.data if isinstance(value, Tensor) else value
+        key = _mv.normalize_key(key)
+        value = value.data if isinstance(value, Tensor) else value
+        split = _mv.split_int_key(key, self.ndim)
+        if split is None:
+            self.data[key] = value
+        else:  # the ints first, as in reading (PyTorch's placement)
+            self.data[split[0]][split[1]] = value
 
     # ------------------------------------------------------------------ math methods
     def exp(self):

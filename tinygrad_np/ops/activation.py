@@ -151,6 +151,9 @@ class Softmax(Op):
     """y = e^(x - max) / sum e^(x - max).   VJP: gx = y * (g - sum(g * y))."""
 
     def forward(self, x, *, dim):
+        if x.shape[dim] == 0:  # nothing to normalize (NumPy's max has no empty reduction)
+            self.out = np.empty_like(x)
+            return self.out
         e = np.exp(x - x.max(axis=dim, keepdims=True))
         self.out = e / e.sum(axis=dim, keepdims=True)
         return self.out
@@ -167,6 +170,9 @@ class LogSoftmax(Op):
     name = "log_softmax"
 
     def forward(self, x, *, dim):
+        if x.shape[dim] == 0:
+            self.out = np.empty_like(x)
+            return np.empty_like(x)
         z = x - x.max(axis=dim, keepdims=True)
         e = np.exp(z)
         s = e.sum(axis=dim, keepdims=True)

@@ -105,7 +105,11 @@ class Div(Op):
 
 
 class Pow(Op):
-    """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a)."""
+    """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a).
+
+    As PyTorch: ga is 0 where b == 0 (not 0 * 0^-1 = nan at a == 0), and gb is 0 where
+    a == 0 and b >= 0 (the 0 * log(0) convention; with b < 0 it is y * log(0) = -inf).
+    """
 
     def forward(self, a, b):
         try:
@@ -118,10 +122,15 @@ class Pow(Op):
         a, b = self.inputs
         ga = gb = None
         if self.needs_grad[0]:
-            ga = g * b * a ** (b - 1)
+            flat = b.data == 0
+            if np.any(flat):  # a^(b-1) with b = 1 there: finite, and times b it is 0
+                b1 = Where.apply(const(flat), const(np.ones((), b.dtype)), b)
+                ga = g * b * a ** (b1 - 1)
+            else:
+                ga = g * b * a ** (b - 1)
         if self.needs_grad[1]:
-            # y * log(a), with the 0 * log(0) = 0 convention where a == 0
-            zero = const(a.data == 0)
+            # y * log(a), 0 where a == 0 and b >= 0 (log(1) = 0 in its place)
+            zero = const((a.data == 0) & (b.data >= 0))
             safe_a = Where.apply(zero, const(np.ones((), a.dtype)), a)
             gb = g * (a**b) * safe_a.log()
         return ga, gb

@@ -48,6 +48,12 @@ def _onehot(t: np.ndarray, valid: np.ndarray, C: int, dtype) -> np.ndarray:
     return oh * valid[:, None]
 
 
+def _at_target(x: np.ndarray, t: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """x[i, t_i] (N, *d) of x (N, C, *d); any class where not ``valid``."""
+    safe = np.where(valid, t, 0)
+    return np.take_along_axis(x, safe[:, None], axis=1)[:, 0]
+
+
 def _batched(input: Tensor, t: np.ndarray):
     """Treat a (C,) input with a scalar target as a batch of one."""
     if input.ndim == 1:
@@ -69,9 +75,13 @@ class CrossEntropy(Op):
         z = x - x.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         q = _onehot(target, valid, C, x.dtype)
+        # -log p at the target, 0 where ignored (not -(q * logp).sum: a masked class's
+        # logit of -inf would give 0 * -inf = nan)
+        loss = np.where(valid, -_at_target(logp, target, valid), 0)
         if label_smoothing:
             q = q * (1 - label_smoothing) + (label_smoothing / C) * valid[:, None]
-        loss = -(q * logp).sum(axis=1)  # (N, *d)
+            spread = np.where(valid, -logp.sum(axis=1), 0)  # (inf with a -inf logit)
+            loss = (1 - label_smoothing) * loss + (label_smoothing / C) * spread
         self.q, self.logp = q, logp
         self.count = int(valid.sum())
         if reduction == "sum":
@@ -85,14 +95,15 @@ class CrossEntropy(Op):
         red = self.args["reduction"]
         if not is_grad_enabled():  # not recorded: the same formula in NumPy, softmax from
             # the forward's log-softmax (five small ops less on every training step)
-            gd = g.data if red == "none" else g.data / (self.count if red == "mean" else 1)
+            # (every target ignored: q is all zeros and so is the gradient, as PyTorch's)
+            gd = g.data if red == "none" else g.data / (max(self.count, 1) if red == "mean" else 1)
             gx = np.exp(self.logp) * self.q.sum(axis=1, keepdims=True) - self.q
             gx *= np.expand_dims(gd, 1) if red == "none" else gd
             return (const(gx.astype(x.dtype, copy=False)),)
         if red == "none":
             g = g.unsqueeze(1)  # (N, 1, *d)
         elif red == "mean":
-            g = g / self.count
+            g = g / max(self.count, 1)
         return ((x.softmax(1) * const(self.q.sum(axis=1, keepdims=True)) - const(self.q)) * g,)
 
 
@@ -138,7 +149,7 @@ class NllLoss(Op):
         valid = target != ignore_index
         self.onehot = _onehot(target, valid, x.shape[1], x.dtype)
         self.count = int(valid.sum())
-        loss = -(self.onehot * x).sum(axis=1)
+        loss = np.where(valid, -_at_target(x, target, valid), 0).astype(x.dtype, copy=False)
         if reduction == "sum":
             return np.asarray(loss.sum(), dtype=x.dtype)
         if reduction == "mean":
@@ -150,7 +161,7 @@ class NllLoss(Op):
         if red == "none":
             g = g.unsqueeze(1)
         elif red == "mean":
-            g = g / self.count
+            g = g / max(self.count, 1)  # (every target ignored: a zero gradient)
         return (-g * const(self.onehot),)
 
 

@@ -88,6 +88,10 @@ def permute(x: Tensor, dims) -> Tensor:
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    if x.ndim == 0:  # dims 0 and -1 name the 0-d tensor's only "axis": nothing to swap
+        normalize_dims(dim0, 0, "transpose")
+        normalize_dims(dim1, 0, "transpose")
+        return permute(x, ())
     (a,) = normalize_dims(dim0, x.ndim, "transpose")
     (b,) = normalize_dims(dim1, x.ndim, "transpose")
     dims = list(range(x.ndim))
@@ -160,7 +164,7 @@ def normalize_key(key):
         if isinstance(k, Tensor):
             k = k.data
         elif isinstance(k, list):
-            k = np.asarray(k)
+            k = np.asarray(k) if k else np.zeros(0, dtype=np.intp)  # ([] selects nothing)
         if isinstance(k, np.ndarray) and k.dtype.kind not in "iub":
             raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
         out.append(k)
@@ -169,6 +173,41 @@ def normalize_key(key):
 
 def _is_basic(key: tuple) -> bool:
     return not any(isinstance(k, np.ndarray) for k in key)
+
+
+def _is_int(k) -> bool:
+    return (isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))) or (
+        isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype.kind in "iu"
+    )
+
+
+def split_int_key(key: tuple, ndim: int):
+    """PyTorch's placement for a key that mixes ints with index arrays: ``(ints, rest)``
+    such that ``x[ints][rest]`` is PyTorch's ``x[key]``, or None for any other key.
+
+    NumPy counts an int as one more index array, and when the arrays are separated by a
+    slice or None it puts their dims first: ``x[0, :, [0, 1, 2]]`` of a (2, 4, 5) array
+    is (3, 4) there, (4, 3) in PyTorch, which selects with the ints first.
+    """
+    arrays = [k for k in key if isinstance(k, np.ndarray) and k.ndim > 0]
+    if not arrays or not any(_is_int(k) for k in key):
+        return None
+    used = sum(k.ndim if k.dtype == bool else 1 for k in arrays)
+    used += sum(1 for k in key if _is_int(k) or isinstance(k, slice))
+    ints, rest = [], []
+    for k in key:
+        if k is Ellipsis:
+            ints += [slice(None)] * max(ndim - used, 0)
+            rest.append(k)
+        elif _is_int(k):
+            ints.append(int(k))  # (a 0-d array would make NumPy copy instead of view)
+        elif k is None:
+            rest.append(k)
+        else:
+            span = k.ndim if isinstance(k, np.ndarray) and k.dtype == bool else 1
+            ints += [slice(None)] * span
+            rest.append(k)
+    return tuple(ints), tuple(rest)
 
 
 class Getitem(Op):
@@ -206,10 +245,13 @@ class IndexAdd(Op):
 
 def getitem(x: Tensor, key) -> Tensor:
     key = normalize_key(key)
+    split = split_int_key(key, x.ndim)
     try:
         x.data[key]  # validate (cheap for views); NumPy's message names the problem
     except IndexError as e:
         raise IndexError(f"index {key!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+    if split is not None:  # the ints first, as PyTorch
+        return Getitem.apply(Getitem.apply(x, key=split[0]), key=split[1])
     return Getitem.apply(x, key=key)
 
 
@@ -272,6 +314,11 @@ def cat(tensors, dim: int = 0) -> Tensor:
     ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not ts:
         raise ValueError("cat: expected a non-empty list of tensors")
+    for i, t in enumerate(ts):
+        if t.ndim == 0:
+            raise ValueError(
+                f"cat: tensors[{i}] is 0-d and has no dim to join along; use stack for scalars"
+            )
     (d,) = normalize_dims(dim, ts[0].ndim, "cat")
     ref = ts[0].shape
     for i, t in enumerate(ts):

@@ -79,11 +79,14 @@ class MaxMin(Op):
     name = "max"
 
     def forward(self, x, *, dims, keepdim, largest):
-        if x.size == 0:
-            raise ValueError("max/min of an empty tensor")
+        if any(x.shape[d] == 0 for d in dims):
+            raise ValueError(
+                f"max/min over an empty dim (shape {x.shape}, dims {dims}): no element to pick"
+            )
         # move the reduced dims last, flatten them, and take the first arg-extreme
         rest = [i for i in range(x.ndim) if i not in dims]
-        xt = x.transpose(rest + list(dims)).reshape([x.shape[i] for i in rest] + [-1])
+        reduced = int(np.prod([x.shape[d] for d in dims]))  # (not -1: x may be empty)
+        xt = x.transpose(rest + list(dims)).reshape([x.shape[i] for i in rest] + [reduced])
         idx = xt.argmax(-1) if largest else xt.argmin(-1)
         mask = np.zeros(xt.shape, dtype=x.dtype)
         np.put_along_axis(mask, idx[..., None], 1, axis=-1)
@@ -108,6 +111,10 @@ def _extreme(x: Tensor, dim, keepdim: bool, largest: bool):
         return MaxMin.apply(x, dims=tuple(range(x.ndim)), keepdim=False, largest=largest)
     if not isinstance(dim, (int, np.integer)):
         raise TypeError(f"{what}: dim must be an int, got {dim!r}")
+    normalize_dims(dim, x.ndim, what)  # (range check)
+    if x.ndim == 0:  # a 0-d tensor is its own extreme along dim 0 (or -1), at index 0
+        out = MaxMin.apply(x, dims=(), keepdim=False, largest=largest)
+        return values_indices(out, const(np.zeros((), dtype=np.int64)))
     (d,) = normalize_dims(dim, x.ndim, what)
     op_out = MaxMin.apply(x, dims=(d,), keepdim=keepdim, largest=largest)
     idx = (x.data.argmax if largest else x.data.argmin)(axis=d, keepdims=keepdim)
@@ -128,6 +135,9 @@ def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
     if dim is None:
         return const(np.asarray(x.data.argmax(), dtype=np.int64))
+    normalize_dims(dim, x.ndim, "argmax")  # (range check)
+    if x.ndim == 0:
+        return const(np.zeros((), dtype=np.int64))
     (d,) = normalize_dims(dim, x.ndim, "argmax")
     return const(x.data.argmax(axis=d, keepdims=keepdim).astype(np.int64))
 
@@ -136,5 +146,8 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first minimum (over the flattened tensor when ``dim`` is None)."""
     if dim is None:
         return const(np.asarray(x.data.argmin(), dtype=np.int64))
+    normalize_dims(dim, x.ndim, "argmin")  # (range check)
+    if x.ndim == 0:
+        return const(np.zeros((), dtype=np.int64))
     (d,) = normalize_dims(dim, x.ndim, "argmin")
     return const(x.data.argmin(axis=d, keepdims=keepdim).astype(np.int64))

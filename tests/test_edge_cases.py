@@ -1,0 +1,205 @@
+"""Edge cases found by a differential fuzz against PyTorch (thirteenth session): masked
+logits of -inf in the losses, every target ignored, ints mixed with index arrays, pow at
+0, empty and 0-d dims, NumPy scalars. Each test states the expected values from the math
+and, where PyTorch is installed (always in CI), checks them against it too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_cross_entropy_with_a_masked_logit_is_finite():
+    x = np.array([[0.0, -np.inf, 1.0], [2.0, 0.5, -np.inf]])
+    t = np.array([0, 1])
+    xt = tg.Tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xt, t)
+    loss.backward()
+    logp = _log_softmax(x)
+    want = -(logp[0, 0] + logp[1, 1]) / 2
+    assert np.isclose(loss.item(), want) and np.isfinite(loss.item())
+    p = np.exp(logp)
+    onehot = np.eye(3)[t]
+    assert np.allclose(xt.grad.numpy(), (p - onehot) / 2)
+    assert xt.grad.numpy()[0, 1] == 0.0  # the masked class gets no gradient
+    h = torch.tensor(x, requires_grad=True)
+    lh = TF.cross_entropy(h, torch.tensor(t))
+    lh.backward()
+    assert np.isclose(loss.item(), lh.item())
+    assert np.allclose(xt.grad.numpy(), h.grad.numpy())
+
+
+def test_cross_entropy_ignored_row_with_a_masked_logit_is_zero():
+    x = np.array([[0.0, 1.0], [0.0, -np.inf]])
+    out = F.cross_entropy(tg.Tensor(x), np.array([1, -100]), reduction="none").numpy()
+    assert out[1] == 0.0 and np.isclose(out[0], np.log1p(np.exp(-1.0)))
+
+
+def test_cross_entropy_label_smoothing_with_a_masked_logit_is_inf_as_torch():
+    x = np.array([[0.0, -np.inf, 1.0]])
+    ours = F.cross_entropy(tg.Tensor(x), np.array([0]), label_smoothing=0.1).item()
+    theirs = TF.cross_entropy(torch.tensor(x), torch.tensor([0]), label_smoothing=0.1).item()
+    assert ours == theirs == np.inf
+
+
+def test_nll_loss_with_a_masked_log_probability_is_finite():
+    x = np.array([[0.0, -np.inf, 1.0]])
+    logp = tg.Tensor(x).log_softmax(1)
+    ours = F.nll_loss(logp, np.array([0])).item()
+    assert np.isclose(ours, -_log_softmax(x)[0, 0])
+    theirs = TF.nll_loss(torch.tensor(x).log_softmax(1), torch.tensor([0])).item()
+    assert np.isclose(ours, theirs)
+
+
+@pytest.mark.parametrize("loss_fn", ["cross_entropy", "nll_loss"])
+def test_mean_with_every_target_ignored_has_a_zero_gradient(loss_fn):
+    a = tg.Tensor([[0.5, 1.0, 2.0]], requires_grad=True)
+    loss = getattr(F, loss_fn)(a, np.array([-100]))
+    loss.backward()
+    assert np.isnan(loss.item())  # 0 / 0, as PyTorch
+    assert a.grad.numpy().tolist() == [[0.0, 0.0, 0.0]]
+    h = torch.tensor([[0.5, 1.0, 2.0]], requires_grad=True)
+    getattr(TF, loss_fn)(h, torch.tensor([-100])).backward()
+    assert h.grad.tolist() == [[0.0, 0.0, 0.0]]
+
+
+# ----------------------------------------------------------------------------- indexing
+
+X = np.arange(2 * 4 * 5 * 3, dtype=np.float64).reshape(2, 4, 5, 3)
+KEYS = [
+    (0, slice(None), [0, 1, 2]),
+    (slice(None), 1, slice(None), [2, 0]),
+    (-1, None, [1, 3]),
+    (0, Ellipsis, [0, 2]),
+    ([1, 0], 2, slice(1, None), 0),
+    (1, slice(None), np.array([True, False, True, True, False])),
+    (np.array(1), slice(None), [0, 2]),
+    ([],),
+    (slice(None), []),
+    ([0, 1], slice(None), 3),
+]
+
+
+def _torch_key(key):
+    return tuple(
+        torch.as_tensor(np.asarray(k, dtype=np.int64) if isinstance(k, list) else k)
+        if isinstance(k, (list, np.ndarray))
+        else k
+        for k in key
+    )
+
+
+@pytest.mark.parametrize("key", KEYS, ids=[repr(k) for k in KEYS])
+def test_indexing_places_dims_as_torch(key):
+    want = torch.tensor(X)[_torch_key(key)].numpy()
+    xt = tg.Tensor(X, requires_grad=True)
+    out = xt[key]
+    assert out.shape == want.shape
+    assert np.array_equal(out.numpy(), want)
+    g = np.random.default_rng(0).standard_normal(want.shape)
+    out.backward(tg.Tensor(g))
+    h = torch.tensor(X, requires_grad=True)
+    h[_torch_key(key)].backward(torch.tensor(g))
+    assert np.allclose(xt.grad.numpy(), h.grad.numpy())
+    mine, theirs = tg.Tensor(X.copy()), torch.tensor(X.copy())
+    mine[key] = tg.Tensor(g)
+    theirs[_torch_key(key)] = torch.tensor(g)
+    assert np.array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_ints_with_a_list_select_the_ints_first():
+    x = tg.Tensor(np.arange(40.0).reshape(2, 4, 5))
+    assert x[0, :, [0, 1, 2]].shape == (4, 3)  # NumPy's placement would give (3, 4)
+    assert x[0, :, [0, 1, 2]].tolist() == x[0][:, [0, 1, 2]].tolist()
+
+
+# ----------------------------------------------------------------------------- pow at 0
+
+
+def test_pow_gradients_at_zero_base():
+    a = tg.Tensor([0.0, 2.0], requires_grad=True)
+    (a**0).sum().backward()
+    assert a.grad.tolist() == [0.0, 0.0]  # d/dx x^0 = 0, also at 0
+    a = tg.Tensor([0.0, 2.0], requires_grad=True)
+    (g,) = tg.grad((a**1).sum(), a, create_graph=True)
+    g.sum().backward()
+    assert a.grad.tolist() == [0.0, 0.0]  # d2/dx2 x = 0
+    e = tg.Tensor(np.array([-1.0, 1.0, 0.0]), requires_grad=True)
+    with np.errstate(divide="ignore"):  # (0^-1 = inf, log 0 = -inf: NumPy warns)
+        (0.0**e).sum().backward()
+    assert e.grad.tolist()[:2] == [-np.inf, 0.0]  # 0^x log 0: -inf at x < 0, 0 at x >= 0
+    h = torch.tensor([-1.0, 1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    (0.0**h).sum().backward()
+    assert np.array_equal(e.grad.numpy(), h.grad.numpy())
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_max_along_a_dim_of_a_tensor_with_another_empty_dim():
+    x = tg.zeros(0, 3, requires_grad=True)
+    values, indices = x.max(1)
+    assert values.shape == indices.shape == (0,)
+    values.sum().backward()
+    assert x.grad.shape == (0, 3)
+    assert tg.zeros(0, 3).min(1, keepdim=True).values.shape == (0, 1)
+    with pytest.raises(ValueError, match=r"empty dim \(shape \(2, 0\)"):
+        tg.zeros(2, 0).max(1)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_over_an_empty_dim(fn):
+    x = tg.zeros(2, 0, requires_grad=True)
+    y = getattr(x, fn)(-1)
+    assert y.shape == (2, 0)
+    y.sum().backward()
+    assert x.grad.shape == (2, 0)
+
+
+def test_zero_d_tensors_take_dim_0_and_minus_1():
+    t = tg.Tensor(3.0, requires_grad=True)
+    assert t.transpose(0, -1).shape == ()
+    values, indices = t.max(0)
+    assert values.item() == 3.0 and indices.item() == 0
+    assert t.min(-1).indices.item() == 0
+    assert t.argmax(0).item() == 0 and t.argmin(-1).item() == 0
+    values.backward()
+    assert t.grad.item() == 1.0
+    with pytest.raises(ValueError, match="dim 1 is out of range"):
+        t.transpose(0, 1)
+    with pytest.raises(ValueError, match="use stack"):
+        tg.cat([tg.Tensor(1.0), tg.Tensor(2.0)])
+
+
+# ----------------------------------------------------------------------------- dtypes
+
+
+def test_numpy_scalars_keep_the_tensor_dtype_as_python_scalars():
+    x32 = tg.Tensor(np.ones(3, np.float32))
+    cases = [
+        (x32 * np.float64(2.0), np.float32),
+        (np.float64(2.0) * x32, np.float32),
+        (x32 / np.prod((2, 3)), np.float32),
+        (x32**np.float64(2.0), np.float32),
+        (tg.Tensor(np.arange(3)) + np.float32(0.5), np.float32),
+        (tg.Tensor(np.arange(3)) * np.int64(2), np.int64),
+        (tg.Tensor(np.ones(3)) * np.float32(2.0), np.float64),
+    ]
+    for got, want in cases:
+        assert got.dtype == want
+    t32 = torch.ones(3)
+    assert (t32 / np.prod((2, 3))).dtype == torch.float32  # the rule this follows
