@@ -143,6 +143,74 @@ def test_f_batch_norm_gradcheck_training():
     assert tg.gradgradcheck(lambda x: F.batch_norm(x, None, None, training=True), (x,))
 
 
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_f_batch_norm_training_against_torch_on_threads_and_chunks(affine, monkeypatch):
+    """The fused op (weight and bias, or neither; one of the two: composed ops) on a
+    shape that 2 threads split and one thread takes in chunks, float32 and float64:
+    values, running stats and gradients against PyTorch, the same bits when run again,
+    and the recorded (create_graph) VJP agrees and differentiates again."""
+    torch = _torch()
+    from tinygrad_np.ops import norm
+
+    monkeypatch.setattr(norm, "BN_CHUNK_BYTES", 5 * 7 * 6 * 8 * 2)  # chunks of 2 samples
+    monkeypatch.setattr(tg._parallel, "MIN_ELEMENTS", 1)  # split even this small
+    before = tg.get_num_threads()
+    try:
+        _batch_norm_against_torch(affine, torch)
+    finally:
+        tg.set_num_threads(before)
+
+
+def _batch_norm_against_torch(affine: str, torch) -> None:
+    rng = np.random.default_rng(7)
+    for dt in (np.float64, np.float32):
+        x = (rng.standard_normal((9, 5, 7, 6)) * 3 + 4).astype(dt)
+        g = rng.standard_normal(x.shape).astype(dt)
+        w = rng.uniform(0.5, 2, 5).astype(dt) if affine != "none" else None
+        b = rng.standard_normal(5).astype(dt) if affine == "both" else None
+        got = []
+        for threads in (1, 1, 2, 2):
+            tg.set_num_threads(threads)
+            rm, rv = np.zeros(5, dt), np.ones(5, dt)
+            ins = [tg.Tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+            wt = ins[1] if w is not None else None
+            bt = ins[2] if b is not None else None
+            y = F.batch_norm(ins[0], rm, rv, wt, bt, training=True, momentum=0.3)
+            grads = tg.grad(y, ins, [tg.Tensor(g)])
+            got.append([y.data, rm, rv] + [t.data for t in grads])
+        for one, again, two, two_again in zip(*got, strict=True):
+            assert np.array_equal(one, again) and np.array_equal(two, two_again)
+            np.testing.assert_allclose(one, two, rtol=1e-5 if dt == np.float32 else 1e-12)
+        tins = [torch.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+        trm = torch.zeros(5, dtype=tins[0].dtype)
+        trv = torch.ones(5, dtype=tins[0].dtype)
+        ty = torch.nn.functional.batch_norm(
+            tins[0], trm, trv, tins[1] if w is not None else None,
+            tins[2] if b is not None else None, training=True, momentum=0.3,
+        )  # fmt: skip
+        tgrads = torch.autograd.grad(ty, tins, torch.tensor(g))
+        tol = 1e-10 if dt == np.float64 else 1e-5
+        want = [ty.detach().numpy(), trm.numpy(), trv.numpy()] + [t.numpy() for t in tgrads]
+        for a, r in zip(got[0], want, strict=True):
+            assert a.dtype == dt
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol)
+        if dt == np.float64:  # the recorded VJP: the same gradient, differentiable again
+            ins = [tg.Tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+            y = F.batch_norm(ins[0], None, None, *(ins[1:] + [None] * (3 - len(ins))),
+                             training=True)  # fmt: skip
+            rec = tg.grad(y, ins, [tg.Tensor(g)], create_graph=True)
+            for a, c in zip(rec, got[0][3:], strict=True):
+                np.testing.assert_allclose(a.data, c, rtol=1e-10, atol=1e-12)
+            (hx,) = tg.grad((rec[0] * rec[0]).sum(), [ins[0]])
+            th = [torch.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+            ty = torch.nn.functional.batch_norm(
+                th[0], None, None, *(th[1:] + [None] * (3 - len(th))), training=True
+            )
+            (tgx,) = torch.autograd.grad(ty, [th[0]], torch.tensor(g), create_graph=True)
+            (thx,) = torch.autograd.grad((tgx * tgx).sum(), [th[0]])
+            np.testing.assert_allclose(hx.data, thx.numpy(), rtol=1e-8, atol=1e-10)
+
+
 def test_f_batch_norm_updates_running_arrays_in_place_like_torch():
     torch = _torch()
     rng = np.random.default_rng(4)

@@ -1,5 +1,14 @@
-"""Batch normalisation, composed from differentiable Tensor ops (so every order of
-derivative works) plus an in-place update of the running statistics."""
+"""Batch normalisation: one fused op in training mode (its VJP in NumPy, or composed
+from differentiable Tensor ops when the backward is recorded, so every order of
+derivative works), composed ops in evaluation mode, and an in-place update of the
+running statistics.
+
+The per-channel sums over the batch and space are BLAS matrix-vector products and
+row-wise dot products (``np.einsum("ij,ij->i")``) over the (N*C, spatial) rows: NumPy's
+``sum`` over axes (0, 2, 3) walks the array with short strided loops. Measured, 2
+threads, (32, 64, 32, 32) float32, forward and backward: the composed ops 29.0 ms, the
+fused op 4.7-5.1, PyTorch 2.2-2.5 (one thread: 29 -> 7.6 ms).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,164 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np import _parallel as par
+from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.ops.elementwise import const
 from tinygrad_np.tensor import Tensor
+
+
+def _row_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """(n, C) sums over L of a (n, C, L), or of a * b: a BLAS matrix-vector product (or a
+    row-wise dot product) over the (n*C, L) rows."""
+    n, c, length = a.shape
+    rows = a.reshape(n * c, length)
+    if b is None:
+        return (rows @ np.ones(length, dtype=a.dtype)).reshape(n, c)
+    return np.einsum("ij,ij->i", rows, b.reshape(n * c, length)).reshape(n, c)
+
+
+# On one thread the samples go in chunks of about this many bytes, so that what one pass
+# writes the next reads from the L2 cache (2 MiB a core on the benchmark machine). One
+# thread, (32, 64, 32, 32) float32, ms, forward / backward: whole 2.70 / 5.41, chunks of
+# 512 KiB 2.69 / 4.04. On two threads each takes its share whole (chunks of 512 KiB: 2.38
+# / 3.68 against 1.88 / 3.20; more, shorter calls for the two threads to hand the GIL
+# between).
+BN_CHUNK_BYTES = 1 << 19
+
+
+def _chunked(n: int, per_sample: int, fn) -> None:
+    """``fn(chunk)`` for slices of the N samples: each thread's contiguous share whole,
+    or on one thread chunks of about BN_CHUNK_BYTES. The per-row sums are added over N
+    afterwards, in order; BLAS may round a row's sum differently in another chunking, so
+    results are the same bits for one thread count (as the split products elsewhere)."""
+    step = max(1, BN_CHUNK_BYTES // max(per_sample, 1))
+
+    def run(s):
+        if s.stop - s.start < n:  # a share, beside another thread's
+            fn(s)
+            return
+        for n0 in range(s.start, s.stop, step):
+            fn(slice(n0, min(s.stop, n0 + step)))
+
+    par.for_slices(n, run, n * per_sample // 4)
+
+
+class BatchNormTrain(Op):
+    """y = (x - mean) / sqrt(var + eps) * w + b with the batch's per-channel mean and
+    biased variance (over every dim but C); ``stats`` receives them (for the running
+    statistics).
+
+    VJP (m = N * spatial values per channel, xhat the normalised x, a = w / sqrt(var+eps)):
+    gb = sum g, gw = sum g * xhat, gx = a * (g - gb / m - xhat * gw / m). x - mean is
+    recomputed in the backward (as PyTorch, which keeps x, the mean and 1 / std).
+    """
+
+    name = "batch_norm"
+
+    def forward(self, x, *wb, eps, affine, stats):
+        n, c = x.shape[:2]
+        x3 = x.reshape(n, c, -1)
+        m = x3.shape[2] * n
+        per_sample = x3[0].nbytes
+        rows = np.empty((n, c), dtype=x.dtype)
+        y = np.empty_like(x3)  # x - mean first, normalised in place after
+
+        def sums(s):
+            rows[s] = _row_sums(x3[s])
+
+        _chunked(n, per_sample, sums)
+        mean = rows.sum(axis=0) / m
+
+        def centre(s):
+            np.subtract(x3[s], mean[:, None], out=y[s])
+            rows[s] = _row_sums(y[s], y[s])
+
+        _chunked(n, per_sample, centre)
+        var = rows.sum(axis=0) / m
+        inv = 1.0 / np.sqrt(var + eps)
+        self.mean, self.inv = mean, inv
+        stats["mean"], stats["var"] = mean, var
+        scale = (wb[0] * inv if affine else inv).astype(x.dtype, copy=False)[:, None]
+        shift = wb[1].astype(x.dtype, copy=False)[:, None] if affine else None
+
+        def normalise(s):
+            y[s] *= scale
+            if shift is not None:
+                y[s] += shift
+
+        _chunked(n, per_sample, normalise)
+        return y.reshape(x.shape)
+
+    def vjp(self, g):
+        x = self.inputs[0]
+        affine = self.args["affine"]
+        if is_grad_enabled():
+            return self._composed(g)
+        n, c = x.shape[:2]
+        x3 = x.data.reshape(n, c, -1)
+        g3 = g.data.reshape(n, c, -1)
+        dt = x3.dtype
+        m = x3.shape[2] * n
+        per_sample = x3[0].nbytes
+        mean = self.mean.astype(dt, copy=False)[:, None]
+        g_rows, gx_rows = np.empty((n, c), dtype=dt), np.empty((n, c), dtype=dt)
+        local = par.threading.local()
+
+        def centred(s) -> np.ndarray:  # x - mean of chunk s, in this thread's buffer
+            buf = getattr(local, "buf", None)
+            if buf is None or buf.shape[0] < s.stop - s.start:
+                buf = local.buf = np.empty((s.stop - s.start,) + x3.shape[1:], dtype=dt)
+            out = buf[: s.stop - s.start]
+            np.subtract(x3[s], mean, out=out)
+            return out
+
+        def sums(s):
+            xc = centred(s)
+            g_rows[s] = _row_sums(g3[s])
+            gx_rows[s] = _row_sums(g3[s], xc)
+
+        _chunked(n, per_sample, sums)
+        gb = g_rows.sum(axis=0)
+        gw = gx_rows.sum(axis=0) * self.inv  # sum g * xhat
+        a = self.inv * (self.inputs[1].data if affine else 1.0)
+        k = (a * gw * self.inv / m).astype(dt, copy=False)[:, None]
+        shift = (a * gb / m).astype(dt, copy=False)[:, None]
+        a = a.astype(dt, copy=False)[:, None]
+        gx = np.empty_like(x3)
+
+        def grad(s):
+            xc = centred(s)
+            xc *= k
+            np.multiply(g3[s], a, out=gx[s])
+            gx[s] -= xc
+            gx[s] -= shift
+
+        _chunked(n, per_sample, grad)
+        out = [const(gx.reshape(x.shape)) if self.needs_grad[0] else None]
+        if affine:
+            out += [const(gw.astype(x.dtype, copy=False)) if self.needs_grad[1] else None]
+            out += [const(gb.astype(x.dtype, copy=False)) if self.needs_grad[2] else None]
+        return tuple(out)
+
+    def _composed(self, g):
+        """The same VJP as Tensor ops of x, w and g (a recorded backward)."""
+        x = self.inputs[0]
+        affine, eps = self.args["affine"], self.args["eps"]
+        dims = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        m = x.size // x.shape[1]
+        mean = x.mean(dims, keepdim=True)
+        inv = (x.var(dims, correction=0, keepdim=True) + eps) ** -0.5
+        xhat = (x - mean) * inv
+        gb = g.sum(dims, keepdim=True)
+        gw = (g * xhat).sum(dims, keepdim=True)
+        a = inv * self.inputs[1].reshape(bshape) if affine else inv
+        gx = a * (g - gb / m - xhat * (gw / m))
+        out = [gx if self.needs_grad[0] else None]
+        if affine:
+            out += [gw.reshape(x.shape[1]) if self.needs_grad[1] else None]
+            out += [gb.reshape(x.shape[1]) if self.needs_grad[2] else None]
+        return tuple(out)
 
 
 def _stat_array(t: Any, C: int, what: str) -> np.ndarray | None:
@@ -37,7 +203,7 @@ def batch_norm(
     running statistics, when given, are updated in place with
     ``r = (1 - momentum) * r + momentum * s`` using the unbiased variance, as PyTorch.
     Evaluation: ``running_mean`` and ``running_var`` are used. The gradient flows through
-    the batch statistics (composed ops), not through the running ones.
+    the batch statistics, not through the running ones.
 
     >>> import tinygrad_np as tg
     >>> x = tg.Tensor([[1.0], [3.0]])
@@ -60,16 +226,24 @@ def batch_norm(
                 f"batch_norm: expected more than 1 value per channel when training, got input "
                 f"of shape {tuple(input.shape)}"
             )
-        mean = input.mean(dims, keepdim=True)  # (1, C, 1...)
-        var = input.var(dims, correction=0, keepdim=True)  # biased: used to normalise
+        fused = (weight is None) == (bias is None)  # (only one of the two: composed, below)
+        if not fused:
+            mean = input.mean(dims, keepdim=True)  # (1, C, 1...)
+            var = input.var(dims, correction=0, keepdim=True)  # biased: used to normalise
+            stats = {"mean": mean.data.reshape(C), "var": var.data.reshape(C)}
+        else:
+            stats: dict = {}
+            wb = () if weight is None else (weight, bias)
+            out = BatchNormTrain.apply(input, *wb, eps=eps, affine=bool(wb), stats=stats)
         if rm is not None:
-            m = mean.data.reshape(C)
             rm *= 1.0 - momentum
-            rm += momentum * m.astype(rm.dtype, copy=False)
+            rm += momentum * stats["mean"].astype(rm.dtype, copy=False)
         if rv is not None:
-            unbiased = var.data.reshape(C) * (n / (n - 1))
+            unbiased = stats["var"] * (n / (n - 1))
             rv *= 1.0 - momentum
             rv += momentum * unbiased.astype(rv.dtype, copy=False)
+        if fused:
+            return out
     else:
         if rm is None or rv is None:
             raise ValueError(
