@@ -642,3 +642,59 @@ def test_docs_nn_examples_run(tmp_path, monkeypatch):
     ns: dict = {}
     for block in blocks:  # the blocks of one page build on each other
         exec(compile(block, str(DOCS), "exec"), ns)
+
+
+def test_reassigned_members_keep_their_place_as_in_torch():
+    torch = _torch()
+    s = nn.Sequential(nn.Linear(1, 2), nn.ReLU(), nn.Linear(2, 3))
+    s[0] = nn.Linear(1, 2)
+    assert [n for n, _ in s.named_children()] == ["0", "1", "2"]
+    assert s(tg.ones(1, 1)).shape == (1, 3)
+    lin = nn.Linear(2, 3)
+    lin.weight = nn.Parameter(lin.weight.detach())
+    tlin = torch.nn.Linear(2, 3)
+    tlin.weight = torch.nn.Parameter(tlin.weight.detach())
+    assert list(lin.state_dict()) == list(tlin.state_dict()) == ["weight", "bias"]
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(1, 1), nn.Linear(1, 1)
+
+    class TorchTwo(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+
+    two, ttwo = Two(), TorchTwo()
+    two.a, ttwo.a = nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    for m, zeros, ones in ((two, tg.zeros(1), tg.ones(1)), (ttwo, torch.zeros(1), torch.ones(1))):
+        m.register_buffer("stat", zeros)
+        m.register_buffer("other", zeros)
+        m.register_buffer("stat", ones, persistent=False)
+        m.register_buffer("stat", ones)
+    assert list(two.state_dict()) == list(ttwo.state_dict())
+    assert list(two.state_dict())[:2] == ["stat", "other"]  # its own buffers, then children
+
+
+def test_sequential_delete_renumbers_and_append_adds():
+    s = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 2), nn.Linear(2, 3))
+    del s[0]
+    s.append(nn.Linear(3, 4))
+    assert [n for n, _ in s.named_children()] == ["0", "1", "2"] and len(s) == 3
+    assert s(tg.ones(5, 1)).shape == (5, 4)
+    del s[1:]
+    assert [n for n, _ in s.named_children()] == ["0"]
+
+
+def test_train_goes_through_each_childs_own_train():
+    class FrozenBN(nn.BatchNorm1d):
+        def train(self, mode=True):
+            return super().train(False)
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Sequential(FrozenBN(2), nn.Dropout(0.5)))
+    net.train()
+    assert net.training and net[0].training and not net[1][0].training
+    assert net[1][1].training
+    net.eval()
+    assert not any(m.training for m in net.modules())

@@ -305,3 +305,36 @@ def test_negative_weight_decay_is_rejected_by_name(cls):
     p = tg.Tensor(np.zeros(3), requires_grad=True)
     with pytest.raises(ValueError, match=rf"{cls.__name__}: invalid weight_decay -0\.1"):
         cls([p], lr=0.1, weight_decay=-0.1)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: optim.Adam(p, lr=0.1),
+        lambda p: optim.Adam(p, lr=0.1, amsgrad=True),
+    ],
+    ids=["sgd-momentum", "adam", "adam-amsgrad"],
+)
+def test_resume_with_a_0d_parameter_continues_like_uninterrupted(make, tmp_path):
+    """A 0-d parameter's momentum / moments are 0-d arrays: load_state_dict must keep them
+    arrays (updated in place), not turn them into floats as it does saved step counts."""
+
+    def run(opt, w, steps):
+        for _ in range(steps):
+            w.grad = tg.Tensor(np.asarray(0.5 * w.data + 0.25))
+            opt.step()
+
+    w = tg.Tensor(np.array(1.0), requires_grad=True)
+    opt = make([w])
+    run(opt, w, 2)
+    tg.save(opt.state_dict(), tmp_path / "opt.pkl")
+    w2 = tg.Tensor(w.numpy().copy(), requires_grad=True)
+    resumed = make([w2])
+    resumed.load_state_dict(tg.load(tmp_path / "opt.pkl"))
+    assert all(
+        isinstance(v, np.ndarray) for k, v in resumed.state[w2].items() if k != "step"
+    )
+    run(opt, w, 3)
+    run(resumed, w2, 3)
+    assert w2.item() == w.item()

@@ -74,6 +74,11 @@ class Sequential(Module):
         keys = list(self._modules)[idx] if isinstance(idx, slice) else [self._index(int(idx))]
         for k in keys:
             del self._modules[k]
+        # renumbered "0", "1", ... as PyTorch does, so that a later append takes a new name
+        kept = list(self._modules.values())
+        self._modules.clear()
+        for i, m in enumerate(kept):
+            self._modules[str(i)] = m
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -85,11 +85,11 @@ class Module:
         d = self.__dict__
         if isinstance(value, Parameter):
             self._check_init(name)
-            self._forget(name)
+            self._forget(name, keep="_parameters")  # (a re-assigned one keeps its place)
             d["_parameters"][name] = value
         elif isinstance(value, Module):
             self._check_init(name)
-            self._forget(name)
+            self._forget(name, keep="_modules")
             d["_modules"][name] = value
         elif "_parameters" in d and name in d["_parameters"]:
             if value is not None:
@@ -110,11 +110,15 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
-        """Remove ``name`` from every registry and the instance dict."""
+    def _forget(self, name: str, keep: str | None = None) -> None:
+        """Remove ``name`` from every registry but ``keep`` (where the caller assigns it
+        again, in its old place: state_dict and parameter order stay as PyTorch's) and
+        from the instance dict."""
         for key in ("_parameters", "_buffers", "_modules"):
-            self.__dict__[key].pop(name, None)
-        self.__dict__["_non_persistent"].discard(name)
+            if key != keep:
+                self.__dict__[key].pop(name, None)
+        if keep != "_buffers":
+            self.__dict__["_non_persistent"].discard(name)
         self.__dict__.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
@@ -155,9 +159,11 @@ class Module:
         if hasattr(self, name) and name not in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
         buf = self._as_buffer(name, tensor)
-        self._forget(name)
+        self._forget(name, keep="_buffers")
         self._buffers[name] = buf
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
@@ -168,7 +174,7 @@ class Module:
                 f"register_parameter('{name}'): expected a Parameter or None, got "
                 f"{type(param).__name__}"
             )
-        self._forget(name)
+        self._forget(name, keep="_parameters")
         self._parameters[name] = param
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -176,7 +182,7 @@ class Module:
         self._check_init(name)
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module('{name}'): {type(module).__name__} is not a Module")
-        self._forget(name)
+        self._forget(name, keep="_modules")
         self._modules[name] = module
 
     register_module = add_module
@@ -314,11 +320,14 @@ class Module:
 
     # ------------------------------------------------------------------ modes, grads, dtype
     def train(self, mode: bool = True) -> Module:
-        """Set training mode (Dropout active, BatchNorm uses batch statistics) recursively."""
+        """Set training mode (Dropout active, BatchNorm uses batch statistics) on this module
+        and, through each child's own ``train`` (so that an override is respected, as in
+        PyTorch), on every sub-module."""
         if not isinstance(mode, bool):
             raise ValueError(f"train(mode): mode must be a bool, got {mode!r}")
-        for m in self.modules():
-            object.__setattr__(m, "training", mode)
+        object.__setattr__(self, "training", mode)
+        for m in self.children():
+            m.train(mode)
         return self
 
     def eval(self) -> Module:

@@ -143,14 +143,17 @@ class Optimizer:
                 continue
             entry = {}
             for k, v in s.items():
-                if isinstance(v, np.ndarray) and v.ndim > 0:
+                # arrays shaped as the parameter (a 0-d one's momentum too) stay arrays,
+                # updated in place by step(); other 0-d arrays are saved counts ("step")
+                array = isinstance(v, np.ndarray)
+                if array and (v.ndim > 0 or (v.dtype.kind in "fc" and p.ndim == 0)):
                     if v.shape != p.shape:
                         raise ValueError(
                             f"optimizer state '{k}' of parameter {i} has shape "
                             f"{tuple(v.shape)}, the parameter has {tuple(p.shape)}"
                         )
                     entry[k] = np.array(v, dtype=p.dtype, copy=True)
-                elif isinstance(v, np.ndarray):
+                elif array:
                     entry[k] = v.item()
                 else:
                     entry[k] = copy.deepcopy(v)
