@@ -338,3 +338,37 @@ def test_resume_with_a_0d_parameter_continues_like_uninterrupted(make, tmp_path)
     run(opt, w, 3)
     run(resumed, w2, 3)
     assert w2.item() == w.item()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.5, dampening=0.2),
+        lambda p: optim.Adam(p, lr=0.01, weight_decay=0.1, amsgrad=True),
+        lambda p: optim.AdamW(p, lr=0.01, maximize=True),
+    ],
+    ids=["sgd-nesterov-wd", "sgd-dampening", "adam-amsgrad-wd", "adamw-maximize"],
+)
+def test_updates_in_chunks_equal_the_whole_array_update(make, monkeypatch):
+    """Parameters larger than a chunk (and a transposed, non-contiguous gradient, which is
+    updated whole) get the same bits as with one chunk: the updates are elementwise."""
+    from tinygrad_np.optim import optimizer
+
+    rng = np.random.default_rng(3)
+    shapes = [(7, 11), (9, 3), (5,), ()]
+    data = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(4)]
+    results = []
+    for chunk in (1 << 16, 4):
+        monkeypatch.setattr(optimizer, "UPDATE_CHUNK", chunk)
+        params = [tg.Tensor(d.copy(), requires_grad=True) for d in data]
+        opt = make(params)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = tg.Tensor(g)
+            params[0].grad = tg.Tensor(np.ascontiguousarray(step[0].T).T)  # non-contiguous
+            opt.step()
+        results.append([p.numpy() for p in params])
+    for whole, chunked in zip(*results, strict=True):
+        assert np.array_equal(whole, chunked)

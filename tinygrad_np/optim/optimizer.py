@@ -16,6 +16,27 @@ import numpy as np
 
 from tinygrad_np.tensor import Tensor
 
+# The updates run over each parameter in chunks of this many entries, so that the
+# passes of a chunk (about 13 for Adam) find it in the L2 cache and the arrays go through
+# memory once, not once a pass. Two 1000x1000 float32 parameters, ms: Adam 7.0 -> 3.6-3.8
+# (PyTorch 2.2 on 2 threads), SGD with momentum 2.6 -> 1.3 (0.8); chunks of 8K entries
+# 5.1 / 2.0, 128K 4.1-4.4 / 1.3-1.4. Splitting the chunks over 2 threads gained at most
+# 15 % (Adam with chunks of 128K: 3.1 ms; SGD none) and lost with smaller chunks: the
+# threads hand the GIL back and forth between short calls.
+UPDATE_CHUNK = 1 << 16
+
+
+def _flat(a: np.ndarray) -> np.ndarray | None:
+    """A 1-d view of a C-contiguous array (None for another layout)."""
+    return a.reshape(-1) if a.flags.c_contiguous else None
+
+
+def _chunks(size: int | None) -> list:
+    """Slices of ``range(size)`` UPDATE_CHUNK long; None: one key for the whole array."""
+    if size is None:
+        return [Ellipsis]
+    return [slice(lo, min(size, lo + UPDATE_CHUNK)) for lo in range(0, size, UPDATE_CHUNK)]
+
 
 class Optimizer:
     """Base class: parameter groups, per-parameter state, zero_grad and state dicts.
@@ -215,18 +236,35 @@ class SGD(Optimizer):
             lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov = group["weight_decay"], group["nesterov"]
             for p, g in self._grads(group):
-                if wd != 0:
-                    g = g + wd * p.data
+                buf = None
                 if mom != 0:
                     st = self.state.setdefault(p, {})
                     buf = st.get("momentum_buffer")
                     if buf is None:
+                        g = g + wd * p.data if wd != 0 else g
                         buf = st["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
-                    else:
-                        buf *= mom
-                        buf += (1 - damp) * g
-                    g = g + mom * buf if nesterov else buf
-                p.data -= lr * g
+                        p.data -= lr * (g + mom * buf if nesterov else buf)
+                        continue
+                arrays = [p.data, g, buf]
+                flat = [None if a is None else _flat(a) for a in arrays]
+                if g.shape != p.shape or any(
+                    f is None and a is not None for f, a in zip(flat, arrays, strict=True)
+                ):
+                    flat = arrays  # (another layout: whole, at once)
+                for chunk in _chunks(p.data.size if flat is not arrays else None):
+                    parts = [None if f is None else f[chunk] for f in flat]
+                    self._sgd_arrays(*parts, lr, mom, damp, wd, nesterov)
+
+    @staticmethod
+    def _sgd_arrays(p, g, buf, lr, mom, damp, wd, nesterov) -> None:
+        """One SGD step on arrays (a chunk of a parameter): ``p`` and ``buf`` in place."""
+        if wd != 0:
+            g = g + wd * p
+        if buf is not None:
+            buf *= mom
+            buf += (1 - damp) * g
+            g = g + mom * buf if nesterov else buf
+        p -= lr * g
 
 
 class Adam(Optimizer):
@@ -280,23 +318,36 @@ class Adam(Optimizer):
                         st["max_exp_avg_sq"] = np.zeros_like(p.data)
                 st["step"] += 1
                 t = st["step"]
-                if wd != 0:
-                    if self._decoupled:
-                        p.data *= 1 - lr * wd  # AdamW: decay the weights, not the gradient
-                    else:
-                        g = g + wd * p.data
-                m, v = st["exp_avg"], st["exp_avg_sq"]
-                m *= b1
-                m += (1 - b1) * g
-                v *= b2
-                v += (1 - b2) * (g * g)
-                if group["amsgrad"]:
-                    np.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
-                    v = st["max_exp_avg_sq"]
-                step_size = lr / (1 - b1**t)
-                denom = np.sqrt(v) / math.sqrt(1 - b2**t)
-                denom += eps
-                p.data -= step_size * (m / denom)
+                coef = dict(lr=lr, wd=wd, b1=b1, b2=b2, eps=eps, decoupled=self._decoupled,
+                            step_size=lr / (1 - b1**t), bias2=math.sqrt(1 - b2**t))  # fmt: skip
+                arrays = [p.data, g, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq")]
+                flat = [None if a is None else _flat(a) for a in arrays]
+                if g.shape != p.shape or any(
+                    f is None and a is not None for f, a in zip(flat, arrays, strict=True)
+                ):
+                    flat = arrays  # (another layout: whole, at once)
+                for chunk in _chunks(p.data.size if flat is not arrays else None):
+                    self._adam_arrays(*[None if f is None else f[chunk] for f in flat], **coef)
+
+    @staticmethod
+    def _adam_arrays(p, g, m, v, vmax, *, lr, wd, b1, b2, eps, decoupled, step_size, bias2):
+        """One Adam step on arrays (a chunk of a parameter): ``p``, ``m``, ``v`` and
+        ``vmax`` (amsgrad's running maximum, or None) in place."""
+        if wd != 0:
+            if decoupled:
+                p *= 1 - lr * wd  # AdamW: decay the weights, not the gradient
+            else:
+                g = g + wd * p
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        if vmax is not None:
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        denom = np.sqrt(v) / bias2
+        denom += eps
+        p -= step_size * (m / denom)
 
 
 class AdamW(Adam):
