@@ -59,3 +59,13 @@ def test_overhead_benchmark_prints_both_rows():
     assert len(ours) == len(theirs) == 2
     for a, b, r in zip(ours, theirs, ratio, strict=True):
         assert r == pytest.approx(a / b, abs=0.01)
+
+
+def test_layers_benchmark_prints_both_timings_and_their_ratio():
+    out = _run("layers.py", "--batch", "2", "--repeat", "1", "--threads", "1",
+               "--only", "batch_norm", "residual")  # fmt: skip
+    for name in ("batch_norm2d train, 64ch @32x32", "residual block 64ch @32x32 + Adam"):
+        ours, theirs, ratio = _row(out, name)[-3:]
+        assert ours > 0 and theirs > 0
+        assert ratio == pytest.approx(ours / theirs, abs=0.01)
+    assert "Adam step" not in out  # --only picked two cases
