@@ -698,3 +698,20 @@ def test_train_goes_through_each_childs_own_train():
     assert net[1][1].training
     net.eval()
     assert not any(m.training for m in net.modules())
+
+
+def test_batch_norm_mixed_dtypes_keep_numpy_promotion_and_param_dtypes():
+    """float64 input through float32 parameters: composed ops, float64 out (NumPy's
+    promotion, as before the fused op), each gradient in its tensor's dtype; the graph
+    drawing shows no private argument."""
+    bn = nn.BatchNorm2d(3)
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)), requires_grad=True)
+    y = bn(x)
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert bn.weight.grad.dtype == np.float32 and x.grad.dtype == np.float64
+    fused = nn.BatchNorm2d(3)(tg.randn(2, 3, 4, 4, requires_grad=True))
+    assert type(fused.grad_fn).__name__ == "BatchNormTrain"
+    from tinygrad_np import viz
+
+    assert "stats" not in str(viz.to_dot(fused.sum()))

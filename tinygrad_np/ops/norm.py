@@ -12,6 +12,7 @@ fused op 4.7-5.1, PyTorch 2.2-2.5; one thread: 27.1 -> 6.8-7.5.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def _chunked(n: int, per_sample: int, fn) -> None:
 
 class BatchNormTrain(Op):
     """y = (x - mean) / sqrt(var + eps) * w + b with the batch's per-channel mean and
-    biased variance (over every dim but C); ``stats`` receives them (for the running
+    biased variance (over every dim but C); ``_stats`` receives them (for the running
     statistics).
 
     VJP (m = N * spatial values per channel, xhat the normalised x, a = w / sqrt(var+eps)):
@@ -70,7 +71,7 @@ class BatchNormTrain(Op):
 
     name = "batch_norm"
 
-    def forward(self, x, *wb, eps, affine, stats):
+    def forward(self, x, *wb, eps, affine, _stats):
         n, c = x.shape[:2]
         x3 = x.reshape(n, c, -1)
         m = x3.shape[2] * n
@@ -92,7 +93,7 @@ class BatchNormTrain(Op):
         var = rows.sum(axis=0) / m
         inv = 1.0 / np.sqrt(var + eps)
         self.mean, self.inv = mean, inv
-        stats["mean"], stats["var"] = mean, var
+        _stats["mean"], _stats["var"] = mean, var
         scale = (wb[0] * inv if affine else inv).astype(x.dtype, copy=False)[:, None]
         shift = wb[1].astype(x.dtype, copy=False)[:, None] if affine else None
 
@@ -117,7 +118,7 @@ class BatchNormTrain(Op):
         per_sample = x3[0].nbytes
         mean = self.mean.astype(dt, copy=False)[:, None]
         g_rows, gx_rows = np.empty((n, c), dtype=dt), np.empty((n, c), dtype=dt)
-        local = par.threading.local()
+        local = threading.local()
 
         def centred(s) -> np.ndarray:  # x - mean of chunk s, in this thread's buffer
             buf = getattr(local, "buf", None)
@@ -226,7 +227,10 @@ def batch_norm(
                 f"batch_norm: expected more than 1 value per channel when training, got input "
                 f"of shape {tuple(input.shape)}"
             )
-        fused = (weight is None) == (bias is None)  # (only one of the two: composed, below)
+        # one op for weight and bias (or neither) of x's dtype; else the composed ops below
+        fused = (weight is None) == (bias is None) and all(
+            t is None or t.dtype == input.dtype for t in (weight, bias)
+        )
         if not fused:
             mean = input.mean(dims, keepdim=True)  # (1, C, 1...)
             var = input.var(dims, correction=0, keepdim=True)  # biased: used to normalise
@@ -234,7 +238,7 @@ def batch_norm(
         else:
             stats: dict = {}
             wb = () if weight is None else (weight, bias)
-            out = BatchNormTrain.apply(input, *wb, eps=eps, affine=bool(wb), stats=stats)
+            out = BatchNormTrain.apply(input, *wb, eps=eps, affine=bool(wb), _stats=stats)
         if rm is not None:
             rm *= 1.0 - momentum
             rm += momentum * stats["mean"].astype(rm.dtype, copy=False)
