@@ -34,10 +34,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import torch  # noqa: E402
+
 import tinygrad_np as tg  # noqa: E402
 from tinygrad_np import nn  # noqa: E402
-
-import torch  # noqa: E402
 
 torch.set_num_threads(args.threads)
 tg.set_num_threads(args.threads)
