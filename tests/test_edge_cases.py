@@ -203,3 +203,69 @@ def test_numpy_scalars_keep_the_tensor_dtype_as_python_scalars():
         assert got.dtype == want
     t32 = torch.ones(3)
     assert (t32 / np.prod((2, 3))).dtype == torch.float32  # the rule this follows
+
+
+# ----------------------------------------------------------------------------- conv / pool args
+
+
+def test_conv_bias_gradient_of_an_empty_batch_is_zero():
+    for fn, w_shape in ((F.conv2d, (3, 2, 3, 3)), (F.conv_transpose1d, (2, 4, 3))):
+        nd = len(w_shape) - 2
+        x = tg.zeros(*((0, 2) + (6,) * nd), requires_grad=True)
+        w = tg.randn(*w_shape, requires_grad=True)
+        b = tg.randn(w_shape[0] if fn is F.conv2d else w_shape[1], requires_grad=True)
+        fn(x, w, b).sum().backward()
+        assert b.grad.numpy().tolist() == [0.0] * b.shape[0]
+        assert x.grad.shape == x.shape and not w.grad.numpy().any()
+
+
+def test_pool_stride_as_numpy_int_and_empty_sequence():
+    x = tg.randn(1, 2, 6, 6)
+    want = F.max_pool2d(x, 2, 2).numpy()
+    assert np.array_equal(F.max_pool2d(x, 2, stride=np.int64(2)).numpy(), want)
+    assert np.array_equal(F.max_pool2d(x, 2, stride=()).numpy(), want)
+    assert nn_shape(tg.nn.MaxPool2d(np.int64(2)), x) == (1, 2, 3, 3)
+    assert nn_shape(tg.nn.AvgPool2d(2, stride=np.int64(1)), x) == (1, 2, 5, 5)
+
+
+def nn_shape(module, x):
+    return module(x).shape
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, fn",
+    [
+        ((1, 2, 6, 6), (3, 2, 0, 0), "conv2d"),
+        ((2, 0, 9), (6, 0, 3), "conv1d"),
+        ((1, 2, 6, 6), (0, 2, 3, 3), "conv2d"),
+        ((2, 4, 4, 3, 3), (4, 3, 0, 0, 0), "conv_transpose3d"),
+        ((1, 2, 0, 4), (2, 3, 3, 3), "conv_transpose2d"),
+        ((1, 2, 0, 6), (3, 2, 1, 1), "conv2d"),
+    ],
+)
+def test_empty_kernels_channels_and_spatial_dims_are_named_errors(x_shape, w_shape, fn):
+    with pytest.raises(ValueError, match=r"(weight|input) of shape"):
+        getattr(F, fn)(tg.zeros(*x_shape), tg.zeros(*w_shape))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(kernel_size=-1), "kernel_size must be positive"),
+        (dict(kernel_size=0), "kernel_size must be positive"),
+        (dict(kernel_size=2.0), "kernel_size must be an int"),
+        (dict(kernel_size=True), "kernel_size must be an int"),
+        (dict(kernel_size=3, stride=True), "stride must be an int"),
+        (dict(kernel_size=3, padding=None), "padding must be"),
+        (dict(kernel_size=3, padding="full"), "padding must be"),
+        (dict(kernel_size=3, groups=2.0), "groups must be a positive int"),
+    ],
+)
+def test_conv_module_arguments_are_checked_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tg.nn.Conv2d(4, 4, **kwargs)
+
+
+def test_conv_module_padding_names_are_case_blind_as_the_functional_form():
+    conv = tg.nn.Conv2d(2, 3, 3, padding="SAME")
+    assert conv.padding == "same" and conv(tg.randn(1, 2, 6, 6)).shape == (1, 3, 6, 6)

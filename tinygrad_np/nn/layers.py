@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np import convmath as cm
 from tinygrad_np.nn import functional as F
 from tinygrad_np.nn import init
 from tinygrad_np.nn.module import Module, Parameter
@@ -21,15 +22,6 @@ from tinygrad_np.tensor import Tensor, to_dtype
 
 def _param(shape: tuple[int, ...], dtype: Any) -> Parameter:
     return Parameter(np.empty(shape, dtype=to_dtype(dtype) or np.float32))
-
-
-def _tuple(x: Any, n: int, what: str) -> tuple:
-    if isinstance(x, (int, np.integer)):
-        return (int(x),) * n
-    t = tuple(x)
-    if len(t) != n:
-        raise ValueError(f"{what} must be an int or {n} ints, got {x!r}")
-    return t
 
 
 # ----------------------------------------------------------------------------- containers
@@ -193,8 +185,10 @@ class _ConvNd(Module):
     ):
         super().__init__()
         name = type(self).__name__
-        if groups <= 0:
-            raise ValueError(f"{name}: groups must be a positive integer, got {groups}")
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("groups", groups)):  # fmt: skip
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
         if in_channels % groups:
             raise ValueError(
                 f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})"
@@ -209,20 +203,29 @@ class _ConvNd(Module):
             )
         n = self._nd
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _tuple(kernel_size, n, "kernel_size")
-        self.stride = _tuple(stride, n, "stride")
+        # the functional forms' checks, here so that a bad argument fails at construction
+        self.kernel_size = cm.expand_arg(kernel_size, n, "kernel_size", name)
+        self.stride = cm.expand_arg(stride, n, "stride", name)
+        self.dilation = cm.expand_arg(dilation, n, "dilation", name)
+        for arg, v in (("kernel_size", self.kernel_size), ("stride", self.stride),
+                       ("dilation", self.dilation)):  # fmt: skip
+            cm.check_positive(v, arg, name)
         if isinstance(padding, str):
-            if padding not in ("same", "valid"):
+            if padding.lower() not in ("same", "valid"):
                 raise ValueError(
                     f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}"
                 )
-            self.padding = padding
-        elif isinstance(padding, (int, np.integer)):
+            self.padding = padding.lower()
+        elif isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
             self.padding = (int(padding),) * n
-        else:
+        elif isinstance(padding, (list, tuple)) and len(padding) == n:
             self.padding = tuple(padding)  # one int or one (before, after) pair per dim
-        self.dilation = _tuple(dilation, n, "dilation")
-        self.output_padding = _tuple(output_padding, n, "output_padding")
+        else:
+            raise ValueError(
+                f"{name}: padding must be 'same', 'valid', an int, or {n} ints or (before, "
+                f"after) pairs, got {padding!r}"
+            )
+        self.output_padding = cm.expand_arg(output_padding, n, "output_padding", name)
         self.groups = int(groups)
         self.padding_mode = padding_mode
         if self._transposed:  # (in, out/groups, *k), as PyTorch

@@ -86,6 +86,8 @@ def _with_bias_grad(op: Op, g: Tensor, g_input, g_weight) -> tuple:
     # not recorded: the space sums as one matrix-vector product (3-7x faster than
     # np.sum over axes (0, 2, 3)), then the batch
     n, c = g.shape[:2]
+    if g.size == 0:  # (an empty batch or output: nothing to add up)
+        return g_input, g_weight, const(np.zeros(c, dtype=g.dtype))
     gd = np.ascontiguousarray(g.data).reshape(n * c, -1)
     per_map = gd @ np.ones(gd.shape[1], dtype=gd.dtype)
     return g_input, g_weight, const(per_map.reshape(n, c).sum(0))
@@ -333,6 +335,16 @@ def _check_common(what, input, weight, bias, nd, weight_in_axis) -> bool:
     if input.dtype != weight.dtype:
         raise ValueError(
             f"{what}: input dtype {input.dtype} differs from weight dtype {weight.dtype}"
+        )
+    if 0 in weight.shape:  # (PyTorch rejects these too; NumPy's reshapes would fail later)
+        raise ValueError(
+            f"{what}: weight of shape {tuple(weight.shape)} has an empty dim: kernel sizes "
+            "and channel counts must be positive"
+        )
+    if input.shape[-nd - 1] == 0 or 0 in input.shape[-nd:]:
+        raise ValueError(
+            f"{what}: input of shape {tuple(input.shape)} has no channels or an empty "
+            "spatial dim (an empty batch is fine)"
         )
     if bias is not None:
         if not isinstance(bias, Tensor):

@@ -398,9 +398,8 @@ def _pool_args(what, input, nd, kernel_size, stride, padding, dilation, ceil_mod
     if input.dtype.kind != "f":
         raise ValueError(f"{what}: input must be float32 or float64, got {input.dtype}")
     kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
-    strides = (
-        kernel if stride is None or stride == [] else cm.expand_arg(stride, nd, "stride", what)
-    )
+    default = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+    strides = kernel if default else cm.expand_arg(stride, nd, "stride", what)
     dilations = cm.expand_arg(dilation, nd, "dilation", what)
     pads = cm.expand_arg(padding, nd, "padding", what)
     cm.check_positive(kernel, "kernel_size", what)
