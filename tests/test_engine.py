@@ -478,3 +478,129 @@ def test_grad_can_hand_on_each_gradient_as_soon_as_it_is_final():
                             strict=True):  # fmt: skip
         np.testing.assert_array_equal(g, w.numpy())
         np.testing.assert_array_equal(r.numpy(), w.numpy())
+
+
+# ----------------------------------------------------------------------------- found by a
+# conformance check against PyTorch (thirteenth session)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("fn", ["exp", "sigmoid", "tanh", "sqrt", "softmax"])
+def test_recorded_vjp_uses_the_output_tensor_the_caller_holds(fn):
+    """create_graph: the VJP of an op that reuses its output goes through the caller's
+    output tensor, so a gradient with respect to it exists and its hook runs in the
+    second-order pass too (a hook that doubles the gradient doubles the second
+    derivative too): the same values as PyTorch."""
+    torch = _torch()
+    x0 = np.array([0.5, 1.5, 2.0])
+    got = []
+    for lib in ("tg", "torch"):
+        calls = []
+        if lib == "tg":
+            x = tg.Tensor(x0, requires_grad=True)
+            y = getattr(x, fn)() if fn != "softmax" else x.softmax(-1)
+            y.register_hook(lambda g, calls=calls: (calls.append(1), g * 2)[1])
+            (g,) = tg.grad((y * tg.Tensor(x0)).sum(), x, create_graph=True)
+            assert len(calls) == 1
+            (second,) = tg.grad(g.sum(), x, retain_graph=True)
+            assert len(calls) == 2
+            (via_y,) = tg.grad(g.sum(), y)
+            got.append((second.numpy(), via_y.numpy()))
+        else:
+            x = torch.tensor(x0, requires_grad=True)
+            y = getattr(torch, fn)(x) if fn != "softmax" else x.softmax(-1)
+            y.register_hook(lambda g, calls=calls: (calls.append(1), g * 2)[1])
+            (g,) = torch.autograd.grad((y * torch.tensor(x0)).sum(), x, create_graph=True)
+            (second,) = torch.autograd.grad(g.sum(), x, retain_graph=True)
+            (via_y,) = torch.autograd.grad(g.sum(), y)
+            got.append((second.numpy(), via_y.numpy()))
+    for ours, theirs in zip(*got, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def test_retained_gradient_accumulates_over_backward_calls():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    z = (y * y).sum()
+    z.backward(retain_graph=True)
+    z.backward()
+    assert y.grad.tolist() == [8.0, 16.0] and x.grad.tolist() == [16.0, 32.0]
+
+
+def test_grad_runs_only_the_branches_that_lead_to_its_inputs():
+    a = tg.Tensor([1.0, 2.0], requires_grad=True)
+    b = tg.Tensor([3.0, 4.0], requires_grad=True)
+    h = b * 2
+    calls = []
+    h.register_hook(lambda g: calls.append("h"))
+    b.register_hook(lambda g: calls.append("b"))
+    (ga,) = tg.grad((a * h).sum(), a)
+    assert ga.tolist() == [6.0, 8.0] and calls == []
+    (gh,) = tg.grad((a * h).sum(), h)  # a non-leaf input: its own hook runs, b's does not
+    assert gh.tolist() == [1.0, 2.0] and calls == ["h"]
+
+
+def test_bare_no_grad_decorates_methods_and_generators():
+    class Model:
+        @tg.no_grad
+        def bare(self, x):
+            return (x * 2).requires_grad
+
+        @tg.no_grad()
+        def called(self, x):
+            return (x * 2).requires_grad
+
+    @tg.no_grad
+    def gen(x):
+        yield (x * 2).requires_grad
+        yield (x * 3).requires_grad
+        return "done"
+
+    def outer(x):
+        result = yield from gen(x)
+        yield result
+
+    x = tg.ones(2, requires_grad=True)
+    assert Model().bare(x) is False and Model().called(x) is False
+    assert list(outer(x)) == [False, False, "done"]
+    assert (x * 2).requires_grad  # the mode came back between and after the yields
+    assert Model.bare.__name__ == "bare"
+
+
+def test_create_graph_leaf_gradients_are_tensors_of_their_own():
+    a = tg.Tensor([1.0, 2.0], requires_grad=True)
+    b = tg.Tensor([3.0, 4.0], requires_grad=True)
+    (a + b).sum().backward(create_graph=True)
+    assert a.grad is not b.grad
+    with tg.no_grad():
+        a.grad *= 0  # writable, and b's is untouched
+    assert b.grad.tolist() == [1.0, 1.0]
+    gt = tg.Tensor([1.0, 1.0])
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    x.backward(gt, create_graph=True)
+    assert x.grad is not gt
+
+
+def test_in_place_with_an_operand_that_requires_grad_is_an_error_not_a_lost_gradient():
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    x = tg.zeros(2)
+    with pytest.raises(RuntimeError, match="x = x \\+ w"):
+        x += w
+    with pytest.raises(RuntimeError, match="where or cat"):
+        x[0] = w[0]
+    with tg.no_grad():  # (no graph to lose)
+        x += w
+        x[1] = w[0]
+    assert x.tolist() == [1.0, 1.0]
+
+
+def test_gradcheck_leaves_its_inputs_exactly_as_they_were():
+    a0 = np.array([0.5, 1.5, 2.5])
+    a = tg.Tensor(a0.copy(), requires_grad=True)
+    assert tg.gradcheck(lambda t: t.exp() * t, a, fast_mode=True)
+    assert tg.gradcheck(lambda t: t.exp() * t, a)
+    assert np.array_equal(a.numpy(), a0)

@@ -9,6 +9,7 @@ builds the graph of the backward pass, which can be differentiated again.
 from __future__ import annotations
 
 import functools
+import inspect
 import linecache
 import os
 import sys
@@ -56,9 +57,10 @@ class _GradMode:
 
     def __init__(self, func=None):
         self._prev: list[bool] = []
+        self._func = None
         if func is not None:  # used as a bare decorator: @no_grad
             functools.update_wrapper(self, func)
-        self._func = func
+            self._func = _decorate(type(self), func)
 
     def __enter__(self):
         self._prev.append(_state.grad)
@@ -71,16 +73,52 @@ class _GradMode:
 
     def __call__(self, *args, **kwargs):
         if self._func is not None:
-            with type(self)():
-                return self._func(*args, **kwargs)
+            return self._func(*args, **kwargs)
         (func,) = args  # used as @no_grad()
+        return _decorate(type(self), func)
+
+    def __get__(self, obj, objtype=None):
+        """A bare ``@no_grad`` on a method binds as the method would."""
+        if obj is None or self._func is None:
+            return self
+        return functools.partial(self._func, obj)
+
+
+def _decorate(mode: type, func):
+    """``func`` run in grad ``mode``; a generator function's body runs in the mode each
+    time it resumes (as PyTorch's decorators), not only when it is created."""
+    if inspect.isgeneratorfunction(func):
 
         @functools.wraps(func)
-        def wrapper(*a, **k):
-            with type(self)():
-                return func(*a, **k)
+        def generator(*a, **k):
+            gen = func(*a, **k)
+            try:
+                with mode():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with mode():
+                            gen.close()
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - handed to the generator
+                        with mode():
+                            response = gen.throw(e)
+                    else:
+                        with mode():
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
 
-        return wrapper
+        return generator
+
+    @functools.wraps(func)
+    def wrapper(*a, **k):
+        with mode():
+            return func(*a, **k)
+
+    return wrapper
 
 
 class no_grad(_GradMode):  # noqa: N801 - PyTorch's name
@@ -205,13 +243,21 @@ class Op:
                 op.needs_grad = needs
                 op.args = kwargs
                 op.scope = state["scope"]
-                return _make(out, True, op)
+                result = _make(out, True, op)
+                if cls.keeps_output:  # (a recorded VJP uses this very tensor: see below)
+                    op._output = weakref.ref(result)
+                return result
         return _make(out, False, None)
 
     #: whether the VJP reads its inputs' data; ops that need only shapes (reshape, sum,
     #: relu with its saved output, ...) set False so that large intermediate inputs are
     #: not kept alive by the graph
     saves_inputs: bool = True
+
+    #: whether the VJP uses the op's own output (``saved_output``): a recorded VJP then
+    #: uses the output Tensor the caller holds, so that its hooks, ``retain_grad`` and
+    #: ``grad(..., inputs=[output])`` see the second-order graph, as in PyTorch
+    keeps_output: bool = False
 
     # -- bookkeeping used by the engine, hooks and viz
     _released = False
@@ -220,9 +266,12 @@ class Op:
 
     def saved_output(self, remake) -> Tensor:
         """The forward's output for use in a VJP: the array saved as ``self.out`` when
-        not recording, else ``remake()`` so that the VJP stays differentiable."""
+        not recording; when recording, the output Tensor itself (``keeps_output``) while
+        someone holds it, else ``remake()``, so that the VJP stays differentiable."""
         if _state.grad:
-            return remake()
+            ref = self.__dict__.get("_output")
+            out = ref() if ref is not None else None
+            return out if out is not None else remake()
         return _Tensor._make(self.out, False, None)
 
     def release(self) -> None:
@@ -437,6 +486,15 @@ def run_backward(
         node_grads[k] = g if k not in node_grads else node_grads[k] + g
 
     order = _topo_order(roots)
+    needed = None  # with inputs: the nodes on a path to one of them (the rest do not run,
+    if want is not None:  # nor their hooks: as PyTorch's autograd.grad)
+        needed = set()
+        for node in reversed(order):  # (each node after the nodes that feed it)
+            for t, need in zip(node.inputs, node.needs_grad, strict=True):
+                fn = t.grad_fn
+                if need and (id(t) in want or (fn is not None and id(fn) in needed)):
+                    needed.add(id(node))
+                    break
     pending: dict[int, int] = {}  # id(leaf) -> edges from nodes still to run (on_leaf)
     if on_leaf is not None:
         for node in order:
@@ -462,14 +520,23 @@ def run_backward(
             g = node_grads.pop(id(node), None)
             if g is None:
                 continue
+            if needed is not None and id(node) not in needed and id(node) not in want_nodes:
+                continue
             if node._hooks:
                 g = _call_hooks(node._hooks, g)
             if node._retain is not None:
                 t = node._retain()
-                if t is not None:
-                    t.grad = g if create_graph else _Tensor._make(np.array(g.data), False, None)
+                if t is not None:  # (accumulates across backward calls, as a leaf's does)
+                    if t.grad is None:
+                        t.grad = g.clone() if create_graph else _make(np.array(g.data), False, None)
+                    elif create_graph:
+                        t.grad = t.grad + g
+                    else:
+                        t.grad.data = t.grad.data + g.data
             if want_nodes is not None and id(node) in want_nodes:
                 result[id(want_nodes[id(node)])] = g
+            if needed is not None and id(node) not in needed:
+                continue  # (an input itself; nothing it feeds is wanted)
             if node._released:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time (at '{node.name}'): "
@@ -496,10 +563,14 @@ def run_backward(
                     gi = gi.astype(t.data.dtype)
                 fn = t.grad_fn
                 if fn is None:
+                    if want is not None and id(t) not in want:
+                        continue  # (a leaf nobody asked for: no gradient, no hooks)
                     add_leaf(t, gi)
                     if id(t) in pending:
                         finish_early(t)
                 else:
+                    if needed is not None and id(fn) not in needed and id(fn) not in want_nodes:
+                        continue
                     k = id(fn)
                     prev = node_grads.get(k)
                     node_grads[k] = gi if prev is None else add(prev, gi)
@@ -524,8 +595,8 @@ def run_backward(
                         sole.add(id(t))
                 continue
             if t.grad is None:
-                if create_graph:
-                    t.grad = g
+                if create_graph:  # (a copy of its own: g may be another leaf's, a read-only
+                    t.grad = g.clone()  # broadcast view, or the caller's gradient)
                 else:  # nobody else can see a sole gradient's array: no copy needed
                     t.grad = _make(g.data if is_sole else np.array(g.data), False, None)
             elif create_graph:

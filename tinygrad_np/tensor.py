@@ -337,6 +337,12 @@ class Tensor:
                 "in-place operation on a tensor that requires grad; do it under "
                 "tinygrad_np.no_grad() or on .data"
             )
+        if isinstance(o, Tensor) and o.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place operation with an operand that requires grad would leave its "
+                "gradient out; write x = x + w (a recorded op), or do it under "
+                "tinygrad_np.no_grad()"
+            )
         other = o.data if isinstance(o, Tensor) else o
         ufunc(self.data, other, out=self.data, casting="same_kind")
         return self
@@ -392,6 +398,11 @@ class Tensor:
             raise RuntimeError(
                 "in-place assignment to a tensor that requires grad; use tinygrad_np.where "
                 "or assign under no_grad()"
+            )
+        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "assigning a tensor that requires grad into another is not recorded; build "
+                "the result with tinygrad_np.where or cat (or assign under no_grad())"
             )
         key = _mv.normalize_key(key)
         value = value.data if isinstance(value, Tensor) else value

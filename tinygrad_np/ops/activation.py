@@ -65,6 +65,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 class Sigmoid(Op):
     """y = 1 / (1 + e^-x).   VJP: gx = g * y * (1 - y)."""
 
+    keeps_output = True
+
     def forward(self, x):
         self.out = special.expit(x)
         return self.out
@@ -72,12 +74,14 @@ class Sigmoid(Op):
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
             return (g * const(self.out * (1 - self.out)),)
-        y = self.inputs[0].sigmoid()
+        y = self.saved_output(self.inputs[0].sigmoid)
         return (g * y * (1 - y),)
 
 
 class Tanh(Op):
     """y = tanh x.   VJP: gx = g * (1 - y^2)."""
+
+    keeps_output = True
 
     def forward(self, x):
         self.out = np.tanh(x)
@@ -86,7 +90,7 @@ class Tanh(Op):
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
             return (g * const(1 - self.out * self.out),)
-        y = self.inputs[0].tanh()
+        y = self.saved_output(self.inputs[0].tanh)
         return (g * (1 - y * y),)
 
 
@@ -149,6 +153,8 @@ def _dim(x: Tensor, dim: int, what: str) -> int:
 
 class Softmax(Op):
     """y = e^(x - max) / sum e^(x - max).   VJP: gx = y * (g - sum(g * y))."""
+
+    keeps_output = True
 
     def forward(self, x, *, dim):
         if x.shape[dim] == 0:  # nothing to normalize (NumPy's max has no empty reduction)

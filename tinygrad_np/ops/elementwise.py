@@ -151,6 +151,8 @@ class Neg(Op):
 class Exp(Op):
     """y = e^x.   VJP: gx = g * y."""
 
+    keeps_output = True
+
     def forward(self, x):
         self.out = np.exp(x)
         return self.out
@@ -171,6 +173,8 @@ class Log(Op):
 
 class Sqrt(Op):
     """y = sqrt x.   VJP: gx = g / (2 y)."""
+
+    keeps_output = True
 
     def forward(self, x):
         self.out = np.sqrt(x)
