@@ -604,3 +604,45 @@ def test_gradcheck_leaves_its_inputs_exactly_as_they_were():
     assert tg.gradcheck(lambda t: t.exp() * t, a, fast_mode=True)
     assert tg.gradcheck(lambda t: t.exp() * t, a)
     assert np.array_equal(a.numpy(), a0)
+
+
+def test_changing_a_saved_tensor_in_place_raises_at_backward():
+    """PyTorch's version check, for the cases that matter: a factor of a product or a
+    layer's weight changed (an optimizer step before backward), an output an op reuses."""
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    y = (w * w).sum()
+    with tg.no_grad():
+        w += 1
+    with pytest.raises(RuntimeError, match="backward of 'mul' reads was changed in place"):
+        y.backward()
+    lin = tg.nn.Linear(2, 2)
+    opt = tg.optim.SGD(lin.parameters(), lr=0.1)
+    out = lin(tg.randn(3, 2)).sum()
+    for p in lin.parameters():
+        p.grad = tg.zeros(*p.shape)
+    opt.step()
+    with pytest.raises(RuntimeError, match="'linear' reads"):
+        out.backward()
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    e = x.exp()
+    y = (e * 1).sum()
+    with tg.no_grad():
+        e[0] = 5.0
+    with pytest.raises(RuntimeError, match="'exp' reads"):
+        y.backward()
+
+
+def test_changes_nothing_reads_do_not_raise():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2).sum() + x.exp().sum()  # (2 is not x's factor's gradient; exp keeps its output)
+    with tg.no_grad():
+        x += 1
+    y.backward()
+    assert np.allclose(x.grad.numpy(), 2 + np.exp([1.0, 2.0]))
+    # the usual loop: step after backward, then a new forward
+    lin = tg.nn.Linear(2, 1)
+    opt = tg.optim.Adam(lin.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        lin(tg.ones(4, 2)).sum().backward()
+        opt.step()

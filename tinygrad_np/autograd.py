@@ -196,6 +196,49 @@ def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> 
         )
 
 
+# ----------------------------------------------------------------------------- in-place changes
+
+# In-place changes (``+=`` and item assignment on a Tensor, optimizer steps) count up a
+# process-wide clock; the changed tensor keeps the time in ``_version``, and every
+# recorded op the time it was created. A backward then checks the inputs of the ops that
+# read their inputs (and the output of those that reuse it) only for ops created before
+# the latest change: no cost while nothing changes in place.
+_CLOCK = [0]
+
+
+def note_in_place() -> int:
+    """A new time on the in-place clock (for the tensor just changed)."""
+    _CLOCK[0] += 1
+    return _CLOCK[0]
+
+
+def _check_unchanged(node: Op) -> None:
+    """Raise if a tensor the VJP of ``node`` reads was changed in place after it ran.
+
+    Counted as read: the output of an op that reuses it; an input of an op that saves
+    its inputs when another input needs a gradient (the factor of a product, a layer's
+    input for its weight's gradient), or when it is the single input of an op that does
+    not reuse its output (log x: g / x). Not every read is caught (a power's base, for
+    its own gradient), but nothing that is not read raises."""
+    born = node.__dict__.get("_born", 0)
+    ref = node.__dict__.get("_output")
+    out = ref() if ref is not None else None
+    saved = [] if out is None else [out]
+    if node.saves_inputs:
+        needs = node.needs_grad
+        for i, t in enumerate(node.inputs):
+            others = any(n for j, n in enumerate(needs) if j != i)
+            if others or (len(needs) == 1 and needs[0] and out is None):
+                saved.append(t)
+    for t in saved:
+        if getattr(t, "_version", 0) > born:
+            raise RuntimeError(
+                f"a tensor of shape {tuple(t.shape)} that the backward of '{node.name}' "
+                "reads was changed in place after that op ran, so its gradient would be "
+                "wrong; change a copy (.clone()) instead, or change it after backward()"
+            )
+
+
 # ----------------------------------------------------------------------------- Op
 
 
@@ -243,6 +286,8 @@ class Op:
                 op.needs_grad = needs
                 op.args = kwargs
                 op.scope = state["scope"]
+                if _CLOCK[0]:  # (see note_in_place)
+                    op._born = _CLOCK[0]
                 result = _make(out, True, op)
                 if cls.keeps_output:  # (a recorded VJP uses this very tensor: see below)
                     op._output = weakref.ref(result)
@@ -352,7 +397,7 @@ def _stand_ins(inputs: tuple) -> tuple:
 
 # what Op.release keeps: the graph's structure, for viz and error messages
 _KEEP_ON_RELEASE = frozenset(
-    {"inputs", "needs_grad", "args", "scope", "name", "created_at", "_hooks", "_retain"}
+    {"inputs", "needs_grad", "args", "scope", "name", "created_at", "_hooks", "_retain", "_born"}
 )
 
 
@@ -515,6 +560,7 @@ def run_backward(
     prev_mode = _state.grad
     _state.grad = create_graph
     anomaly = _state.anomaly
+    clock = _CLOCK[0]
     try:
         for node in order:
             g = node_grads.pop(id(node), None)
@@ -537,6 +583,8 @@ def run_backward(
                 result[id(want_nodes[id(node)])] = g
             if needed is not None and id(node) not in needed:
                 continue  # (an input itself; nothing it feeds is wanted)
+            if clock > node.__dict__.get("_born", 0):
+                _check_unchanged(node)
             if node._released:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time (at '{node.name}'): "

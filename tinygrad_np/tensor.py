@@ -65,7 +65,10 @@ class Tensor:
     [[2.0, 4.0]]
     """
 
-    __slots__ = ("data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "__weakref__")
+    # (_version: set only by an in-place change, see _modified; unset reads as never)
+    __slots__ = (
+        "data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "_version", "__weakref__"
+    )  # fmt: skip
     __array_priority__ = 1000  # so that ndarray + Tensor gives Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
@@ -345,7 +348,13 @@ class Tensor:
             )
         other = o.data if isinstance(o, Tensor) else o
         ufunc(self.data, other, out=self.data, casting="same_kind")
+        self._modified()
         return self
+
+    def _modified(self) -> None:
+        """Note an in-place change of the data, so that a backward that saved this tensor
+        before it raises instead of computing a wrong gradient (PyTorch's version check)."""
+        self._version = autograd.note_in_place()
 
     def __iadd__(self, o):
         return self._inplace(o, np.add)
@@ -411,6 +420,7 @@ class Tensor:
             self.data[key] = value
         else:  # the ints first, as in reading (PyTorch's placement)
             self.data[split[0]][split[1]] = value
+        self._modified()
 
     # ------------------------------------------------------------------ math methods
     def exp(self):

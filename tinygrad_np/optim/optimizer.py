@@ -244,6 +244,7 @@ class SGD(Optimizer):
                         g = g + wd * p.data if wd != 0 else g
                         buf = st["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
                         p.data -= lr * (g + mom * buf if nesterov else buf)
+                        p._modified()
                         continue
                 arrays = [p.data, g, buf]
                 flat = [None if a is None else _flat(a) for a in arrays]
@@ -254,6 +255,7 @@ class SGD(Optimizer):
                 for chunk in _chunks(p.data.size if flat is not arrays else None):
                     parts = [None if f is None else f[chunk] for f in flat]
                     self._sgd_arrays(*parts, lr, mom, damp, wd, nesterov)
+                p._modified()
 
     @staticmethod
     def _sgd_arrays(p, g, buf, lr, mom, damp, wd, nesterov) -> None:
@@ -328,6 +330,7 @@ class Adam(Optimizer):
                     flat = arrays  # (another layout: whole, at once)
                 for chunk in _chunks(p.data.size if flat is not arrays else None):
                     self._adam_arrays(*[None if f is None else f[chunk] for f in flat], **coef)
+                p._modified()
 
     @staticmethod
     def _adam_arrays(p, g, m, v, vmax, *, lr, wd, b1, b2, eps, decoupled, step_size, bias2):
