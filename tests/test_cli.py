@@ -386,3 +386,13 @@ def test_train_splits_batches_by_default_and_a_resume_keeps_the_count(
     assert run(*resume, "--quiet", "--threads", 2) == 0
     assert json.loads((one / "config.json").read_text())["workers"] == 1  # as it began
     assert "processes" not in capsys.readouterr().err
+
+
+def test_resume_keeps_the_test_limit_and_takes_a_negative_seed(tiny, tmp_path):
+    part = tmp_path / "part"
+    args = ("--epochs", "1", "--batch-size", "32", "--test-limit", "10", "--seed", "-1")
+    assert run(*train_args(tiny, part, *args)) == 0
+    resume = ("train", "--resume", part / "checkpoint.npz", "--epochs", "2", "--data-dir", tiny)
+    assert run(*resume, "--quiet") == 0
+    config = json.loads((part / "config.json").read_text())
+    assert config["test_limit"] == 10 and config["seed"] == -1

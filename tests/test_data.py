@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tinygrad_np as tg
 import tinygrad_np.data as data
 from tinygrad_np import Tensor
 from tinygrad_np.data import DataLoader, DatasetNotFoundError, load_idx, load_mnist, save_idx
@@ -478,3 +479,34 @@ def test_ctrl_c_during_download_leaves_no_partial_file(isolated, monkeypatch):
         load_mnist("mnist", "train", mirror="http://127.0.0.1:1/", verify=False)
     assert Response.calls == 2
     assert leftovers(cache) == []
+
+
+def test_idx_header_whose_sizes_overflow_is_a_size_error_naming_the_file(tmp_path):
+    p = tmp_path / "huge-idx"
+    p.write_bytes(bytes([0, 0, 8, 4]) + (65536).to_bytes(4, "big") * 4)
+    with pytest.raises(ValueError, match="huge-idx"):
+        load_idx(p)
+
+
+def test_a_wrong_root_warns_before_other_folders_are_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYGRAD_NP_DATA", raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", tmp_path / "system")
+    write_dataset(tmp_path / "system" / "fashion-mnist", n_test=3)
+    with pytest.warns(UserWarning, match="not in .*nonexistent"):
+        images, _ = load_mnist("fashion-mnist", "test", root=tmp_path / "nonexistent",
+                               download=False)  # fmt: skip
+    assert len(images) == 3
+
+
+def test_dataloader_takes_a_negative_seed_and_rejects_a_float():
+    x = np.arange(10)
+    a = [b[0].tolist() for b in DataLoader(x, batch_size=5, shuffle=True, seed=-1)]
+    b = [b[0].tolist() for b in DataLoader(x, batch_size=5, shuffle=True, seed=-1)]
+    assert a == b and sorted(sum(a, [])) == list(range(10))
+    with pytest.raises(TypeError, match="seed"):
+        DataLoader(x, batch_size=5, seed=1.5)
+    tg.manual_seed(-3)
+    first = tg.randn(3).tolist()
+    tg.manual_seed(-3)
+    assert tg.randn(3).tolist() == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import numpy as np
@@ -114,3 +115,20 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     with pytest.raises(TypeError, match="cannot store"):
         tg.save({"f": lambda: 1}, tmp_path / "f.npz")
     assert not any(tmp_path.iterdir())  # nothing written on failure
+
+
+def test_saved_file_mode_follows_the_umask_and_errors_name_the_path(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        p = tmp_path / "ckpt.npz"
+        tg.save({"a": np.ones(2)}, p)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        tg.save({"a": 1}, tmp_path / "nowhere" / "x.npz")
+    with pytest.raises(IsADirectoryError, match=str(tmp_path.name)):
+        tg.save({"a": 1}, tmp_path)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["ckpt.npz"]  # no temp files left

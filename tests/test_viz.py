@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -426,3 +427,16 @@ def test_conv_and_pool_names_survive_a_backward():
     y.backward()
     src = viz.to_dot(y, show_grads=True).source
     assert "<b>conv2d</b>" in src and "<b>max_pool2d</b>" in src
+
+
+def test_a_tensor_used_by_many_ops_is_drawn_at_each_use_and_lays_out_fast(tmp_path):
+    h = tg.randn(4, 8, requires_grad=True)
+    w = tg.randn(8, 8, requires_grad=True)
+    for _ in range(80):  # one weight, 80 uses (dot needed over 40 s for one shared node)
+        h = (h @ w).tanh()
+    dot = viz.to_dot(h.sum())
+    assert dot.source.count("drawn at each of its 80 uses") == 80
+    if shutil.which("dot"):
+        t0 = time.perf_counter()
+        viz.draw_graph(h.sum(), path=tmp_path / "g.svg")
+        assert time.perf_counter() - t0 < 20

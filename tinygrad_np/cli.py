@@ -288,6 +288,8 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
             setattr(args, key, saved[key])
         if args.epochs is None:
             args.epochs = saved["epochs"]
+        if getattr(args, "test_limit", None) is None:  # (the test set it was measured on)
+            args.test_limit = saved.get("test_limit")
         if getattr(args, "workers", 1) is None:  # as the run began (its last bits depend on it)
             args.workers = saved.get("workers", 1)
     if args.epochs is None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -104,7 +106,7 @@ def load_idx(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header ({len(buf)} of {header} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[code]
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(int(n) for n in shape) * dtype.itemsize  # (no int64 wrap)
     if len(buf) != expected:
         what = "truncated" if len(buf) < expected else "size mismatch"
         raise ValueError(
@@ -377,9 +379,15 @@ def load_mnist(
     """
     _check_name(name, split)
     searched = dataset_dirs(name, root)
-    for folder in searched:
+    for i, folder in enumerate(searched):
         found = _find_split(folder, split)
         if found is not None:
+            if root is not None and i >= 2:  # (a mistyped or half-filled --data-dir)
+                warnings.warn(
+                    f"load_mnist: the {split} files of {name} are not in {searched[0]} (nor "
+                    f"its {name} subfolder); using {folder} instead",
+                    stacklevel=2,
+                )
             return _load_pair(*found)
     download_error = "downloading was not tried (download=False)"
     if download:
@@ -475,7 +483,10 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"DataLoader: seed must be an int or None, got {seed!r}")
+        # (any int: taken modulo 2**64, so that a negative seed works as in manual_seed)
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed % 2**64
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -95,8 +95,15 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     arrays = dict(writer.arrays)
     arrays[_META] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"save: the folder of {path} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"save: {path} is a folder")
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
     try:
+        # (mkstemp makes the file 0600; the saved file gets the usual mode, the umask's)
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
@@ -104,6 +111,20 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read from /proc where it can be, else set and put back)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class _LoadError(ValueError):

@@ -533,8 +533,11 @@ _rng = {"gen": np.random.default_rng()}
 
 
 def manual_seed(seed: int) -> None:
-    """Seed initialisation, dropout, ``rand`` and ``randn``."""
-    _rng["gen"] = np.random.default_rng(seed)
+    """Seed initialisation, dropout, ``rand`` and ``randn``. Any int, negative ones too
+    (taken modulo 2**64, as PyTorch does)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"manual_seed: seed must be an int, got {seed!r}")
+    _rng["gen"] = np.random.default_rng(int(seed) % 2**64)
 
 
 def generator() -> np.random.Generator:
