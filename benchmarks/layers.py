@@ -28,8 +28,6 @@ args = ap.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(args.threads)
 
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -42,21 +40,7 @@ from tinygrad_np import nn  # noqa: E402
 torch.set_num_threads(args.threads)
 tg.set_num_threads(args.threads)
 
-BLOCK = 3
-
-
-def paired_median_ms(ours, theirs, repeat: int) -> tuple[float, float]:
-    """Medians (ms) of ``repeat`` calls each, in alternating blocks of BLOCK calls, each
-    block after one untimed call (see conv.py)."""
-    times: tuple[list, list] = ([], [])
-    while len(times[1]) < repeat:
-        for fn, out in zip((ours, theirs), times, strict=True):
-            fn()
-            for _ in range(min(BLOCK, repeat - len(out))):
-                t0 = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times[0]), 1e3 * statistics.median(times[1])
+from _timing import paired_median_ms  # noqa: E402
 
 
 def _pair(a: np.ndarray):
