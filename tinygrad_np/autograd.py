@@ -199,36 +199,39 @@ def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> 
 # ----------------------------------------------------------------------------- in-place changes
 
 # In-place changes (``+=`` and item assignment on a Tensor, optimizer steps) count up a
-# process-wide clock; the changed tensor keeps the time in ``_version``, and every
+# process-wide clock (``Op._clock``); the changed tensor keeps the time in ``_version``, and every
 # recorded op the time it was created. A backward then checks the inputs of the ops that
 # read their inputs (and the output of those that reuse it) only for ops created before
 # the latest change: no cost while nothing changes in place.
-_CLOCK = [0]
-
-
 def note_in_place() -> int:
-    """A new time on the in-place clock (for the tensor just changed)."""
-    _CLOCK[0] += 1
-    return _CLOCK[0]
+    """A new time on the in-place clock (for the tensor just changed). The clock is a
+    class attribute of Op: the cheapest read in ``Op.apply``, which runs for every op."""
+    Op._clock += 1
+    return Op._clock
 
 
 def _check_unchanged(node: Op) -> None:
     """Raise if a tensor the VJP of ``node`` reads was changed in place after it ran.
 
-    Counted as read: the output of an op that reuses it; an input of an op that saves
-    its inputs when another input needs a gradient (the factor of a product, a layer's
-    input for its weight's gradient), or when it is the single input of an op that does
-    not reuse its output (log x: g / x). Not every read is caught (a power's base, for
-    its own gradient), but nothing that is not read raises."""
+    Counted as read: the output of an op that reuses it (marked by ``Tensor._modified``);
+    an input of an op that saves its inputs when another input needs a gradient (the
+    factor of a product, a layer's input for its weight's gradient), or when it is the
+    single input of an op that does not reuse its output (log x: g / x). Not every read
+    is caught (a power's base, for its own gradient), but nothing that is not read
+    raises."""
     born = node.__dict__.get("_born", 0)
-    ref = node.__dict__.get("_output")
-    out = ref() if ref is not None else None
-    saved = [] if out is None else [out]
+    if node.__dict__.get("_output_changed"):
+        raise RuntimeError(
+            f"the output of '{node.name}', which its backward reads, was changed in place "
+            "after that op ran, so the gradient would be wrong; change a copy (.clone()) "
+            "instead, or change it after backward()"
+        )
+    saved = []
     if node.saves_inputs:
         needs = node.needs_grad
         for i, t in enumerate(node.inputs):
             others = any(n for j, n in enumerate(needs) if j != i)
-            if others or (len(needs) == 1 and needs[0] and out is None):
+            if others or (len(needs) == 1 and needs[0] and not node.keeps_output):
                 saved.append(t)
     for t in saved:
         if getattr(t, "_version", 0) > born:
@@ -286,12 +289,9 @@ class Op:
                 op.needs_grad = needs
                 op.args = kwargs
                 op.scope = state["scope"]
-                if _CLOCK[0]:  # (see note_in_place)
-                    op._born = _CLOCK[0]
-                result = _make(out, True, op)
-                if cls.keeps_output:  # (a recorded VJP uses this very tensor: see below)
-                    op._output = weakref.ref(result)
-                return result
+                if cls._clock:  # (see note_in_place)
+                    op._born = cls._clock
+                return _make(out, True, op)
         return _make(out, False, None)
 
     #: whether the VJP reads its inputs' data; ops that need only shapes (reshape, sum,
@@ -299,12 +299,15 @@ class Op:
     #: not kept alive by the graph
     saves_inputs: bool = True
 
-    #: whether the VJP uses the op's own output (``saved_output``): a recorded VJP then
-    #: uses the output Tensor the caller holds, so that its hooks, ``retain_grad`` and
-    #: ``grad(..., inputs=[output])`` see the second-order graph, as in PyTorch
+    #: whether the VJP reads the op's own output (``self.out``, ``saved_output``): a
+    #: change to the output in place then raises at backward, and once a hook or
+    #: ``retain_grad`` is put on the output, a recorded VJP uses that very Tensor, so
+    #: that they see the second-order graph too, as in PyTorch (a weak reference made
+    #: then, not for every op: it cost 3 % of the per-op overhead)
     keeps_output: bool = False
 
     # -- bookkeeping used by the engine, hooks and viz
+    _clock = 0  # the in-place clock (note_in_place)
     _released = False
     _hooks: list | None = None
     _retain: Any = None  # weakref to the output tensor when retain_grad() was called
@@ -560,14 +563,14 @@ def run_backward(
     prev_mode = _state.grad
     _state.grad = create_graph
     anomaly = _state.anomaly
-    clock = _CLOCK[0]
+    clock = Op._clock
     try:
         for node in order:
             g = node_grads.pop(id(node), None)
             if g is None:
                 continue
             if needed is not None and id(node) not in needed and id(node) not in want_nodes:
-                continue
+                continue  # (a root that leads to no input)
             if node._hooks:
                 g = _call_hooks(node._hooks, g)
             if node._retain is not None:
@@ -583,14 +586,14 @@ def run_backward(
                 result[id(want_nodes[id(node)])] = g
             if needed is not None and id(node) not in needed:
                 continue  # (an input itself; nothing it feeds is wanted)
-            if clock > node.__dict__.get("_born", 0):
-                _check_unchanged(node)
             if node._released:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time (at '{node.name}'): "
                     "its saved arrays were freed by the first backward. "
                     "Pass retain_graph=True to the first backward if you need a second one."
                 )
+            if clock and (clock > node.__dict__.get("_born", 0)):
+                _check_unchanged(node)
             if anomaly:
                 _state.vjp_of = node
                 grads = node.vjp(g)

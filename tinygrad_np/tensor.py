@@ -236,6 +236,7 @@ class Tensor:
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         if self.grad_fn is not None:
             self.grad_fn._retain = weak(self)
+            self._keep_as_output()
         elif not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
 
@@ -245,6 +246,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         owner = self.grad_fn if self.grad_fn is not None else self
+        self._keep_as_output()
         if owner._hooks is None:
             owner._hooks = []
         owner._hooks.append(hook)
@@ -256,11 +258,11 @@ class Tensor:
         a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32)."""
         if isinstance(x, Tensor):
             return x
-        if isinstance(x, np.generic):
-            x = x.item()
         if (type(x) is float or type(x) is int) and self.data.dtype.kind == "f":  # fast path
             return Tensor._make(np.asarray(x, dtype=self.data.dtype), False, None)
-        if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+        if isinstance(x, np.generic):
+            x = x.item()
+        if isinstance(x, numbers.Number):
             kind = self.dtype.kind
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
                 if kind == "b" and not isinstance(x, bool):
@@ -272,9 +274,9 @@ class Tensor:
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
         """(self, other) promoted as PyTorch does: an integer or bool tensor meets a
         Python float, or is divided, in the default float dtype (float32), not float64."""
-        if isinstance(x, np.generic):  # (a NumPy scalar counts as the Python scalar)
-            x = x.item()
         other = self._other(x)
+        if self.data.dtype.kind in "iub" and isinstance(x, np.generic):
+            x = x.item()  # (a NumPy scalar counts as the Python scalar)
         if self.data.dtype.kind in "iub" and (
             type(x) is float or (true_div and other.data.dtype.kind in "iub")
         ):
@@ -351,10 +353,20 @@ class Tensor:
         self._modified()
         return self
 
+    def _keep_as_output(self) -> None:
+        """Let the op that made this tensor use it (not a recomputed copy) in a recorded
+        VJP, so that its hooks and retained gradient see the second-order graph."""
+        fn = self.grad_fn
+        if fn is not None and fn.keeps_output:
+            fn._output = weak(self)
+
     def _modified(self) -> None:
         """Note an in-place change of the data, so that a backward that saved this tensor
         before it raises instead of computing a wrong gradient (PyTorch's version check)."""
         self._version = autograd.note_in_place()
+        fn = self.grad_fn
+        if fn is not None and fn.keeps_output:  # (its VJP reads this very array)
+            fn._output_changed = True
 
     def __iadd__(self, o):
         return self._inplace(o, np.add)

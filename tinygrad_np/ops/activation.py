@@ -17,6 +17,7 @@ class Relu(Op):
     """y = max(x, 0) (NaN stays NaN).   VJP: gx = g * (x > 0)."""
 
     saves_inputs = False
+    keeps_output = True  # (its VJP reads y > 0: a change to y in place must raise)
 
     def forward(self, x):
         out = np.empty(x.shape, dtype=x.dtype)
