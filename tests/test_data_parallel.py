@@ -554,3 +554,50 @@ def test_an_interrupt_while_adding_the_gradients_restarts_the_workers(monkeypatc
     F.cross_entropy(twin(tg.Tensor(x)), y).backward()
     for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
         np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-10, err_msg=name)
+
+
+class _FailsOnRows(nn.Module):
+    """Raises in the forward for a shard that holds the marked rows (a worker's only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        if (x.data[:, 0] == 99.0).any():
+            raise ValueError("marked rows")
+        return self.lin(x)
+
+
+def test_an_error_in_one_workers_forward_leaves_the_next_calls_right():
+    module = _FailsOnRows()
+    rng = np.random.default_rng(0)
+    with nn.DataParallel(module, workers=3) as dp:
+        bad = rng.standard_normal((6, 3)).astype(np.float32)
+        bad[2:4, 0] = 99.0  # worker 1's rows, not the last worker's
+        with pytest.raises(RuntimeError, match="worker 1 failed"):
+            dp(tg.Tensor(bad))
+        for _ in range(3):
+            x = tg.Tensor(rng.standard_normal((6, 3)).astype(np.float32))
+            y = dp(x)
+            assert np.allclose(y.data, module(x).data)
+            y.sum().backward()
+
+
+def test_a_second_backward_and_an_output_without_the_batch_axis_raise_clearly():
+    class Mean(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.lin(x).mean(0, keepdim=True)
+
+    with nn.DataParallel(nn.Linear(3, 2), workers=2) as dp:
+        y = dp(tg.randn(4, 3))
+        y.sum().backward(retain_graph=True)
+        with pytest.raises(RuntimeError, match="second backward"):
+            y.sum().backward()
+    with nn.DataParallel(Mean(), workers=2) as dp:
+        with pytest.raises(ValueError, match="batch axis first"):
+            dp(tg.randn(4, 3))

@@ -266,3 +266,21 @@ def test_explain_names_the_volume_route(threads, monkeypatch):
     assert "forward: on the stacked" not in kept and "kept from the forward for dw" in kept
     many = str(explain.conv3d((8, 8, 16, 16, 16), (17, 8, 3, 3, 3), padding=1, quiet=True))
     assert "stacked wide grid" not in many  # 17 filters
+
+
+def test_ceil_mode_rows_of_the_extra_window_count_as_read():
+    e = explain.avg_pool1d((1, 1, 5), kernel_size=4, stride=2, ceil_mode=True, quiet=True)
+    assert e.output_shape == (1, 1, 2) and e.unread == ((),)
+    x = tg.Tensor(np.ones((1, 1, 5)), requires_grad=True)
+    F.avg_pool1d(x, 4, 2, ceil_mode=True).sum().backward()
+    assert np.all(x.grad.numpy() != 0)  # row 4 gets gradient, as explain now says
+    e = explain.max_pool1d((1, 1, 7), kernel_size=3, stride=3, padding=1, dilation=2,
+                           ceil_mode=True, quiet=True)  # fmt: skip
+    assert 5 not in e.unread[0]
+
+
+def test_conv_transpose_explain_rejects_what_the_op_rejects():
+    with pytest.raises(ValueError, match="output_padding must be non-negative and smaller"):
+        explain.conv_transpose1d((1, 1, 4), (1, 1, 3), stride=1, output_padding=1)
+    with pytest.raises(ValueError, match="output_padding must be non-negative and smaller"):
+        F.conv_transpose1d(tg.zeros(1, 1, 4), tg.zeros(1, 1, 3), stride=1, output_padding=1)

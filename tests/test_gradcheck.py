@@ -144,3 +144,13 @@ def test_gradgradcheck_catches_wrong_second_derivative():
 def test_gradcheck_tuple_outputs_and_unused_input():
     a, b = _x(seed=3), _x(seed=4)
     assert tg.gradcheck(lambda p, q: (p.exp(), p * 2.0), (a, b))
+
+
+def test_a_non_finite_gradient_fails_against_a_finite_or_nan_difference():
+    a = tg.Tensor(np.array([0.0, 1.0]), requires_grad=True)  # sqrt'(0) = inf; the difference: nan
+    with np.errstate(all="ignore"):
+        for fast in (False, True):
+            with pytest.raises(tg.GradcheckError):
+                tg.gradcheck(lambda t: t.sqrt(), a, fast_mode=fast)
+    b = tg.Tensor(np.array([0.5, 1.0]), requires_grad=True)
+    assert tg.gradcheck(lambda t: t.sqrt(), b)

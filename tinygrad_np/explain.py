@@ -609,6 +609,15 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     strides, dilations = _geometry(nd, stride, dilation, what)
     pads = cm.expand_arg(padding, nd, "padding", what)
     out_pads = cm.expand_arg(output_padding, nd, "output_padding", what)
+    if any(p < 0 for p in pads):  # (the op's checks, with its words)
+        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+    for op_, s, d in zip(out_pads, strides, dilations, strict=True):
+        if op_ < 0 or op_ >= max(s, d):
+            raise ValueError(
+                f"{what}: output_padding must be non-negative and smaller than stride or "
+                f"dilation, got output_padding={output_padding!r} with stride={strides}, "
+                f"dilation={dilations}"
+            )
     n_, c = xs[:2]
     cin, og = ws[:2]
     if c != cin:
@@ -690,10 +699,10 @@ def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mo
     strides, dilations = _geometry(nd, kernel if stride is None else stride, dilation, what)
     pads = cm.expand_arg(padding, nd, "padding", what)
     for k, p, d in zip(kernel, pads, dilations, strict=True):
-        if 2 * p > cm.dilated_size(k, d):
+        if p < 0 or 2 * p > cm.dilated_size(k, d):  # (the op's check, with its words)
             raise ValueError(
-                f"{what}: padding {p} must be at most half the (dilated) kernel "
-                f"{cm.dilated_size(k, d)}"
+                f"{what}: padding must be between 0 and half the (dilated) kernel size "
+                f"{cm.dilated_size(k, d)}, got padding={padding!r}"
             )
     names = _DIM_NAMES[nd]
     pairs = tuple((p, p) for p in pads)
@@ -718,7 +727,11 @@ def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mo
         return _emit(Explanation(what, out_shape, lines, pairs), quiet)
     lines.append(f"  -> output {out_shape}")
     lines += ["", "Input rows no window reads:"]
-    unread_text, unread = _unread_lines(xs[2:], kernel, strides, pairs, dilations, names)
+    reading = tuple(  # (ceil_mode's last window reaches into extra right padding)
+        cm.pool_padding(n, k, s, p, d, ceil_mode)
+        for n, k, s, p, d in zip(xs[2:], kernel, strides, pads, dilations, strict=True)
+    )
+    unread_text, unread = _unread_lines(xs[2:], kernel, strides, reading, dilations, names)
     lines += unread_text
     overlap = any(s < cm.dilated_size(k, d) for s, k, d in zip(strides, kernel, dilations,
                                                               strict=True))  # fmt: skip

@@ -27,10 +27,11 @@ keys start with ``module.``; a layer that looks at the whole batch (``BatchNorm`
 sees one shard's statistics, and buffer updates made in the workers are lost (this
 process's shard updates its buffers). Dropout draws from a different seeded stream in
 each worker. The workers keep the graph of the latest call only, so an output's
-backward must come before the next call (a later one raises). Double backward
-(``create_graph=True``) is not supported through it. Workers need ``fork`` (POSIX;
-tested on Linux); where there is none, or with ``workers=1``, the module runs whole in
-this process.
+backward must come before the next call (a later one raises), and it runs once (a second
+one raises, even after ``retain_graph=True``). Double backward (``create_graph=True``) is
+not supported through it. The module's output must keep the batch axis first. Workers
+need ``fork`` (POSIX; tested on Linux); where there is none, or with ``workers=1``, the
+module runs whole in this process.
 
 >>> import tinygrad_np as tg
 >>> from tinygrad_np import nn
@@ -541,6 +542,13 @@ class _Gather(Op):
             )
         a = self.args
         local, parts, workers = a["local"], a["parts"], a["pool"]
+        if self.__dict__.get("_done"):
+            raise RuntimeError(
+                "DataParallel: a second backward through the same output is not supported "
+                "(the shards' graphs are freed by the first, retain_graph or not); call the "
+                "wrapped module (.module) directly to backward twice"
+            )
+        self._done = True
         if workers.calls != a["call"] or workers.stop is None or not workers.stop.alive:
             # the workers hold the graph of their latest forward only
             raise RuntimeError(
@@ -662,7 +670,18 @@ class DataParallel(Module):
         except BaseException:
             pool.drain(len(shards) - 1)  # keep the channels in step, then re-raise ours
             raise
-        parts = [pool.recv(i) for i in range(len(shards) - 1)]
+        parts = pool.answers(len(shards) - 1)  # (every answer read before an error is raised)
+        for part, s in zip(parts, shards[1:], strict=True):
+            if np.ndim(part) == 0 or len(part) != s.stop - s.start:
+                raise ValueError(
+                    f"DataParallel: the module's output must keep the batch axis first "
+                    f"(a shard of {s.stop - s.start} rows gave shape {np.shape(part)})"
+                )
+        if local.ndim == 0 or local.shape[0] != shards[0].stop - shards[0].start:
+            raise ValueError(
+                "DataParallel: the module's output must keep the batch axis first (a shard "
+                f"of {shards[0].stop - shards[0].start} rows gave shape {tuple(local.shape)})"
+            )
         return _Gather.apply(
             x, *params, local=local, mine=mine, parts=parts, pool=pool, call=pool.calls
         )
