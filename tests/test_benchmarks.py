@@ -25,6 +25,13 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def _ratio_of(ours: float, theirs: float, ratio: float) -> bool:
+    """Whether the printed ratio is ours / theirs: the times are printed rounded to two
+    decimals and the ratio comes from the unrounded ones, so allow for that rounding."""
+    rounding = ratio * (0.005 / ours + 0.005 / theirs) + 0.005
+    return ratio == pytest.approx(ours / theirs, abs=rounding)
+
+
 def _row(out: str, name: str) -> list[float]:
     line = next(line for line in out.splitlines() if line.startswith(name))
     return [float(v) for v in re.findall(r"\d+(?:\.\d+)?", line[len(name) :])]
@@ -36,7 +43,7 @@ def test_conv_benchmark_prints_both_timings_and_their_ratio():
     pool = _row(out, "max_pool2d 2x2 s2 64ch @56x56 (b32)")
     for ours, theirs, ratio, *_ in (conv, pool):
         assert ours > 0 and theirs > 0
-        assert ratio == pytest.approx(ours / theirs, abs=0.01)
+        assert _ratio_of(ours, theirs, ratio)
     assert len(conv) == 5  # + GFLOP/s and % of NumPy's GEMM rate for a conv layer
     assert "3x3 32->64" not in out  # --only picked two cases
 
@@ -58,7 +65,7 @@ def test_overhead_benchmark_prints_both_rows():
     ratio = _row(out, "ratio")[:2]  # (then the goal)
     assert len(ours) == len(theirs) == 2
     for a, b, r in zip(ours, theirs, ratio, strict=True):
-        assert r == pytest.approx(a / b, abs=0.01)
+        assert _ratio_of(a, b, r)
 
 
 def test_layers_benchmark_prints_both_timings_and_their_ratio():
@@ -67,7 +74,5 @@ def test_layers_benchmark_prints_both_timings_and_their_ratio():
     for name in ("batch_norm2d train, 64ch @32x32", "residual block 64ch @32x32 + Adam"):
         ours, theirs, ratio = _row(out, name)[-3:]
         assert ours > 0 and theirs > 0
-        # (the times are printed rounded to 0.01 ms; the ratio from the unrounded ones)
-        rounding = ratio * (0.005 / ours + 0.005 / theirs) + 0.005
-        assert ratio == pytest.approx(ours / theirs, abs=rounding)
+        assert _ratio_of(ours, theirs, ratio)
     assert "Adam step" not in out  # --only picked two cases

@@ -156,6 +156,21 @@ def check_positive(values: tuple[int, ...], name: str, what: str = "conv") -> No
         raise ValueError(f"{what}: {name} must be positive, got {values}")
 
 
+def check_transpose_padding(pads, out_pads, strides, dilations, padding, output_padding,
+                            what: str) -> None:  # fmt: skip
+    """A transposed conv's padding must be non-negative, its output_padding non-negative
+    and below stride or dilation (as PyTorch); ValueError naming the argument."""
+    if any(p < 0 for p in pads):
+        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
+    for op_, s, d in zip(out_pads, strides, dilations, strict=True):
+        if op_ < 0 or op_ >= max(s, d):
+            raise ValueError(
+                f"{what}: output_padding must be non-negative and smaller than stride or "
+                f"dilation, got output_padding={output_padding!r} with stride={strides}, "
+                f"dilation={dilations}"
+            )
+
+
 def negate(pads: Sequence[Pair]) -> tuple[Pair, ...]:
     """The pads that undo ``pads`` (crop what was added, zero-fill what was cropped)."""
     return tuple((-b, -a) for b, a in pads)

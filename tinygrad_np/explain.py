@@ -609,15 +609,7 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     strides, dilations = _geometry(nd, stride, dilation, what)
     pads = cm.expand_arg(padding, nd, "padding", what)
     out_pads = cm.expand_arg(output_padding, nd, "output_padding", what)
-    if any(p < 0 for p in pads):  # (the op's checks, with its words)
-        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
-    for op_, s, d in zip(out_pads, strides, dilations, strict=True):
-        if op_ < 0 or op_ >= max(s, d):
-            raise ValueError(
-                f"{what}: output_padding must be non-negative and smaller than stride or "
-                f"dilation, got output_padding={output_padding!r} with stride={strides}, "
-                f"dilation={dilations}"
-            )
+    cm.check_transpose_padding(pads, out_pads, strides, dilations, padding, output_padding, what)
     n_, c = xs[:2]
     cin, og = ws[:2]
     if c != cin:

@@ -429,15 +429,7 @@ def _conv_transpose(
     cm.check_positive(dilations, "dilation", what)
     pad = cm.expand_arg(padding, nd, "padding", what)
     out_pad = cm.expand_arg(output_padding, nd, "output_padding", what)
-    if any(p < 0 for p in pad):
-        raise ValueError(f"{what}: padding must be non-negative, got {padding!r}")
-    for op_, s, d in zip(out_pad, strides, dilations, strict=True):
-        if op_ < 0 or op_ >= max(s, d):
-            raise ValueError(
-                f"{what}: output_padding must be non-negative and smaller than stride or "
-                f"dilation, got output_padding={output_padding!r} with stride={strides}, "
-                f"dilation={dilations}"
-            )
+    cm.check_transpose_padding(pad, out_pad, strides, dilations, padding, output_padding, what)
     cin, og = weight.shape[:2]
     c = y.shape[1]
     _check_groups(what, groups, c, og * groups, c)
