@@ -35,6 +35,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # (_timing)
 import tinygrad_np as tg  # noqa: E402
 import tinygrad_np.nn.functional as F  # noqa: E402
 from tinygrad_np.models import LeNet5  # noqa: E402
