@@ -269,3 +269,14 @@ def test_conv_module_arguments_are_checked_at_construction(kwargs, match):
 def test_conv_module_padding_names_are_case_blind_as_the_functional_form():
     conv = tg.nn.Conv2d(2, 3, 3, padding="SAME")
     assert conv.padding == "same" and conv(tg.randn(1, 2, 6, 6)).shape == (1, 3, 6, 6)
+
+
+def test_reductions_over_an_empty_dim_tuple_reduce_everything_as_torch():
+    x = np.arange(6.0).reshape(2, 3)
+    for fn in ("sum", "mean", "var"):
+        ours = getattr(tg.Tensor(x), fn)(dim=())
+        theirs = getattr(torch.tensor(x), fn)(dim=())
+        assert ours.shape == tuple(theirs.shape) == ()
+        assert np.isclose(ours.item(), theirs.item())
+    assert tg.Tensor(x).sum(dim=(), keepdim=True).shape == (1, 1)
+    assert tg.ones(1, 2, 1).squeeze(dim=()).shape == tuple(torch.ones(1, 2, 1).squeeze(()).shape)

@@ -14,7 +14,7 @@ values_indices = namedtuple("values_indices", ["values", "indices"])
 
 
 def normalize_dims(dim, ndim: int, what: str) -> tuple[int, ...]:
-    """``dim`` (None, int or tuple) as a sorted tuple of non-negative axes."""
+    """``dim`` (None, int or tuple) as a sorted tuple of non-negative axes (None: all)."""
     if dim is None:
         return tuple(range(ndim))
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
@@ -28,6 +28,11 @@ def normalize_dims(dim, ndim: int, what: str) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"{what}: dim {dim!r} names an axis twice")
     return tuple(sorted(out)) if ndim else ()
+
+
+def _all_if_empty(dim):
+    """PyTorch's sum, mean and var reduce every dim for ``dim=()`` (not none, as NumPy)."""
+    return None if isinstance(dim, (tuple, list)) and len(dim) == 0 else dim
 
 
 def _keep_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...]:
@@ -48,7 +53,7 @@ class Sum(Op):
 
 
 def sum_(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    dims = normalize_dims(dim, x.ndim, "sum")
+    dims = normalize_dims(_all_if_empty(dim), x.ndim, "sum")
     return Sum.apply(x, dim=dims, keepdim=keepdim)
 
 
@@ -56,14 +61,14 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Mean over ``dim`` (all dims when None)."""
     if x.dtype.kind not in "fc":
         raise TypeError(f"mean needs a floating-point tensor, got dtype {x.dtype}")
-    dims = normalize_dims(dim, x.ndim, "mean")
+    dims = normalize_dims(_all_if_empty(dim), x.ndim, "mean")
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     return Sum.apply(x, dim=dims, keepdim=keepdim) * (1.0 / max(n, 1) if n else float("nan"))
 
 
 def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tensor:
     """Variance over ``dim`` with ``correction`` (1: unbiased, 0: population)."""
-    dims = normalize_dims(dim, x.ndim, "var")
+    dims = normalize_dims(_all_if_empty(dim), x.ndim, "var")
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     d = x - mean(x, dims, keepdim=True)
     denom = max(n - correction, 0)
