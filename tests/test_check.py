@@ -116,6 +116,19 @@ def test_unsupported_dims_are_skipped_with_a_note_unless_asked_for():
     assert "ValueError" in f.traceback
 
 
+def test_a_backward_that_raises_where_the_forward_works_is_a_failure_not_a_skip():
+    def backward(x, w, b, dy, stride, padding, dilation, groups):
+        n, c, h, wd = x.shape  # 2-D only, while the forward handles every rank
+        return uc.conv_backward(x, w, b, dy, stride, padding, dilation, groups)
+
+    report = check.conv(forward=uc.conv_forward, backward=backward)
+    assert not report.ok
+    assert {f.function for f in report.failures} == {"backward"}
+    assert {f.config.ndim for f in report.failures} == {1, 3}
+    only_backward = check.conv(backward=backward)  # (no forward ran: 1-D and 3-D skipped)
+    assert only_backward.ok and "3-D skipped" in " ".join(only_backward.notes)
+
+
 def test_exceptions_in_user_code_are_failures_not_crashes():
     def backward(x, w, b, dy, stride, padding, dilation, groups):
         if groups > 1:

@@ -843,20 +843,25 @@ def conv(
     by_dim = {
         d: conv_configs(d, bias=has_bias, **{n: supports[n] for n in _CONV_NAMES}) for d in dims
     }
-    _sweep(report, by_dim, run, explicit, shrink)
+    _sweep(report, by_dim, run, explicit, shrink, "forward" if fwd else "backward")
     return report
 
 
 def _sweep(report: Report, by_dim: dict[int, list], run: Callable, explicit: bool,
-           shrink: bool) -> None:  # fmt: skip
-    """Run every configuration; skip a dimensionality the user's code does not support."""
+           shrink: bool, leading: str) -> None:  # fmt: skip
+    """Run every configuration; skip a dimensionality the user's code does not support:
+    its simplest configuration raised in ``leading``, the function called first (when
+    the forward ran there and only the backward raised, the dimensionality is supported
+    and the backward's exception is a failure)."""
     skipped: dict[int, Failure] = {}
     for d, cfgs in by_dim.items():
         for i, cfg in enumerate(cfgs):
             fails = run(cfg)
             call_fail = next((f for f in fails if f.what == "(call)"), None)
             if i == 0 and call_fail is not None:
-                unsupported = call_fail.kind == "not implemented" or not explicit
+                unsupported = call_fail.kind == "not implemented" or (
+                    not explicit and call_fail.function == leading
+                )
                 if unsupported:
                     skipped[d] = call_fail
                     break
@@ -997,7 +1002,7 @@ def pool(
         d: pool_configs(d, kind, **{n: supports[n] for n in _POOL_NAMES if n != "kernel_size"})
         for d in dims
     }
-    _sweep(report, by_dim, run, explicit, shrink)
+    _sweep(report, by_dim, run, explicit, shrink, "forward" if fwd else "backward")
     return report
 
 
