@@ -280,3 +280,20 @@ def test_reductions_over_an_empty_dim_tuple_reduce_everything_as_torch():
         assert np.isclose(ours.item(), theirs.item())
     assert tg.Tensor(x).sum(dim=(), keepdim=True).shape == (1, 1)
     assert tg.ones(1, 2, 1).squeeze(dim=()).shape == tuple(torch.ones(1, 2, 1).squeeze(()).shape)
+
+
+def test_ceil_mode_window_may_hang_over_an_input_shorter_than_the_kernel():
+    x = np.arange(6.0).reshape(1, 2, 1, 3)
+    for fn in ("max_pool2d", "avg_pool2d"):
+        xt = tg.Tensor(x, requires_grad=True)
+        out = getattr(F, fn)(xt, 2, ceil_mode=True)
+        th = torch.tensor(x, requires_grad=True)
+        want = getattr(TF, fn)(th, 2, ceil_mode=True)
+        assert out.shape == tuple(want.shape) == (1, 2, 1, 2)
+        np.testing.assert_allclose(out.numpy(), want.detach().numpy())
+        g = np.arange(4.0).reshape(1, 2, 1, 2)
+        out.backward(tg.Tensor(g))
+        want.backward(torch.tensor(g))
+        np.testing.assert_allclose(xt.grad.numpy(), th.grad.numpy())
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        F.max_pool2d(tg.Tensor(x), 2)  # (without ceil_mode there is no window)

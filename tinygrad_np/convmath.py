@@ -201,7 +201,9 @@ def conv_output_size(
 
     ``padding`` is an int (both sides) or a ``(before, after)`` pair. With
     ``ceil_mode`` (pooling) the division rounds up, but a last window that
-    would start in the right padding is dropped, as in PyTorch. Returns 0 when
+    would start in the right padding is dropped, as in PyTorch; so a window may
+    hang over the end, even when the dilated kernel is longer than the padded
+    input (a 2-wide window over 1 row gives 1 output). Otherwise returns 0 when
     the dilated kernel is longer than the padded input.
 
     >>> conv_output_size(96, 4, stride=2)
@@ -211,14 +213,12 @@ def conv_output_size(
     """
     pb, pa = (padding, padding) if isinstance(padding, (int, np.integer)) else padding
     span = n + pb + pa - dilated_size(kernel, dilation)
-    if span < 0:
-        return 0
     if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
+        return span // stride + 1 if span >= 0 else 0
+    out = (span + stride - 1) // stride + 1  # (floor division, as PyTorch's div_rtn)
     if (out - 1) * stride >= n + pb:
         out -= 1
-    return out
+    return max(out, 0)
 
 
 def same_padding(n: int, kernel: int, stride: int = 1, dilation: int = 1) -> Pair:
