@@ -372,3 +372,30 @@ def test_updates_in_chunks_equal_the_whole_array_update(make, monkeypatch):
         results.append([p.numpy() for p in params])
     for whole, chunked in zip(*results, strict=True):
         assert np.array_equal(whole, chunked)
+
+
+def test_zero_grad_keeping_zeros_detaches_a_create_graph_gradient():
+    """zero_grad(set_to_none=False) after backward(create_graph=True): the zeros must be a
+    leaf, or every step's graph would hang off the last one's (memory grows, and second
+    derivatives count the old graphs too)."""
+    import gc
+
+    from tinygrad_np.autograd import Op
+
+    w = tg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    opt = optim.SGD([w], lr=0.0)
+    x = tg.Tensor(np.array([2.0, 3.0, 4.0]))
+    counts = []
+    for _ in range(6):
+        opt.zero_grad(set_to_none=False)
+        ((w * x) ** 2).sum().backward(create_graph=True)
+        gc.collect()
+        counts.append(sum(isinstance(o, Op) for o in gc.get_objects()))
+    assert counts[-1] == counts[2]  # flat, not growing step by step (ops of other tests
+    # in this process, if any, are the same in every count)
+    (h,) = tg.grad(w.grad.sum(), w)  # d/dw of 2 w x^2 summed: 2 x^2, this step only
+    assert h.tolist() == [8.0, 18.0, 32.0]
+    net = nn.Linear(3, 1)
+    net(tg.ones(2, 3)).sum().backward(create_graph=True)
+    net.zero_grad(set_to_none=False)
+    assert net.weight.grad.grad_fn is None and not net.weight.grad.numpy().any()

@@ -440,3 +440,25 @@ def test_a_tensor_used_by_many_ops_is_drawn_at_each_use_and_lays_out_fast(tmp_pa
         t0 = time.perf_counter()
         viz.draw_graph(h.sum(), path=tmp_path / "g.svg")
         assert time.perf_counter() - t0 < 20
+
+
+def test_drawing_a_graph_leaves_no_reference_cycle_holding_it():
+    import gc
+
+    from tinygrad_np.autograd import Op
+
+    def ops() -> int:
+        return sum(isinstance(o, Op) for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = ops()
+        x = tg.randn(4, 3, requires_grad=True)
+        y = (x * 2).tanh().sum()
+        viz.to_dot(y)
+        del y
+        after = ops()
+    finally:
+        gc.enable()
+    assert after == before  # freed by reference counting, without the cycle collector

@@ -353,6 +353,20 @@ class Tensor:
         self._modified()
         return self
 
+    def _zero_grad(self, set_to_none: bool) -> None:
+        """``zero_grad`` for this parameter: ``.grad`` to None, or to zeros that are a leaf
+        (a gradient made with create_graph=True is detached first, as in PyTorch: zeroing
+        it in place would chain each step's graph to the last one's)."""
+        g = self.grad
+        if g is None:
+            return
+        if set_to_none:
+            self.grad = None
+        elif g.grad_fn is not None or g.requires_grad or not g.data.flags.writeable:
+            self.grad = Tensor._make(np.zeros_like(g.data), False, None)
+        else:
+            g.data[...] = 0
+
     def _keep_as_output(self) -> None:
         """Let the op that made this tensor use it (not a recomputed copy) in a recorded
         VJP, so that its hooks and retained gradient see the second-order graph."""

@@ -610,6 +610,7 @@ def _emit(gr: _Graph, title: str | None = None):
         add_node(dot, n)
     for c in children.get((), []):
         add_cluster(dot, c)
+    add_cluster = None  # (the recursive closure's cell held the graph in a reference cycle)
     for s, d, lbl in gr.edges:
         if lbl:
             dot.edge(s, d, label=" " + lbl)

@@ -342,12 +342,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient (to None, or to zeros with set_to_none=False)."""
         for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+            p._zero_grad(set_to_none)
 
     def to(self, dtype: Any) -> Module:
         """Convert floating-point parameters and buffers to ``dtype`` in place; returns self.

@@ -98,12 +98,7 @@ class Optimizer:
         """Reset every parameter's gradient to None (or to zeros with set_to_none=False)."""
         for g in self.param_groups:
             for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
+                p._zero_grad(set_to_none)
 
     def step(self) -> None:
         raise NotImplementedError
