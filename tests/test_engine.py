@@ -646,3 +646,17 @@ def test_changes_nothing_reads_do_not_raise():
         opt.zero_grad()
         lin(tg.ones(4, 2)).sum().backward()
         opt.step()
+
+
+def test_gradient_with_respect_to_an_output_an_op_reuses_after_create_graph():
+    torch = _torch()
+    x0 = np.array([0.5, 1.5])
+    x = tg.Tensor(x0, requires_grad=True)
+    y = x.exp()  # no hook, no retain_grad
+    (g,) = tg.grad(y.sum(), x, create_graph=True)  # g = exp(x), built from y's node
+    (gy,) = tg.grad((g * g).sum(), y)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = xt.exp()
+    (gt,) = torch.autograd.grad(yt.sum(), xt, create_graph=True)
+    (gyt,) = torch.autograd.grad((gt * gt).sum(), yt)
+    np.testing.assert_allclose(gy.numpy(), gyt.numpy(), rtol=1e-12)

@@ -299,11 +299,9 @@ class Op:
     #: not kept alive by the graph
     saves_inputs: bool = True
 
-    #: whether the VJP reads the op's own output (``self.out``, ``saved_output``): a
-    #: change to the output in place then raises at backward, and once a hook or
-    #: ``retain_grad`` is put on the output, a recorded VJP uses that very Tensor, so
-    #: that they see the second-order graph too, as in PyTorch (a weak reference made
-    #: then, not for every op: it cost 3 % of the per-op overhead)
+    #: whether ``self.out`` is the op's output and its VJP reads it (``saved_output``): a
+    #: change to the output in place then raises at backward, and a recorded VJP uses a
+    #: Tensor of it made by this node (see saved_output)
     keeps_output: bool = False
 
     # -- bookkeeping used by the engine, hooks and viz
@@ -313,13 +311,14 @@ class Op:
     _retain: Any = None  # weakref to the output tensor when retain_grad() was called
 
     def saved_output(self, remake) -> Tensor:
-        """The forward's output for use in a VJP: the array saved as ``self.out`` when
-        not recording; when recording, the output Tensor itself (``keeps_output``) while
-        someone holds it, else ``remake()``, so that the VJP stays differentiable."""
+        """The array saved as ``self.out`` for use in a VJP. Not recording: a constant.
+        Recording: for an op whose ``self.out`` is its output (``keeps_output``), a Tensor
+        of it made by this very node, so that the second-order graph runs through the
+        node the caller's output came from (its hooks, ``retain_grad`` and
+        ``grad(..., [output])`` see it, as in PyTorch); for another saved array,
+        ``remake()`` computes it again from the inputs, differentiably."""
         if _state.grad:
-            ref = self.__dict__.get("_output")
-            out = ref() if ref is not None else None
-            return out if out is not None else remake()
+            return _Tensor._make(self.out, True, self) if self.keeps_output else remake()
         return _Tensor._make(self.out, False, None)
 
     def release(self) -> None:
@@ -540,7 +539,9 @@ def run_backward(
         for node in reversed(order):  # (each node after the nodes that feed it)
             for t, need in zip(node.inputs, node.needs_grad, strict=True):
                 fn = t.grad_fn
-                if need and (id(t) in want or (fn is not None and id(fn) in needed)):
+                if need and (
+                    id(t) in want or (fn is not None and (id(fn) in needed or id(fn) in want_nodes))
+                ):
                     needed.add(id(node))
                     break
     pending: dict[int, int] = {}  # id(leaf) -> edges from nodes still to run (on_leaf)

@@ -236,7 +236,6 @@ class Tensor:
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         if self.grad_fn is not None:
             self.grad_fn._retain = weak(self)
-            self._keep_as_output()
         elif not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
 
@@ -246,7 +245,6 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         owner = self.grad_fn if self.grad_fn is not None else self
-        self._keep_as_output()
         if owner._hooks is None:
             owner._hooks = []
         owner._hooks.append(hook)
@@ -366,13 +364,6 @@ class Tensor:
             self.grad = Tensor._make(np.zeros_like(g.data), False, None)
         else:
             g.data[...] = 0
-
-    def _keep_as_output(self) -> None:
-        """Let the op that made this tensor use it (not a recomputed copy) in a recorded
-        VJP, so that its hooks and retained gradient see the second-order graph."""
-        fn = self.grad_fn
-        if fn is not None and fn.keeps_output:
-            fn._output = weak(self)
 
     def _modified(self) -> None:
         """Note an in-place change of the data, so that a backward that saved this tensor
