@@ -297,3 +297,45 @@ def test_ceil_mode_window_may_hang_over_an_input_shorter_than_the_kernel():
         np.testing.assert_allclose(xt.grad.numpy(), th.grad.numpy())
     with pytest.raises(ValueError, match="larger than the padded input"):
         F.max_pool2d(tg.Tensor(x), 2)  # (without ceil_mode there is no window)
+
+
+# ----------------------------------------------------------------------------- creation
+
+
+def test_casting_to_an_integer_dtype_records_nothing():
+    x = tg.Tensor([1.5, 2.5], requires_grad=True)
+    i = x.astype("int64")
+    assert not i.requires_grad and i.grad_fn is None and i.tolist() == [1, 2]
+    (i * x).sum().backward()  # the integer factor is a constant, as in PyTorch
+    assert x.grad.tolist() == [1.0, 2.0]
+    assert x.astype("float64").requires_grad  # (a float cast stays in the graph)
+
+
+def test_numpy_array_of_a_tensor_copies_as_numpy_asks():
+    t = tg.Tensor([1.0, 2.0])
+    a = np.array(t)
+    a[0] = 99
+    assert t.tolist() == [1.0, 2.0]
+    assert np.shares_memory(np.asarray(t), t.numpy())  # asarray: no copy asked, none made
+    with pytest.raises(ValueError, match="without a copy"):
+        np.asarray(t, dtype=np.float64, copy=False)
+
+
+def test_float64_values_in_a_list_keep_float64_and_strings_are_rejected():
+    assert tg.Tensor([np.float64(1 / 3)]).dtype == np.float64
+    assert tg.Tensor([np.ones(2), np.ones(2)]).dtype == np.float64
+    assert tg.Tensor([tg.Tensor(np.float64(1.0)), tg.Tensor(np.float64(2.0))]).dtype == np.float64
+    assert tg.Tensor([1.0, 2.0]).dtype == np.float32  # Python floats: float32
+    assert (tg.Tensor([1.0, 2.0]) + [1.5, 2.5]).dtype == np.float32  # a list operand too
+    for bad in ("abc", ["a", "b"], b"ab", np.array(["x"])):
+        with pytest.raises(TypeError, match="numbers and bools only"):
+            tg.Tensor(bad)
+
+
+def test_factories_reject_a_bad_shape_or_a_non_float_random_dtype():
+    with pytest.raises(ValueError, match="full: shape"):
+        tg.full(2.5, 1.0)
+    assert tg.full(np.int64(3), 1.0).shape == (3,)
+    for fn in (tg.rand, tg.randn):
+        with pytest.raises(TypeError, match="floating dtype"):
+            fn(4, dtype="int64")

@@ -28,6 +28,15 @@ def to_dtype(dtype: Any) -> np.dtype | None:
         raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from e
 
 
+def _has_float64(data: Any) -> bool:
+    """Whether a (nested) list holds a float64 NumPy array or scalar."""
+    if isinstance(data, (np.ndarray, np.generic)):
+        return data.dtype == np.float64
+    if isinstance(data, (list, tuple)):
+        return any(_has_float64(d) for d in data)
+    return False
+
+
 def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
     if isinstance(data, Tensor):
         arr = data.data
@@ -36,11 +45,17 @@ def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
     elif isinstance(data, (np.generic)):
         arr = np.asarray(data)
     else:
+        if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
+            data = [d.data if isinstance(d, Tensor) else d for d in data]
         arr = np.asarray(data)
-        if arr.dtype == np.float64 and dtype is None:  # Python floats: PyTorch's default dtype
+        # Python floats: PyTorch's default dtype; float64 NumPy values or tensors in the
+        # list keep float64 (as PyTorch)
+        if arr.dtype == np.float64 and dtype is None and not _has_float64(data):
             arr = arr.astype(_FLOAT_DEFAULT)
         elif arr.dtype == object:
             raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {data!r:.80}")
+    if arr.dtype.kind not in "biufc":  # (strings, bytes, objects, dates)
+        raise TypeError(f"cannot make a Tensor of dtype {arr.dtype} (numbers and bools only)")
     if dtype is not None:
         return np.array(arr, dtype=dtype)
     return np.array(arr)  # a copy, as torch.tensor
@@ -179,13 +194,19 @@ class Tensor:
 
     # ------------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
-        """The data as a NumPy array (shared, not copied; requires no grad history)."""
+        """The data as a NumPy array (shared, not copied; the graph is not consulted, so
+        this works on a tensor that requires grad, unlike PyTorch's)."""
         return self.data
 
     def __array__(self, dtype=None, copy=None):
-        if dtype is not None:
+        """NumPy's protocol: the data itself, or a copy when ``copy`` is True or a dtype
+        conversion needs one (which ``copy=False`` forbids, as NumPy's own arrays do)."""
+        converts = dtype is not None and np.dtype(dtype) != self.data.dtype
+        if converts and copy is False:
+            raise ValueError(f"cannot convert a {self.data.dtype} tensor to {dtype} without a copy")
+        if converts:
             return self.data.astype(dtype)
-        return self.data
+        return self.data.copy() if copy else self.data
 
     def item(self) -> float | int | bool:
         if self.size != 1:
@@ -208,6 +229,8 @@ class Tensor:
         dt = to_dtype(dtype)
         if dt == self.dtype:
             return self
+        if dt.kind not in "fc":  # integers and bools have no gradient: nothing recorded
+            return Tensor._make(self.data.astype(dt), False, None)
         return _ew.Cast.apply(self, dtype=dt)
 
     def float(self) -> Tensor:
@@ -260,6 +283,8 @@ class Tensor:
             return Tensor._make(np.asarray(x, dtype=self.data.dtype), False, None)
         if isinstance(x, np.generic):
             x = x.item()
+        if isinstance(x, (list, tuple)):  # (as Tensor(x): Python floats become float32)
+            return Tensor(x)
         if isinstance(x, numbers.Number):
             kind = self.dtype.kind
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
@@ -595,7 +620,11 @@ def empty(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
-    shape = _shape_args((shape,) if isinstance(shape, int) else tuple(shape))
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    elif not isinstance(shape, (tuple, list)):
+        raise ValueError(f"full: shape must be an int or a tuple of ints, got {shape!r}")
+    shape = _shape_args(tuple(shape))
     return _factory(np.full(shape, fill_value, _dt(dtype)), requires_grad)
 
 
@@ -621,14 +650,21 @@ def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -
     return _factory(np.eye(n, m, dtype=_dt(dtype)), requires_grad)
 
 
+def _float_dt(dtype, what: str) -> np.dtype:
+    dt = _dt(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"{what}: dtype must be a floating dtype, got {dt}")
+    return dt
+
+
 def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    arr = generator().random(_shape_args(shape)).astype(_dt(dtype))
-    return _factory(arr, requires_grad)
+    dt = _float_dt(dtype, "rand")
+    return _factory(generator().random(_shape_args(shape)).astype(dt), requires_grad)
 
 
 def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    arr = generator().standard_normal(_shape_args(shape)).astype(_dt(dtype))
-    return _factory(arr, requires_grad)
+    dt = _float_dt(dtype, "randn")
+    return _factory(generator().standard_normal(_shape_args(shape)).astype(dt), requires_grad)
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
