@@ -29,12 +29,14 @@ def to_dtype(dtype: Any) -> np.dtype | None:
 
 
 def _has_float64(data: Any) -> bool:
-    """Whether a (nested) list holds a float64 NumPy array or scalar."""
-    if isinstance(data, (np.ndarray, np.generic)):
-        return data.dtype == np.float64
-    if isinstance(data, (list, tuple)):
-        return any(_has_float64(d) for d in data)
-    return False
+    """Whether a (nested) list holds float64 NumPy arrays, scalars or tensors, judged by
+    its first entry at each level (a scan of every entry would double the time a long
+    list of Python floats takes)."""
+    while isinstance(data, (list, tuple)) and len(data):
+        data = data[0]
+    if isinstance(data, Tensor):
+        data = data.data
+    return isinstance(data, (np.ndarray, np.generic)) and data.dtype == np.float64
 
 
 def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
@@ -45,8 +47,6 @@ def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
     elif isinstance(data, (np.generic)):
         arr = np.asarray(data)
     else:
-        if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
-            data = [d.data if isinstance(d, Tensor) else d for d in data]
         arr = np.asarray(data)
         # Python floats: PyTorch's default dtype; float64 NumPy values or tensors in the
         # list keep float64 (as PyTorch)
