@@ -671,17 +671,12 @@ class DataParallel(Module):
             pool.drain(len(shards) - 1)  # keep the channels in step, then re-raise ours
             raise
         parts = pool.answers(len(shards) - 1)  # (every answer read before an error is raised)
-        for part, s in zip(parts, shards[1:], strict=True):
-            if np.ndim(part) == 0 or len(part) != s.stop - s.start:
+        for out, s in zip([local.data, *parts], shards, strict=True):
+            if np.ndim(out) == 0 or len(out) != s.stop - s.start:
                 raise ValueError(
                     f"DataParallel: the module's output must keep the batch axis first "
-                    f"(a shard of {s.stop - s.start} rows gave shape {np.shape(part)})"
+                    f"(a shard of {s.stop - s.start} rows gave shape {np.shape(out)})"
                 )
-        if local.ndim == 0 or local.shape[0] != shards[0].stop - shards[0].start:
-            raise ValueError(
-                "DataParallel: the module's output must keep the batch axis first (a shard "
-                f"of {shards[0].stop - shards[0].start} rows gave shape {tuple(local.shape)})"
-            )
         return _Gather.apply(
             x, *params, local=local, mine=mine, parts=parts, pool=pool, call=pool.calls
         )
