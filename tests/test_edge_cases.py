@@ -339,3 +339,39 @@ def test_factories_reject_a_bad_shape_or_a_non_float_random_dtype():
     for fn in (tg.rand, tg.randn):
         with pytest.raises(TypeError, match="floating dtype"):
             fn(4, dtype="int64")
+
+
+@pytest.mark.parametrize("fn", ["zeros", "ones", "empty", "rand", "randn"])
+def test_factories_need_a_shape_as_torch(fn):
+    with pytest.raises(TypeError):
+        getattr(torch, fn)()
+    with pytest.raises(TypeError, match=rf"{fn}\(\) needs a shape"):
+        getattr(tg, fn)()
+    assert getattr(tg, fn)(()).shape == ()
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [((0, 5, 0), "step must be nonzero"), ((5, 0), "wrong side"), ((0, 5, -1), "wrong side"),
+     ((0, float("inf")), "end must be finite"), ((float("nan"),), "end must be finite")],
+)
+def test_arange_rejects_what_torch_rejects(args, match):
+    with pytest.raises(RuntimeError):
+        torch.arange(*args)
+    with pytest.raises(ValueError, match=match):
+        tg.arange(*args)
+
+
+@pytest.mark.parametrize("args", [(5, 0, -2), (3, 3), (0, 1, 0.25), (2.5,), (-3, 4, 3)])
+def test_arange_values_and_dtypes_as_torch(args):
+    ours, ref = tg.arange(*args), torch.arange(*args)
+    assert ours.tolist() == ref.tolist()
+    assert str(ours.dtype) == str(ref.dtype).removeprefix("torch.")
+
+
+def test_eye_names_a_bad_size():
+    with pytest.raises(ValueError, match="eye: n must be a non-negative int"):
+        tg.eye(-1)
+    with pytest.raises(ValueError, match="eye: m must be"):
+        tg.eye(2, 2.5)
+    assert tg.eye(2, 3).tolist() == torch.eye(2, 3).tolist()

@@ -6,6 +6,7 @@ records itself when an input requires grad and grad mode is on.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -587,7 +588,9 @@ def generator() -> np.random.Generator:
     return _rng["gen"]
 
 
-def _shape_args(shape: Sequence) -> tuple[int, ...]:
+def _shape_args(shape: Sequence, what: str = "") -> tuple[int, ...]:
+    if what and not shape:  # (as torch.zeros(): a 0-d tensor is asked for by zeros(()))
+        raise TypeError(f"{what}() needs a shape: {what}(2, 3), or {what}(()) for a 0-d tensor")
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for n in shape:
@@ -608,15 +611,15 @@ def _dt(dtype) -> np.dtype:
 
 
 def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _factory(np.zeros(_shape_args(shape), _dt(dtype)), requires_grad)
+    return _factory(np.zeros(_shape_args(shape, "zeros"), _dt(dtype)), requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _factory(np.ones(_shape_args(shape), _dt(dtype)), requires_grad)
+    return _factory(np.ones(_shape_args(shape, "ones"), _dt(dtype)), requires_grad)
 
 
 def empty(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
-    return _factory(np.empty(_shape_args(shape), _dt(dtype)), requires_grad)
+    return _factory(np.empty(_shape_args(shape, "empty"), _dt(dtype)), requires_grad)
 
 
 def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -640,6 +643,18 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
     """As torch.arange: integers give int64, any float argument gives float32."""
     if end is None:
         start, end = 0, start
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"arange: {name} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"arange: {name} must be finite, got {v!r}")
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
+    if (end - start) * step < 0:  # (as PyTorch; NumPy returns an empty array)
+        raise ValueError(
+            f"arange: end={end!r} lies on the wrong side of start={start!r} for step={step!r}"
+        )
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if is_int else _FLOAT_DEFAULT
@@ -647,6 +662,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+    for name, v in (("n", n), ("m", m)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+            raise ValueError(f"eye: {name} must be a non-negative int, got {v!r}")
     return _factory(np.eye(n, m, dtype=_dt(dtype)), requires_grad)
 
 
@@ -659,12 +677,13 @@ def _float_dt(dtype, what: str) -> np.dtype:
 
 def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dt(dtype, "rand")
-    return _factory(generator().random(_shape_args(shape)).astype(dt), requires_grad)
+    return _factory(generator().random(_shape_args(shape, "rand")).astype(dt), requires_grad)
 
 
 def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dt(dtype, "randn")
-    return _factory(generator().standard_normal(_shape_args(shape)).astype(dt), requires_grad)
+    values = generator().standard_normal(_shape_args(shape, "randn"))
+    return _factory(values.astype(dt), requires_grad)
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
