@@ -375,3 +375,152 @@ def test_eye_names_a_bad_size():
     with pytest.raises(ValueError, match="eye: m must be"):
         tg.eye(2, 2.5)
     assert tg.eye(2, 3).tolist() == torch.eye(2, 3).tolist()
+
+
+# --------------------------------------------- special values (fourteenth session's fuzz)
+
+
+def _grads(lib, fn, x, g=None, dtype=np.float64):
+    """The gradient of fn's output (weighted by g) at x, in tinygrad_np or PyTorch."""
+    if lib == "tg":
+        t = tg.tensor(np.array(x, dtype=dtype), requires_grad=True)
+        y = fn(t)
+        y.backward(None if g is None else tg.tensor(np.array(g, dtype=dtype)))
+        return t.grad.numpy()
+    t = torch.tensor(np.array(x, dtype=dtype), requires_grad=True)
+    y = fn(t)
+    y.backward(None if g is None else torch.tensor(np.array(g, dtype=dtype)))
+    return t.grad.numpy()
+
+
+SELECTS = {
+    "relu then sqrt": (lambda t: (F.relu(t).sqrt()).sum(), lambda t: TF.relu(t).sqrt().sum()),
+    "clip then sqrt": (lambda t: t.clip(min=0).sqrt().sum(), lambda t: t.clamp(min=0).sqrt().sum()),
+    "x**0 - 1 then sqrt": (lambda t: (t**0 - 1).sqrt().sum(), lambda t: (t**0 - 1).sqrt().sum()),
+    "max(dim) then sqrt": (
+        lambda t: (t - 4).reshape(1, 3).max(dim=1).values.sqrt().sum(),
+        lambda t: (t - 4).reshape(1, 3).max(dim=1).values.sqrt().sum(),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SELECTS))
+@pytest.mark.parametrize("record", [False, True])
+def test_an_infinite_upstream_gradient_at_a_blocked_position_gives_zero(name, record):
+    # sqrt'(0) = inf reaches relu/clip/max/pow where they pass nothing: 0, not inf * 0 = nan
+    ours_fn, ref_fn = SELECTS[name]
+    x = [-1.0, 0.0, 4.0]
+    ref = _grads("torch", ref_fn, x)
+    if record:  # the recorded backward (create_graph) selects too
+        t = tg.tensor(np.array(x), requires_grad=True)
+        (gx,) = tg.autograd.grad(ours_fn(t), [t], create_graph=True)
+        ours = gx.numpy()
+    else:
+        ours = _grads("tg", ours_fn, x)
+    assert not np.isnan(ours).any()
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_max_pool_and_nll_loss_pass_no_nan_from_an_infinite_upstream_gradient():
+    x = np.array([[[1.0, 3.0, 2.0, 0.0, 5.0, 4.0]]])
+    g = [[[np.inf, -np.inf]]]
+    ours = _grads("tg", lambda t: F.max_pool1d(t, 3), x, g)
+    ref = _grads("torch", lambda t: TF.max_pool1d(t, 3), x, g)
+    np.testing.assert_array_equal(ours, ref)
+    logp = np.log(np.full((2, 3), 1 / 3))
+    tgt = np.array([2, 0])
+    ours = _grads("tg", lambda t: F.nll_loss(t, tgt, reduction="none"), logp, [np.inf, 1.0])
+    ref = _grads("torch", lambda t: TF.nll_loss(t, torch.tensor(tgt), reduction="none"),
+                 logp, [np.inf, 1.0])  # fmt: skip
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_relu_and_clip_gradients_at_nan_follow_torch():
+    x = [np.nan, -1.0, 2.0]
+    for ours_fn, ref_fn in [
+        (lambda t: F.relu(t).sum(), lambda t: TF.relu(t).sum()),
+        (lambda t: t.clip(-5, 5).sum(), lambda t: t.clamp(-5, 5).sum()),
+    ]:
+        np.testing.assert_array_equal(_grads("tg", ours_fn, x), _grads("torch", ref_fn, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_division_gradient_does_not_square_the_divisor(dtype):
+    # -a / b^2 as -(a / b) / b: b*b under- or overflows for |b| beyond 1e+-19 in float32
+    tiny, huge = (1e-25, 1e20) if dtype == np.float32 else (1e-170, 1e160)
+    a = np.array([tiny, 0.0, 1.0, huge], dtype)
+    b = np.array([tiny, tiny * 1e-5, huge, huge], dtype)
+    ta, tb = tg.tensor(a), tg.tensor(b, requires_grad=True)
+    (ta / tb).sum().backward()
+    ra, rb = torch.tensor(a), torch.tensor(b, requires_grad=True)
+    (ra / rb).sum().backward()
+    assert np.isfinite(tb.grad.numpy()).all()
+    np.testing.assert_allclose(tb.grad.numpy(), rb.grad.numpy(), rtol=1e-6)
+    # and the second derivative of 1/x at 0 and inf: inf and 0, as PyTorch
+    x = tg.tensor(np.array([0.0, np.inf]), requires_grad=True)
+    (g1,) = tg.autograd.grad((1 / x).sum(), [x], create_graph=True)
+    (g2,) = tg.autograd.grad(g1.sum(), [x])
+    np.testing.assert_array_equal(g2.numpy(), [np.inf, 0.0])
+
+
+def test_pow_mixed_second_derivative_at_a_zero_exponent():
+    # d/db d/da a**b = a**(b-1) (1 + b log a): 1/a at b = 0 (PyTorch gives 0 there)
+    a = np.array([1.7, 0.6, 2.0])
+    b = np.array([0.0, 0.0, 1.0])
+    ta, tb = tg.tensor(a, requires_grad=True), tg.tensor(b, requires_grad=True)
+    (ga,) = tg.autograd.grad((ta**tb).sum(), [ta], create_graph=True)
+    (gab,) = tg.autograd.grad(ga.sum(), [tb])
+    np.testing.assert_allclose(gab.numpy(), a ** (b - 1) * (1 + b * np.log(a)), rtol=1e-12)
+    assert tg.gradgradcheck(lambda p, q: p**q, (ta, tb))
+    # and at a = b = 0 the first derivative is still 0, not 0 * 0**-1
+    z = tg.tensor(np.zeros(2), requires_grad=True)
+    (z ** tg.tensor(np.zeros(2))).sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [0.0, 0.0])
+
+
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+def test_adam_steps_normally_for_a_huge_float32_gradient(cls):
+    grads = np.array([1e19, 5e19, 1e20, 3e20], np.float32)
+    p = tg.tensor(np.zeros(4, np.float32), requires_grad=True)
+    r = torch.zeros(4, requires_grad=True)
+    opt, ref = getattr(tg.optim, cls)([p], lr=1e-3), getattr(torch.optim, cls)([r], lr=1e-3)
+    for _ in range(3):
+        p.grad, r.grad = tg.tensor(grads), torch.tensor(grads)
+        opt.step()
+        ref.step()
+    np.testing.assert_allclose(p.numpy(), r.detach().numpy(), rtol=1e-5)
+    assert (p.numpy() < -2e-3).all()
+
+
+def test_bce_with_logits_at_infinite_logits_takes_the_limits():
+    x = np.array([np.inf, np.inf, np.inf, -np.inf, -np.inf, 3.0])
+    t = np.array([0.0, 0.5, 1.0, 1.0, 0.0, 0.0])
+    loss = F.binary_cross_entropy_with_logits(tg.tensor(x), tg.tensor(t), reduction="none")
+    # (1 - t) x at +inf, -t x at -inf, 0 where that factor is 0 (PyTorch: nan for the last)
+    expect = [np.inf, np.inf, 0.0, np.inf, 0.0, 3.0 + np.log1p(np.exp(-3.0))]
+    np.testing.assert_allclose(loss.numpy(), expect, rtol=1e-12)
+    ref = TF.binary_cross_entropy_with_logits(torch.tensor(x[:2]), torch.tensor(t[:2]))
+    mean = F.binary_cross_entropy_with_logits(tg.tensor(x[:2]), tg.tensor(t[:2]))
+    assert mean.item() == ref.item() == np.inf
+
+
+def test_max_pool_padding_never_takes_the_gradient_of_an_all_minus_inf_window():
+    x = np.full((1, 1, 2, 3), -np.inf)
+    x[0, 0, 1, 2] = 1.0
+    for record in (False, True):
+        t = tg.tensor(x.copy(), requires_grad=True)
+        (g,) = tg.autograd.grad(F.max_pool2d(t, 3, 1, 1).sum(), [t], create_graph=record)
+        r = torch.tensor(x.copy(), requires_grad=True)
+        TF.max_pool2d(r, 3, 1, 1).sum().backward()
+        np.testing.assert_array_equal(g.numpy(), r.grad.numpy())
+        assert g.numpy().sum() == 6  # every window's gradient reaches the input
+
+
+def test_batch_norm_float32_statistics_with_a_large_offset():
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((16, 4, 16, 16)) + 1e4).astype(np.float32)
+    y = F.batch_norm(tg.tensor(x), None, None, training=True).numpy()
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
+    ref = (x64 - mean) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert np.abs(y - ref).max() < 1e-5  # (summed in float32 alone: ~2e-3)

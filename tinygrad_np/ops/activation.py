@@ -9,12 +9,13 @@ from scipy import special
 
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.elementwise import const, select, zero_where
 from tinygrad_np.tensor import Tensor
 
 
 class Relu(Op):
-    """y = max(x, 0) (NaN stays NaN).   VJP: gx = g * (x > 0)."""
+    """y = max(x, 0) (NaN stays NaN).   VJP: gx = g where x > 0 or x is NaN (as PyTorch),
+    else 0."""
 
     saves_inputs = False
     keeps_output = True  # (its VJP reads y > 0: a change to y in place must raise)
@@ -28,17 +29,19 @@ class Relu(Op):
         return out
 
     def vjp(self, g):
-        if not is_grad_enabled():  # g * (y > 0): y > 0 exactly where x > 0
+        if not is_grad_enabled():  # g where y > 0 (exactly where x > 0), else 0
             gd = g.data
+            if gd.shape != self.out.shape or gd.dtype.kind != "f":
+                return (select(g, ~(self.out <= 0)),)
             out = np.empty(gd.shape, dtype=gd.dtype)
             flat_g, flat_y, flat_out = gd.reshape(-1), self.out.reshape(-1), out.reshape(-1)
 
-            def run(s):  # (np.where is slower than multiplying by the mask)
-                np.multiply(flat_g[s], flat_y[s] > 0, out=flat_out[s])
+            def run(s):  # (a select: an inf g where y <= 0 gives 0, not nan)
+                zero_where(flat_g[s], flat_y[s] <= 0, out=flat_out[s])
 
             par.for_slices(gd.size, run, gd.size)
             return (const(out),)
-        return (g * const((self.out > 0).astype(g.dtype)),)
+        return (select(g, ~(self.out <= 0)),)  # (a NaN x passes g on, as PyTorch)
 
 
 class LeakyRelu(Op):

@@ -17,6 +17,44 @@ def const(arr: np.ndarray) -> Tensor:
     return Tensor._make(arr, False, None)
 
 
+# A VJP that passes its upstream gradient g through a 0/1 pattern (relu, clip, max, a
+# pool's maximum, a one-hot target) selects: g where the pattern is 1, else 0, as
+# PyTorch's backward passes do. Multiplying by the pattern instead turns an infinite or
+# NaN g at a blocked position into NaN (inf * 0), which then spreads through the rest of
+# the backward pass, e.g. the gradient of relu(x).sqrt() at x <= 0.
+_SAME_SIZE_INT = {4: np.int32, 8: np.int64}
+
+
+def zero_where(g: np.ndarray, drop: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``g`` with +0 where the bool array ``drop`` is true (written into ``out`` if given).
+    For float32 and float64 a bitwise and of g's bits with an all-ones or all-zeros mask:
+    20-30 % slower than multiplying by the pattern, where np.where on a random pattern took 7x
+    as long (2M float32 entries: multiply 1.3 ms, this 1.5, np.where 8.6)."""
+    ints = _SAME_SIZE_INT.get(g.dtype.itemsize) if g.dtype.kind == "f" else None
+    if ints is None or drop.shape != g.shape:
+        zero = np.zeros((), g.dtype)
+        if out is None:
+            return np.where(drop, zero, g)
+        np.copyto(out, np.where(drop, zero, g))
+        return out
+    if out is None:
+        out = np.empty(g.shape, g.dtype)
+    mask = np.subtract(drop.view(np.uint8), 1, dtype=ints)  # drop: 0, keep: -1 (all ones)
+    np.bitwise_and(g.view(ints), mask, out=out.view(ints))
+    return out
+
+
+def select(g: Tensor, keep: np.ndarray) -> Tensor:
+    """``g`` where the bool array ``keep`` (broadcastable to g) is true, else 0, as a VJP's
+    result: a ``Where`` op when the backward is recorded, else a constant."""
+    if is_grad_enabled():
+        return Where.apply(const(keep), g, const(np.zeros((), g.dtype)))
+    if keep.shape != g.shape:
+        keep, gd = np.broadcast_arrays(keep, g.data)
+        return const(zero_where(gd, ~keep))
+    return const(zero_where(g.data, ~keep))
+
+
 def _check_broadcast(name: str, a: np.ndarray, b: np.ndarray) -> None:
     try:
         np.broadcast_shapes(a.shape, b.shape)
@@ -88,7 +126,8 @@ class Mul(Op):
 
 
 class Div(Op):
-    """y = a / b.   VJP: ga = g / b, gb = -g * a / b^2."""
+    """y = a / b.   VJP: ga = g / b, gb = -(g / b) * (a / b) (not a / b^2, which under- or
+    overflows for |b| beyond 1e+-19 in float32)."""
 
     def forward(self, a, b):
         try:
@@ -99,16 +138,19 @@ class Div(Op):
 
     def vjp(self, g):
         a, b = self.inputs
-        ga = g / b if self.needs_grad[0] else None
-        gb = -g * a / (b * b) if self.needs_grad[1] else None
+        gb_ = g / b
+        ga = gb_ if self.needs_grad[0] else None
+        gb = -gb_ * (a / b) if self.needs_grad[1] else None
         return ga, gb
 
 
 class Pow(Op):
     """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a).
 
-    As PyTorch: ga is 0 where b == 0 (not 0 * 0^-1 = nan at a == 0), and gb is 0 where
-    a == 0 and b >= 0 (the 0 * log(0) convention; with b < 0 it is y * log(0) = -inf).
+    As PyTorch: ga is 0 where b == 0 (not 0 * 0^-1 = nan at a == 0, nor inf * 0 = nan for
+    an infinite g), and gb is 0 where a == 0 and b >= 0 (the 0 * log(0) convention; with
+    b < 0 it is y * log(0) = -inf). Where b == 0 and a != 0, ga keeps its dependence on b,
+    so that d/db of ga there is g / a (the mixed second derivative).
     """
 
     def forward(self, a, b):
@@ -123,9 +165,13 @@ class Pow(Op):
         ga = gb = None
         if self.needs_grad[0]:
             flat = b.data == 0
-            if np.any(flat):  # a^(b-1) with b = 1 there: finite, and times b it is 0
-                b1 = Where.apply(const(flat), const(np.ones((), b.dtype)), b)
+            if np.any(flat):  # a^(b-1) with b = 1 where a == 0 too: finite, times b it is 0
+                both = flat & (a.data == 0)
+                b1 = Where.apply(const(both), const(np.ones((), b.dtype)), b) if both.any() else b
                 ga = g * b * a ** (b1 - 1)
+                bad = flat & ~np.isfinite(g.data)  # (inf * 0 there: 0, as PyTorch)
+                if bad.any():
+                    ga = select(ga, ~np.broadcast_to(bad, ga.shape))
             else:
                 ga = g * b * a ** (b - 1)
         if self.needs_grad[1]:
@@ -198,22 +244,21 @@ class Abs(Op):
 
 
 class Clip(Op):
-    """y = min(max(x, lo), hi).   VJP: gx = g where lo <= x <= hi, else 0."""
+    """y = min(max(x, lo), hi).   VJP: gx = g where lo <= x <= hi, else 0 (also at a NaN
+    x, as PyTorch)."""
 
     saves_inputs = False
 
     def forward(self, x, *, min, max):  # noqa: A002
         out = np.clip(x, min, max)
-        mask = np.ones(x.shape, dtype=x.dtype)
-        if min is not None:
-            mask[x < min] = 0
+        keep = np.ones(x.shape, dtype=bool) if min is None else x >= min
         if max is not None:
-            mask[x > max] = 0
-        self.mask = mask
+            keep &= x <= max
+        self.keep = keep
         return out
 
     def vjp(self, g):
-        return (g * const(self.mask),)
+        return (select(g, self.keep),)
 
 
 def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.elementwise import const, select
 from tinygrad_np.tensor import Tensor, generator
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -162,7 +162,7 @@ class NllLoss(Op):
             g = g.unsqueeze(1)
         elif red == "mean":
             g = g / max(self.count, 1)  # (every target ignored: a zero gradient)
-        return (-g * const(self.onehot),)
+        return (select(-g, self.onehot != 0),)  # (an inf g elsewhere: 0, not nan)
 
 
 def nll_loss(input: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
@@ -205,7 +205,17 @@ class BceWithLogits(Op):
     name = "binary_cross_entropy_with_logits"
 
     def forward(self, x, t):
-        return np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        with np.errstate(invalid="ignore"):
+            loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        inf = np.isinf(x)
+        if inf.any():  # the limits at +-inf: (1 - t) x and -t x (inf - inf above), 0 where
+            # that factor is 0 (a logit of +inf with target 1 costs nothing)
+            x, t = np.broadcast_arrays(x, t)
+            factor = np.where(x > 0, 1 - t, -t)
+            with np.errstate(invalid="ignore"):
+                limit = np.where(factor == 0, 0, factor * x)
+            loss = np.where(inf, limit, loss).astype(loss.dtype, copy=False)
+        return loss
 
     def vjp(self, g):
         x, t = self.inputs

@@ -26,6 +26,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 from tinygrad_np.autograd import Op
+from tinygrad_np.ops.elementwise import zero_where
 from tinygrad_np.tensor import Tensor
 
 
@@ -38,16 +39,20 @@ class Argmax:
     padded input in C order.
     """
 
-    __slots__ = ("xp", "best", "geometry", "_taps", "_flat")
+    __slots__ = ("xp", "best", "geometry", "padding", "_taps", "_flat")
 
-    def __init__(self, xp: np.ndarray, best: np.ndarray, kernel, stride, dilation):
+    def __init__(self, xp: np.ndarray, best: np.ndarray, kernel, stride, dilation, padding=None):
         self.xp, self.best, self.geometry = xp, best, (kernel, stride, dilation)
+        self.padding = padding
         self._taps = self._flat = None
 
     @property
     def taps(self) -> np.ndarray:
         if self._taps is None:
             self._taps = _argmax_taps(self.xp, self.best, *self.geometry)
+            if self.padding is not None and any(p for pair in self.padding for p in pair):
+                _no_padding_maxima(self._taps, self.best, self.xp.shape, self.padding,
+                                   *self.geometry)  # fmt: skip
         return self._taps
 
     @property
@@ -150,10 +155,10 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
 
         def run(idx):
             gb, ab, xb = g[idx], taps[idx], gxp[idx]
-            hit = np.empty(gb.shape, dtype=bool)
+            miss = np.empty(gb.shape, dtype=bool)
             for t, (_, window) in enumerate(_window_taps(kernel, dilation, stride, out_sizes)):
-                np.equal(ab, t, out=hit)
-                np.multiply(gb, hit, out=xb[window])
+                np.not_equal(ab, t, out=miss)
+                zero_where(gb, miss, out=xb[window])  # (an inf g: 0 at the other taps)
 
         _for_sample_blocks(padded, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
     else:
@@ -211,6 +216,23 @@ def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
     return arg
 
 
+def _no_padding_maxima(arg, best, padded_shape, padding, kernel, stride, dilation) -> None:
+    """Windows whose input entries are all -inf tie with the -inf padding: there the first
+    tap inside the input wins instead of the first tap (as PyTorch, whose windows start at
+    their first input entry), so that their gradient reaches the input. Changes ``arg``."""
+    neg = np.isneginf(best)
+    if not neg.any():
+        return
+    inside = np.zeros(padded_shape[2:], dtype=bool)
+    sizes = [n - b - a for n, (b, a) in zip(padded_shape[2:], padding, strict=True)]
+    inside[cm._interior(sizes, padding)] = True
+    first = np.full(best.shape[2:], -1, dtype=np.int64)  # per window: first tap inside
+    taps = _window_taps(kernel, dilation, stride, best.shape[2:])
+    for t, (_, window) in reversed(list(enumerate(taps))):
+        first[inside[window[2:]]] = t
+    np.copyto(arg, first.astype(arg.dtype), where=neg & (first >= 0))
+
+
 class MaxPool(Op):
     """y[n,c,i] = max_k x_pad[n,c,i*s + k*d] (padding is -inf, never chosen).
 
@@ -255,7 +277,9 @@ class MaxPool(Op):
     def vjp(self, g):
         a = self.args
         xp = cm.pad_spatial(self.inputs[0].data, a["padding"], value=-np.inf)
-        argmax = Argmax(xp, self.out, a["kernel_size"], a["stride"], a["dilation"])
+        argmax = Argmax(
+            xp, self.out, a["kernel_size"], a["stride"], a["dilation"], a["padding"]
+        )
         return (
             MaxPoolScatter.apply(
                 g,

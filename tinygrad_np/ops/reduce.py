@@ -7,7 +7,7 @@ from collections import namedtuple
 import numpy as np
 
 from tinygrad_np.autograd import Op
-from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.elementwise import const, select
 from tinygrad_np.tensor import Tensor
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -93,8 +93,8 @@ class MaxMin(Op):
         reduced = int(np.prod([x.shape[d] for d in dims]))  # (not -1: x may be empty)
         xt = x.transpose(rest + list(dims)).reshape([x.shape[i] for i in rest] + [reduced])
         idx = xt.argmax(-1) if largest else xt.argmin(-1)
-        mask = np.zeros(xt.shape, dtype=x.dtype)
-        np.put_along_axis(mask, idx[..., None], 1, axis=-1)
+        mask = np.zeros(xt.shape, dtype=bool)
+        np.put_along_axis(mask, idx[..., None], True, axis=-1)
         inv = np.argsort(rest + list(dims))
         self.mask = mask.reshape([x.shape[i] for i in rest] + [x.shape[i] for i in dims])
         self.mask = self.mask.transpose(inv)
@@ -107,7 +107,7 @@ class MaxMin(Op):
     def vjp(self, g):
         x = self.inputs[0]
         g = g.reshape(_keep_shape(x.shape, self.args["dims"]))
-        return (g * const(self.mask),)
+        return (select(g, self.mask),)
 
 
 def _extreme(x: Tensor, dim, keepdim: bool, largest: bool):

@@ -339,7 +339,7 @@ class Adam(Optimizer):
         m *= b1
         m += (1 - b1) * g
         v *= b2
-        v += (1 - b2) * (g * g)
+        v += ((1 - b2) * g) * g  # (as PyTorch: g * g overflows float32 for |g| > 1.8e19)
         if vmax is not None:
             np.maximum(vmax, v, out=vmax)
             v = vmax
