@@ -10,6 +10,7 @@ import pytest
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
+from tinygrad_np import convmath as cm
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -524,3 +525,67 @@ def test_batch_norm_float32_statistics_with_a_large_offset():
     mean = x64.mean(axis=(0, 2, 3), keepdims=True)
     ref = (x64 - mean) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
     assert np.abs(y - ref).max() < 1e-5  # (summed in float32 alone: ~2e-3)
+
+
+# ------------------------------------------ conv routes (fourteenth session's route fuzz)
+
+
+def test_conv_transpose_with_output_padding_cutting_a_dilated_kernels_rows():
+    # stride 1, dilation 2, output_padding 1: the op cuts one after-pad row, a negative
+    # pad that the input gradient's wide grid must not take
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 32, 30, 30)), rng.standard_normal((32, 16, 3, 3))
+    y = F.conv_transpose2d(tg.tensor(x), tg.tensor(w), dilation=2, output_padding=1)
+    ref = TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), dilation=2, output_padding=1)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-11)
+
+
+def test_fft_route_weight_gradient_of_an_empty_batch_is_zero():
+    x = tg.tensor(np.zeros((0, 3, 12, 12)), requires_grad=True)
+    w = tg.tensor(np.ones((4, 3, 5, 5)), requires_grad=True)
+    with F.conv_algorithm("fft"):
+        gx, gw = tg.autograd.grad(F.conv2d(x, w, padding=2).sum(), [x, w])
+    assert gx.shape == (0, 3, 12, 12) and gw.shape == (4, 3, 5, 5)
+    assert not gw.numpy().any()
+
+
+def _conv_grads(lib, x, w, u, **kw):
+    if lib == "tg":
+        X, W = tg.tensor(x, requires_grad=True), tg.tensor(w, requires_grad=True)
+        y = F.conv2d(X, W, **kw)
+        gx, gw = tg.autograd.grad(y, [X, W], [tg.tensor(u)])
+        return y.numpy(), gx.numpy(), gw.numpy()
+    X, W = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = TF.conv2d(X, W, **kw)
+    gx, gw = torch.autograd.grad(y, [X, W], torch.tensor(u))
+    return y.detach().numpy(), gx.numpy(), gw.numpy()
+
+
+@pytest.mark.parametrize(
+    "x_shape, c, kernel, algorithm",
+    [((4, 8, 56, 56), 8, 3, "auto"),  # depthwise, channel-major grids
+     ((2, 48, 12, 13), 48, 3, "auto"),  # depthwise, band matrices
+     ((2, 4, 64, 60), 1, 11, "auto")],  # the FFT's cost estimate
+)
+def test_an_inf_reaches_only_the_windows_that_read_it(x_shape, c, kernel, algorithm):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    x[0, 1, 5, -1] = np.inf
+    x[1, 0, 7, 0] = -np.inf
+    groups = c if c > 1 else 1
+    w = rng.standard_normal((x_shape[1] if c > 1 else 8, 1 if c > 1 else 4, kernel, kernel))
+    kw = {"padding": kernel // 2, "groups": groups}
+    if kernel == 11:  # (else this tests nothing: the estimate must pick the FFT)
+        padded = tuple(n + 2 * (kernel // 2) for n in x_shape[2:])
+        assert cm.choose_algorithm(2, 4, 8, 1, padded, (11, 11), x_shape[2:]) == "fft"
+    y = F.conv2d(tg.tensor(x), tg.tensor(w), **kw).numpy()
+    u = rng.standard_normal(y.shape)
+    u[1, 2, 3, 6] = np.inf  # (inside: a window that reads padding would give inf * 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ours = _conv_grads("tg", x, w, u, **kw)
+        ref = _conv_grads("torch", x, w, u, **kw)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
+        ok = np.isfinite(b)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-8, atol=1e-8)

@@ -1744,7 +1744,8 @@ def correlate_depthwise(xp, w, strides, dilations, groups) -> np.ndarray:
     m = w.shape[0] // c
     out_sizes = _out_sizes(xp.shape[2:], kernel, strides, dilations)
     dtype = np.result_type(xp.dtype, w.dtype)
-    if _toeplitz_ok(c, m, kernel, xp.shape[-1], out_sizes[-1], np.dtype(dtype).itemsize):
+    itemsize = np.dtype(dtype).itemsize
+    if _toeplitz_ok(c, m, kernel, xp.shape[-1], out_sizes[-1], itemsize) and all_finite(xp):
         return correlate_depthwise_band(xp, w, strides, dilations, ((0, 0),) * nd, dtype)
     grid = _depthwise_wide(xp, w, strides, dilations)
     if grid is not None:
@@ -1794,7 +1795,8 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
     m = w.shape[0] // c
     out_sizes = g.shape[2:]
     dtype = np.result_type(g.dtype, w.dtype)
-    if _toeplitz_ok(c, m, kernel, padded_sizes[-1], out_sizes[-1], np.dtype(dtype).itemsize):
+    itemsize = np.dtype(dtype).itemsize
+    if _toeplitz_ok(c, m, kernel, padded_sizes[-1], out_sizes[-1], itemsize) and all_finite(g):
         return correlate_transpose_depthwise_band(
             g, w, padded_sizes, strides, dilations, ((0, 0),) * nd, c, m, dtype
         )
@@ -2911,6 +2913,8 @@ def correlate_weight_grad_fft(
     fshape = fs[:-1] + (fs[-1] // 2 + 1,)
     if spectra is not None and spectra.fs != fs:
         spectra = None
+    if n == 0:  # (an empty batch: no products to sum)
+        return np.zeros((o, cg) + tuple(kernel), dtype=dtype)
     acc = None
     for n0, n1 in _chunks(n, _fft_per_sample_bytes(c, o, fs, xp.itemsize)):
         whole = spectra is not None and n1 - n0 == n
@@ -2960,6 +2964,15 @@ def estimate_costs(
     )
     fft = FFT_PENALTY * (transforms + 8.0 * batch * out_channels * cg * bins)
     return {"gemm": gemm, "fft": fft}
+
+
+def _fft_declined(algo: str, *arrays) -> bool:
+    """Whether an FFT route that the cost estimate (not the setting) chose gives way to
+    GEMM: where an operand holds an inf or NaN, which the transforms would spread over
+    the whole sample (PyTorch's direct convs keep it to the windows that read it)."""
+    if algo != "fft" or _settings["algorithm"] != "auto":
+        return False
+    return not all(all_finite(a.x if isinstance(a, _Padded) else a) for a in arrays)
 
 
 def choose_algorithm(
@@ -3026,6 +3039,8 @@ def correlate(xp, w, strides, dilations, groups, keep_cols: bool = False, bias=N
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], w.shape[0], groups, xp.shape[2:], kernel, out_sizes
     )
+    if _fft_declined(algo, xp, w):
+        algo = "gemm"
     depthwise = algo == "gemm" and groups > 1 and w.shape[1] == 1
     rows = algo == "gemm" and _rows_route(
         xp.shape, w.shape, strides, dilations, groups, "forward", xp.itemsize
@@ -3069,6 +3084,13 @@ def _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups):
     return padded, out_sizes
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no inf or NaN (by its sum, one fast pass: a sum that overflows
+    says no too, which only costs a slower route where this guards one)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(a)))
+
+
 def _depthwise_band_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -> bool:
     """Whether the conv of an input of ``x_shape`` padded by ``pads`` takes the depthwise
     band route, which reads the unpadded input (and writes the unpadded input gradient)."""
@@ -3091,7 +3113,9 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
             x.astype(dtype, copy=False), w, strides, dilations, pads, dtype, bias
         )
         return (y, None) if keep_cols else y
-    if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype):
+    if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype) and (
+        all_finite(x)  # (the band matrices' zeros would spread an inf or NaN along a row)
+    ):
         y = correlate_depthwise_band(x, w, strides, dilations, pads, dtype)
         if bias is not None:
             add_bias(y, bias)
@@ -3118,9 +3142,9 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
         x.shape, w_shape, pads, strides, dilations, groups, "weight_grad", dtype.itemsize
     ):
         x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
-        return correlate_weight_grad_depthwise_channels(
-            x, g, kernel, strides, dilations, pads, dtype
-        )
+        gw = correlate_weight_grad_depthwise_channels(x, g, kernel, strides, dilations, pads, dtype)
+        if np.isfinite(gw).all():  # (else an inf in x read where no window is, times 0:
+            return gw  # redone below, where every product is one a window makes)
     w_shape = (g.shape[1], x.shape[1] // groups) + tuple(kernel)
     args = (x.shape, w_shape, pads, strides, dilations, groups)
     gw = None
@@ -3235,6 +3259,7 @@ def _input_grad_on_wide_grid(w_shape, input_size, pads, strides, dilations, grou
         or any(s != 1 for s in strides)
         or cg == 1  # depthwise: a route of its own
         or cg > og  # more inputs than outputs: the full correlation
+        or any(p < 0 for pair in pads for p in pair)  # (a transposed conv's cut rows)
     ):
         return False
     padded = padded_sizes(input_size, pads)
@@ -3323,7 +3348,9 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         return correlate_transpose_depthwise_channels(
             g.astype(dtype, copy=False), w, tuple(input_size), strides, dilations, pads, c, dtype
         )
-    if _depthwise_band_route(x_shape, w.shape, pads, strides, dilations, groups, dtype):
+    if _depthwise_band_route(x_shape, w.shape, pads, strides, dilations, groups, dtype) and (
+        all_finite(g)  # (as in correlate_padded)
+    ):
         return correlate_transpose_depthwise_band(
             g, w, tuple(input_size), strides, dilations, pads, c, w.shape[0] // c, dtype
         )
@@ -3355,6 +3382,8 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
     algo = choose_algorithm(
         g.shape[0], w.shape[1] * groups, w.shape[0], groups, padded_sizes, kernel, g.shape[2:]
     )
+    if _fft_declined(algo, g, w):
+        algo = "gemm"
     if algo == "gemm" and groups > 1 and w.shape[1] == 1:
         return correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups)
     if algo == "fft":
@@ -3372,7 +3401,9 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
     """gw (O, Cg, *K), the adjoint of ``correlate`` in its weight (``cols``: what the
     forward kept, its im2col matrix or its ``Spectra``, reused when given)."""
     if isinstance(cols, Spectra):
-        return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups, cols)
+        if not _fft_declined("fft", g):
+            return correlate_weight_grad_fft(xp, g, kernel, strides, dilations, groups, cols)
+        cols = None
     if isinstance(cols, SamplesLastCols):  # (with the forward's columns, xp is not read)
         return correlate_weight_grad_samples_last(xp, g, kernel, strides, dilations, groups, cols)
     if isinstance(cols, RowWindows):  # (nor with its row windows)
@@ -3382,6 +3413,8 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
     algo = choose_algorithm(
         xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
     )
+    if _fft_declined(algo, xp, g):
+        algo = "gemm"
     if algo == "gemm" and groups > 1 and xp.shape[1] == groups:
         return correlate_weight_grad_depthwise(_array(xp), g, kernel, strides, dilations, groups)
     if algo == "fft":

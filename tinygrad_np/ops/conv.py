@@ -172,10 +172,15 @@ class Conv(Op):
             return None  # (the bias alone: one matrix-vector product, below)
         if (need[0] and not route("input_grad")) or (need[1] and not route("weight_grad")):
             return None
+        xd, gd = x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False)
         gx, gw, gb = cm.backward_depthwise_channels(
-            x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False), w.data,
-            a["stride"], a["dilation"], a["padding"], need, dtype,
-        )  # fmt: skip
+            xd, gd, w.data, a["stride"], a["dilation"], a["padding"], need, dtype
+        )
+        if gw is not None and not np.isfinite(gw).all():  # an inf in x read where no
+            # window is (times 0): redone where every product is one a window makes
+            gw = cm.correlate_weight_grad_depthwise_unpadded(
+                xd, gd, w.shape[2:], a["stride"], a["dilation"], a["padding"], a["groups"]
+            )
         grads = [None if t is None else const(t) for t in (gx, gw, gb)]
         return tuple(grads[: len(self.inputs)])
 
