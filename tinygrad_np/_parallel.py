@@ -68,6 +68,29 @@ _state: dict = {"threads": None, "pool": None, "pool_size": 0, "pool_pid": None,
 _local = threading.local()  # .inside: this thread is running a slice (no nesting)
 _lock = threading.Lock()
 
+# Per-thread state that a task takes from the thread that hands it to the pool, as (get,
+# set) pairs (``carry``): autograd's grad mode above all, so that a VJP computed on a
+# worker during a plain backward records nothing (the worker's own mode is "on").
+_carried: list[tuple[Callable[[], object], Callable[[object], None]]] = []
+
+
+def carry(get: Callable[[], object], set_: Callable[[object], None]) -> None:
+    """Make every pool task run with the submitting thread's value of some per-thread
+    state: ``get()`` read there, ``set_(value)`` on the worker for the task's duration."""
+    _carried.append((get, set_))
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: a lock one of them held would
+    stay held forever, and the pool's threads are gone (it is made anew when needed)."""
+    global _lock
+    _lock = threading.Lock()
+    _state["pool"], _state["pool_size"], _state["pool_pid"] = None, 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def get_num_threads() -> int:
     """How many threads conv, pooling and large products use (see ``set_num_threads``)."""
@@ -103,12 +126,40 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     with _lock:
         pool = _state["pool"]
         if pool is None or _state["pool_size"] < workers or _state["pool_pid"] != os.getpid():
-            if pool is not None and _state["pool_pid"] == os.getpid():
-                pool.shutdown(wait=False)
+            old = pool if pool is not None and _state["pool_pid"] == os.getpid() else None
+            # the new pool in place before the old one stops (an interrupt in between
+            # must not leave a stopped pool installed)
             _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="tinygrad_np")
             _state["pool_size"] = workers
             _state["pool_pid"] = os.getpid()
+            if old is not None:
+                old.shutdown(wait=False)
         return _state["pool"]
+
+
+def _submit(workers: int, fn: Callable[[slice], object], s: slice):
+    """``fn(s)`` as a task of the pool (at least ``workers`` threads), with the carried
+    state of this thread. Another thread may replace or stop the pool between our taking
+    it and submitting to it: then the new one takes the task."""
+    values = [get() for get, _ in _carried]
+    for attempt in range(3):
+        try:
+            return _pool(workers).submit(_run_task, fn, s, values)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _run_task(fn: Callable[[slice], object], s: slice, values: list) -> object:
+    own = [get() for get, _ in _carried]
+    for (_, set_), v in zip(_carried, values, strict=True):
+        set_(v)
+    try:
+        return _run_inside(fn, s)
+    finally:
+        for (_, set_), v in zip(_carried, own, strict=True):
+            set_(v)
 
 
 def stop_pool() -> None:
@@ -144,7 +195,7 @@ def for_slices(n: int, fn: Callable[[slice], None], work: int) -> None:
         fn(slice(0, n))
         return
     slices = split(n, threads)
-    futures = [_pool(threads - 1).submit(_run_inside, fn, s) for s in slices[1:]]
+    futures = [_submit(threads - 1, fn, s) for s in slices[1:]]
     try:
         _run_inside(fn, slices[0])
     finally:
@@ -157,7 +208,7 @@ def both(first: Callable[[], object], second: Callable[[], object]) -> tuple:
     first, when there are threads to spare; both run unsplit (as one slice each)."""
     if get_num_threads() < 2 or getattr(_local, "inside", False):
         return first(), second()
-    future = _pool(1).submit(_run_inside, lambda s: second(), slice(0, 1))
+    future = _submit(1, lambda s: second(), slice(0, 1))
     try:
         a = _run_inside(lambda s: first(), slice(0, 1))
     finally:

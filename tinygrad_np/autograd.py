@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinygrad_np import _parallel as _par
+
 if TYPE_CHECKING:  # pragma: no cover
     from tinygrad_np.tensor import Tensor
 
@@ -42,6 +44,13 @@ class _ThreadState(threading.local):
 
 
 _state = _ThreadState()
+for _name in ("grad", "anomaly", "scope", "vjp_of"):  # (a pool task runs in its submitter's)
+    _par.carry(
+        functools.partial(getattr, _state, _name), functools.partial(setattr, _state, _name)
+    )
+# held while a .grad is read and replaced, so that backward calls in two threads that
+# share a leaf both add to it (PyTorch's accumulation is thread-safe too)
+_grad_lock = threading.Lock()
 
 
 def is_grad_enabled() -> bool:
@@ -443,7 +452,8 @@ def _topo_order(roots: list[Op]) -> list[Op]:
 
 
 def _call_hooks(hooks: list | None, g: Tensor) -> Tensor:
-    for hook in hooks or ():
+    for hook in list(hooks or ()):  # (a copy: a hook may add or remove hooks, which then
+        # take effect from the next backward on, as in PyTorch)
         r = hook(g)
         if r is not None:
             if not isinstance(r, _Tensor) or r.shape != g.shape:
@@ -577,12 +587,15 @@ def run_backward(
             if node._retain is not None:
                 t = node._retain()
                 if t is not None:  # (accumulates across backward calls, as a leaf's does)
-                    if t.grad is None:
-                        t.grad = g.clone() if create_graph else _make(np.array(g.data), False, None)
-                    elif create_graph:
-                        t.grad = t.grad + g
-                    else:
-                        t.grad.data = t.grad.data + g.data
+                    with _grad_lock:
+                        if t.grad is None and create_graph:
+                            t.grad = g.clone()
+                        elif t.grad is None:
+                            t.grad = _make(np.array(g.data), False, None)
+                        elif create_graph:
+                            t.grad = t.grad + g
+                        else:
+                            t.grad.data = t.grad.data + g.data
             if want_nodes is not None and id(node) in want_nodes:
                 result[id(want_nodes[id(node)])] = g
             if needed is not None and id(node) not in needed:
@@ -646,15 +659,16 @@ def run_backward(
                     if sole is not None and is_sole:  # (never with create_graph)
                         sole.add(id(t))
                 continue
-            if t.grad is None:
-                if create_graph:  # (a copy of its own: g may be another leaf's, a read-only
-                    t.grad = g.clone()  # broadcast view, or the caller's gradient)
-                else:  # nobody else can see a sole gradient's array: no copy needed
-                    t.grad = _make(g.data if is_sole else np.array(g.data), False, None)
-            elif create_graph:
-                t.grad = t.grad + g
-            else:
-                t.grad.data = t.grad.data + g.data
+            with _grad_lock:  # (backward calls in two threads may share a leaf)
+                if t.grad is None:
+                    if create_graph:  # (a copy of its own: g may be another leaf's, a
+                        t.grad = g.clone()  # read-only broadcast view, or the caller's)
+                    else:  # nobody else can see a sole gradient's array: no copy needed
+                        t.grad = _make(g.data if is_sole else np.array(g.data), False, None)
+                elif create_graph:
+                    t.grad = t.grad + g
+                else:
+                    t.grad.data = t.grad.data + g.data
     return result if want is not None else None
 
 

@@ -76,18 +76,42 @@ def get_conv_algorithm() -> str:
     return _settings["algorithm"]
 
 
+# The settings are the process's (the pool's threads read them), set by ``with`` blocks.
+# Blocks of two threads may overlap and end in any order, so each block's value waits on
+# a stack until its block ends, and the setting is the latest open block's value, or once
+# none is open the value from before the first (restoring what a block saw on entry
+# would leave the other thread's value in place for good).
+_open_blocks: dict[str, list] = {}
+_before_blocks: dict[str, object] = {}
+_blocks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _override(key: str, value) -> Iterator[None]:
+    """``_settings[key] = value`` while the ``with`` block runs (see above)."""
+    token = object()
+    with _blocks_lock:
+        stack = _open_blocks.setdefault(key, [])
+        if not stack:
+            _before_blocks[key] = _settings[key]
+        stack.append((token, value))
+        _settings[key] = value
+    try:
+        yield
+    finally:
+        with _blocks_lock:
+            stack[:] = [entry for entry in stack if entry[0] is not token]
+            _settings[key] = stack[-1][1] if stack else _before_blocks.pop(key)
+
+
 @contextlib.contextmanager
 def _setting(key: str, name: str, allowed: tuple[str, ...], what: str) -> Iterator[None]:
     """``_settings[key] = name`` inside a ``with`` block (``name`` one of ``allowed``)."""
     name = str(name).lower()
     if name not in allowed:
         raise ValueError(f"{what}: name must be one of {allowed}, got {name!r}")
-    prev = _settings[key]
-    _settings[key] = name
-    try:
+    with _override(key, name):
         yield
-    finally:
-        _settings[key] = prev
 
 
 @contextlib.contextmanager
@@ -124,12 +148,8 @@ def scratch_budget(nbytes: int) -> Iterator[None]:
     """Bound the temporary memory of one im2col / FFT chunk to ``nbytes`` inside a block."""
     if nbytes <= 0:
         raise ValueError(f"scratch_budget: nbytes must be positive, got {nbytes}")
-    prev = _settings["scratch_bytes"]
-    _settings["scratch_bytes"] = int(nbytes)
-    try:
+    with _override("scratch_bytes", int(nbytes)):
         yield
-    finally:
-        _settings["scratch_bytes"] = prev
 
 
 # ----------------------------------------------------------------------------- arguments

@@ -56,6 +56,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import threading
 import time
 import traceback
 import weakref
@@ -530,11 +531,15 @@ class _Gather(Op):
 
     saves_inputs = False
 
-    def forward(self, x, *params, local, mine, parts, pool, call):
+    def forward(self, x, *params, local, mine, parts, pool, call, _lock):
         self.name = "DataParallel"
         return np.concatenate([local.data, *parts], axis=0)
 
     def vjp(self, g):
+        with self.args["_lock"]:  # (as the forward: one exchange with the workers at a time)
+            return self._vjp(g)
+
+    def _vjp(self, g):
         if autograd.is_grad_enabled():
             raise NotImplementedError(
                 "DataParallel: create_graph=True (double backward) is not supported; "
@@ -614,6 +619,9 @@ class DataParallel(Module):
         self.module = module
         self.workers = workers
         object.__setattr__(self, "_workers", None)
+        # held while this process talks to the workers (a forward, a backward): calls from
+        # two threads take turns instead of reading each other's answers
+        object.__setattr__(self, "_lock", threading.RLock())
 
     def extra_repr(self) -> str:
         return f"workers={self.workers}"
@@ -644,6 +652,10 @@ class DataParallel(Module):
         x = input if isinstance(input, Tensor) else Tensor(input)
         if x.ndim == 0:
             raise ValueError("DataParallel: input must have a batch axis, got a 0-d Tensor")
+        with self._lock:
+            return self._forward(x)
+
+    def _forward(self, x: Tensor):
         shards = par.split(x.shape[0], min(self.workers, x.shape[0]))
         modules, params, buffers = _members(self.module)
         pool = None
@@ -678,7 +690,8 @@ class DataParallel(Module):
                     f"(a shard of {s.stop - s.start} rows gave shape {np.shape(out)})"
                 )
         return _Gather.apply(
-            x, *params, local=local, mine=mine, parts=parts, pool=pool, call=pool.calls
+            x, *params, local=local, mine=mine, parts=parts, pool=pool, call=pool.calls,
+            _lock=self._lock,
         )
 
     def __enter__(self) -> DataParallel:
@@ -698,4 +711,9 @@ class DataParallel(Module):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_workers"] = None
+        state.pop("_lock", None)
         return state
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        object.__setattr__(self, "_lock", threading.RLock())
