@@ -281,6 +281,9 @@ ROWS: list[OpRow] = [
           lambda a: a.expand((2, -1, 4)), ops=("Expand",)),
     OpRow("clone", lambda a: a.clone() * 2.0, [((3, 4),)], lambda a: a.clone() * 2.0,
           ops=("Clone",)),
+    # a shape op that changes nothing still makes a new tensor (a hook on it is its own)
+    OpRow("reshape_same", lambda a: a.reshape(3, 4) * 2.0, [((3, 4),)],
+          lambda a: a.reshape(3, 4) * 2.0, ops=("Alias",)),
     # indexing: the gradient scatters back (IndexAdd), repeated indices accumulate
     OpRow("index_int", lambda a: a[1], [((3, 4),)], lambda a: a[1], ops=("Getitem", "IndexAdd")),
     OpRow("index_neg_int_slice", lambda a: a[-1, 1:3], [((3, 4),)], lambda a: a[-1, 1:3],

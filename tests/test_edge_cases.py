@@ -589,3 +589,118 @@ def test_an_inf_reaches_only_the_windows_that_read_it(x_shape, c, kernel, algori
         np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
         ok = np.isfinite(b)
         np.testing.assert_allclose(a[ok], b[ok], rtol=1e-8, atol=1e-8)
+
+
+# ---------------------------------------- indexing and shapes (fourteenth session's fuzz)
+
+
+def _pair(shape=(3, 3, 3)):
+    a = np.arange(float(np.prod(shape))).reshape(shape)
+    return tg.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+
+
+KEYS_S14 = [
+    (True, [1], 2), (0, slice(None), True), (0, True, [1], 2),
+    (slice(None), [0, 1], Ellipsis, [0, 1]),
+]
+
+
+@pytest.mark.parametrize("key", KEYS_S14, ids=[repr(k) for k in KEYS_S14])
+def test_keys_with_bool_scalars_or_an_empty_ellipsis_index_as_torch(key):
+    x, r = _pair()
+    y, ry = x[key], r[key]
+    np.testing.assert_array_equal(y.numpy(), ry.detach().numpy())
+    u = np.random.default_rng(0).standard_normal(ry.shape)
+    y.backward(tg.tensor(u))
+    ry.backward(torch.tensor(u))
+    np.testing.assert_array_equal(x.grad.numpy(), r.grad.numpy())
+    a, ra = tg.tensor(np.zeros((3, 3, 3))), torch.zeros(3, 3, 3, dtype=torch.float64)
+    a[key], ra[key] = 1.0, 1.0
+    np.testing.assert_array_equal(a.numpy(), ra.numpy())
+
+
+@pytest.mark.parametrize(
+    "key", [[[0, 1], [1, 0]], [[], []], [0, slice(None)], [0, None]], ids=repr
+)
+def test_a_list_key_holding_sequences_or_slices_is_a_tuple_as_torch(key):
+    x, r = _pair((3, 4))
+    np.testing.assert_array_equal(x[key].numpy(), r[key].detach().numpy())
+
+
+def test_bool_masks_must_match_the_dims_they_cover():
+    x = tg.tensor(np.ones((2, 3)))
+    for key in [(slice(None), np.zeros(0, bool)), np.ones(3, bool)]:
+        with pytest.raises(IndexError, match="bool mask of shape"):
+            x[key]
+        with pytest.raises(IndexError, match="bool mask of shape"):
+            x[key] = 5.0
+
+
+def test_index_tensors_and_where_conditions_are_copied_at_the_forward():
+    x = tg.tensor(np.zeros(4), requires_grad=True)
+    idx = tg.tensor(np.array([0, 1, 1]))
+    y = x[idx]
+    idx[...] = 3  # a later change does not move the recorded gradient
+    y.backward(tg.tensor(np.ones(3)))
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 2.0, 0.0, 0.0])
+    a = tg.tensor(np.ones(3), requires_grad=True)
+    c = np.array([True, False, True])
+    y = tg.where(c, a, 0.0)
+    c[:] = False
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 0.0, 1.0])
+
+
+def test_writing_through_another_tensor_on_the_same_memory_is_caught():
+    for alias in (lambda x: x[1:], lambda x: x.reshape(3, 1), lambda x: x.detach(),
+                  lambda x: x.unsqueeze(0)):  # fmt: skip
+        w = tg.tensor(np.ones(3), requires_grad=True)
+        x = tg.tensor(np.array([1.0, 2.0, 3.0]))
+        y = (w * x).sum()
+        v = alias(x)
+        v += 1.0
+        with pytest.raises(RuntimeError, match="changed in place"):
+            y.backward()
+
+
+def test_a_shape_op_that_changes_nothing_makes_a_tensor_of_its_own():
+    for same in (lambda h: h.reshape(2), lambda h: h.squeeze(), lambda h: h.permute(0),
+                 lambda h: h.expand(2), lambda h: F.pad(h, (0, 0))):  # fmt: skip
+        x = tg.tensor(np.ones(2), requires_grad=True)
+        h = x * 1.0
+        v = same(h)
+        assert v is not h
+        v.register_hook(lambda g: g * 0)  # acts on v's uses alone
+        (h * 5).sum().backward(retain_graph=True)
+        np.testing.assert_array_equal(x.grad.numpy(), [5.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "call, err",
+    [(lambda x: x.reshape(-2, 12), ValueError), (lambda x: x.reshape(2.5, 12), TypeError),
+     (lambda x: x.permute(0, 1.7, 2), TypeError), (lambda x: x.expand(2.9, 3, 4), TypeError),
+     (lambda x: F.pad(x, (1.5, 1)), TypeError), (lambda x: x.reshape("a"), TypeError),
+     (lambda x: F.pad(x, (0, -5)), ValueError), (lambda x: x[0].pad(((1, 1),) * 3), ValueError),
+     (lambda x: tg.tensor(3.0).flatten(0, 5), ValueError)],
+)
+def test_shape_arguments_are_checked(call, err):
+    with pytest.raises(err):
+        call(tg.tensor(np.ones((2, 3, 4))))
+
+
+def test_setitem_takes_leading_dims_of_one_and_names_a_broadcast_target():
+    x = tg.tensor(np.zeros(3))
+    x[np.array([True, False, True])] = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(x.numpy(), [1.0, 0.0, 2.0])
+    e = tg.tensor(np.zeros((1, 4))).expand(3, 4)
+    with pytest.raises(RuntimeError, match="share memory"):
+        e[0] = 1.0
+    t = tg.tensor(np.arange(24.0).reshape(2, 3, 4))
+    assert t[tg.tensor(0) : tg.tensor(2)].shape == (2, 3, 4)
+
+
+def test_where_with_an_int_tensor_and_a_float_scalar_is_float32():
+    c = np.array([True, False])
+    i = tg.tensor(np.array([1, 2]))
+    assert tg.where(c, i, 0.5).dtype == np.float32
+    assert tg.where(c, 0.5, i).dtype == np.float32

@@ -212,11 +212,53 @@ def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> 
 # recorded op the time it was created. A backward then checks the inputs of the ops that
 # read their inputs (and the output of those that reuse it) only for ops created before
 # the latest change: no cost while nothing changes in place.
-def note_in_place() -> int:
-    """A new time on the in-place clock (for the tensor just changed). The clock is a
-    class attribute of Op: the cheapest read in ``Op.apply``, which runs for every op."""
+def note_in_place(data: np.ndarray | None = None) -> int:
+    """A new time on the in-place clock (for the tensor just changed, whose array is
+    ``data``). The clock is a class attribute of Op: the cheapest read in ``Op.apply``,
+    which runs for every op. The time is also kept for the memory ``data`` views
+    (``_written``), which other tensors may view too (x[1:], x.reshape(...), x.detach()
+    share x's memory, as in PyTorch): a change through any of them counts for all."""
     Op._clock += 1
+    if data is not None:
+        root = _root(data)
+        key = id(root)
+        entry = _written.get(key)
+        if entry is not None and entry[0]() is root:
+            _written[key] = (entry[0], Op._clock)
+        else:
+            _written[key] = (weakref.ref(root, functools.partial(_forget, key)), Op._clock)
     return Op._clock
+
+
+# id(the array that owns some memory) -> (a weak reference to it, the time of the latest
+# in-place change to that memory through any tensor)
+_written: dict[int, tuple] = {}
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array that owns the memory ``a`` views."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _forget(key: int, ref) -> None:
+    entry = _written.get(key)
+    if entry is not None and entry[0] is ref:
+        del _written[key]
+
+
+def _changed_since(t, born: int) -> bool:
+    """Whether tensor ``t``'s data was changed in place after time ``born``, through t
+    or through another tensor on the same memory."""
+    if getattr(t, "_version", 0) > born:
+        return True
+    data = getattr(t, "data", None)
+    if not _written or not isinstance(data, np.ndarray):
+        return False
+    root = _root(data)
+    entry = _written.get(id(root))
+    return entry is not None and entry[0]() is root and entry[1] > born
 
 
 def _check_unchanged(node: Op) -> None:
@@ -243,7 +285,7 @@ def _check_unchanged(node: Op) -> None:
             if others or (len(needs) == 1 and needs[0] and not node.keeps_output):
                 saved.append(t)
     for t in saved:
-        if getattr(t, "_version", 0) > born:
+        if _changed_since(t, born):
             raise RuntimeError(
                 f"a tensor of shape {tuple(t.shape)} that the backward of '{node.name}' "
                 "reads was changed in place after that op ran, so its gradient would be "

@@ -372,6 +372,11 @@ class Tensor:
                 "gradient out; write x = x + w (a recorded op), or do it under "
                 "tinygrad_np.no_grad()"
             )
+        if not self.data.flags.writeable:
+            raise RuntimeError(
+                "in-place operation on a tensor whose entries share memory (the result of "
+                "expand, or a view of one): use the out-of-place form or a .clone()"
+            )
         other = o.data if isinstance(o, Tensor) else o
         ufunc(self.data, other, out=self.data, casting="same_kind")
         self._modified()
@@ -394,7 +399,7 @@ class Tensor:
     def _modified(self) -> None:
         """Note an in-place change of the data, so that a backward that saved this tensor
         before it raises instead of computing a wrong gradient (PyTorch's version check)."""
-        self._version = autograd.note_in_place()
+        self._version = autograd.note_in_place(self.data)
         fn = self.grad_fn
         if fn is not None and fn.keeps_output:  # (its VJP reads this very array)
             fn._output_changed = True
@@ -456,13 +461,24 @@ class Tensor:
                 "assigning a tensor that requires grad into another is not recorded; build "
                 "the result with tinygrad_np.where or cat (or assign under no_grad())"
             )
-        key = _mv.normalize_key(key)
+        key = _mv.normalize_key(key, self.shape)
         value = value.data if isinstance(value, Tensor) else value
+        if not self.data.flags.writeable:
+            raise RuntimeError(
+                "item assignment into a tensor whose entries share memory (the result of "
+                "expand, or a view of one): write into a .clone() of it instead"
+            )
         split = _mv.split_int_key(key, self.ndim)
-        if split is None:
-            self.data[key] = value
-        else:  # the ints first, as in reading (PyTorch's placement)
-            self.data[split[0]][split[1]] = value
+        target = self.data if split is None else self.data[split[0]]
+        key = key if split is None else split[1]  # (the ints first, as in reading)
+        try:
+            target[key] = value
+        except (TypeError, ValueError):
+            v = np.asarray(value)
+            lead = next((i for i, n in enumerate(v.shape) if n != 1), v.ndim)
+            if not lead:
+                raise
+            target[key] = v.reshape(v.shape[lead:])  # (leading dims of 1, as PyTorch)
         self._modified()
 
     # ------------------------------------------------------------------ math methods

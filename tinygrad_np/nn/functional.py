@@ -91,7 +91,9 @@ def pad(input: Tensor, pad, value: float = 0) -> Tensor:
     >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
     [[0.0, 1.0, 2.0]]
     """
-    pad = tuple(int(p) for p in pad)
+    from tinygrad_np.ops.movement import _int_arg
+
+    pad = tuple(_int_arg(p, "pad", "pad") for p in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
         raise ValueError(
             f"pad: expected an even number of at most {2 * input.ndim} entries for a "

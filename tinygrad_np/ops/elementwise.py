@@ -302,15 +302,16 @@ class Where(Op):
 
 def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's names
     """Elementwise ``input if condition else other``; condition a bool Tensor or array."""
-    c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    # (a copy: a later change to the condition must not change the recorded op's VJP)
+    c = np.array(condition.data if isinstance(condition, Tensor) else condition)
     if c.dtype != np.bool_:
         raise TypeError(f"where: condition must be bool, got dtype {c.dtype}")
     a = input if isinstance(input, Tensor) else None
     b = other if isinstance(other, Tensor) else None
     if a is None and b is None:
         a, b = Tensor(input), Tensor(other)
-    elif a is None:
-        a = b._other(input)
+    elif a is None:  # (a scalar meets the tensor as in arithmetic: int and 0.5 is float32)
+        b, a = b._pair(input)
     elif b is None:
-        b = a._other(other)
+        a, b = a._pair(other)
     return Where.apply(const(c), a, b)

@@ -27,21 +27,50 @@ class Reshape(Op):
         return (g.reshape(self.inputs[0].shape),)
 
 
-def _shape_arg(shape) -> tuple[int, ...]:
+def _int_arg(n, what: str, name: str) -> int:
+    """``n`` as an int (a Python or NumPy int, or a 0-d integer Tensor), else a TypeError
+    that names the argument (no silent truncation of 2.5 to 2)."""
+    if isinstance(n, Tensor) and n.ndim == 0 and n.dtype.kind in "iu":
+        return int(n.item())
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{what}: {name} must be ints, got {n!r}")
+    return int(n)
+
+
+def _shape_arg(shape, what: str = "reshape", name: str = "shape") -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(n) for n in shape)
+    return tuple(_int_arg(n, what, name) for n in shape)
+
+
+class Alias(Op):
+    """y = x (a new Tensor on the same data), for a shape op that changes nothing: as
+    PyTorch's views, a hook or retain_grad on it acts on it alone.   VJP: gx = g."""
+
+    saves_inputs = False
+
+    name = "view"
+
+    def forward(self, x):
+        return x.view()
+
+    def vjp(self, g):
+        return (g,)
 
 
 def reshape(x: Tensor, shape) -> Tensor:
     shape = _shape_arg(shape)
+    if any(n < -1 for n in shape) or shape.count(-1) > 1:
+        raise ValueError(f"reshape: invalid shape {shape} (sizes are >= 0, with at most one -1)")
     if shape == x.shape:
-        return x
+        return Alias.apply(x)
     return Reshape.apply(x, shape=shape)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if x.ndim == 0:
+        normalize_dims(start_dim, 0, "flatten")  # (0 or -1 only, as for any 0-d dim)
+        normalize_dims(end_dim, 0, "flatten")
         return reshape(x, (1,))
     (s,) = normalize_dims(start_dim, x.ndim, "flatten")
     (e,) = normalize_dims(end_dim, x.ndim, "flatten")
@@ -77,13 +106,13 @@ class Permute(Op):
 
 
 def permute(x: Tensor, dims) -> Tensor:
-    dims = _shape_arg(dims)
+    dims = _shape_arg(dims, "permute", "dims")
     n = max(x.ndim, 1)
     if any(not -n <= d < n for d in dims) or sorted(d % n for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {dims} is not a permutation of {x.ndim} axes")
     dims = tuple(d % x.ndim for d in dims)
     if dims == tuple(range(x.ndim)):
-        return x
+        return Alias.apply(x)
     return Permute.apply(x, dims=dims)
 
 
@@ -117,7 +146,7 @@ class Expand(Op):
 
 
 def expand(x: Tensor, shape) -> Tensor:
-    shape = list(_shape_arg(shape))
+    shape = list(_shape_arg(shape, "expand", "sizes"))
     lead = len(shape) - x.ndim
     if lead < 0:
         raise ValueError(f"expand: cannot expand shape {tuple(x.shape)} to {tuple(shape)}")
@@ -136,7 +165,7 @@ def expand(x: Tensor, shape) -> Tensor:
             f"expand: cannot expand shape {tuple(x.shape)} to {tuple(shape)}"
         ) from None
     if shape == x.shape:
-        return x
+        return Alias.apply(x)
     return Expand.apply(x, shape=shape)
 
 
@@ -155,20 +184,93 @@ class Clone(Op):
 # ----------------------------------------------------------------------------- indexing
 
 
-def normalize_key(key):
-    """Turn Tensors and lists inside an index into NumPy arrays."""
+def _as_tuple(key) -> bool:
+    """PyTorch (as NumPy once did) reads a list key that holds a sequence, a slice, None,
+    Ellipsis or a tensor as a tuple of keys: ``x[[[0, 1], [1, 0]]]`` is ``x[[0, 1], [1, 0]]``."""
+    return (
+        isinstance(key, list)
+        and len(key) < 32
+        and any(
+            isinstance(k, (list, tuple, slice, Tensor, np.ndarray)) or k is None or k is Ellipsis
+            for k in key
+        )
+    )
+
+
+def _bound(v):
+    """A slice bound: a 0-d integer Tensor as its int (as PyTorch takes them)."""
+    return _int_arg(v, "index", "slice bounds") if isinstance(v, Tensor) else v
+
+
+def _is_bool_scalar(k) -> bool:
+    return isinstance(k, (bool, np.bool_)) or (
+        isinstance(k, np.ndarray) and k.ndim == 0 and k.dtype == np.bool_
+    )
+
+
+def _dims_used(k) -> int:
+    """How many of the indexed tensor's dims an entry of a key consumes."""
+    if k is None or k is Ellipsis or _is_bool_scalar(k):
+        return 0
+    if isinstance(k, np.ndarray) and k.dtype == np.bool_:
+        return k.ndim
+    return 1
+
+
+def normalize_key(key, shape: tuple | None = None):
+    """Turn Tensors and lists inside an index into NumPy arrays (copies: a later change
+    to an index tensor must not change a recorded op's gradient). Given the indexed
+    tensor's ``shape``, also drop an Ellipsis that stands for no dims (NumPy would count
+    it as a separator between index arrays, PyTorch does not) and check that each bool
+    mask has the shape of the dims it covers."""
+    if _as_tuple(key):
+        key = tuple(key)
     if not isinstance(key, tuple):
         key = (key,)
     out = []
     for k in key:
         if isinstance(k, Tensor):
-            k = k.data
+            k = np.array(k.data)
         elif isinstance(k, list):
-            k = np.asarray(k) if k else np.zeros(0, dtype=np.intp)  # ([] selects nothing)
+            k = np.array(k) if k else np.zeros(0, dtype=np.intp)  # ([] selects nothing)
+        elif isinstance(k, np.ndarray):
+            k = k.copy()
+        elif isinstance(k, slice):
+            k = slice(_bound(k.start), _bound(k.stop), _bound(k.step))
+        elif isinstance(k, float):
+            raise IndexError(f"index: only ints, slices, None, Ellipsis and int or bool tensors "
+                             f"are valid indices, got {k!r}")  # fmt: skip
         if isinstance(k, np.ndarray) and k.dtype.kind not in "iub":
-            raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
+            if k.size == 0:  # (an empty list inside a tuple: selects nothing)
+                k = k.astype(np.intp)
+            else:
+                raise IndexError(f"tensors used as indices must be integer or bool, got {k.dtype}")
         out.append(k)
+    if shape is not None:
+        out = _checked_key(out, shape)
     return tuple(out)
+
+
+def _checked_key(key: list, shape: tuple) -> list:
+    """(See ``normalize_key``.)"""
+    used = sum(_dims_used(k) for k in key)
+    if Ellipsis in [k for k in key if not isinstance(k, np.ndarray)] and used == len(shape):
+        key = [k for k in key if isinstance(k, np.ndarray) or k is not Ellipsis]
+    dim = 0
+    for k in key:
+        if k is Ellipsis:
+            dim += max(len(shape) - used, 0)
+        elif isinstance(k, np.ndarray) and k.dtype == np.bool_ and k.ndim > 0:
+            covered = tuple(shape[dim : dim + k.ndim])
+            if k.shape != covered:
+                raise IndexError(
+                    f"index: a bool mask of shape {k.shape} does not match the dims it "
+                    f"covers, of shape {covered} (tensor shape {tuple(shape)})"
+                )
+            dim += k.ndim
+        else:
+            dim += _dims_used(k)
+    return key
 
 
 def _is_basic(key: tuple) -> bool:
@@ -189,11 +291,10 @@ def split_int_key(key: tuple, ndim: int):
     slice or None it puts their dims first: ``x[0, :, [0, 1, 2]]`` of a (2, 4, 5) array
     is (3, 4) there, (4, 3) in PyTorch, which selects with the ints first.
     """
-    arrays = [k for k in key if isinstance(k, np.ndarray) and k.ndim > 0]
+    arrays = [k for k in key if (isinstance(k, np.ndarray) and k.ndim > 0) or _is_bool_scalar(k)]
     if not arrays or not any(_is_int(k) for k in key):
         return None
-    used = sum(k.ndim if k.dtype == bool else 1 for k in arrays)
-    used += sum(1 for k in key if _is_int(k) or isinstance(k, slice))
+    used = sum(_dims_used(k) for k in key)
     ints, rest = [], []
     for k in key:
         if k is Ellipsis:
@@ -203,9 +304,8 @@ def split_int_key(key: tuple, ndim: int):
             ints.append(int(k))  # (a 0-d array would make NumPy copy instead of view)
         elif k is None:
             rest.append(k)
-        else:
-            span = k.ndim if isinstance(k, np.ndarray) and k.dtype == bool else 1
-            ints += [slice(None)] * span
+        else:  # (a bool scalar adds a dim of 1 or 0, and consumes none)
+            ints += [slice(None)] * _dims_used(k)
             rest.append(k)
     return tuple(ints), tuple(rest)
 
@@ -244,7 +344,7 @@ class IndexAdd(Op):
 
 
 def getitem(x: Tensor, key) -> Tensor:
-    key = normalize_key(key)
+    key = normalize_key(key, x.shape)
     split = split_int_key(key, x.ndim)
     try:
         x.data[key]  # validate (cheap for views); NumPy's message names the problem
@@ -276,14 +376,28 @@ def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
 
     Negative amounts crop (as in PyTorch's F.pad).
     """
-    pw = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    arr = np.asarray(pad_width)
+    if arr.dtype.kind not in "iu" and not (arr.dtype == object and arr.size == 0):
+        raise TypeError(f"pad: pad_width must be ints, got {pad_width!r}")
+    try:
+        pw = np.broadcast_to(arr.astype(np.int64), (x.ndim, 2))
+    except ValueError:
+        raise ValueError(
+            f"pad: pad_width {pad_width!r} does not give one (before, after) pair for each of "
+            f"the tensor's {x.ndim} dims"
+        ) from None
     pw = [(int(b), int(a)) for b, a in pw.tolist()]
+    for i, (b, a) in enumerate(pw):
+        if x.shape[i] + b + a < 0:
+            raise ValueError(
+                f"pad: pad_width ({b}, {a}) for dim {i} crops more than its {x.shape[i]} entries"
+            )
     if any(b < 0 or a < 0 for b, a in pw):
         crop = tuple(slice(max(-b, 0), x.shape[i] - max(-a, 0)) for i, (b, a) in enumerate(pw))
         x = x[crop]
         pw = [(max(b, 0), max(a, 0)) for b, a in pw]
     if all(b == 0 and a == 0 for b, a in pw):
-        return x
+        return Alias.apply(x)
     return Pad.apply(x, pad_width=tuple(pw), value=value)
 
 
