@@ -11,6 +11,7 @@ import pytest
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
 from tinygrad_np import convmath as cm
+from tinygrad_np import nn
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -704,3 +705,92 @@ def test_where_with_an_int_tensor_and_a_float_scalar_is_float32():
     i = tg.tensor(np.array([1, 2]))
     assert tg.where(c, i, 0.5).dtype == np.float32
     assert tg.where(c, 0.5, i).dtype == np.float32
+
+
+# ------------------------------------ bad arguments (fourteenth session's API-wide sweep)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: tg.optim.SGD([p], lr=tg.tensor(0.1)),
+    lambda p: tg.optim.SGD([p], lr=0.1, momentum=tg.tensor(0.9)),
+    lambda p: tg.optim.Adam([p], lr=tg.tensor(0.01)),
+    lambda p: tg.optim.AdamW([p], lr=0.01, betas=(tg.tensor(0.9), 0.999)),
+])
+def test_0d_tensor_hyperparameters_still_update_the_parameters(make):
+    # ndarray -= Tensor rebinds a local name instead of changing the array: taken as floats
+    p = tg.tensor(np.ones(3, np.float32), requires_grad=True)
+    opt = make(p)
+    p.grad = tg.tensor(np.ones(3, np.float32))
+    opt.step()
+    assert (p.numpy() < 1.0).all()
+    assert all(type(g["lr"]) is float for g in opt.param_groups)
+
+
+def test_batch_norm_running_stats_move_with_a_0d_tensor_momentum():
+    bn = nn.BatchNorm2d(2, momentum=tg.tensor(0.5))
+    bn(tg.tensor(np.full((2, 2, 2, 2), 4.0, np.float32)))
+    np.testing.assert_allclose(bn.running_mean.numpy(), [2.0, 2.0])
+
+
+def test_data_assignment_takes_arrays_and_tensors_only():
+    x = tg.tensor(np.zeros((2, 3), np.float32))
+    x.data = tg.ones(2, 3)  # PyTorch's p.data = q: q's array
+    assert isinstance(x.data, np.ndarray) and (x + 1).numpy().sum() == 12
+    x.data = x  # (a Tensor inside itself made every later op recurse)
+    assert isinstance(x.data, np.ndarray)
+    for bad in ("abc", [[1.0, 2.0]], np.array(["a"])):
+        with pytest.raises(TypeError, match="Tensor.data must be"):
+            x.data = bad
+
+
+@pytest.mark.parametrize("call", [
+    lambda i: F.leaky_relu(i, 0.1), lambda i: F.gelu(i), lambda i: F.softmax(i, 0),
+    lambda i: F.log_softmax(i, 0), lambda i: F.dropout(i, 0.3),
+    lambda i: F.cross_entropy(i.reshape(1, 2), [0]), lambda i: F.nll_loss(i.reshape(1, 2), [0]),
+    lambda i: F.binary_cross_entropy_with_logits(i, i),
+    lambda i: F.batch_norm(i.reshape(1, 2, 1), None, None, training=True),
+])
+def test_float_only_functions_name_an_integer_input(call):
+    # (they gave truncated ints: leaky_relu([-3, 2], 0.1) was [0, 2])
+    with pytest.raises(TypeError, match="floating-point"):
+        call(tg.tensor(np.array([-3, 2])))
+
+
+@pytest.mark.parametrize("call, err", [
+    (lambda: nn.Linear(3.5, 2), TypeError), (lambda: nn.Linear("3", 2), TypeError),
+    (lambda: nn.Linear(-1, 2), ValueError), (lambda: nn.BatchNorm2d(True), TypeError),
+    (lambda: nn.BatchNorm2d(3, eps=-1), ValueError), (lambda: nn.Dropout("a"), TypeError),
+    (lambda: tg.ones(2, 3).sum(dim=True), TypeError), (lambda: tg.zeros(True, 2), ValueError),
+    (lambda: tg.ones(2, 3).softmax(True), TypeError),
+    (lambda: tg.ones(2, 3).unsqueeze(True), TypeError),
+    (lambda: tg.cat(tg.ones(2, 3)), TypeError), (lambda: tg.stack(tg.ones(2, 3)), TypeError),
+    (lambda: tg.full((2,), None), TypeError), (lambda: tg.ones(2) + "a", TypeError),
+    (lambda: tg.where(np.array([True, False]), tg.ones(2), "a"), TypeError),
+    (lambda: tg.tensor([1.0], dtype=object), TypeError),
+    (lambda: tg.zeros(2, dtype="U3"), TypeError),
+    (lambda: tg.tensor([1.0], requires_grad="yes"), TypeError),
+    (lambda: F.dropout(tg.ones(3), 0.5, training="no"), TypeError),
+    (lambda: F.cross_entropy(tg.ones(2, 3), [0, 1], ignore_index=1.5), TypeError),
+    (lambda: F.linear(tg.ones(2, 3), tg.ones(4, 3), tg.ones(4, dtype="float64")), ValueError),
+    (lambda: F.batch_norm(tg.ones(2, 3), None, None, training=True, eps=-1.0), ValueError),
+    (lambda: F.batch_norm(tg.ones(2, 3), None, None, weight=tg.ones(4)), ValueError),
+    (lambda: tg.optim.SGD([tg.ones(2, requires_grad=True)], lr="a"), TypeError),
+    (lambda: tg.optim.Adam([tg.ones(2, requires_grad=True)], betas=0.9), TypeError),
+])
+def test_bad_arguments_raise_clear_errors(call, err):
+    with pytest.raises(err):
+        call()
+
+
+def test_pad_with_value_none_pads_zeros_as_torch():
+    x = tg.ones(1, 2)
+    np.testing.assert_array_equal(F.pad(x, (1, 1), value=None).numpy(), [[0, 1, 1, 0]])
+
+
+def test_a_gradient_keeps_its_tensors_dtype():
+    p = tg.tensor(np.ones(3, np.float32), requires_grad=True)
+    with pytest.raises(TypeError, match="dtype"):
+        p.grad = tg.tensor(np.ones(3))  # float64
+    p.register_hook(lambda g: g.astype("float64"))
+    with pytest.raises(RuntimeError, match="dtype float32"):
+        (p * 2).sum().backward()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import linecache
+import operator
 import os
 import sys
 import threading
@@ -326,7 +327,7 @@ class Op:
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run the forward on the inputs' arrays and, when recording, link the result."""
         op = cls()
-        out = op.forward(*[t.data for t in inputs], **kwargs)
+        out = op.forward(*[t._data for t in inputs], **kwargs)
         state = _state.__dict__  # this thread's modes; one thread-local lookup per op
         if state["anomaly"]:
             op.created_at = _user_frame()
@@ -386,7 +387,7 @@ class Op:
         d["_released"] = True
         inputs = d["inputs"]
         for t in inputs:
-            if t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES:
+            if t.grad_fn is not None and t._data.nbytes > _RELEASE_MIN_BYTES:
                 d["inputs"] = _stand_ins(inputs)
                 break
 
@@ -419,14 +420,15 @@ class _Released:
     """What a node keeps of an intermediate input whose values its VJP does not need (or
     no longer needs, after backward): its place in the graph, shape and dtype."""
 
-    __slots__ = ("data", "shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name")
+    __slots__ = ("_data", "shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name")
 
     def __init__(self, t: Tensor):
-        self.data = _FreedArray(t.data)
+        self._data = _FreedArray(t._data)
         self.shape, self.dtype, self.ndim, self.size = t.shape, t.dtype, t.ndim, t.size
         self.grad_fn, self.requires_grad, self.name = t.grad_fn, t.requires_grad, t.name
 
     grad = None
+    data = property(operator.attrgetter("_data"))
 
 
 def _stand_ins(inputs: tuple) -> tuple:
@@ -435,14 +437,16 @@ def _stand_ins(inputs: tuple) -> tuple:
         if (
             type(t) is not _Released
             and t.grad_fn is not None
-            and t.data.nbytes > _RELEASE_MIN_BYTES
+            and t._data.nbytes > _RELEASE_MIN_BYTES
         ):
             break
     else:
         return inputs
     return tuple(
         _Released(t)
-        if type(t) is not _Released and t.grad_fn is not None and t.data.nbytes > _RELEASE_MIN_BYTES
+        if type(t) is not _Released
+        and t.grad_fn is not None
+        and t._data.nbytes > _RELEASE_MIN_BYTES
         else t
         for t in inputs
     )
@@ -498,10 +502,10 @@ def _call_hooks(hooks: list | None, g: Tensor) -> Tensor:
         # take effect from the next backward on, as in PyTorch)
         r = hook(g)
         if r is not None:
-            if not isinstance(r, _Tensor) or r.shape != g.shape:
+            if not isinstance(r, _Tensor) or r.shape != g.shape or r.dtype != g.dtype:
                 raise RuntimeError(
-                    f"a gradient hook must return None or a Tensor of shape {tuple(g.shape)}, "
-                    f"got {r!r}"
+                    f"a gradient hook must return None or a Tensor of shape {tuple(g.shape)} "
+                    f"and dtype {g.dtype} (the gradient's), got {r!r:.200}"
                 )
             g = r
     return g
@@ -519,10 +523,10 @@ def _take(leaf_grads: dict, key: int, limits: tuple[int, int] | None):
     t, g = leaf_grads.pop(key)
     if _getrefcount is None:  # (an interpreter without reference counts: always copy)
         return t, g, (0, 0) if limits is None else False
-    refs = _getrefcount(g), _getrefcount(g.data)
+    refs = _getrefcount(g), _getrefcount(g._data)
     if limits is None:
         return t, g, refs
-    return t, g, bool(g.data.flags.owndata) and refs[0] <= limits[0] and refs[1] <= limits[1]
+    return t, g, bool(g._data.flags.owndata) and refs[0] <= limits[0] and refs[1] <= limits[1]
 
 
 _getrefcount = getattr(sys, "getrefcount", None)
@@ -568,7 +572,7 @@ def run_backward(
 
     def add(prev: Tensor, g: Tensor) -> Tensor:
         # unrecorded passes add the arrays directly: no graph node is needed
-        return prev + g if create_graph else _make(prev.data + g.data, False, None)
+        return prev + g if create_graph else _make(prev._data + g._data, False, None)
 
     def add_leaf(t: Tensor, g: Tensor) -> None:
         prev = leaf_grads.get(id(t))
@@ -633,11 +637,11 @@ def run_backward(
                         if t.grad is None and create_graph:
                             t.grad = g.clone()
                         elif t.grad is None:
-                            t.grad = _make(np.array(g.data), False, None)
+                            t.grad = _make(np.array(g._data), False, None)
                         elif create_graph:
                             t.grad = t.grad + g
                         else:
-                            t.grad.data = t.grad.data + g.data
+                            t.grad._data = t.grad._data + g._data
             if want_nodes is not None and id(node) in want_nodes:
                 result[id(want_nodes[id(node)])] = g
             if needed is not None and id(node) not in needed:
@@ -656,7 +660,7 @@ def run_backward(
                 _state.vjp_of = None
                 for i, gi in enumerate(grads):
                     if gi is not None:
-                        _check_finite(gi.data, node, "backward", f"gradient for input {i}")
+                        _check_finite(gi._data, node, "backward", f"gradient for input {i}")
             else:
                 grads = node.vjp(g)
             for t, gi, need in zip(node.inputs, grads, node.needs_grad, strict=True):
@@ -664,10 +668,10 @@ def run_backward(
                     if need and id(t) in pending:
                         finish_early(t)
                     continue
-                if gi.data.shape != t.data.shape:
-                    gi = _sum_to(gi, t.data.shape)
-                if gi.data.dtype != t.data.dtype:
-                    gi = gi.astype(t.data.dtype)
+                if gi._data.shape != t._data.shape:
+                    gi = _sum_to(gi, t._data.shape)
+                if gi._data.dtype != t._data.dtype:
+                    gi = gi.astype(t._data.dtype)
                 fn = t.grad_fn
                 if fn is None:
                     if want is not None and id(t) not in want:
@@ -706,11 +710,11 @@ def run_backward(
                     if create_graph:  # (a copy of its own: g may be another leaf's, a
                         t.grad = g.clone()  # read-only broadcast view, or the caller's)
                     else:  # nobody else can see a sole gradient's array: no copy needed
-                        t.grad = _make(g.data if is_sole else np.array(g.data), False, None)
+                        t.grad = _make(g._data if is_sole else np.array(g._data), False, None)
                 elif create_graph:
                     t.grad = t.grad + g
                 else:
-                    t.grad.data = t.grad.data + g.data
+                    t.grad._data = t.grad._data + g._data
     return result if want is not None else None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,9 +25,12 @@ def to_dtype(dtype: Any) -> np.dtype | None:
     if dtype is None:
         return None
     try:
-        return np.dtype(dtype)
+        dt = np.dtype(dtype)
     except TypeError as e:
         raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from e
+    if dt.kind not in "biufc":
+        raise TypeError(f"dtype must be a numeric (bool, int or float) dtype, got {dt}")
+    return dt
 
 
 def _has_float64(data: Any) -> bool:
@@ -83,12 +87,14 @@ class Tensor:
 
     # (_version: set only by an in-place change, see _modified; unset reads as never)
     __slots__ = (
-        "data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "_version", "__weakref__"
+        "_data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "_version", "__weakref__"
     )  # fmt: skip
     __array_priority__ = 1000  # so that ndarray + Tensor gives Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None):
-        self.data = _to_array(data, to_dtype(dtype))
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"Tensor: requires_grad must be a bool, got {requires_grad!r}")
+        self._data = _to_array(data, to_dtype(dtype))
         self.grad_fn = None
         self._grad = None
         self._hooks = None
@@ -100,7 +106,7 @@ class Tensor:
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool, grad_fn) -> Tensor:
         t = cls.__new__(cls)
-        t.data = data
+        t._data = data
         t.requires_grad = requires_grad
         t.grad_fn = grad_fn
         t._grad = None
@@ -109,21 +115,37 @@ class Tensor:
         return t
 
     # ------------------------------------------------------------------ attributes
+    def _set_data(self, value: Any) -> None:
+        """``t.data = array`` replaces the values (no graph, as PyTorch's ``.data``); a
+        Tensor gives its array (PyTorch's ``p.data = q``). Anything else raises: a Tensor or
+        a string stored as the data would break every later op."""
+        if isinstance(value, Tensor):
+            value = value._data
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
+            got = type(value).__name__
+            if isinstance(value, np.ndarray):
+                got = f"an array of {value.dtype}"
+            raise TypeError(f"Tensor.data must be a NumPy array of numbers or a Tensor, got {got}")
+        self._data = value
+
+    #: the values, a NumPy array (reads cost a C call: ``operator.attrgetter``)
+    data = property(operator.attrgetter("_data"), _set_data)
+
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self._data.shape
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._data.ndim
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self._data.dtype
 
     @property
     def size(self) -> int:
-        return self.data.size
+        return self._data.size
 
     @property
     def is_leaf(self) -> bool:
@@ -136,20 +158,28 @@ class Tensor:
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
         if value is not None and not isinstance(value, Tensor):
-            value = Tensor(np.asarray(value, dtype=self.dtype))
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "iufb":
+                raise TypeError(f"assigned grad must be a Tensor or numbers, got {value!r:.60}")
+            value = Tensor(arr.astype(self.dtype))
         if value is not None and value.shape != self.shape:
             raise ValueError(
                 f"assigned grad has shape {tuple(value.shape)} but the tensor has shape "
                 f"{tuple(self.shape)}"
             )
+        if value is not None and value.dtype != self.dtype:
+            raise TypeError(
+                f"assigned grad has dtype {value.dtype} but the tensor has dtype {self.dtype} "
+                "(as in PyTorch, a gradient has its tensor's dtype)"
+            )
         self._grad = value
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaves only; floating dtypes only)."""
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self._data.dtype.kind not in "fc":
             raise TypeError(
                 f"only floating-point tensors can require grad; this tensor's dtype is "
-                f"{self.data.dtype} (convert it with .astype('float32') first)"
+                f"{self._data.dtype} (convert it with .astype('float32') first)"
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
@@ -157,7 +187,7 @@ class Tensor:
         return self
 
     def __repr__(self) -> str:
-        body = np.array2string(self.data, separator=", ", precision=4, threshold=50)
+        body = np.array2string(self._data, separator=", ", precision=4, threshold=50)
         extra = ""
         if self.dtype != _FLOAT_DEFAULT:
             extra += f", dtype={self.dtype}"
@@ -182,7 +212,7 @@ class Tensor:
             raise RuntimeError(
                 f"the truth value of a tensor with {self.size} elements is ambiguous"
             )
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -197,31 +227,33 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (shared, not copied; the graph is not consulted, so
         this works on a tensor that requires grad, unlike PyTorch's)."""
-        return self.data
+        return self._data
 
     def __array__(self, dtype=None, copy=None):
         """NumPy's protocol: the data itself, or a copy when ``copy`` is True or a dtype
         conversion needs one (which ``copy=False`` forbids, as NumPy's own arrays do)."""
-        converts = dtype is not None and np.dtype(dtype) != self.data.dtype
+        converts = dtype is not None and np.dtype(dtype) != self._data.dtype
         if converts and copy is False:
-            raise ValueError(f"cannot convert a {self.data.dtype} tensor to {dtype} without a copy")
+            raise ValueError(
+                f"cannot convert a {self._data.dtype} tensor to {dtype} without a copy"
+            )
         if converts:
-            return self.data.astype(dtype)
-        return self.data.copy() if copy else self.data
+            return self._data.astype(dtype)
+        return self._data.copy() if copy else self._data
 
     def item(self) -> float | int | bool:
         if self.size != 1:
             raise ValueError(
                 f"item() needs a tensor with one element, this one has shape {tuple(self.shape)}"
             )
-        return self.data.reshape(()).item()
+        return self._data.reshape(()).item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self._data.tolist()
 
     def detach(self) -> Tensor:
         """The same data (shared) cut from the graph."""
-        return Tensor._make(self.data, False, None)
+        return Tensor._make(self._data, False, None)
 
     def clone(self) -> Tensor:
         return _mv.Clone.apply(self)
@@ -231,7 +263,7 @@ class Tensor:
         if dt == self.dtype:
             return self
         if dt.kind not in "fc":  # integers and bools have no gradient: nothing recorded
-            return Tensor._make(self.data.astype(dt), False, None)
+            return Tensor._make(self._data.astype(dt), False, None)
         return _ew.Cast.apply(self, dtype=dt)
 
     def float(self) -> Tensor:
@@ -280,12 +312,17 @@ class Tensor:
         a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32)."""
         if isinstance(x, Tensor):
             return x
-        if (type(x) is float or type(x) is int) and self.data.dtype.kind == "f":  # fast path
-            return Tensor._make(np.asarray(x, dtype=self.data.dtype), False, None)
+        if (type(x) is float or type(x) is int) and self._data.dtype.kind == "f":  # fast path
+            return Tensor._make(np.asarray(x, dtype=self._data.dtype), False, None)
         if isinstance(x, np.generic):
             x = x.item()
         if isinstance(x, (list, tuple)):  # (as Tensor(x): Python floats become float32)
             return Tensor(x)
+        if x is None or isinstance(x, (str, bytes)):
+            raise TypeError(
+                f"unsupported operand for a Tensor: {type(x).__name__} {x!r:.40} (numbers, "
+                "arrays and Tensors only)"
+            )
         if isinstance(x, numbers.Number):
             kind = self.dtype.kind
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
@@ -299,9 +336,9 @@ class Tensor:
         """(self, other) promoted as PyTorch does: an integer or bool tensor meets a
         Python float, or is divided, in the default float dtype (float32), not float64."""
         other = self._other(x)
-        if self.data.dtype.kind in "iub" and isinstance(x, np.generic):
+        if self._data.dtype.kind in "iub" and isinstance(x, np.generic):
             x = x.item()  # (a NumPy scalar counts as the Python scalar)
-        if self.data.dtype.kind in "iub" and (
+        if self._data.dtype.kind in "iub" and (
             type(x) is float or (true_div and other.data.dtype.kind in "iub")
         ):
             promoted = self.astype(_FLOAT_DEFAULT)
@@ -372,13 +409,13 @@ class Tensor:
                 "gradient out; write x = x + w (a recorded op), or do it under "
                 "tinygrad_np.no_grad()"
             )
-        if not self.data.flags.writeable:
+        if not self._data.flags.writeable:
             raise RuntimeError(
                 "in-place operation on a tensor whose entries share memory (the result of "
                 "expand, or a view of one): use the out-of-place form or a .clone()"
             )
         other = o.data if isinstance(o, Tensor) else o
-        ufunc(self.data, other, out=self.data, casting="same_kind")
+        ufunc(self._data, other, out=self._data, casting="same_kind")
         self._modified()
         return self
 
@@ -399,7 +436,7 @@ class Tensor:
     def _modified(self) -> None:
         """Note an in-place change of the data, so that a backward that saved this tensor
         before it raises instead of computing a wrong gradient (PyTorch's version check)."""
-        self._version = autograd.note_in_place(self.data)
+        self._version = autograd.note_in_place(self._data)
         fn = self.grad_fn
         if fn is not None and fn.keeps_output:  # (its VJP reads this very array)
             fn._output_changed = True
@@ -418,7 +455,7 @@ class Tensor:
 
     def _compare(self, o, ufunc) -> Tensor:
         other = o.data if isinstance(o, Tensor) else o
-        return Tensor._make(ufunc(self.data, other), False, None)
+        return Tensor._make(ufunc(self._data, other), False, None)
 
     def __eq__(self, o):  # type: ignore[override]
         return self._compare(o, np.equal)
@@ -439,7 +476,7 @@ class Tensor:
         return self._compare(o, np.greater_equal)
 
     def __invert__(self):
-        return Tensor._make(np.invert(self.data), False, None)
+        return Tensor._make(np.invert(self._data), False, None)
 
     def __and__(self, o):
         return self._compare(o, np.bitwise_and)
@@ -463,13 +500,13 @@ class Tensor:
             )
         key = _mv.normalize_key(key, self.shape)
         value = value.data if isinstance(value, Tensor) else value
-        if not self.data.flags.writeable:
+        if not self._data.flags.writeable:
             raise RuntimeError(
                 "item assignment into a tensor whose entries share memory (the result of "
                 "expand, or a view of one): write into a .clone() of it instead"
             )
         split = _mv.split_int_key(key, self.ndim)
-        target = self.data if split is None else self.data[split[0]]
+        target = self._data if split is None else self._data[split[0]]
         key = key if split is None else split[1]  # (the ints first, as in reading)
         try:
             target[key] = value
@@ -495,7 +532,7 @@ class Tensor:
         return _ew.Abs.apply(self)
 
     def sign(self):
-        return Tensor._make(np.sign(self.data), False, None)
+        return Tensor._make(np.sign(self._data), False, None)
 
     def clip(self, min=None, max=None):  # noqa: A002 - PyTorch's names
         return _ew.clip(self, min, max)
@@ -610,7 +647,7 @@ def _shape_args(shape: Sequence, what: str = "") -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for n in shape:
-        if not isinstance(n, (int, np.integer)) or n < 0:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"shape entries must be non-negative ints, got {tuple(shape)}")
     return tuple(int(n) for n in shape)
 
@@ -644,6 +681,10 @@ def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
     elif not isinstance(shape, (tuple, list)):
         raise ValueError(f"full: shape must be an int or a tuple of ints, got {shape!r}")
     shape = _shape_args(tuple(shape))
+    if isinstance(fill_value, Tensor) and fill_value.ndim == 0:
+        fill_value = fill_value.item()
+    if not isinstance(fill_value, (numbers.Number, np.generic)) or isinstance(fill_value, str):
+        raise TypeError(f"full: fill_value must be a number, got {fill_value!r}")
     return _factory(np.full(shape, fill_value, _dt(dtype)), requires_grad)
 
 
@@ -700,6 +741,39 @@ def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
     dt = _float_dt(dtype, "randn")
     values = generator().standard_normal(_shape_args(shape, "randn"))
     return _factory(values.astype(dt), requires_grad)
+
+
+# ----------------------------------------------------------------------- argument checks
+
+
+def float_input(x, what: str, name: str = "input") -> Tensor:
+    """``x`` if it is a floating-point Tensor, else a TypeError that names it (an int
+    input to a float-only op would give truncated ints, where PyTorch raises)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{what}: {name} must be a floating-point Tensor, got dtype {x.dtype} "
+            f"(convert it with .astype('float32'))"
+        )
+    return x
+
+
+def number_arg(value, what: str, name: str) -> float:
+    """A number argument as a Python float: a number, NumPy scalar or 0-d Tensor (an array
+    operand would turn in-place updates of NumPy arrays into no-ops); else a TypeError."""
+    if isinstance(value, Tensor) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+def int_arg(value, what: str, name: str) -> int:
+    """An int argument (a Python or NumPy int, not a bool or a float), else a TypeError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what}: {name} must be an int, got {value!r}")
+    return int(value)
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:

@@ -17,7 +17,15 @@ from tinygrad_np import convmath as cm
 from tinygrad_np.nn import functional as F
 from tinygrad_np.nn import init
 from tinygrad_np.nn.module import Module, Parameter
-from tinygrad_np.tensor import Tensor, to_dtype
+from tinygrad_np.tensor import Tensor, int_arg, number_arg, to_dtype
+
+
+def _size(value, what: str, name: str) -> int:
+    """A layer size: a non-negative int (not 3.5, True or "3"), else an error naming it."""
+    n = int_arg(value, what, name)
+    if n < 0:
+        raise ValueError(f"{what}: {name} must be >= 0, got {n}")
+    return n
 
 
 def _param(shape: tuple[int, ...], dtype: Any) -> Parameter:
@@ -134,8 +142,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None):
         super().__init__()
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = _size(in_features, "Linear", "in_features")
+        self.out_features = _size(out_features, "Linear", "out_features")
         self.weight = _param((self.out_features, self.in_features), dtype)
         if bias:
             self.bias = _param((self.out_features,), dtype)
@@ -528,6 +536,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
+        p = number_arg(p, "Dropout", "p")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = p
@@ -563,9 +572,13 @@ class _BatchNorm(Module):
         bias: bool = True,
     ):
         super().__init__()
-        self.num_features = int(num_features)
-        self.eps = eps
-        self.momentum = momentum
+        self.num_features = _size(num_features, type(self).__name__, "num_features")
+        self.eps = number_arg(eps, type(self).__name__, "eps")
+        if self.eps < 0:
+            raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps}")
+        self.momentum = (
+            None if momentum is None else number_arg(momentum, type(self).__name__, "momentum")
+        )
         self.affine = affine
         self.track_running_stats = track_running_stats
         dt = to_dtype(dtype) or np.dtype(np.float32)

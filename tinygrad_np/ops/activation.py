@@ -10,7 +10,7 @@ from scipy import special
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const, select, zero_where
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, float_input, number_arg
 
 
 class Relu(Op):
@@ -61,8 +61,8 @@ class LeakyRelu(Op):
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     """Leaky ReLU: ``x`` for positive ``x``, ``negative_slope * x`` otherwise."""
-    if not isinstance(negative_slope, (int, float)):
-        raise TypeError(f"negative_slope must be a number, got {negative_slope!r}")
+    float_input(input, "leaky_relu")
+    negative_slope = number_arg(negative_slope, "leaky_relu", "negative_slope")
     return LeakyRelu.apply(input, negative_slope=negative_slope)
 
 
@@ -142,13 +142,14 @@ class Gelu(Op):
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU, exact (``approximate="none"``) or the tanh approximation (``"tanh"``)."""
+    float_input(input, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
     return Gelu.apply(input, approximate=approximate)
 
 
 def _dim(x: Tensor, dim: int, what: str) -> int:
-    if not isinstance(dim, (int, np.integer)):
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"{what}: dim must be an int, got {dim!r}")
     if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
         raise ValueError(f"{what}: dim {dim} is out of range for a tensor of shape {x.shape}")
@@ -197,6 +198,7 @@ class LogSoftmax(Op):
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Numerically stable softmax along ``dim``."""
+    float_input(x, "softmax")
     if x.ndim == 0:
         return Softmax.apply(x.reshape(1), dim=0).reshape(())
     return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
@@ -204,6 +206,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Numerically stable log-softmax along ``dim``."""
+    float_input(x, "log_softmax")
     if x.ndim == 0:
         return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())
     return LogSoftmax.apply(x, dim=_dim(x, dim, "log_softmax"))

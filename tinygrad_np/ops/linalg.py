@@ -116,6 +116,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(
             f"linear: input dtype {input.dtype} differs from weight dtype {weight.dtype}"
         )
+    if bias is not None and bias.dtype != weight.dtype:
+        raise ValueError(
+            f"linear: bias dtype {bias.dtype} differs from weight dtype {weight.dtype}"
+        )
     if bias is None:
         return Linear.apply(input, weight)
     return Linear.apply(input, weight, bias)

@@ -6,7 +6,7 @@ import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const, select
-from tinygrad_np.tensor import Tensor, generator
+from tinygrad_np.tensor import Tensor, float_input, generator, number_arg
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -17,6 +17,10 @@ def _check_reduction(reduction: str, what: str) -> None:
 
 
 def _class_target(input: Tensor, target, ignore_index: int, what: str) -> np.ndarray:
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(
+        ignore_index, (int, np.integer)
+    ):
+        raise TypeError(f"{what}: ignore_index must be an int, got {ignore_index!r}")
     """Validate integer class indices against logits (N, C, *d) or (C,)."""
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
@@ -124,6 +128,8 @@ def cross_entropy(
     0.6931
     """
     _check_reduction(reduction, "cross_entropy")
+    float_input(input, "cross_entropy")
+    label_smoothing = number_arg(label_smoothing, "cross_entropy", "label_smoothing")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_target(input, target, ignore_index, "cross_entropy")
@@ -168,6 +174,7 @@ class NllLoss(Op):
 def nll_loss(input: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:
     """Negative log likelihood of log-probabilities (N, C, *d) at class indices (N, *d)."""
     _check_reduction(reduction, "nll_loss")
+    float_input(input, "nll_loss")
     t = _class_target(input, target, ignore_index, "nll_loss")
     x, t, single = _batched(input, t)
     out = NllLoss.apply(x, target=t, reduction=reduction, ignore_index=ignore_index)
@@ -227,6 +234,7 @@ class BceWithLogits(Op):
 def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross entropy in one stable step; ``target`` in [0, 1], input's shape."""
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    float_input(input, "binary_cross_entropy_with_logits")
     t = _target_like(input, target, "binary_cross_entropy_with_logits")
     return _reduce(BceWithLogits.apply(input, t), reduction)
 
@@ -247,6 +255,10 @@ class Dropout(Op):
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    float_input(x, "dropout")
+    p = number_arg(p, "dropout", "p")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"dropout: training must be a bool, got {training!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:

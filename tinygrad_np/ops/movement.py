@@ -87,6 +87,7 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    dim = _int_arg(dim, "unsqueeze", "dim")
     if not -x.ndim - 1 <= dim <= x.ndim:
         raise ValueError(f"unsqueeze: dim {dim} is out of range for {x.ndim} dims")
     dim = dim % (x.ndim + 1)
@@ -376,6 +377,7 @@ def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
 
     Negative amounts crop (as in PyTorch's F.pad).
     """
+    value = 0.0 if value is None else value  # (as PyTorch's F.pad)
     arr = np.asarray(pad_width)
     if arr.dtype.kind not in "iu" and not (arr.dtype == object and arr.size == 0):
         raise TypeError(f"pad: pad_width must be ints, got {pad_width!r}")
@@ -399,6 +401,14 @@ def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
     if all(b == 0 and a == 0 for b, a in pw):
         return Alias.apply(x)
     return Pad.apply(x, pad_width=tuple(pw), value=value)
+
+
+def _check_sequence(tensors, what: str) -> None:
+    """cat and stack take a list or tuple of tensors (a Tensor would be split into rows)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(
+            f"{what}: tensors must be a list or tuple of Tensors, got {type(tensors).__name__}"
+        )
 
 
 class Cat(Op):
@@ -425,6 +435,7 @@ class Cat(Op):
 
 def cat(tensors, dim: int = 0) -> Tensor:
     """Concatenate tensors along an existing ``dim``."""
+    _check_sequence(tensors, "cat")
     ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not ts:
         raise ValueError("cat: expected a non-empty list of tensors")
@@ -448,6 +459,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
 
 def stack(tensors, dim: int = 0) -> Tensor:
     """Stack tensors of equal shape along a new ``dim``."""
+    _check_sequence(tensors, "stack")
     ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not ts:
         raise ValueError("stack: expected a non-empty list of tensors")

@@ -20,7 +20,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, float_input, number_arg
 
 
 def _row_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -222,13 +222,22 @@ def batch_norm(
     >>> batch_norm(x, None, None, training=True, eps=0.0).tolist()
     [[-1.0], [1.0]]
     """
+    float_input(input, "batch_norm")
     if input.ndim < 2:
         raise ValueError(
             f"batch_norm: input must be (N, C, *spatial), got shape {tuple(input.shape)}"
         )
+    momentum = number_arg(momentum, "batch_norm", "momentum")
+    eps = number_arg(eps, "batch_norm", "eps")
+    if eps < 0:
+        raise ValueError(f"batch_norm: eps must be >= 0, got {eps}")
     C = input.shape[1]
     rm = _stat_array(running_mean, C, "running_mean")
     rv = _stat_array(running_var, C, "running_var")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and (not isinstance(t, Tensor) or t.shape != (C,)):
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"batch_norm: {name} must be a Tensor of shape ({C},), got {got}")
     bshape = (1, C) + (1,) * (input.ndim - 2)  # broadcasts a (C,) vector over N and spatial
     dims = (0,) + tuple(range(2, input.ndim))
     if training:

@@ -17,10 +17,12 @@ def normalize_dims(dim, ndim: int, what: str) -> tuple[int, ...]:
     """``dim`` (None, int or tuple) as a sorted tuple of non-negative axes (None: all)."""
     if dim is None:
         return tuple(range(ndim))
+    if not isinstance(dim, (int, np.integer, tuple, list)) or isinstance(dim, (bool, np.bool_)):
+        raise TypeError(f"{what}: dim must be an int or a tuple of ints, got {dim!r}")
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     out = []
     for d in dims:
-        if not isinstance(d, (int, np.integer)):
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
             raise TypeError(f"{what}: dim must be an int or a tuple of ints, got {dim!r}")
         if not -max(ndim, 1) <= d < max(ndim, 1):
             raise ValueError(f"{what}: dim {d} is out of range for a tensor with {ndim} dims")

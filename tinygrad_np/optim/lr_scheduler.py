@@ -8,9 +8,10 @@ rates match ``torch.optim.lr_scheduler`` to the last bit.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
-from tinygrad_np.optim.optimizer import Optimizer
+from tinygrad_np.optim.optimizer import Optimizer, hyper_float
 
 
 class LRScheduler:
@@ -77,10 +78,10 @@ class StepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ):
-        if not isinstance(step_size, int) or step_size <= 0:
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
         self.step_size = step_size
-        self.gamma = gamma
+        self.gamma = hyper_float(gamma, "gamma", "StepLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -98,10 +99,10 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ):
-        if T_max <= 0:
-            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max!r}")
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or T_max <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be a positive number, got {T_max!r}")
         self.T_max = T_max
-        self.eta_min = eta_min
+        self.eta_min = hyper_float(eta_min, "eta_min", "CosineAnnealingLR")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,19 @@ def _chunks(size: int | None) -> list:
     if size is None:
         return [Ellipsis]
     return [slice(lo, min(size, lo + UPDATE_CHUNK)) for lo in range(0, size, UPDATE_CHUNK)]
+
+
+def hyper_float(value, key: str, who: str) -> float:
+    """A hyper-parameter as a Python float: a number, NumPy scalar or 0-d Tensor; else a
+    TypeError that names it (a bool or a string is not a rate)."""
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise TypeError(f"{who}: {key} must be a number or a 0-d Tensor, got shape "
+                            f"{tuple(value.shape)}")  # fmt: skip
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{who}: {key} must be a number, got {value!r}")
+    return float(value)
 
 
 class Optimizer:
@@ -86,9 +100,22 @@ class Optimizer:
         self._check_group(group)
         self.param_groups.append(group)
 
+    # the hyper-parameters that are numbers: taken as Python floats, so that a 0-d Tensor
+    # (which PyTorch accepts for lr) cannot turn the in-place updates below into no-ops
+    _NUMBERS = ("lr", "momentum", "dampening", "weight_decay", "eps", "initial_lr")
+
     def _check_group(self, group: dict[str, Any]) -> None:
-        """Validate one group's hyper-parameters (subclasses add theirs)."""
+        """Validate one group's hyper-parameters (subclasses add theirs); numbers become
+        Python floats. Also run at each ``step()``: the groups may have been edited."""
         name = type(self).__name__
+        for key in self._NUMBERS:
+            if key in group:
+                group[key] = hyper_float(group[key], key, name)
+        if "betas" in group:
+            betas = group["betas"]
+            if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+                raise TypeError(f"{name}: betas must be a pair of floats, got {betas!r}")
+            group["betas"] = tuple(hyper_float(b, "betas", name) for b in betas)
         if group["lr"] < 0:
             raise ValueError(f"{name}: invalid learning rate {group['lr']}")
         if group.get("weight_decay", 0.0) < 0:
@@ -228,6 +255,7 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         for group in self.param_groups:
+            self._check_group(group)
             lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov = group["weight_decay"], group["nesterov"]
             for p, g in self._grads(group):
@@ -303,6 +331,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         for group in self.param_groups:
+            self._check_group(group)
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
             b1, b2 = group["betas"]
             for p, g in self._grads(group):
