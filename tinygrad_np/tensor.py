@@ -506,7 +506,8 @@ class Tensor:
                 "expand, or a view of one): write into a .clone() of it instead"
             )
         split = _mv.split_int_key(key, self.ndim)
-        target = self._data if split is None else self._data[split[0]]
+        # (with the trailing Ellipsis, ints for every dim give a 0-d view, not a copy)
+        target = self._data if split is None else self._data[split[0] + (Ellipsis,)]
         key = key if split is None else split[1]  # (the ints first, as in reading)
         try:
             target[key] = value

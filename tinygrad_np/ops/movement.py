@@ -185,19 +185,6 @@ class Clone(Op):
 # ----------------------------------------------------------------------------- indexing
 
 
-def _as_tuple(key) -> bool:
-    """PyTorch (as NumPy once did) reads a list key that holds a sequence, a slice, None,
-    Ellipsis or a tensor as a tuple of keys: ``x[[[0, 1], [1, 0]]]`` is ``x[[0, 1], [1, 0]]``."""
-    return (
-        isinstance(key, list)
-        and len(key) < 32
-        and any(
-            isinstance(k, (list, tuple, slice, Tensor, np.ndarray)) or k is None or k is Ellipsis
-            for k in key
-        )
-    )
-
-
 def _bound(v):
     """A slice bound: a 0-d integer Tensor as its int (as PyTorch takes them)."""
     return _int_arg(v, "index", "slice bounds") if isinstance(v, Tensor) else v
@@ -224,8 +211,6 @@ def normalize_key(key, shape: tuple | None = None):
     tensor's ``shape``, also drop an Ellipsis that stands for no dims (NumPy would count
     it as a separator between index arrays, PyTorch does not) and check that each bool
     mask has the shape of the dims it covers."""
-    if _as_tuple(key):
-        key = tuple(key)
     if not isinstance(key, tuple):
         key = (key,)
     out = []
@@ -233,6 +218,13 @@ def normalize_key(key, shape: tuple | None = None):
         if isinstance(k, Tensor):
             k = np.array(k.data)
         elif isinstance(k, list):
+            # (a list is one index array, as in NumPy and in PyTorch from 2.9 on, which
+            # deprecates reading x[[[0, 1], [1, 0]]] as x[[0, 1], [1, 0]]: write a tuple)
+            if any(isinstance(e, slice) or e is None or e is Ellipsis for e in k):
+                raise IndexError(
+                    f"index: a list is one index array and cannot hold slices, None or "
+                    f"Ellipsis, got {k!r}; index several dims with a tuple: x[0, :]"
+                )
             k = np.array(k) if k else np.zeros(0, dtype=np.intp)  # ([] selects nothing)
         elif isinstance(k, np.ndarray):
             k = k.copy()
@@ -390,7 +382,7 @@ def pad(x: Tensor, pad_width, value: float = 0) -> Tensor:
         ) from None
     pw = [(int(b), int(a)) for b, a in pw.tolist()]
     for i, (b, a) in enumerate(pw):
-        if x.shape[i] + b + a < 0:
+        if x.shape[i] - max(-b, 0) - max(-a, 0) < 0:  # (the crop comes first, as PyTorch)
             raise ValueError(
                 f"pad: pad_width ({b}, {a}) for dim {i} crops more than its {x.shape[i]} entries"
             )
