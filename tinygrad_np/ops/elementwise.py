@@ -126,7 +126,7 @@ class Mul(Op):
 
 
 class Div(Op):
-    """y = a / b.   VJP: ga = g / b, gb = -(g / b) * (a / b) (not a / b^2, which under- or
+    """y = a / b.   VJP: ga = g / b, gb = -g (a / b) / b (not a / b^2, which under- or
     overflows for |b| beyond 1e+-19 in float32)."""
 
     def forward(self, a, b):
@@ -138,10 +138,9 @@ class Div(Op):
 
     def vjp(self, g):
         a, b = self.inputs
-        gb_ = g / b
-        ga = gb_ if self.needs_grad[0] else None
-        gb = -gb_ * (a / b) if self.needs_grad[1] else None
-        return ga, gb
+        ga = g / b if self.needs_grad[0] else None
+        gb = (-g * (a / b)) / b if self.needs_grad[1] else None  # (PyTorch's order: 0 / b
+        return ga, gb  # stays 0 where g / b would overflow)
 
 
 class Pow(Op):
@@ -169,9 +168,12 @@ class Pow(Op):
                 both = flat & (a.data == 0)
                 b1 = Where.apply(const(both), const(np.ones((), b.dtype)), b) if both.any() else b
                 ga = g * b * a ** (b1 - 1)
-                bad = flat & ~np.isfinite(g.data)  # (inf * 0 there: 0, as PyTorch)
-                if bad.any():
-                    ga = select(ga, ~np.broadcast_to(bad, ga.shape))
+                if not is_grad_enabled():  # where b == 0: 0, as PyTorch (not inf * 0)
+                    ga = select(ga, ~np.broadcast_to(flat, ga.shape))
+                else:  # (recorded: ga keeps its dependence on b there; an inf g gives 0)
+                    bad = flat & ~np.isfinite(g.data)
+                    if bad.any():
+                        ga = select(ga, ~np.broadcast_to(bad, ga.shape))
             else:
                 ga = g * b * a ** (b - 1)
         if self.needs_grad[1]:
