@@ -780,6 +780,17 @@ def test_float_only_functions_name_an_integer_input(call):
     (lambda: F.batch_norm(tg.ones(2, 3), None, None, weight=tg.ones(4)), ValueError),
     (lambda: tg.optim.SGD([tg.ones(2, requires_grad=True)], lr="a"), TypeError),
     (lambda: tg.optim.Adam([tg.ones(2, requires_grad=True)], betas=0.9), TypeError),
+    (lambda: tg.optim.SGD(5, lr=0.1), TypeError), (lambda: F.relu(np.ones(3)), TypeError),
+    (lambda: F.linear(np.ones((2, 3)), tg.ones(4, 3)), TypeError),
+    (lambda: F.pad(np.ones(3), (1, 1)), TypeError), (lambda: F.pad(tg.ones(3), 1), TypeError),
+    (lambda: tg.ones(2, 3).argmax(dim=(0, 1)), TypeError),
+    (lambda: tg.ones(3).clip("a", 1), TypeError), (lambda: tg.zeros_like("abc"), TypeError),
+    (lambda: tg.ones(3).astype(None), TypeError),
+    (lambda: tg.ones(3, requires_grad=True).register_hook("abc"), TypeError),
+    (lambda: tg.autograd.grad(tg.ones(3, requires_grad=True).sum(), ["abc"]), TypeError),
+    (lambda: (tg.ones(3, requires_grad=True) * 2).backward(gradient="abc"), TypeError),
+    (lambda: tg.stack([tg.ones(2)], dim="a"), TypeError),
+    (lambda: tg.data.DataLoader("abc", batch_size=2), TypeError),
 ])
 def test_bad_arguments_raise_clear_errors(call, err):
     with pytest.raises(err):

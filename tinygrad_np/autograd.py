@@ -749,7 +749,9 @@ def grad(
     outs = _as_list(outputs)
     ins = _as_list(inputs)
     for i, t in enumerate(ins):
-        if not isinstance(t, _Tensor) or not t.requires_grad:
+        if not isinstance(t, _Tensor):
+            raise TypeError(f"grad: inputs[{i}] must be a Tensor, got {type(t).__name__}")
+        if not t.requires_grad:
             raise RuntimeError(f"grad: inputs[{i}] does not require grad")
     gouts = _default_grad_outputs(outs, _as_list(grad_outputs) or [None] * len(outs))
     if retain_graph is None:
@@ -789,7 +791,11 @@ def _default_grad_outputs(outs: list, gouts: list) -> list:
                 )
             g = _Tensor._make(np.ones(o.shape, dtype=o.dtype), False, None)
         elif not isinstance(g, _Tensor):
-            g = _Tensor(np.asarray(g, dtype=o.dtype))
+            arr = np.asarray(g)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"the gradient for outputs[{i}] must be a Tensor or numbers, "
+                                f"got {g!r:.60}")  # fmt: skip
+            g = _Tensor(arr.astype(o.dtype))
         if g.shape != o.shape:
             raise ValueError(
                 f"gradient has shape {tuple(g.shape)} but outputs[{i}] has shape {tuple(o.shape)}"

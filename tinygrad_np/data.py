@@ -473,6 +473,12 @@ class DataLoader:
         if not arrays:
             raise ValueError("DataLoader needs at least one array")
         self.arrays = [a.data if isinstance(a, Tensor) else np.asarray(a) for a in arrays]
+        for i, a in enumerate(self.arrays):
+            if a.ndim == 0 or a.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"DataLoader: arrays[{i}] must be an array or Tensor of numbers with a "
+                    f"batch axis, got {type(arrays[i]).__name__} {a.dtype} of shape {a.shape}"
+                )
         lengths = [len(a) for a in self.arrays]
         if len(set(lengths)) != 1:
             raise ValueError(f"DataLoader: arrays have different lengths {lengths}")

@@ -259,6 +259,8 @@ class Tensor:
         return _mv.Clone.apply(self)
 
     def astype(self, dtype: Any) -> Tensor:
+        if dtype is None:
+            raise TypeError("astype: dtype must be a NumPy dtype or its name, got None")
         dt = to_dtype(dtype)
         if dt == self.dtype:
             return self
@@ -298,6 +300,8 @@ class Tensor:
     def register_hook(self, hook) -> Any:
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned Tensor
         replaces the gradient. Returns a handle with ``remove()``."""
+        if not callable(hook):
+            raise TypeError(f"register_hook: hook must be callable, got {hook!r:.60}")
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that does not require grad")
         owner = self.grad_fn if self.grad_fn is not None else self
@@ -690,10 +694,12 @@ def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    tensor_input(t, "zeros_like")
     return _factory(np.zeros(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    tensor_input(t, "ones_like")
     return _factory(np.ones(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
 
 
@@ -745,6 +751,13 @@ def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 # ----------------------------------------------------------------------- argument checks
+
+
+def tensor_input(x, what: str, name: str = "input") -> Tensor:
+    """``x`` if it is a Tensor, else a TypeError that names it."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: {name} must be a Tensor, got {type(x).__name__}")
+    return x
 
 
 def float_input(x, what: str, name: str = "input") -> Tensor:

@@ -34,7 +34,7 @@ from tinygrad_np.ops.pool import (
     max_pool2d,
     max_pool3d,
 )
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, tensor_input
 
 __all__ = [
     "avg_pool1d",
@@ -72,17 +72,17 @@ __all__ = [
 
 def relu(input: Tensor) -> Tensor:
     """max(x, 0)."""
-    return input.relu()
+    return tensor_input(input, "relu").relu()
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + e^-x)."""
-    return input.sigmoid()
+    return tensor_input(input, "sigmoid").sigmoid()
 
 
 def tanh(input: Tensor) -> Tensor:
     """Hyperbolic tangent."""
-    return input.tanh()
+    return tensor_input(input, "tanh").tanh()
 
 
 def pad(input: Tensor, pad, value: float = 0) -> Tensor:
@@ -92,6 +92,12 @@ def pad(input: Tensor, pad, value: float = 0) -> Tensor:
     [[0.0, 1.0, 2.0]]
     """
     from tinygrad_np.ops.movement import _int_arg
+
+    tensor_input(input, "pad")
+    if not isinstance(pad, (tuple, list)):
+        raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
+    if value is not None and not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"pad: value must be a number, got {value!r}")
 
     pad = tuple(_int_arg(p, "pad", "pad") for p in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:

@@ -267,6 +267,9 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's nam
     """Clamp to [min, max]; either bound may be None. The gradient is 0 outside."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
+    for name, v in (("min", min), ("max", max)):
+        if v is not None and (isinstance(v, (str, bytes)) or not np.isscalar(v)):
+            raise TypeError(f"clip: {name} must be a number or None, got {v!r}")
     return Clip.apply(x, min=min, max=max)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, tensor_input
 
 
 def _consts(*arrays) -> tuple:
@@ -101,6 +101,10 @@ class Linear(Op):
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Affine map ``input @ weight.T + bias``; input (..., in), weight (out, in), bias (out,)."""
+    tensor_input(input, "linear")
+    tensor_input(weight, "linear", "weight")
+    if bias is not None:
+        tensor_input(bias, "linear", "bias")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:

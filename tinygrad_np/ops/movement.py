@@ -461,6 +461,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
                 f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has shape "
                 f"{tuple(ts[0].shape)}"
             )
+    dim = _int_arg(dim, "stack", "dim")
     if not -ts[0].ndim - 1 <= dim <= ts[0].ndim:
         raise ValueError(f"stack: dim {dim} is out of range")
     return cat([unsqueeze(t, dim) for t in ts], dim % (ts[0].ndim + 1))

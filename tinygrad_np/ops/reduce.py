@@ -142,6 +142,8 @@ def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
     if dim is None:
         return const(np.asarray(x.data.argmax(), dtype=np.int64))
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"argmax: dim must be an int or None, got {dim!r}")
     normalize_dims(dim, x.ndim, "argmax")  # (range check)
     if x.ndim == 0:
         return const(np.zeros((), dtype=np.int64))
@@ -153,6 +155,8 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first minimum (over the flattened tensor when ``dim`` is None)."""
     if dim is None:
         return const(np.asarray(x.data.argmin(), dtype=np.int64))
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"argmin: dim must be an int or None, got {dim!r}")
     normalize_dims(dim, x.ndim, "argmin")  # (range check)
     if x.ndim == 0:
         return const(np.zeros((), dtype=np.int64))
