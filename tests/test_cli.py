@@ -396,3 +396,23 @@ def test_resume_keeps_the_test_limit_and_takes_a_negative_seed(tiny, tmp_path):
     assert run(*resume, "--quiet") == 0
     config = json.loads((part / "config.json").read_text())
     assert config["test_limit"] == 10 and config["seed"] == -1
+
+
+def test_output_into_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    # `tinygrad-np explain ... | head`: head stops reading; no traceback, exit code 141
+    from tinygrad_np import cli
+
+    r, w = os.pipe()
+    os.close(r)
+    out = os.fdopen(w, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        code = cli.main(["explain", "conv2d", "--input", "2x3x8x8", "--weight", "4x3x3x3"])
+    finally:
+        monkeypatch.undo()
+        try:
+            out.close()
+        except BrokenPipeError:
+            pass
+    assert code == 141
+    assert "Traceback" not in capsys.readouterr().err

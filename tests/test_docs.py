@@ -41,6 +41,19 @@ def test_doc_python_blocks_run(doc):
             exec(code, ns)
 
 
+def test_visualization_doc_python_blocks_run(tmp_path, monkeypatch):
+    """(Its blocks write SVG files: run in a folder of their own; they need Graphviz.)"""
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (CI installs it)")
+    monkeypatch.chdir(tmp_path)
+    test_doc_python_blocks_run("docs/visualization.md")
+    svgs = sorted(p.name for p in tmp_path.glob("*.svg"))
+    assert svgs == ["conv_backward.svg", "lenet_forward.svg", "mlp20.svg", "x_grad.svg"]
+    assert all((tmp_path / name).read_text().lstrip().startswith("<") for name in svgs)
+
+
 def test_tutorial_keeps_lenet_heading():
     assert "## From MLP to LeNet" in (ROOT / "docs/tutorial.md").read_text()
 

@@ -507,7 +507,9 @@ def _add_threads_argument(p: argparse.ArgumentParser) -> None:
 def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     d = TRAIN_DEFAULTS
     p.add_argument("--data-dir", metavar="DIR", help="folder with the four IDX files")
-    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<model>-<time>)")
+    p.add_argument(
+        "--out", metavar="DIR", help="run folder (default runs/<model>-<dataset>-<date>-<time>)"
+    )
     p.add_argument("--seed", type=int, default=d["seed"], help="seed (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads_argument(p)
@@ -859,6 +861,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # (the output piped into `head`, which has stopped reading)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (no second error when Python flushes)
+        return 141
     except DatasetNotFoundError as e:
         places = ", ".join(str(p) for p in e.searched)
         reason = e.reason.splitlines()

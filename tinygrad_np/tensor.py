@@ -121,6 +121,11 @@ class Tensor:
         a string stored as the data would break every later op."""
         if isinstance(value, Tensor):
             value = value._data
+        if self.requires_grad and isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
+            raise TypeError(
+                f"Tensor.data: a tensor that requires grad takes floating-point values, got an "
+                f"array of {value.dtype}"
+            )
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
             got = type(value).__name__
             if isinstance(value, np.ndarray):
@@ -128,8 +133,13 @@ class Tensor:
             raise TypeError(f"Tensor.data must be a NumPy array of numbers or a Tensor, got {got}")
         self._data = value
 
-    #: the values, a NumPy array (reads cost a C call: ``operator.attrgetter``)
-    data = property(operator.attrgetter("_data"), _set_data)
+    # (reads cost a C call: operator.attrgetter)
+    data = property(
+        operator.attrgetter("_data"),
+        _set_data,
+        doc="The values: the live NumPy array, not a copy. Assigning a NumPy array of "
+        "numbers (or a Tensor, whose array is taken) replaces them outside the graph.",
+    )
 
     @property
     def shape(self) -> tuple[int, ...]:
