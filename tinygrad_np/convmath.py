@@ -3164,7 +3164,7 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
         x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
         gw = correlate_weight_grad_depthwise_channels(x, g, kernel, strides, dilations, pads, dtype)
         if np.isfinite(gw).all():  # (else an inf in x read where no window is, times 0:
-            return gw  # redone below, where every product is one a window makes)
+            return gw  # redone below, where every product is a window's)
     w_shape = (g.shape[1], x.shape[1] // groups) + tuple(kernel)
     args = (x.shape, w_shape, pads, strides, dilations, groups)
     gw = None
@@ -3178,9 +3178,13 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
         padded = padded_sizes(x.shape[2:], pads)
         n, c, o = x.shape[0], x.shape[1], g.shape[1]
         if choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:]) == "gemm":
-            return correlate_weight_grad_depthwise_unpadded(
+            gw = correlate_weight_grad_depthwise_unpadded(
                 x, g, kernel, strides, dilations, pads, groups
             )
+            if all_finite(g):
+                return gw
+            # an inf or nan in g: the padded route below multiplies the windows that read
+            # padding by its zeros (nan, as PyTorch), which the unpadded one skips
     return correlate_weight_grad(_padded(x, pads), g, kernel, strides, dilations, groups, cols)
 
 

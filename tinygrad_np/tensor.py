@@ -737,7 +737,9 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
     for name, v in (("n", n), ("m", m)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise TypeError(f"eye: {name} must be a non-negative int, got {v!r}")
+        if v is not None and v < 0:
             raise ValueError(f"eye: {name} must be a non-negative int, got {v!r}")
     return _factory(np.eye(n, m, dtype=_dt(dtype)), requires_grad)
 

@@ -176,10 +176,10 @@ class Conv(Op):
         gx, gw, gb = cm.backward_depthwise_channels(
             xd, gd, w.data, a["stride"], a["dilation"], a["padding"], need, dtype
         )
-        if gw is not None and not np.isfinite(gw).all():  # an inf in x read where no
-            # window is (times 0): redone where every product is one a window makes
-            gw = cm.correlate_weight_grad_depthwise_unpadded(
-                xd, gd, w.shape[2:], a["stride"], a["dilation"], a["padding"], a["groups"]
+        if gw is not None and not np.isfinite(gw).all():  # an inf in x read where no window
+            # is (times 0), or one in g: redone where every product is one a window makes
+            gw = cm.correlate_weight_grad_padded(
+                xd, gd, w.shape[2:], a["padding"], a["stride"], a["dilation"], a["groups"]
             )
         grads = [None if t is None else const(t) for t in (gx, gw, gb)]
         return tuple(grads[: len(self.inputs)])
