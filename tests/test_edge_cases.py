@@ -826,3 +826,23 @@ def test_depthwise_weight_gradient_keeps_the_nan_of_an_infinite_upstream_gradien
         ours, ref = _conv_grads("tg", x, w, u, **kw), _conv_grads("torch", x, w, u, **kw)
     np.testing.assert_array_equal(np.isnan(ours[2]), np.isnan(ref[2]))
     assert np.isnan(ours[2][0, 0]).any()
+
+
+def test_legitimate_arguments_the_stricter_checks_still_take(threads):
+    # (a check found these refused by the day's stricter argument checks; PyTorch takes them)
+    p = tg.tensor(np.float32(1.0), requires_grad=True)  # a 0-d parameter, updated by hand
+    p.grad = tg.tensor(np.float32(2.0))
+    p.data = p.data - 0.1 * p.grad.data  # (NumPy gives a NumPy scalar here)
+    assert isinstance(p.data, np.ndarray) and p.item() == pytest.approx(0.8)
+    x = tg.tensor(np.array([0.1, 0.7, -0.3], np.float32))
+    assert x.clip(tg.tensor(0.0), np.array(0.5)).tolist() == pytest.approx([0.1, 0.5, 0.0])
+    assert F.pad(x, (1, 0), value=tg.tensor(2.0)).tolist()[0] == 2.0
+    i = tg.tensor(np.array([1, 2]))
+    assert F.dropout(i, 0.5, training=False) is i  # (a no-op needs no float input)
+    threads(np.int64(1))
+    sgd = tg.optim.SGD([tg.ones(2, requires_grad=True)], lr=np.float64(0.1))
+    tg.optim.lr_scheduler.StepLR(sgd, np.int64(2), gamma=np.float32(0.5))
+    loader = tg.data.DataLoader(np.arange(10.0), batch_size=4, shuffle=True, seed=np.int64(3))
+    assert [len(b[0]) for b in loader] == [4, 4, 2]
+    assert tg.zeros(tg.tensor(5)).shape == (5,) and tg.eye(tg.tensor(2)).shape == (2, 2)
+    assert nn.DataParallel(nn.Linear(2, 2), workers=np.int64(1)).workers == 1

@@ -115,9 +115,9 @@ def set_num_threads(n: int) -> None:
     1
     >>> set_num_threads(before)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
-    _state["threads"] = n
+    _state["threads"] = int(n)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

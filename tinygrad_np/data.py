@@ -492,7 +492,10 @@ class DataLoader:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"DataLoader: seed must be an int or None, got {seed!r}")
         # (any int: taken modulo 2**64, so that a negative seed works as in manual_seed)
-        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed % 2**64
+        if seed is None:
+            self.seed = int(np.random.SeedSequence().entropy % 2**63)
+        else:
+            self.seed = int(seed) % 2**64
         self.epoch = 0
 
     def __len__(self) -> int:

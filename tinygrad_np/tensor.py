@@ -121,6 +121,8 @@ class Tensor:
         a string stored as the data would break every later op."""
         if isinstance(value, Tensor):
             value = value._data
+        elif isinstance(value, np.generic):  # (NumPy arithmetic on a 0-d array gives one)
+            value = np.asarray(value)
         if self.requires_grad and isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
             raise TypeError(
                 f"Tensor.data: a tensor that requires grad takes floating-point values, got an "
@@ -661,6 +663,7 @@ def _shape_args(shape: Sequence, what: str = "") -> tuple[int, ...]:
         raise TypeError(f"{what}() needs a shape: {what}(2, 3), or {what}(()) for a 0-d tensor")
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    shape = tuple(n.item() if isinstance(n, Tensor) and n.ndim == 0 else n for n in shape)
     for n in shape:
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"shape entries must be non-negative ints, got {tuple(shape)}")
@@ -736,6 +739,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+    n, m = (v.item() if isinstance(v, Tensor) and v.ndim == 0 else v for v in (n, m))
     for name, v in (("n", n), ("m", m)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
             raise TypeError(f"eye: {name} must be a non-negative int, got {v!r}")

@@ -96,6 +96,8 @@ def pad(input: Tensor, pad, value: float = 0) -> Tensor:
     tensor_input(input, "pad")
     if not isinstance(pad, (tuple, list)):
         raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
+    if isinstance(value, Tensor) and value.ndim == 0:
+        value = value.item()
     if value is not None and not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"pad: value must be a number, got {value!r}")
 

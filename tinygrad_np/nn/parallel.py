@@ -614,10 +614,14 @@ class DataParallel(Module):
             raise TypeError(f"DataParallel: module must be an nn.Module, got {got}")
         if workers is None:
             workers = par.get_num_threads()
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if (
+            isinstance(workers, (bool, np.bool_))
+            or not isinstance(workers, (int, np.integer))
+            or workers < 1
+        ):
             raise ValueError(f"DataParallel: workers must be a positive int, got {workers!r}")
         self.module = module
-        self.workers = workers
+        self.workers = int(workers)
         object.__setattr__(self, "_workers", None)
         # held while this process talks to the workers (a forward, a backward): calls from
         # two threads take turns instead of reading each other's answers

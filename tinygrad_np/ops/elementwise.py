@@ -267,9 +267,14 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's nam
     """Clamp to [min, max]; either bound may be None. The gradient is 0 outside."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
+    bounds = []
     for name, v in (("min", min), ("max", max)):
+        if isinstance(v, Tensor) or (isinstance(v, np.ndarray) and v.ndim == 0):
+            v = v.item() if v.ndim == 0 else v  # (a 0-d tensor or array: its number)
         if v is not None and (isinstance(v, (str, bytes)) or not np.isscalar(v)):
-            raise TypeError(f"clip: {name} must be a number or None, got {v!r}")
+            raise TypeError(f"clip: {name} must be a number, a 0-d tensor or None, got {v!r}")
+        bounds.append(v)
+    min, max = bounds  # noqa: A001
     return Clip.apply(x, min=min, max=max)
 
 

@@ -255,10 +255,11 @@ class Dropout(Op):
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
-    float_input(x, "dropout")
     p = number_arg(p, "dropout", "p")
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"dropout: training must be a bool, got {training!r}")
+    if training and p != 0.0:
+        float_input(x, "dropout")  # (an int input would be scaled in ints)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:

@@ -11,6 +11,8 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 from tinygrad_np.optim.optimizer import Optimizer, hyper_float
 
 
@@ -78,9 +80,13 @@ class StepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ):
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
+        if (
+            isinstance(step_size, (bool, np.bool_))
+            or not isinstance(step_size, (int, np.integer))
+            or step_size <= 0
+        ):
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
-        self.step_size = step_size
+        self.step_size = int(step_size)
         self.gamma = hyper_float(gamma, "gamma", "StepLR")
         super().__init__(optimizer, last_epoch)
 
