@@ -846,3 +846,15 @@ def test_legitimate_arguments_the_stricter_checks_still_take(threads):
     assert [len(b[0]) for b in loader] == [4, 4, 2]
     assert tg.zeros(tg.tensor(5)).shape == (5,) and tg.eye(tg.tensor(2)).shape == (2, 2)
     assert nn.DataParallel(nn.Linear(2, 2), workers=np.int64(1)).workers == 1
+
+
+def test_float_functions_of_int_tensors_are_float32_and_abs_at_nan_passes_nothing():
+    for name in ("exp", "log", "sqrt", "sigmoid", "tanh"):
+        ours, ref = getattr(tg.arange(1, 4), name)(), getattr(torch.arange(1, 4), name)()
+        assert ours.dtype == np.float32 and str(ref.dtype) == "torch.float32"
+        np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-6)
+    assert tg.tensor(np.array([True, False])).exp().dtype == np.float32  # (NumPy: float16)
+    x = [np.nan, -1.0, 2.0]
+    np.testing.assert_array_equal(
+        _grads("tg", lambda t: t.abs().sum(), x), _grads("torch", lambda t: t.abs().sum(), x)
+    )

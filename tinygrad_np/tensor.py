@@ -536,14 +536,22 @@ class Tensor:
         self._modified()
 
     # ------------------------------------------------------------------ math methods
+    def _floating(self) -> Tensor:
+        """This tensor for a float-valued function: an int or bool tensor as the default
+        float dtype (float32), as PyTorch's exp/log/sqrt/sigmoid/tanh (NumPy's loops give
+        float64, or float16 for bools)."""
+        if self._data.dtype.kind in "fc":
+            return self
+        return Tensor._make(self._data.astype(_FLOAT_DEFAULT), False, None)
+
     def exp(self):
-        return _ew.Exp.apply(self)
+        return _ew.Exp.apply(self._floating())
 
     def log(self):
-        return _ew.Log.apply(self)
+        return _ew.Log.apply(self._floating())
 
     def sqrt(self):
-        return _ew.Sqrt.apply(self)
+        return _ew.Sqrt.apply(self._floating())
 
     def abs(self):
         return _ew.Abs.apply(self)
@@ -560,10 +568,10 @@ class Tensor:
         return _act.Relu.apply(self)
 
     def sigmoid(self):
-        return _act.Sigmoid.apply(self)
+        return _act.Sigmoid.apply(self._floating())
 
     def tanh(self):
-        return _act.Tanh.apply(self)
+        return _act.Tanh.apply(self._floating())
 
     def softmax(self, dim: int = -1):
         return _act.softmax(self, dim)

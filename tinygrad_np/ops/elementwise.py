@@ -233,12 +233,14 @@ class Sqrt(Op):
 
 
 class Abs(Op):
-    """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0, as PyTorch)."""
+    """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0 and at a nan x, as PyTorch)."""
 
     saves_inputs = False
 
     def forward(self, x):
         self.sign = np.sign(x)
+        if self.sign.dtype.kind == "f":  # (sign(nan) is nan: 0 there, as PyTorch's gradient)
+            np.nan_to_num(self.sign, copy=False, nan=0.0)
         return np.abs(x)
 
     def vjp(self, g):
