@@ -858,3 +858,23 @@ def test_float_functions_of_int_tensors_are_float32_and_abs_at_nan_passes_nothin
     np.testing.assert_array_equal(
         _grads("tg", lambda t: t.abs().sum(), x), _grads("torch", lambda t: t.abs().sum(), x)
     )
+
+
+def test_tensors_on_disjoint_parts_of_one_array_do_not_change_each_other():
+    # (parameters set from one flat buffer: a step on B must not fail a graph that saved A)
+    flat = np.ones(24)
+    a = tg.tensor(np.zeros((5, 4)), requires_grad=True)
+    b = tg.tensor(np.zeros(4), requires_grad=True)
+    a.data, b.data = flat[:20].reshape(5, 4), flat[20:]
+    x = tg.tensor(np.arange(4.0))
+    y = (a * x).sum()
+    with tg.no_grad():
+        b += 1.0  # (the other part of the buffer)
+    y.backward()
+    np.testing.assert_array_equal(a.grad.numpy(), np.tile(np.arange(4.0), (5, 1)))
+    x2 = tg.tensor(np.arange(4.0), requires_grad=True)
+    z = (a * x2).sum()  # (saves a for x2's gradient)
+    with tg.no_grad():
+        a += 1.0  # its own part: the gradient would be wrong
+    with pytest.raises(RuntimeError, match="changed in place"):
+        z.backward()

@@ -19,6 +19,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from tinygrad_np import _parallel as _par
 
@@ -224,15 +225,16 @@ def note_in_place(data: np.ndarray | None = None) -> int:
         root = _root(data)
         key = id(root)
         entry = _written.get(key)
-        if entry is not None and entry[0]() is root:
-            _written[key] = (entry[0], Op._clock)
-        else:
-            _written[key] = (weakref.ref(root, functools.partial(_forget, key)), Op._clock)
+        if entry is None or entry[0]() is not root:
+            entry = _written[key] = (weakref.ref(root, functools.partial(_forget, key)), {})
+        entry[1][byte_bounds(data)] = Op._clock
     return Op._clock
 
 
-# id(the array that owns some memory) -> (a weak reference to it, the time of the latest
-# in-place change to that memory through any tensor)
+# id(the array that owns some memory) -> (a weak reference to it, {(first byte, end) of
+# a region changed in place through some tensor: the time of its latest change}). Two
+# tensors on disjoint parts of one array (parameters set from one flat buffer) do not
+# count as changing each other; PyTorch's views, which share one version counter, do.
 _written: dict[int, tuple] = {}
 
 
@@ -259,7 +261,10 @@ def _changed_since(t, born: int) -> bool:
         return False
     root = _root(data)
     entry = _written.get(id(root))
-    return entry is not None and entry[0]() is root and entry[1] > born
+    if entry is None or entry[0]() is not root:
+        return False
+    lo, hi = byte_bounds(data)
+    return any(t > born and a < hi and lo < b for (a, b), t in entry[1].items())
 
 
 def _check_unchanged(node: Op) -> None:
