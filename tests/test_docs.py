@@ -11,6 +11,7 @@ import importlib
 import io
 import pkgutil
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -41,12 +42,11 @@ def test_doc_python_blocks_run(doc):
             exec(code, ns)
 
 
+@pytest.mark.skipif(  # (as the Graphviz tests of test_viz.py: CI installs dot and
+    shutil.which("dot") is None, reason="Graphviz's dot is not installed"  # must run it)
+)
 def test_visualization_doc_python_blocks_run(tmp_path, monkeypatch):
-    """(Its blocks write SVG files: run in a folder of their own; they need Graphviz.)"""
-    import shutil
-
-    if shutil.which("dot") is None:
-        pytest.skip("Graphviz's dot is not installed (CI installs it)")
+    """(Its blocks write SVG files: run in a folder of their own.)"""
     monkeypatch.chdir(tmp_path)
     test_doc_python_blocks_run("docs/visualization.md")
     svgs = sorted(p.name for p in tmp_path.glob("*.svg"))

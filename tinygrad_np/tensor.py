@@ -808,7 +808,10 @@ def number_arg(value, what: str, name: str) -> float:
 
 
 def int_arg(value, what: str, name: str) -> int:
-    """An int argument (a Python or NumPy int, not a bool or a float), else a TypeError."""
+    """An int argument: a Python or NumPy int or a 0-d integer Tensor (not a bool, nor a
+    float: no silent truncation of 2.5 to 2), else a TypeError that names it."""
+    if isinstance(value, Tensor) and value.ndim == 0 and value.dtype.kind in "iu":
+        return int(value.item())
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what}: {name} must be an int, got {value!r}")
     return int(value)

@@ -34,7 +34,7 @@ from tinygrad_np.ops.pool import (
     max_pool2d,
     max_pool3d,
 )
-from tinygrad_np.tensor import Tensor, tensor_input
+from tinygrad_np.tensor import Tensor, int_arg, tensor_input
 
 __all__ = [
     "avg_pool1d",
@@ -91,8 +91,6 @@ def pad(input: Tensor, pad, value: float = 0) -> Tensor:
     >>> pad(Tensor([[1.0, 2.0]]), (1, 0)).tolist()
     [[0.0, 1.0, 2.0]]
     """
-    from tinygrad_np.ops.movement import _int_arg
-
     tensor_input(input, "pad")
     if not isinstance(pad, (tuple, list)):
         raise TypeError(f"pad: pad must be a tuple of ints, got {pad!r}")
@@ -101,7 +99,7 @@ def pad(input: Tensor, pad, value: float = 0) -> Tensor:
     if value is not None and not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"pad: value must be a number, got {value!r}")
 
-    pad = tuple(_int_arg(p, "pad", "pad") for p in pad)
+    pad = tuple(int_arg(p, "pad", "pad") for p in pad)
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
         raise ValueError(
             f"pad: expected an even number of at most {2 * input.ndim} entries for a "

@@ -6,7 +6,7 @@ import numpy as np
 
 from tinygrad_np.autograd import Op
 from tinygrad_np.ops.reduce import normalize_dims
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, int_arg
 
 
 class Reshape(Op):
@@ -27,20 +27,10 @@ class Reshape(Op):
         return (g.reshape(self.inputs[0].shape),)
 
 
-def _int_arg(n, what: str, name: str) -> int:
-    """``n`` as an int (a Python or NumPy int, or a 0-d integer Tensor), else a TypeError
-    that names the argument (no silent truncation of 2.5 to 2)."""
-    if isinstance(n, Tensor) and n.ndim == 0 and n.dtype.kind in "iu":
-        return int(n.item())
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"{what}: {name} must be ints, got {n!r}")
-    return int(n)
-
-
 def _shape_arg(shape, what: str = "reshape", name: str = "shape") -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(_int_arg(n, what, name) for n in shape)
+    return tuple(int_arg(n, what, name) for n in shape)
 
 
 class Alias(Op):
@@ -87,7 +77,7 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    dim = _int_arg(dim, "unsqueeze", "dim")
+    dim = int_arg(dim, "unsqueeze", "dim")
     if not -x.ndim - 1 <= dim <= x.ndim:
         raise ValueError(f"unsqueeze: dim {dim} is out of range for {x.ndim} dims")
     dim = dim % (x.ndim + 1)
@@ -187,7 +177,7 @@ class Clone(Op):
 
 def _bound(v):
     """A slice bound: a 0-d integer Tensor as its int (as PyTorch takes them)."""
-    return _int_arg(v, "index", "slice bounds") if isinstance(v, Tensor) else v
+    return int_arg(v, "index", "slice bounds") if isinstance(v, Tensor) else v
 
 
 def _is_bool_scalar(k) -> bool:
@@ -461,7 +451,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
                 f"stack: tensors[{i}] has shape {tuple(t.shape)} but tensors[0] has shape "
                 f"{tuple(ts[0].shape)}"
             )
-    dim = _int_arg(dim, "stack", "dim")
+    dim = int_arg(dim, "stack", "dim")
     if not -ts[0].ndim - 1 <= dim <= ts[0].ndim:
         raise ValueError(f"stack: dim {dim} is out of range")
     return cat([unsqueeze(t, dim) for t in ts], dim % (ts[0].ndim + 1))

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np.optim.optimizer import Optimizer, hyper_float
+from tinygrad_np.optim.optimizer import Optimizer
+from tinygrad_np.tensor import number_arg
 
 
 class LRScheduler:
@@ -87,7 +88,7 @@ class StepLR(LRScheduler):
         ):
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
         self.step_size = int(step_size)
-        self.gamma = hyper_float(gamma, "gamma", "StepLR")
+        self.gamma = number_arg(gamma, "StepLR", "gamma")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -108,7 +109,7 @@ class CosineAnnealingLR(LRScheduler):
         if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or T_max <= 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be a positive number, got {T_max!r}")
         self.T_max = T_max
-        self.eta_min = hyper_float(eta_min, "eta_min", "CosineAnnealingLR")
+        self.eta_min = number_arg(eta_min, "CosineAnnealingLR", "eta_min")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, number_arg
 
 # The updates run over each parameter in chunks of this many entries, so that the
 # passes of a chunk (about 13 for Adam) find it in the L2 cache and the arrays go through
@@ -37,19 +36,6 @@ def _chunks(size: int | None) -> list:
     if size is None:
         return [Ellipsis]
     return [slice(lo, min(size, lo + UPDATE_CHUNK)) for lo in range(0, size, UPDATE_CHUNK)]
-
-
-def hyper_float(value, key: str, who: str) -> float:
-    """A hyper-parameter as a Python float: a number, NumPy scalar or 0-d Tensor; else a
-    TypeError that names it (a bool or a string is not a rate)."""
-    if isinstance(value, Tensor):
-        if value.ndim != 0:
-            raise TypeError(f"{who}: {key} must be a number or a 0-d Tensor, got shape "
-                            f"{tuple(value.shape)}")  # fmt: skip
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{who}: {key} must be a number, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -116,12 +102,12 @@ class Optimizer:
         name = type(self).__name__
         for key in self._NUMBERS:
             if key in group:
-                group[key] = hyper_float(group[key], key, name)
+                group[key] = number_arg(group[key], name, key)
         if "betas" in group:
             betas = group["betas"]
             if not isinstance(betas, (tuple, list)) or len(betas) != 2:
                 raise TypeError(f"{name}: betas must be a pair of floats, got {betas!r}")
-            group["betas"] = tuple(hyper_float(b, "betas", name) for b in betas)
+            group["betas"] = tuple(number_arg(b, name, "betas") for b in betas)
         if group["lr"] < 0:
             raise ValueError(f"{name}: invalid learning rate {group['lr']}")
         if group.get("weight_decay", 0.0) < 0:
