@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -581,6 +582,45 @@ def test_load_state_dict_strict_errors():
         m.load_state_dict(sd, strict=False)
     assert "(3, 2) in the model" in str(e.value)
     np.testing.assert_array_equal(m[0].weight.data, before)  # nothing was changed
+
+
+def test_load_state_dict_refuses_non_numeric_values_before_changing_anything():
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    before = [p.data.copy() for p in m.parameters()]
+    for bad in (np.array(["a", "b"]), np.array([None, None], dtype=object), np.ones(2) * 1j):
+        sd = m.state_dict()
+        sd["0.weight"] = np.full((2, 2), 9.0, dtype=np.float32)  # (a good key first)
+        sd["1.bias"] = bad
+        with pytest.raises(TypeError, match=re.escape(f"'1.bias' has dtype {bad.dtype}")):
+            m.load_state_dict(sd)
+        for p, b in zip(m.parameters(), before, strict=True):
+            np.testing.assert_array_equal(p.data, b)
+    sd = m.state_dict()
+    sd["1.bias"] = np.array([1, 0])  # integers and bools are cast, as before
+    m.load_state_dict(sd)
+    assert m[1].bias.dtype == np.float32 and m[1].bias.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("register", ["add_module", "register_parameter", "register_buffer"])
+def test_names_that_state_dict_could_not_tell_apart_are_refused(register):
+    value = {
+        "add_module": lambda: nn.Linear(1, 1),
+        "register_parameter": lambda: nn.Parameter(np.ones(1, np.float32)),
+        "register_buffer": lambda: tg.zeros(1),
+    }[register]
+    m = nn.Module()
+    for name in ("a.b", ""):
+        with pytest.raises(KeyError, match="without '.'"):
+            getattr(m, register)(name, value())
+    with pytest.raises(TypeError, match="must be a str, got int"):
+        getattr(m, register)(3, value())
+    with pytest.raises(KeyError, match="without '.'"):  # (it goes through add_module)
+        nn.Sequential(OrderedDict([("a", nn.Linear(1, 1)), ("a.b", nn.Linear(1, 1))]))
+    m.training_steps = 0  # a plain attribute: no parameter or module may shadow it
+    with pytest.raises(KeyError, match="'training_steps' already exists"):
+        getattr(m, register)("training_steps", value())
+    getattr(m, register)("ok", value())
+    assert "ok" in dict(m.named_modules() if register == "add_module" else m.state_dict())
 
 
 def test_double_float_to_convert_parameters_and_buffers():

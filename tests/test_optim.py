@@ -399,3 +399,24 @@ def test_zero_grad_keeping_zeros_detaches_a_create_graph_gradient():
     net(tg.ones(2, 3)).sum().backward(create_graph=True)
     net.zero_grad(set_to_none=False)
     assert net.weight.grad.grad_fn is None and not net.weight.grad.numpy().any()
+
+
+def test_cosine_resumed_with_last_epoch_keeps_the_groups_rate_as_torch():
+    torch = _torch()
+    a = tg.Tensor(np.ones(2), requires_grad=True)
+    b = torch.ones(2, requires_grad=True)
+    ours, theirs = optim.SGD([a], lr=0.1), torch.optim.SGD([b], lr=0.1)
+    for o in (ours, theirs):
+        o.param_groups[0]["initial_lr"] = 0.2  # (a resumed run: lr is the saved epoch's)
+    s1 = CosineAnnealingLR(ours, 10, eta_min=0.01, last_epoch=5)
+    s2 = torch.optim.lr_scheduler.CosineAnnealingLR(theirs, 10, eta_min=0.01, last_epoch=5)
+    got, want = [s1.get_last_lr()[0]], [s2.get_last_lr()[0]]
+    for _ in range(12):
+        ours.step()
+        theirs.step()
+        s1.step()
+        s2.step()
+        got.append(s1.get_last_lr()[0])
+        want.append(s2.get_last_lr()[0])
+    assert got[0] == 0.1
+    assert got == want

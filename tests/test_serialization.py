@@ -132,3 +132,58 @@ def test_saved_file_mode_follows_the_umask_and_errors_name_the_path(tmp_path):
     with pytest.raises(IsADirectoryError, match=str(tmp_path.name)):
         tg.save({"a": 1}, tmp_path)
     assert sorted(q.name for q in tmp_path.iterdir()) == ["ckpt.npz"]  # no temp files left
+
+
+def test_keys_numpy_would_confuse_come_back_as_saved(tmp_path):
+    # "x.npy" is also how NumPy's NpzFile names the member of "x", and a zip member's
+    # name ends at a NUL byte: each key must still come back with its own array
+    obj = {"x": np.ones(2), "x.npy": np.zeros(2), "a\x00b": np.full(2, 3.0), "a": np.arange(2)}
+    path = tmp_path / "k.npz"
+    tg.save(obj, path)
+    back = tg.load(path)
+    assert list(back) == list(obj)
+    for k, v in obj.items():
+        np.testing.assert_array_equal(back[k], v)
+    with np.load(path) as npz:  # every entry readable under a name of its own
+        assert len(set(npz.files)) == 5
+
+
+def test_every_flipped_byte_raises_value_error_or_loads_the_same(tmp_path):
+    obj = {"w": np.arange(12.0).reshape(3, 4), "k": {"x": np.arange(5)}, "t": (1, "s")}
+    good = tmp_path / "good.npz"
+    tg.save(obj, good)
+    raw = good.read_bytes()
+    bad = tmp_path / "bad.npz"
+    outcomes = set()
+    for pos in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[pos] ^= 0xFF
+        bad.write_bytes(bytes(flipped))
+        try:
+            out = tg.load(bad)
+        except ValueError:
+            outcomes.add("error")
+            continue
+        outcomes.add("same")  # (a field zip ignores, e.g. a time stamp)
+        np.testing.assert_array_equal(out["w"], obj["w"])
+        np.testing.assert_array_equal(out["k"]["x"], obj["k"]["x"])
+        assert out["t"] == obj["t"]
+    assert "error" in outcomes
+
+
+def test_a_header_that_claims_more_data_than_the_file_holds(tmp_path):
+    import io
+    import json
+
+    meta = {"format": "tinygrad_np.save", "version": 1, "tree": {"t": "array", "key": "w"}}
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000,), }"
+    header += " " * (63 - len(header) % 64) + "\n"
+    buf = io.BytesIO()
+    np.savez(buf, __tinygrad_np__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    with zipfile.ZipFile(buf, "a") as z:  # 800 GB claimed, 16 bytes there
+        npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+        z.writestr("w.npy", npy + b"\0" * 16)
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ValueError, match="claims 800000000000 bytes"):
+        tg.load(path)

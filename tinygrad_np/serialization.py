@@ -12,6 +12,7 @@ back as they went in. Loading never unpickles (``allow_pickle=False``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -34,9 +35,13 @@ class _Writer:
         self.arrays: dict[str, np.ndarray] = {}
 
     def _name(self, path: list[str]) -> str:
-        base = "/".join(path) or "value"
+        # A zip member's name ends at a NUL byte, and NumPy's NpzFile finds "x.npy" as the
+        # member of "x" (whose file is x.npy): such names get an escape or a suffix, so
+        # that np.load shows every entry under a name of its own. (The JSON tree says
+        # which entry each array is; the name is only for people reading the archive.)
+        base = ("/".join(path) or "value").replace("\x00", "\\x00")
         name, i = base, 1
-        while name in self.arrays or name == _META:
+        while name in self.arrays or name == _META or name.endswith(".npy"):
             name, i = f"{base}#{i}", i + 1
         return name
 
@@ -145,29 +150,69 @@ def load(path: str | os.PathLike) -> Any:
     if not zipfile.is_zipfile(path):
         raise _not_ours(path, "it is not an .npz (zip) archive")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if _META not in npz.files:
-                raise _not_ours(path, f"the archive has no '{_META}' entry")
-            raw = npz[_META]
-            if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8 or raw.ndim != 1:
-                raise _not_ours(path, f"its '{_META}' entry is not a byte array")
-            meta = json.loads(raw.tobytes().decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                raise _not_ours(path, "its metadata entry has the wrong format")
-            if meta.get("version") != _VERSION:
-                raise _LoadError(
-                    f"{path} was written by a newer tinygrad_np.save (format version "
-                    f"{meta.get('version')}); this version reads {_VERSION}"
-                )
-            arrays = {k: npz[k] for k in npz.files if k != _META}
-    except _LoadError:
+        with zipfile.ZipFile(path) as zf:
+            meta = _read_meta(zf, path)
+            arrays = {k: _read_array(zf, k) for k in _keys(meta["tree"])}
+    except (_LoadError, MemoryError):  # (with the sizes checked: a real shortage)
         raise
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    except Exception as e:  # (EOFError, NotImplementedError, tokenize errors, ... from a
+        # damaged archive or .npy header: all mean the same thing to the caller)
         raise _not_ours(path, f"{type(e).__name__}: {e}") from e
     try:
         return _decode(meta["tree"], arrays)
     except (KeyError, TypeError) as e:
         raise _not_ours(path, f"its structure is damaged ({type(e).__name__}: {e})") from e
+
+
+def _read_meta(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
+    if _META + ".npy" not in zf.namelist():
+        raise _not_ours(path, f"the archive has no '{_META}' entry")
+    raw = _read_array(zf, _META)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _not_ours(path, f"its '{_META}' entry is not a byte array")
+    meta = json.loads(raw.tobytes().decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise _not_ours(path, "its metadata entry has the wrong format")
+    if meta.get("version") != _VERSION:
+        raise _LoadError(
+            f"{path} was written by a newer tinygrad_np.save (format version "
+            f"{meta.get('version')}); this version reads {_VERSION}"
+        )
+    return meta
+
+
+def _keys(node: Any) -> list[str]:
+    """The entries the tree refers to."""
+    if not isinstance(node, dict):
+        raise TypeError(f"a node of the tree is a {type(node).__name__}")
+    if "key" in node:
+        return [node["key"]]
+    items = node.get("items", ())
+    if node.get("t") == "dict":
+        items = [value for _, value in items]
+    return [k for item in items for k in _keys(item)]
+
+
+def _read_array(zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Entry ``key`` of the archive, found by its exact member name (``key + ".npy"``, as
+    np.savez wrote it; NpzFile's lookup would also take "x.npy" for "x"). Its header's
+    size is checked against the member's before anything is allocated, so a damaged
+    header cannot ask for more memory than the file holds."""
+    member = zf.getinfo(key + ".npy")
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        need = math.prod(shape) * dtype.itemsize
+        if need > member.file_size - f.tell():
+            raise ValueError(
+                f"entry '{key}' claims {need} bytes of data, its member holds "
+                f"{member.file_size - f.tell()}"
+            )
+    with zf.open(member) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _decode(node: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:

@@ -81,6 +81,14 @@ class Module:
                 f"super().__init__() first in {type(self).__name__}.__init__"
             )
 
+    def _check_name(self, name: Any, what: str) -> None:
+        """A name ``register_*``/``add_module`` can store: a non-empty str without '.' (the
+        separator of the qualified names in ``state_dict``), as in PyTorch."""
+        if not isinstance(name, str):
+            raise TypeError(f"{what} name must be a str, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"{what} name must be a non-empty string without '.', got {name!r}")
+
     def __setattr__(self, name: str, value: Any) -> None:
         d = self.__dict__
         if isinstance(value, Parameter):
@@ -154,8 +162,7 @@ class Module:
     def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
         """Add non-trainable state (saved in ``state_dict`` unless ``persistent=False``)."""
         self._check_init(name)
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        self._check_name(name, "buffer")
         if hasattr(self, name) and name not in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
         buf = self._as_buffer(name, tensor)
@@ -169,6 +176,9 @@ class Module:
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Add a Parameter (or None, a declared but absent one, like ``bias=False``)."""
         self._check_init(name)
+        self._check_name(name, "parameter")
+        if hasattr(self, name) and name not in self._parameters:
+            raise KeyError(f"attribute '{name}' already exists")
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(
                 f"register_parameter('{name}'): expected a Parameter or None, got "
@@ -180,6 +190,9 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         """Add a sub-module under ``name`` (what attribute assignment does)."""
         self._check_init(name)
+        self._check_name(name, "module")
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"attribute '{name}' already exists")
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module('{name}'): {type(module).__name__} is not a Module")
         self._forget(name, keep="_modules")
@@ -283,8 +296,9 @@ class Module:
         """Copy arrays (or Tensors) from ``state_dict`` into the parameters and buffers.
 
         With ``strict=True`` a missing or unexpected key raises ``KeyError`` listing them
-        all; a wrong shape raises ``ValueError`` naming the key and both shapes. Nothing is
-        changed when an error is raised. Values are cast to each tensor's dtype. Returns
+        all; a wrong shape raises ``ValueError`` naming the key and both shapes, a value
+        that is not a bool, integer or float array ``TypeError``. Nothing is changed when an
+        error is raised. Values are cast to each tensor's dtype. Returns
         ``(missing_keys, unexpected_keys)``.
         """
         if not isinstance(state_dict, Mapping):
@@ -307,6 +321,11 @@ class Module:
                 continue
             v = state_dict[k]
             arr = np.asarray(v.data if isinstance(v, Tensor) else v)
+            if arr.dtype.kind not in "biuf":  # (strings, objects, complex: not castable)
+                raise TypeError(
+                    f"error loading state dict into {type(self).__name__}: '{k}' has dtype "
+                    f"{arr.dtype}, not a bool, integer or float array"
+                )
             if arr.shape != t.shape:
                 raise ValueError(
                     f"error loading state dict into {type(self).__name__}: '{k}' has shape "

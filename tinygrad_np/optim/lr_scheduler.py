@@ -115,9 +115,8 @@ class CosineAnnealingLR(LRScheduler):
     def get_lr(self) -> list[float]:
         groups = self.optimizer.param_groups
         t, T, lo = self.last_epoch, self.T_max, self.eta_min
-        if self._is_initial:
-            if t > 0:  # resuming: closed form
-                return [lo + (b - lo) * (1 + math.cos(t * math.pi / T)) / 2 for b in self.base_lrs]
+        if self._is_initial:  # (also when resuming, last_epoch >= 0: the rate the groups
+            # have, which a loaded optimizer state holds; PyTorch 2.13 does the same)
             return [g["lr"] for g in groups]
         if (t - 1 - T) % (2 * T) == 0:
             return [
