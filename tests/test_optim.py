@@ -420,3 +420,43 @@ def test_cosine_resumed_with_last_epoch_keeps_the_groups_rate_as_torch():
         want.append(s2.get_last_lr()[0])
     assert got[0] == 0.1
     assert got == want
+
+
+def test_state_follows_the_parameters_dtype_after_double():
+    tg.manual_seed(0)
+    m = nn.Linear(3, 2)
+    opt = optim.Adam(m.parameters(), lr=0.1)
+    x = tg.randn(4, 3)
+    m(x).sum().backward()
+    opt.step()
+    m.double()
+    opt.zero_grad()
+    m(x.astype("float64")).sum().backward()
+    w, g = m.weight.data.copy(), m.weight.grad.data
+    st = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) else v)
+          for k, v in opt.state[m.weight].items()}  # fmt: skip
+    opt.step()
+    for k in ("exp_avg", "exp_avg_sq"):
+        assert opt.state[m.weight][k].dtype == np.float64
+    m1 = 0.9 * st["exp_avg"] + 0.1 * g
+    v1 = 0.999 * st["exp_avg_sq"] + 0.001 * g * g
+    want = w - 0.1 / (1 - 0.9**2) * m1 / (np.sqrt(v1) / math.sqrt(1 - 0.999**2) + 1e-8)
+    np.testing.assert_allclose(m.weight.data, want, rtol=1e-12)
+
+
+def test_amsgrad_turned_on_and_off_between_steps_as_torch():
+    torch = _torch()
+    init = np.random.default_rng(0).standard_normal(5)
+    a = tg.Tensor(init.copy(), requires_grad=True)
+    b = torch.tensor(init.copy(), requires_grad=True)
+    ours, theirs = optim.Adam([a], lr=0.1), torch.optim.Adam([b], lr=0.1)
+    for step in range(9):
+        on = 3 <= step < 6  # off, on, off again
+        ours.param_groups[0]["amsgrad"] = theirs.param_groups[0]["amsgrad"] = on
+        if on and "max_exp_avg_sq" not in theirs.state[b]:  # (torch raises instead)
+            theirs.state[b]["max_exp_avg_sq"] = torch.zeros_like(b)
+        g = np.cos(step * init) * (3.0 if step % 3 else 0.1)
+        a.grad, b.grad = tg.Tensor(g), torch.tensor(g)
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12, atol=1e-14)

@@ -123,9 +123,17 @@ class Optimizer:
         raise NotImplementedError
 
     def _grads(self, group: dict[str, Any]):
-        """(param, gradient array) for the parameters of ``group`` that have a gradient."""
+        """(param, gradient array) for the parameters of ``group`` that have a gradient.
+        A parameter's state arrays follow its dtype first: after ``Module.double()`` or
+        ``.float()`` the moments are converted too (else a float64 parameter would be
+        updated from float32 moments)."""
         for p in group["params"]:
             if p.grad is not None:
+                st = self.state.get(p)
+                if st:
+                    for k, v in st.items():
+                        if isinstance(v, np.ndarray) and v.dtype != p.dtype and v.shape == p.shape:
+                            st[k] = v.astype(p.dtype)
                 g = p.grad.data
                 yield p, (-g if group.get("maximize", False) else g)
 
@@ -332,13 +340,14 @@ class Adam(Optimizer):
                     st["step"] = 0
                     st["exp_avg"] = np.zeros_like(p.data)
                     st["exp_avg_sq"] = np.zeros_like(p.data)
-                    if group["amsgrad"]:
-                        st["max_exp_avg_sq"] = np.zeros_like(p.data)
+                if group["amsgrad"] and "max_exp_avg_sq" not in st:  # (also turned on later)
+                    st["max_exp_avg_sq"] = np.zeros_like(p.data)
                 st["step"] += 1
                 t = st["step"]
                 coef = dict(lr=lr, wd=wd, b1=b1, b2=b2, eps=eps, decoupled=self._decoupled,
                             step_size=lr / (1 - b1**t), bias2=math.sqrt(1 - b2**t))  # fmt: skip
-                arrays = [p.data, g, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq")]
+                vmax = st["max_exp_avg_sq"] if group["amsgrad"] else None  # (may be turned off)
+                arrays = [p.data, g, st["exp_avg"], st["exp_avg_sq"], vmax]
                 flat = [None if a is None else _flat(a) for a in arrays]
                 if g.shape != p.shape or any(
                     f is None and a is not None for f, a in zip(flat, arrays, strict=True)
