@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -462,3 +463,42 @@ def test_drawing_a_graph_leaves_no_reference_cycle_holding_it():
     finally:
         gc.enable()
     assert after == before  # freed by reference counting, without the cycle collector
+
+
+@needs_dot
+def test_names_show_as_written_whatever_their_characters(tmp_path):
+    # Graphviz reads "\N", "\G", "\l" in a label (HTML-like ones too), decodes entities, and
+    # fails on control characters; module paths, parameter names and the title are shown
+    # as written (a control character as a visible \xNN)
+    names = ["x\\Ny", "grad\\G", "C:\\runs\\", "a\\b", "fwd &amp; bwd", "<b>&\"{|}'", "ütf ✓"]
+    for name in names:
+        tg.manual_seed(0)
+        net = nn.Sequential(OrderedDict([(name.replace(".", "_"), nn.Linear(2, 1))]))
+        x = tg.randn(3, 2)
+        x.name = name
+        path = viz.draw_graph(net(x).sum(), path=tmp_path / "g.svg", title=name)
+        texts = ["".join(t.itertext()) for t in ET.parse(path).getroot().iter(SVG + "text")]
+        assert texts.count(name) == 2, (name, texts)  # the input and the title
+        assert f"{name} · Linear" in texts  # the cluster
+        assert f"{name}.weight" in texts and f"{name}.bias" in texts
+    t = tg.randn(2, requires_grad=True)
+    t.name = "ctl\x01 tab\there"
+    path = viz.draw_graph((t * 2).sum(), path=tmp_path / "c.svg")
+    texts = ["".join(x.itertext()) for x in ET.parse(path).getroot().iter(SVG + "text")]
+    assert "ctl\\x01 tab here" in texts
+
+
+def test_collapsing_a_long_graph_of_plain_ops_takes_linear_time():
+    def graph(n):
+        y = tg.randn(4, requires_grad=True)
+        for _ in range(n):
+            y = y * 0.5 + 1.0
+        return y.sum()
+
+    small, large = graph(1000), graph(4000)
+    times = []
+    for out in (small, large):
+        t0 = time.perf_counter()
+        viz.to_dot(out, collapse=True)
+        times.append(time.perf_counter() - t0)
+    assert times[1] < 10 * times[0] + 0.5  # (it was 13x for 4x the ops: 0.6 -> 8 s)

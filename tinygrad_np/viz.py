@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import html
+import re
 import pathlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,12 +158,33 @@ def _grad_line(g: Any) -> str:
     return f"grad {_fmt_shape(data.shape)} ‖g‖={float(np.linalg.norm(data)):.4g}"
 
 
+def _text(s: Any) -> str:
+    """``s`` as the text of an HTML-like label, shown as written: HTML's characters
+    escaped, a backslash doubled (Graphviz reads "\\N" in a label, HTML-like too, as the
+    node's name, and drops the backslash of "\\b"),
+    a newline as a line break, and the other control characters, which XML cannot hold
+    (``dot`` fails on them), as visible \\xNN escapes."""
+    return _SPECIAL.sub(_special, html.escape(str(s)))
+
+
+_SPECIAL = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def _special(m: re.Match) -> str:
+    ch = m.group()
+    if ch == "\n":
+        return "<br/>"
+    if ch == "\t":
+        return " "
+    return "&#92;&#92;" if ch == "\\" else f"&#92;&#92;x{ord(ch):02x}"
+
+
 def _html_label(title: str, lines: list[str], bold: bool = True) -> str:
     """A Graphviz HTML-like label: the title (bold), then smaller lines."""
-    head = html.escape(title)
+    head = _text(title)
     parts = [f"<b>{head}</b>" if bold else head]
     if lines:
-        body = "<br/>".join(html.escape(s) for s in lines)
+        body = "<br/>".join(_text(s) for s in lines)
         parts.append(f'<font point-size="9">{body}</font>')
     return "<" + "<br/>".join(parts) + ">"
 
@@ -379,10 +401,12 @@ def _find_repeats(seq: list, allowed) -> list[tuple[int, int, int]]:
     while i < n:
         best = (0, 0)
         for p in range(1, min(16, (n - i) // 2) + 1):
+            if not allowed(i, p):  # (first: a long graph of plain ops is then linear)
+                continue
             r = 1
             while i + (r + 1) * p <= n and seq[i + r * p : i + (r + 1) * p] == seq[i : i + p]:
                 r += 1
-            if r >= 2 and p * r > best[0] * best[1] and allowed(i, p):
+            if r >= 2 and p * r > best[0] * best[1]:
                 best = (p, r)
         if best[0]:
             p, r = best
@@ -563,7 +587,7 @@ def _emit(gr: _Graph, title: str | None = None):
         edge_attr={"fontname": "Helvetica", "fontsize": "8", "fontcolor": "#555555"},
     )
     if title:
-        dot.attr(label=title, labelloc="t", fontsize="13")
+        dot.attr(label=f"<{_text(title)}>", labelloc="t", fontsize="13")
 
     def add_node(g, n: _Node) -> None:
         attrs = {"label": _html_label(n.title, n.lines, bold=n.kind in ("op", "group"))}
@@ -595,7 +619,7 @@ def _emit(gr: _Graph, title: str | None = None):
     def add_cluster(g, c: tuple) -> None:
         with g.subgraph(name=f"cluster_{index[c]}") as sub:
             sub.attr(
-                label=gr.clusters[c],
+                label=f"<{_text(gr.clusters[c])}>",
                 style="rounded",
                 color="#8c8c8c",
                 fontsize="10",
