@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -255,6 +256,7 @@ def test_debian_fashion_mnist(monkeypatch, tmp_path):
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict = {}  # URL path -> bytes
     dropped: set = set()  # URL paths whose body is cut off half way
+    chunks_cut: set = set()  # the same, sent chunked (http.client raises IncompleteRead)
     requests: list = []
 
     def do_GET(self):
@@ -264,6 +266,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.send_response(200)
+        if self.path in self.chunks_cut:  # a chunked body whose connection drops mid-chunk
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(body) + body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.path in self.dropped:
@@ -298,6 +307,7 @@ def server(isolated):
 
     Handler.files = files
     Handler.dropped = set()
+    Handler.chunks_cut = set()
     Handler.requests = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
@@ -374,6 +384,62 @@ def test_download_dropped_connection_leaves_no_partial_file(server):
         "mnist", "train", mirror=server["url"] + "/good/", sha256=server["digests"]
     )
     assert images.shape == (7, 28, 28)
+
+
+def test_a_chunked_body_cut_off_falls_back_to_the_next_mirror(server, monkeypatch):
+    handler = server["handler"]
+    bad, good = server["url"] + "/cut/", server["url"] + "/good/"
+    for path, body in list(handler.files.items()):
+        handler.files[path.replace("/good/", "/cut/")] = body
+        handler.chunks_cut.add(path.replace("/good/", "/cut/"))
+    monkeypatch.delenv("TINYGRAD_NP_MIRROR", raising=False)
+    monkeypatch.setitem(data.MIRRORS, "mnist", (bad, good))
+    images, _ = load_mnist("mnist", "train", sha256=server["digests"])
+    np.testing.assert_array_equal(images, server["arrays"]["train"][0])
+    assert any(r.startswith("/cut/") for r in handler.requests)
+    # with only the bad mirror: one clear error naming what happened, no partial file
+    monkeypatch.setitem(data.MIRRORS, "mnist", (bad,))
+    with pytest.raises(OSError, match="IncompleteRead"):
+        data.download_mnist("mnist", server["cache"].parent / "other", sha256=server["digests"])
+    assert leftovers(server["cache"].parent / "other") == []
+
+
+def test_downloaded_files_are_readable_by_others_as_the_umask_says(server):
+    old = os.umask(0o022)
+    try:
+        folder = data.download_mnist("mnist", mirror=server["url"] + "/good/",
+                                     sha256=server["digests"], quiet=True)  # fmt: skip
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes == {name: 0o644 for name in server["digests"]}
+
+
+def test_a_page_instead_of_a_file_is_a_value_error_without_verification(server):
+    handler = server["handler"]
+    for path in list(handler.files):
+        handler.files[path.replace("/good/", "/html/")] = b"<html>moved</html>"
+    with pytest.raises(ValueError, match="could not download"):
+        data.download_mnist("mnist", mirror=server["url"] + "/html/", verify=False, quiet=True)
+
+
+@pytest.mark.parametrize(
+    "what, array, message",
+    [
+        ("images", np.zeros((12, 32, 32), np.uint8), r"expected uint8 images \(N, 28, 28\)"),
+        ("labels", np.full(12, 1.9), "expected integer class labels, got float64"),
+        ("labels", np.arange(12, dtype=np.uint8), "classes 0-9, found 0 to 11"),
+        ("labels", np.full(12, -1, np.int32), "classes 0-9, found -1 to -1"),
+    ],
+)
+def test_files_that_are_not_mnist_are_refused_naming_the_file(isolated, what, array, message):
+    root = isolated / "d"
+    write_dataset(root)
+    stem = STEMS["train"][0 if what == "images" else 1]
+    save_idx(root / stem, array)
+    with pytest.raises(ValueError, match=message) as info:
+        load_mnist("mnist", "train", root=root)
+    assert stem in str(info.value)
 
 
 def test_download_missing_file_on_mirror(server):

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import math
 import os
 import sys
 import tempfile
-import urllib.error
 import urllib.request
 import warnings
 import zlib
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygrad_np.serialization import _umask
 from tinygrad_np.tensor import Tensor
 
 __all__ = [
@@ -272,6 +273,7 @@ def _download_file(url: str, dest: Path, sha256: str | None, timeout: float) -> 
                 f"SHA-256 mismatch for {url}: expected {sha256}, got {digest.hexdigest()}"
             )
         load_idx(tmp)  # structure check: magic number and size
+        os.chmod(tmp, 0o666 & ~_umask())  # (mkstemp's 0600 would keep others out)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -333,11 +335,14 @@ def download_mnist(
             try:
                 _download_file(url, dest / fname, expected, timeout)
                 break
-            except (OSError, ValueError, urllib.error.URLError) as e:
-                failures.append(f"{url}: {e}")
+            except (OSError, ValueError, http.client.HTTPException) as e:
+                # (HTTPException: a dropped chunked response, a garbled status line)
+                failures.append((url, e))
         else:
-            error = ValueError if any("SHA-256" in f for f in failures) else OSError
-            raise error("could not download " + fname + ":\n  " + "\n  ".join(failures))
+            # ValueError where some mirror served a file with the wrong digest or format
+            error = ValueError if any(isinstance(e, ValueError) for _, e in failures) else OSError
+            lines = [f"{url}: {str(e) or type(e).__name__}" for url, e in failures]
+            raise error("could not download " + fname + ":\n  " + "\n  ".join(lines))
     return dest
 
 
@@ -424,14 +429,21 @@ def load_mnist(
 def _load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images = load_idx(images_path)
     labels = load_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
         raise ValueError(
-            f"{images_path}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}"
+            f"{images_path}: expected uint8 images (N, 28, 28), got {images.dtype} "
+            f"{images.shape}"
         )
     if labels.ndim != 1 or len(labels) != len(images):
         raise ValueError(
             f"{labels_path}: expected {len(images)} labels for {images_path.name}, "
             f"got shape {labels.shape}"
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"{labels_path}: expected integer class labels, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(
+            f"{labels_path}: labels must be classes 0-9, found {labels.min()} to {labels.max()}"
         )
     return images, labels.astype(np.int64)
 
