@@ -416,3 +416,116 @@ def test_output_into_a_closed_pipe_ends_quietly(monkeypatch, capsys):
             pass
     assert code == 141
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _one_error_line(capsys, *expected):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tinygrad-np: error: "), err
+    for text in expected:
+        assert text in last, last
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated", "truncated IDX header"),
+        ("32x32", "expected uint8 images (N, 28, 28)"),
+        ("label 12", "labels must be classes 0-9"),
+    ],
+)
+def test_a_damaged_dataset_file_is_one_error_line(tiny, tmp_path, capsys, damage, message):
+    images = tiny / "train-images-idx3-ubyte.gz"
+    if damage == "truncated":
+        images.unlink()
+        (tiny / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05")
+    elif damage == "32x32":
+        save_idx(images, np.zeros((96, 32, 32), np.uint8))
+    else:
+        save_idx(tiny / "train-labels-idx1-ubyte.gz", np.full(96, 12, np.uint8))
+    assert run(*train_args(tiny, tmp_path / "run")) == 1
+    _one_error_line(capsys, "fashion-mnist train split", message)
+
+
+def test_outputs_that_cannot_be_written_are_one_error_line(tiny, tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for target in (folder, "/dev/full", tmp_path / "g.txt"):
+        assert run("graph", "-o", target) == 1
+        _one_error_line(capsys, f"cannot write {target}")
+    taken = tmp_path / "file.txt"
+    taken.write_text("x")
+    assert run(*train_args(tiny, taken, "--limit", "4")) == 1
+    _one_error_line(capsys, "File exists")
+
+
+def test_damaged_checkpoints_are_one_error_line(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--limit", "32")) == 0
+    good = tg.load(out / "checkpoint.npz")
+    variants = {
+        "no-args": lambda c: c["meta"].pop("args"),
+        "unknown-model": lambda c: c["meta"]["args"].update(model="resnet"),
+        "meta-list": lambda c: c.update(meta=[1]),
+        "missing-key": lambda c: c["model"].pop("classifier.0.weight"),
+        "wrong-shape": lambda c: c["model"].update(
+            {"classifier.0.weight": np.zeros((2, 2), np.float32)}
+        ),
+        "no-epochs": lambda c: c["meta"]["args"].pop("epochs"),
+    }
+    for name, damage in variants.items():
+        c = tg.load(out / "checkpoint.npz")
+        damage(c)
+        path = tmp_path / f"{name}.npz"
+        tg.save(c, path)
+        expected = "does not fit" if name in ("missing-key", "wrong-shape") else "damaged"
+        if name != "no-epochs":
+            assert run("eval", path, "--data-dir", tiny, "--limit", "8") == 1, name
+            _one_error_line(capsys, str(path), expected)
+        if name != "meta-list":
+            resume = ("train", "--resume", path, "--data-dir", tiny, "--quiet", "--out",
+                      tmp_path / f"resumed-{name}")  # fmt: skip
+            assert run(*resume) == 1, name
+            _one_error_line(capsys, str(path))
+    assert good["format"] == tg.load(out / "checkpoint.npz")["format"]
+
+
+def test_check_of_a_file_with_a_syntax_error_is_one_error_line(tmp_path, capsys):
+    bad = tmp_path / "my_conv.py"
+    bad.write_text("def forward(x, w:\n    return x\n")
+    assert run("check", f"{bad}:forward") == 1
+    _one_error_line(capsys, "cannot load", "SyntaxError")
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_explain_stride_zero_is_refused_not_taken_as_one(op, capsys):
+    assert run("explain", op, "--input", "1x3x8x8", "--weight", "3x3x3x3", "--stride", "0") == 1
+    _one_error_line(capsys, "stride must be positive")
+    with pytest.raises(SystemExit):
+        run("explain", op, "--input", "1x3x8x8", "--weight", "3x3x3x3", "--stride", ",")
+
+
+def test_resume_after_a_metrics_line_cut_short(tiny, tmp_path):
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--limit", "32", "--batch-size", "16")) == 0
+    metrics = out / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"type": "step", "epo')  # (killed while writing)
+    resume = ("train", "--resume", out / "checkpoint.npz", "--epochs", "2", "--data-dir", tiny)
+    assert run(*resume, "--quiet") == 0
+    lines = metrics.read_text().splitlines()
+    assert [json.loads(line) for line in lines]  # every line whole
+    assert metrics.read_text().startswith(whole)
+    assert len(records(out, "epoch")) == 2
+
+
+def test_train_with_stderr_closed(tiny, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    argv = [sys.executable, "-m", "tinygrad_np", *map(str, train_args(tiny, tmp_path / "r"))]
+    argv.remove("--quiet")  # (the progress bar and status lines go to stderr)
+    p = subprocess.run(argv + ["--limit", "16"], stderr=subprocess.DEVNULL, env=env,
+                       capture_output=False, stdout=subprocess.PIPE, timeout=120,
+                       preexec_fn=lambda: os.close(2))  # fmt: skip
+    assert p.returncode == 0
+    assert (tmp_path / "r" / "checkpoint.npz").is_file()

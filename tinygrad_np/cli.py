@@ -71,9 +71,14 @@ def load_split(
     dataset: str, split: str, data_dir: str | None, limit: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images as standardised float32 (N, 1, 28, 28) and labels int64 (N,)."""
-    from tinygrad_np.data import load_mnist
+    from tinygrad_np.data import DatasetNotFoundError, load_mnist
 
-    images, labels = load_mnist(dataset, split, root=data_dir)
+    try:
+        images, labels = load_mnist(dataset, split, root=data_dir)
+    except DatasetNotFoundError:
+        raise
+    except ValueError as e:  # (a file there that is not MNIST's: named in the message)
+        raise CLIError(f"{dataset} {split} split: {e}") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     mean, std = NORMALIZE[dataset]
@@ -142,7 +147,32 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
         raise CLIError(f"{path} is not a tinygrad-np checkpoint ({e})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CLIError(f"{path} was saved by tinygrad_np.save but is not a training checkpoint")
-    return checkpoint["meta"], checkpoint["model"], checkpoint["optimizer"]
+    from tinygrad_np.models import MODELS
+
+    meta = checkpoint.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
+    args = meta.get("args")
+    parts = [checkpoint.get("model"), checkpoint.get("optimizer"), meta.get("progress")]
+    if (
+        not isinstance(args, dict)
+        or args.get("model") not in MODELS
+        or args.get("dataset") not in NORMALIZE
+        or not all(isinstance(p, dict) for p in parts)
+    ):
+        raise CLIError(f"{path} is a damaged training checkpoint (its entries are incomplete)")
+    return meta, checkpoint["model"], checkpoint["optimizer"]
+
+
+@contextlib.contextmanager
+def _from_checkpoint(path):
+    """Errors of a checkpoint whose entries do not fit (a missing key, a wrong shape) as one
+    line naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise CLIError(f"{path} does not fit this version's model or optimizer: {msg}") from None
 
 
 # --------------------------------------------------------------------------- train
@@ -155,8 +185,20 @@ class _Metrics:
         self.path = path
         self.records: list[dict[str, Any]] = []
         if path.exists():
-            with path.open() as f:
-                self.records = [json.loads(line) for line in f if line.strip()]
+            lines = path.read_text().split("\n")
+            # A run killed while writing leaves a last line cut short (no newline): it is
+            # dropped, and the file rewritten without it, so appends start on a new line.
+            complete, cut = lines[:-1], lines[-1]
+            for i, line in enumerate(complete):
+                if not line.strip():
+                    continue
+                try:
+                    self.records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise CLIError(f"{path}, line {i + 1}, is damaged: {e}") from None
+            if cut.strip():
+                with path.open("w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in self.records)
 
     def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -284,10 +326,12 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
         resume = load_checkpoint(args.resume)
         saved = resume[0]["args"]
         # the run's identity comes from the checkpoint; --epochs may extend it
-        for key in ("dataset", "model", "batch_size", "optimizer", "schedule", "seed", "limit"):
-            setattr(args, key, saved[key])
-        if args.epochs is None:
-            args.epochs = saved["epochs"]
+        with _from_checkpoint(args.resume):
+            for key in ("dataset", "model", "batch_size", "optimizer", "schedule", "seed",
+                        "limit"):  # fmt: skip
+                setattr(args, key, saved[key])
+            if args.epochs is None:
+                args.epochs = saved["epochs"]
         if getattr(args, "test_limit", None) is None:  # (the test set it was measured on)
             args.test_limit = saved.get("test_limit")
         if getattr(args, "workers", 1) is None:  # as the run began (its last bits depend on it)
@@ -313,9 +357,10 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
     progress = {"epoch": 0, "step": 0, "global_step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0}
     if resume is not None:
         meta, model_state, opt_state = resume
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(opt_state)
-        progress = dict(meta["progress"])
+        with _from_checkpoint(args.resume):
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(opt_state)
+            progress = {k: meta["progress"][k] for k in progress} | meta["progress"]
         if args.lr is not None and args.schedule == "constant":  # --lr overrides the saved one
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -584,7 +629,8 @@ def run_eval(args: argparse.Namespace) -> int:
     x, y = load_split(dataset, args.split, args.data_dir, args.limit)
     tg.manual_seed(0)
     model = build_model(saved["model"])
-    model.load_state_dict(model_state)
+    with _from_checkpoint(args.checkpoint):
+        model.load_state_dict(model_state)
     loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
     print(
         f"{saved['model']} on {dataset} {args.split} ({len(y)} images): "
@@ -618,6 +664,8 @@ def draw_model_graph(model_name: str, out: Path, backward: bool = False) -> Path
     model = build_model(model_name)
     try:
         return viz.graph_command(model, out, backward=backward)
+    except (OSError, ValueError) as e:  # (a folder that cannot be written; a bad suffix)
+        raise CLIError(f"cannot write {out}: {e}") from None
     except ImportError as e:
         raise CLIError(f"{e}; install the Python package: pip install graphviz") from None
     except viz.GraphvizNotFoundError as e:
@@ -706,8 +754,8 @@ def run_check(args: argparse.Namespace) -> int:
     for spec in args.functions:
         try:
             fn = check.load_function(spec)
-        except (ImportError, ValueError, TypeError, OSError) as e:
-            raise CLIError(f"cannot load {spec!r}: {e}") from None
+        except Exception as e:  # (also a SyntaxError, or any error of the module's import)
+            raise CLIError(f"cannot load {spec!r}: {type(e).__name__}: {e}") from None
         params = set(inspect.signature(fn).parameters)
         if params & _BACKWARD_NAMES:
             bwd = bwd or fn
@@ -750,6 +798,8 @@ def add_check(subparsers) -> None:
 def _ints(text: str) -> tuple[int, ...] | int:
     """'2' -> 2, '2,1' or '2x1' -> (2, 1)."""
     parts = [t for t in text.replace("x", ",").split(",") if t]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected ints like 2 or 2,1, got {text!r}")
     try:
         vals = tuple(int(t) for t in parts)
     except ValueError:
@@ -778,16 +828,19 @@ def run_explain(args: argparse.Namespace) -> int:
         if op.startswith("conv"):
             if args.weight is None:
                 raise CLIError(f"{op} needs --weight, e.g. --weight 40x3x4x4")
-            kw |= {"dilation": args.dilation, "groups": args.groups, "stride": args.stride or 1}
+            stride = 1 if args.stride is None else args.stride  # (0 is refused there)
+            padding = 0 if args.padding is None else args.padding
+            kw |= {"dilation": args.dilation, "groups": args.groups, "stride": stride}
             if op.startswith("conv_transpose"):
-                kw |= {"padding": args.padding or 0, "output_padding": args.output_padding}
+                kw |= {"padding": padding, "output_padding": args.output_padding}
             else:
-                kw |= {"padding": args.padding or 0, "dtype": args.dtype}
+                kw |= {"padding": padding, "dtype": args.dtype}
             e = getattr(explain, op)(args.input, args.weight, **kw)
         else:
             if args.kernel_size is None:
                 raise CLIError(f"{op} needs --kernel-size")
-            kw |= {"padding": args.padding or 0, "ceil_mode": args.ceil_mode}
+            kw |= {"padding": 0 if args.padding is None else args.padding,
+                   "ceil_mode": args.ceil_mode}  # fmt: skip
             if op.startswith("max"):
                 kw["dilation"] = args.dilation
             if args.stride is None:
@@ -850,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for usage errors, 1 for other errors)."""
     from tinygrad_np.data import DatasetNotFoundError
 
+    for name in ("stdout", "stderr"):  # closed (2>&-): Python sets None; print to nowhere
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # (kept open for the process)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "threads", None):
@@ -877,6 +933,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     except CLIError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # (an output folder that cannot be made or written, a full disk)
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
 

@@ -23,8 +23,8 @@ True
 from __future__ import annotations
 
 import html
-import re
 import pathlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
