@@ -62,3 +62,32 @@ def test_rows_without_torch_fn_are_few_and_known():
     assert {r.name for r in ROWS if r.torch_fn is None} <= {"dropout"} | {
         r.name for r in ROWS if r.name.startswith(("conv", "pool", "max_pool", "avg_pool"))
     }
+
+
+def _scalar_shapes(row):
+    """The row's first case with every input 0-d, where that changes any shape."""
+    shapes = row.shapes[0]
+    return None if all(s == () for s in shapes) else tuple(() for _ in shapes)
+
+
+def _torch_takes_zero_d(row) -> bool:
+    arrays = make_inputs(row, _scalar_shapes(row), seed=5)
+    try:
+        row.torch_fn(*[torch.tensor(a) for a in arrays], **row.kwargs)
+    except (RuntimeError, IndexError, ValueError, TypeError):
+        return False  # (PyTorch refuses 0-d inputs there: conv, pool, softmax over dim 1...)
+    return True
+
+
+scalar_rows = [
+    r for r in ROWS
+    if r.torch_fn is not None and _scalar_shapes(r) is not None and _torch_takes_zero_d(r)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", scalar_rows, ids=[r.name for r in scalar_rows])
+def test_zero_d_inputs_work_wherever_torch_takes_them(row):
+    # (abs of a 0-d tensor raised in the forward: NumPy's sign gave a scalar there)
+    shapes = _scalar_shapes(row)
+    _check(row, shapes, np.float64)
+    _check(row, shapes, np.float32)

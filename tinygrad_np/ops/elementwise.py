@@ -238,7 +238,7 @@ class Abs(Op):
     saves_inputs = False
 
     def forward(self, x):
-        self.sign = np.sign(x)
+        self.sign = np.sign(x, out=np.empty_like(x))  # (an array for a 0-d x too)
         if self.sign.dtype.kind == "f":  # (sign(nan) is nan: 0 there, as PyTorch's gradient)
             np.nan_to_num(self.sign, copy=False, nan=0.0)
         return np.abs(x)
