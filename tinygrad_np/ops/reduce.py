@@ -41,12 +41,37 @@ def _keep_shape(shape: tuple[int, ...], dims: tuple[int, ...]) -> tuple[int, ...
     return tuple(1 if i in dims else n for i, n in enumerate(shape))
 
 
+# NumPy adds pairwise only along the innermost loop, the last axis (and the reduced axes
+# contiguous with it); every other summed axis is added one slice after another, whose
+# rounding grows with its length: the mean of 250,000 float32 rows near 1e4 along dim 0
+# came out 1e4 ulps off (PyTorch: 1). A float32 or float16 sum with more than this many
+# such steps is added in float64 instead (twice the time of the float32 sum, for sums
+# that long only).
+SERIAL_SUM_LIMIT = 256
+
+
+def _serial_steps(x: np.ndarray, dims: tuple[int, ...]) -> int:
+    """How many slices NumPy adds one after another to sum ``x`` over ``dims``."""
+    steps = 1
+    for d in dims:
+        steps *= x.shape[d]
+    if x.flags.c_contiguous and dims and dims[-1] == x.ndim - 1:  # a pairwise inner run
+        run = x.ndim - 1
+        while run - 1 in dims:
+            run -= 1
+        for d in range(run, x.ndim):
+            steps //= max(x.shape[d], 1)
+    return steps
+
+
 class Sum(Op):
     """y = sum of x over dims.   VJP: gx = g (with the summed dims restored) expanded to x."""
 
     saves_inputs = False
 
     def forward(self, x, *, dim, keepdim):
+        if x.dtype in (np.float32, np.float16) and _serial_steps(x, dim) > SERIAL_SUM_LIMIT:
+            return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float64).astype(x.dtype)
         return np.sum(x, axis=dim, keepdims=keepdim)
 
     def vjp(self, g):
@@ -69,13 +94,22 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    """Variance over ``dim`` with ``correction`` (1: unbiased, 0: population)."""
+    """Variance over ``dim`` with ``correction`` (1: unbiased, 0: population).
+
+    Computed from d = x - m, m the mean rounded to x's dtype and held constant, as
+    (sum d^2 - (sum d)^2 / n) / (n - correction): an identity for any constant m, so every
+    derivative is exact, and the second term takes out the mean's rounding, which
+    sum d^2 / n alone would add squared (float32 data near 1e6 came out 4e4 ulps off)."""
     dims = normalize_dims(_all_if_empty(dim), x.ndim, "var")
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
-    d = x - mean(x, dims, keepdim=True)
     denom = max(n - correction, 0)
     scale = 1.0 / denom if denom else float("inf")
-    return Sum.apply(d * d, dim=dims, keepdim=keepdim) * scale
+    if n == 0:
+        d = x - mean(x, dims, keepdim=True)
+        return Sum.apply(d * d, dim=dims, keepdim=keepdim) * scale
+    d = x - mean(x, dims, keepdim=True).detach()
+    s1 = Sum.apply(d, dim=dims, keepdim=keepdim)
+    return (Sum.apply(d * d, dim=dims, keepdim=keepdim) - s1 * s1 * (1.0 / n)) * scale
 
 
 class MaxMin(Op):
