@@ -238,3 +238,49 @@ def test_cli_check_runs_module_functions(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "check.conv (backward)" in out and "stride > 1" in out
     assert main(["check", f"{src}:backward", "--ndim", "1"]) == 1
+
+
+def test_ties_and_the_ceil_mode_drop_rule_are_swept():
+    # (a backward sending a tie to the last maximum, and a ceil_mode that keeps a last
+    # window starting in the padding, both passed the whole sweep)
+    def last_tie(x, dy, kernel_size, stride, padding, dilation, ceil_mode):
+        return uc.max_pool_backward(x, dy, kernel_size, stride, padding, dilation, ceil_mode,
+                                    bug="last_tie")  # fmt: skip
+
+    report = check.pool(backward=last_tie, kind="max")
+    assert not report.ok
+    assert report.first.config.ties and "tied maxima" in report.first.hint
+    assert "x rounded to integers" in str(report)
+
+    def keeps_window(x, kernel_size, stride, padding, dilation, ceil_mode):
+        return uc.max_pool_forward(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                   bug="keep_window_in_padding")  # fmt: skip
+
+    report = check.pool(forward=keeps_window, kind="max", ndim=1)
+    assert not report.ok  # (its window wholly in the padding has no input to take the max of)
+    assert report.first.kind in ("shape", "exception")
+    cfg = report.first.config
+    assert cfg.ceil_mode and any(cfg.padding)
+    labels = [c.label for c in check.pool_configs(2, "avg")]
+    assert "ceil_mode and padding without counting it" in labels
+    assert not any(c.ties for c in check.pool_configs(2, "avg"))  # (ties matter for max only)
+
+
+def test_a_forward_returning_none_is_a_type_failure():
+    report = check.conv(forward=lambda x, w, b, stride, padding: None, ndim=(1,))
+    assert not report.ok and report.first.kind == "type"
+    assert "got NoneType" in report.first.message
+
+
+def test_cli_check_loads_forward_and_backward_options_as_the_positional_ones(tmp_path, capsys):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def forward(x, w:\n    pass\n")
+    for option in ("--forward", "--backward"):
+        assert main(["check", option, f"{bad}:forward"]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "SyntaxError" in err
+    good = tmp_path / "two.py"
+    good.write_text("def f1(x, w, b, stride, padding):\n    pass\n"
+                    "def f2(x, w, b, stride, padding):\n    pass\n")  # fmt: skip
+    assert main(["check", f"{good}:f1", f"{good}:f2"]) == 1
+    assert "a second forward" in capsys.readouterr().err

@@ -284,3 +284,76 @@ def test_conv_transpose_explain_rejects_what_the_op_rejects():
         explain.conv_transpose1d((1, 1, 4), (1, 1, 3), stride=1, output_padding=1)
     with pytest.raises(ValueError, match="output_padding must be non-negative and smaller"):
         F.conv_transpose1d(tg.zeros(1, 1, 4), tg.zeros(1, 1, 3), stride=1, output_padding=1)
+
+
+def _op_output(fn, xs, *args, **kw):
+    x = tg.Tensor(np.random.default_rng(0).standard_normal(xs))
+    return fn(x, *args, **kw)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_unbatched_inputs_get_the_ops_unbatched_output_shape(nd):
+    xs = (3,) + (7,) * nd
+    w = tg.Tensor(np.ones((4, 3) + (2,) * nd))
+    e = getattr(explain, f"conv{nd}d")(xs, w.shape, quiet=True)
+    assert e.output_shape == _op_output(getattr(F, f"conv{nd}d"), xs, w).shape
+    assert any("unbatched input" in line for line in e.lines)
+    wt = tg.Tensor(np.ones((3, 2) + (2,) * nd))
+    e = getattr(explain, f"conv_transpose{nd}d")(xs, wt.shape, quiet=True)
+    assert e.output_shape == _op_output(getattr(F, f"conv_transpose{nd}d"), xs, wt).shape
+    e = getattr(explain, f"max_pool{nd}d")(xs, 2, quiet=True)
+    assert e.output_shape == _op_output(getattr(F, f"max_pool{nd}d"), xs, 2).shape
+    e = explain.conv2d((0, 3, 8, 8), (4, 3, 3, 3), quiet=True)  # an empty batch, as the op
+    assert e.output_shape == (0, 4, 6, 6)
+
+
+def test_explain_checks_pooling_and_groups_arguments_as_the_ops():
+    for kernel in (0, -1):
+        with pytest.raises(ValueError, match="kernel_size"):
+            explain.avg_pool1d((1, 1, 5), kernel, stride=1, quiet=True)
+        with pytest.raises(ValueError, match="kernel_size"):
+            F.avg_pool1d(tg.zeros(1, 1, 5), kernel, stride=1)
+    e = explain.max_pool2d((1, 1, 6, 6), 2, stride=(), quiet=True)  # () means the default
+    assert e.output_shape == F.max_pool2d(tg.zeros(1, 1, 6, 6), 2, stride=()).shape
+    e = explain.conv2d((1, 4, 6, 6), (4, 2, 3, 3), groups=np.int64(2), quiet=True)
+    assert e.output_shape == (1, 4, 4, 4)
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ValueError, match="groups must be a positive int"):
+            explain.conv2d((1, 4, 6, 6), (4, 2, 3, 3), groups=bad, quiet=True)
+        with pytest.raises(ValueError, match="groups must be a positive int"):
+            explain.conv_transpose2d((1, 4, 6, 6), (4, 2, 3, 3), groups=bad, quiet=True)
+
+
+def test_conv_transpose_vjp_line_crops_when_output_padding_reaches_the_stride():
+    kw = dict(stride=1, padding=1, output_padding=2, dilation=3)
+    e = explain.conv_transpose1d((1, 2, 5), (2, 3, 3), quiet=True, **kw)
+    line = next(t for t in e.lines if "-> dx = conv1d" in t)
+    assert "padding ((1, -1),)" in line and "a negative pad crops dy" in line
+    # what the line says: crop dy's last row, pad (1, 0), correlate: the input's shape
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((1, 2, 5)), requires_grad=True)
+    w = tg.Tensor(np.random.default_rng(1).standard_normal((2, 3, 3)))
+    y = F.conv_transpose1d(x, w, **kw)
+    g = np.random.default_rng(2).standard_normal(y.shape)
+    y.backward(tg.Tensor(g))
+    dx = F.conv1d(tg.Tensor(g[..., :-1]), w, padding=((1, 0),), dilation=3)
+    np.testing.assert_allclose(dx.numpy(), x.grad.numpy(), rtol=1e-12)
+
+
+def test_ceil_mode_size_line_agrees_with_the_output():
+    e = explain.max_pool1d((1, 1, 1), 2, ceil_mode=True, quiet=True)
+    assert e.output_shape == F.max_pool1d(tg.zeros(1, 1, 1), 2, ceil_mode=True).shape == (1, 1, 1)
+    assert e.lines[3].endswith("= ceil(-1 / 2) + 1 = 1")
+
+
+def test_a_dim_no_window_reads_leaves_the_whole_input_unread():
+    kw = dict(stride=1, padding=((2, 1), (0, 0)), dilation=(3, 1))
+    e = explain.conv2d((1, 1, 1, 4), (1, 1, 2, 2), quiet=True, **kw)
+    assert e.unread == ((0,), (0, 1, 2, 3))
+    x = tg.Tensor(np.ones((1, 1, 1, 4)), requires_grad=True)
+    F.conv2d(x, tg.Tensor(np.ones((1, 1, 2, 2))), **kw).sum().backward()
+    assert not x.grad.numpy().any()
+    assert any("the whole input gradient is zero" in t for t in e.lines)
+    # a row inside the last window that the dilation skips is a gap, not "after the last"
+    e = explain.conv1d((1, 1, 6), (1, 1, 2), stride=2, padding="same", dilation=3, quiet=True)
+    line = next(t for t in e.lines if "never read" in t)
+    assert "rows 0, 5" in line and "after the last window" not in line and "gaps" in line

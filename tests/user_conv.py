@@ -141,20 +141,22 @@ def conv2d_forward_nodilation(x, w, b, stride, padding):
 # ----------------------------------------------------------------------------- pooling
 
 
-def _pool_out(n, k, s, p, d, ceil_mode):
+def _pool_out(n, k, s, p, d, ceil_mode, bug=None):
     span = n + 2 * p - d * (k - 1) - 1
     out = (-(-span // s) if ceil_mode else span // s) + 1
+    if bug == "keep_window_in_padding":
+        return out
     if ceil_mode and (out - 1) * s >= n + p:  # a last window may not start in the padding
         out -= 1
     return out
 
 
-def _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
+def _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode, bug=None):
     """Yield (output index, per-dim input positions inside x, per-dim positions incl. padding)."""
     size = x.shape[2:]
     pads = [pb for pb, _ in padding]
     out = [
-        _pool_out(n, k, s, p, d, ceil_mode)
+        _pool_out(n, k, s, p, d, ceil_mode, bug)
         for n, k, s, p, d in zip(size, kernel_size, stride, pads, dilation, strict=True)
     ]
     for o in np.ndindex(*out):
@@ -167,9 +169,10 @@ def _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
         yield o, out, inside, padded
 
 
-def max_pool_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+def max_pool_forward(x, kernel_size, stride, padding, dilation, ceil_mode, bug=None):
     y = None
-    for o, out, inside, _ in _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode):
+    windows = _pool_windows(x, kernel_size, stride, padding, dilation, ceil_mode, bug)
+    for o, out, inside, _ in windows:
         if y is None:
             y = np.zeros((*x.shape[:2], *out))
         block = x[(slice(None), slice(None), *np.ix_(*inside))]
@@ -185,6 +188,8 @@ def max_pool_backward(x, dy, kernel_size, stride, padding, dilation, ceil_mode, 
         grid = np.ix_(*inside)
         block = x[(slice(None), slice(None), *grid)].reshape(n, c, -1)
         arg = block.argmax(axis=2)  # (N, C)
+        if bug == "last_tie":  # a tie goes to the last maximum, not the first
+            arg = block.shape[2] - 1 - block[..., ::-1].argmax(axis=2)
         where = np.unravel_index(arg, [len(q) for q in inside])
         coords = [q[w] for q, w in zip(inside, where, strict=True)]
         ni, ci = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")

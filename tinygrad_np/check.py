@@ -122,6 +122,7 @@ class PoolConfig:
     dilation: tuple[int, ...]
     ceil_mode: bool = False
     count_include_pad: bool = True
+    ties: bool = False  # x rounded to integers: windows hold equal maxima
     label: str = dataclasses.field(default="", compare=False)
 
     @property
@@ -145,7 +146,7 @@ class PoolConfig:
 
     def cost(self) -> int:
         hyper = sum(self.stride) + sum(self.dilation) + sum(self.padding) + sum(self.kernel)
-        return 1000 * int(np.prod(self.x_shape)) + hyper + self.ceil_mode
+        return 1000 * int(np.prod(self.x_shape)) + hyper + self.ceil_mode + self.ties
 
     def describe(self) -> str:
         text = (
@@ -156,6 +157,8 @@ class PoolConfig:
             text += ", ceil_mode True"
         if not self.count_include_pad:
             text += ", count_include_pad False"
+        if self.ties:
+            text += ", x rounded to integers (tied maxima)"
         return text
 
 
@@ -218,8 +221,14 @@ _POOL_ROWS: list[dict[str, Any]] = [
     dict(label="dilation 2", n=1, c=2, size=(7, 6, 6), k=(2, 3, 2), s=(1, 2, 2), d=(2, 2, 2)),
     dict(label="ceil_mode keeps the partial window", n=1, c=2, size=(7, 6, 5), k=(2, 3, 2),
          s=(2, 2, 2), ceil=True),
+    dict(label="ceil_mode drops a last window that would start in the padding", n=1, c=2,
+         size=(5, 5, 5), k=(2, 2, 2), s=(2, 2, 2), p=(1, 1, 1), ceil=True),
     dict(label="padding without counting it", n=1, c=2, size=(5, 4, 4), k=(3, 3, 2),
          s=(2, 1, 2), p=(1, 1, 1), cip=False),
+    dict(label="ceil_mode and padding without counting it", n=1, c=2, size=(6, 5, 4),
+         k=(3, 2, 3), s=(2, 2, 2), p=(1, 1, 1), ceil=True, cip=False),
+    dict(label="equal values in a window: the first maximum takes the gradient", n=2, c=2,
+         size=(6, 5, 4), k=(3, 2, 2), s=(2, 1, 2), ties=True),
 ]  # fmt: skip
 
 
@@ -284,6 +293,8 @@ def pool_configs(
             continue
         if "cip" in row and (kind != "avg" or not count_include_pad):
             continue
+        if row.get("ties") and kind != "max":
+            continue
         cfg = PoolConfig(
             batch=row["n"],
             channels=row["c"],
@@ -294,6 +305,7 @@ def pool_configs(
             dilation=tuple(row.get("d", (1, 1, 1))[:ndim]),
             ceil_mode=bool(row.get("ceil", False)),
             count_include_pad=bool(row.get("cip", True)),
+            ties=bool(row.get("ties", False)),
             label=row["label"],
         )
         if cfg not in seen and cfg.valid():
@@ -422,6 +434,8 @@ def _compare(
 ) -> Failure | None:  # fmt: skip
     """None when ``actual`` matches ``expected``, else a Failure naming the worst element."""
     try:
+        if actual is None:  # (np.asarray would make it a 0-d nan)
+            raise TypeError
         arr = np.asarray(actual, dtype=np.float64)
     except (TypeError, ValueError):
         return Failure(
@@ -625,6 +639,8 @@ def _shrink_candidates(cfg: Any) -> list[Any]:
                 out.append(with_dim("size", i, v))
     if getattr(cfg, "ceil_mode", False):
         out.append(rep(cfg, ceil_mode=False))
+    if getattr(cfg, "ties", False):
+        out.append(rep(cfg, ties=False))
     seen, uniq = set(), []
     for c in out:
         if c.valid() and c.cost() < cfg.cost() and c not in seen:
@@ -911,6 +927,8 @@ def _pool_reference(cfg: PoolConfig, kind: str, x, seed: int):
 def _run_pool(cfg: PoolConfig, kind: str, fwd, bwd, seed: int, atol: float,
               rtol: float) -> list[Failure]:  # fmt: skip
     x = _rng(cfg, seed).standard_normal(cfg.x_shape)
+    if cfg.ties:
+        x = np.round(x)  # (mostly -1, 0 and 1: most windows hold a tie)
     y, dy, dx = _pool_reference(cfg, kind, x, seed)
     hyper = dict(
         kernel_size=cfg.kernel, stride=cfg.stride, padding=tuple((p, p) for p in cfg.padding),
@@ -936,6 +954,8 @@ def _run_pool(cfg: PoolConfig, kind: str, fwd, bwd, seed: int, atol: float,
 def _pool_hint(cfg: PoolConfig, kind: str) -> str | None:
     """Advice from what the (shrunk) failing pooling configuration still has."""
     tips = []
+    if cfg.ties and kind == "max":
+        tips.append("tied maxima: only the first (in row-major order) takes the gradient")
     spans = [d * (k - 1) + 1 for k, d in zip(cfg.kernel, cfg.dilation, strict=True)]
     if any(s < span for s, span in zip(cfg.stride, spans, strict=True)):
         tips.append("overlapping windows: add (+=) each window's gradient, do not assign")

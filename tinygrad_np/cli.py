@@ -750,17 +750,24 @@ def run_check(args: argparse.Namespace) -> int:
 
     from tinygrad_np import check
 
-    fwd, bwd = args.forward, args.backward
-    for spec in args.functions:
+    def load(spec):
         try:
-            fn = check.load_function(spec)
+            return check.load_function(spec)
         except Exception as e:  # (also a SyntaxError, or any error of the module's import)
             raise CLIError(f"cannot load {spec!r}: {type(e).__name__}: {e}") from None
+
+    fwd = None if args.forward is None else load(args.forward)
+    bwd = None if args.backward is None else load(args.backward)
+    for spec in args.functions:
+        fn = load(spec)
         params = set(inspect.signature(fn).parameters)
-        if params & _BACKWARD_NAMES:
-            bwd = bwd or fn
+        which = "backward" if params & _BACKWARD_NAMES else "forward"
+        if (bwd if which == "backward" else fwd) is not None:
+            raise CLIError(f"{spec!r} is a second {which} (a backward is one with a dy argument)")
+        if which == "backward":
+            bwd = fn
         else:
-            fwd = fwd or fn
+            fwd = fn
     if fwd is None and bwd is None:
         raise CLIError("give at least one function as module:function (or --forward/--backward)")
     ndim = tuple(args.ndim) if args.ndim else None

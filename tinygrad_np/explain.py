@@ -70,8 +70,9 @@ class Explanation:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _shape(value, name: str, rank: int | None = None) -> tuple[int, ...]:
-    """A shape given as a tuple or as 'NxCxHxW'."""
+def _shape(value, name: str, rank: int | None = None, batch: bool = False) -> tuple[int, ...]:
+    """A shape given as a tuple or as 'NxCxHxW' (with ``batch``, its first size may be 0:
+    an empty batch, which the ops take)."""
     if isinstance(value, str):
         try:
             value = tuple(int(v) for v in value.lower().split("x"))
@@ -81,7 +82,7 @@ def _shape(value, name: str, rank: int | None = None) -> tuple[int, ...]:
         shape = tuple(int(v) for v in value)
     except TypeError as e:
         raise TypeError(f"{name} must be a shape (a tuple of ints), got {value!r}") from e
-    if any(v <= 0 for v in shape):
+    if any(v <= 0 for v in shape[1 if batch else 0 :]) or any(v < 0 for v in shape[:1]):
         raise ValueError(f"{name} must have positive sizes, got {shape}")
     if rank is not None and len(shape) != rank:
         raise ValueError(f"{name} must have {rank} entries, got {len(shape)}: {shape}")
@@ -119,7 +120,7 @@ def _size_line(i, name, n, k, s, pads, d, ceil_mode=False) -> tuple[str, int]:
         f"{rnd}({span} / {s}) + 1 = "
     )
     plain = (-(-span // s) if ceil_mode else span // s) + 1
-    if span < 0:
+    if out <= 0:
         text += f"0 (the dilated kernel, {cm.dilated_size(k, d)}, is longer than the padded "
         text += f"input, {n + pb + pa})"
     elif plain != out:
@@ -131,14 +132,26 @@ def _size_line(i, name, n, k, s, pads, d, ceil_mode=False) -> tuple[str, int]:
 
 def _unread_lines(sizes, kernel, strides, pads, dilations, names) -> tuple[list[str], tuple]:
     lines, unread = [], []
+    masks = [cm.read_mask(*a) for a in zip(sizes, kernel, strides, pads, dilations, strict=True)]
+    empty = [i for i, mask in enumerate(masks) if not mask.any()]
+    if empty:  # every window of one dim lies in its padding: no position is read at all
+        i = empty[0]
+        lines.append(
+            f"  dim {i} ({names[i]}): no window reads any of its {sizes[i]} rows (each lies "
+            "in the padding, or its dilation skips them)"
+        )
+        lines.append("  so no input position is read: the whole input gradient is zero")
+        return lines, tuple(tuple(range(n)) for n in sizes)
     for i, (n, k, s, p, d) in enumerate(zip(sizes, kernel, strides, pads, dilations, strict=True)):
-        mask = cm.read_mask(n, k, s, p, d)
-        missed = tuple(int(j) for j in np.flatnonzero(~mask))
+        missed = tuple(int(j) for j in np.flatnonzero(~masks[i]))
         unread.append(missed)
         if not missed:
             lines.append(f"  dim {i} ({names[i]}): every one of the {n} rows is read")
             continue
-        tail = cm.unread_rows(n, k, s, p, d)
+        pb = p[0] if isinstance(p, tuple) else p
+        out = cm.conv_output_size(n, k, s, p if isinstance(p, tuple) else (p, p), d)
+        reach = (out - 1) * s + d * (k - 1) - pb  # the last row the last window spans
+        tail = max(0, n - 1 - reach)
         why = []
         if tail:
             why.append(f"the last {tail} after the last window")
@@ -163,6 +176,12 @@ def _same_lines(sizes, kernel, strides, dilations, names) -> list[str]:
             f" -> {pb} before, {pa} after"
         )
     return lines
+
+
+def _positive_groups(groups, what) -> None:
+    """The ops' check (``ops/conv._check_groups``): a positive int, NumPy's too, no bool."""
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
+        raise ValueError(f"{what}: groups must be a positive int, got {groups!r}")
 
 
 def _geometry(nd, stride, dilation, what):
@@ -360,7 +379,16 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
             )
 
 
-def _emit(e: Explanation, quiet: bool) -> Explanation:
+def _emit(e: Explanation, quiet: bool, unbatched: bool = False) -> Explanation:
+    """Print ``e`` unless ``quiet``; for an unbatched input, the output shape without the
+    batch of 1 the explanation computes with (as the op returns it)."""
+    if unbatched:
+        e.lines = [
+            f"  -> output {e.output_shape[1:]}  (unbatched input: the op computes with a batch "
+            f"of 1 and drops it)" if line.startswith("  -> output ") else line
+            for line in e.lines
+        ]
+        e.output_shape = e.output_shape[1:]
     if not quiet:
         print(e)
     return e
@@ -382,16 +410,19 @@ def output_size_lines(cfg) -> list[str]:
 
 def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtype, quiet):
     what = f"conv{nd}d"
-    xs = _shape(input_shape, "input_shape")
-    if len(xs) == nd + 1:
-        xs = (1, *xs)  # unbatched, as the op accepts it
+    xs = _shape(input_shape, "input_shape", batch=True)
+    unbatched = len(xs) == nd + 1
+    if unbatched:
+        xs = _shape(input_shape, "input_shape")
+        xs = (1, *xs)  # (as the op takes it; the output has no batch dim then)
     if len(xs) != nd + 2:
         raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
     ws = _shape(weight_shape, "weight_shape", nd + 2)
     strides, dilations = _geometry(nd, stride, dilation, what)
     n_, c = xs[:2]
     o, cg = ws[:2]
-    if not isinstance(groups, int) or groups <= 0 or c % groups or o % groups:
+    _positive_groups(groups, what)
+    if c % groups or o % groups:
         raise ValueError(
             f"{what}: groups={groups!r} must divide the input channels ({c}) and the output "
             f"channels ({o})"
@@ -424,7 +455,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     out_shape = (n_, o, *outs)
     if min(outs) <= 0:
         lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
-        return _emit(Explanation(what, out_shape, lines, pads), quiet)
+        return _emit(Explanation(what, out_shape, lines, pads), quiet, unbatched)
     lines.append(f"  -> output {out_shape}")
     lines.append(
         f"  channels: {groups} group(s); each output channel reads {cg} input channel(s)"
@@ -511,7 +542,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             )
         if "dw" not in on_grid:
             lines.append("    dw: one dot product per sample and kernel tap over all channels")
-        return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet)
+        return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet, unbatched)
     if algo == "gemm":
         per = cm.im2col_scratch_bytes(1, c, kernel, outs, itemsize)
         total = cm.im2col_scratch_bytes(n_, c, kernel, outs, itemsize)
@@ -521,7 +552,8 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups, "forward", itemsize):
             scratch = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize)
             _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
-            return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet)
+            return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet,
+                         unbatched)
         thin = ["forward"] if cm._thin_route(*args, "forward", itemsize, True) else []
         kept = not thin and cm.batch_chunk(per, n_) == n_ and total <= cm._settings["cache_bytes"]
         taps = not kept and cm._taps_route(*args, itemsize)
@@ -554,7 +586,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             f"(budget {_bytes(budget)}): scratch {_bytes(scratch)}"
         )
     e = Explanation(what, out_shape, lines, pads, unread, algo, scratch)
-    return _emit(e, quiet)
+    return _emit(e, quiet, unbatched)
 
 
 def conv1d(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
@@ -600,9 +632,11 @@ def conv3d(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
 def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_padding, groups,
                     dilation, quiet):  # fmt: skip
     what = f"conv_transpose{nd}d"
-    xs = _shape(input_shape, "input_shape")
-    if len(xs) == nd + 1:
-        xs = (1, *xs)
+    xs = _shape(input_shape, "input_shape", batch=True)
+    unbatched = len(xs) == nd + 1
+    if unbatched:
+        xs = _shape(input_shape, "input_shape")
+        xs = (1, *xs)  # (as the op takes it; the output has no batch dim then)
     if len(xs) != nd + 2:
         raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
     ws = _shape(weight_shape, "weight_shape", nd + 2)
@@ -614,7 +648,8 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     cin, og = ws[:2]
     if c != cin:
         raise ValueError(f"{what}: input has {c} channels but weight {ws} expects {cin}")
-    if not isinstance(groups, int) or groups <= 0 or c % groups:
+    _positive_groups(groups, what)
+    if c % groups:
         raise ValueError(f"{what}: groups={groups!r} must divide the input channels ({c})")
     names = _DIM_NAMES[nd]
     lines = [
@@ -636,23 +671,28 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     out_shape = (n_, og * groups, *outs)
     if min(outs) <= 0:
         lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
-        return _emit(Explanation(what, out_shape, lines), quiet)
+        return _emit(Explanation(what, out_shape, lines), quiet, unbatched)
     lines.append(f"  -> output {out_shape}")
     lines += ["", "Output rows no input position reaches (they hold only the bias):"]
     conv_pads = tuple((p, p - max(0, op_ - (s - 1)))
                       for p, op_, s in zip(pads, out_pads, strides, strict=True))  # fmt: skip
     unread_text, unread = _unread_lines(outs, ws[2:], strides, conv_pads, dilations, names)
     lines += [t.replace("never read", "never written").replace("is read", "is written")
-              .replace("their gradient is zero", "bias only") for t in unread_text]  # fmt: skip
+              .replace("their gradient is zero", "bias only")
+              .replace("no window reads", "no input position writes")
+              .replace("no input position is read: the whole input gradient is zero",
+                       "the whole output is the bias") for t in unread_text]  # fmt: skip
     lines += [
         "",
         "Backward (VJP) shapes:",
-        f"  dy {out_shape} -> dx = conv{nd}d(dy, w, stride {strides}, padding {pads}, "
-        f"dilation {dilations}) -> {xs}",
+        f"  dy {out_shape} -> dx = conv{nd}d(dy, w, stride {strides}, padding {conv_pads}, "
+        f"dilation {dilations}) -> {xs}"
+        + ("  (a negative pad crops dy)" if any(min(p) < 0 for p in conv_pads) else ""),
         f"  dw: correlate dy with the input at stride {strides} -> {ws}",
         f"  db: dy summed over N and space -> ({og * groups},)",
     ]
-    return _emit(Explanation(what, out_shape, lines, tuple((p, p) for p in pads), unread), quiet)
+    e = Explanation(what, out_shape, lines, tuple((p, p) for p in pads), unread)
+    return _emit(e, quiet, unbatched)
 
 
 def conv_transpose1d(input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1,
@@ -682,13 +722,18 @@ def conv_transpose3d(input_shape, weight_shape, stride=1, padding=0, output_padd
 def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mode,
           count_include_pad, quiet):  # fmt: skip
     what = f"{kind}_pool{nd}d"
-    xs = _shape(input_shape, "input_shape")
-    if len(xs) == nd + 1:
-        xs = (1, *xs)
+    xs = _shape(input_shape, "input_shape", batch=True)
+    unbatched = len(xs) == nd + 1
+    if unbatched:
+        xs = _shape(input_shape, "input_shape")
+        xs = (1, *xs)  # (as the op takes it; the output has no batch dim then)
     if len(xs) != nd + 2:
         raise ValueError(f"{what}: input_shape must be (N, C, *{nd} spatial), got {xs}")
     kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
-    strides, dilations = _geometry(nd, kernel if stride is None else stride, dilation, what)
+    cm.check_positive(kernel, "kernel_size", what)
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel  # (the op's default, PyTorch's too, also for stride=())
+    strides, dilations = _geometry(nd, stride, dilation, what)
     pads = cm.expand_arg(padding, nd, "padding", what)
     for k, p, d in zip(kernel, pads, dilations, strict=True):
         if p < 0 or 2 * p > cm.dilated_size(k, d):  # (the op's check, with its words)
@@ -716,7 +761,7 @@ def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mo
     out_shape = (*xs[:2], *outs)
     if min(outs) <= 0:
         lines += ["", f"-> no output: {what} raises ValueError for this configuration"]
-        return _emit(Explanation(what, out_shape, lines, pairs), quiet)
+        return _emit(Explanation(what, out_shape, lines, pairs), quiet, unbatched)
     lines.append(f"  -> output {out_shape}")
     lines += ["", "Input rows no window reads:"]
     reading = tuple(  # (ceil_mode's last window reaches into extra right padding)
@@ -741,7 +786,7 @@ def _pool(kind, nd, input_shape, kernel_size, stride, padding, dilation, ceil_mo
         "",
         "Scratch: none beyond the output (windows are strided views of the padded input)",
     ]
-    return _emit(Explanation(what, out_shape, lines, pairs, unread), quiet)
+    return _emit(Explanation(what, out_shape, lines, pairs, unread), quiet, unbatched)
 
 
 def _make_pool(kind: str, nd: int):
