@@ -682,10 +682,12 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
               .replace("no window reads", "no input position writes")
               .replace("no input position is read: the whole input gradient is zero",
                        "the whole output is the bias") for t in unread_text]  # fmt: skip
+    symmetric = all(a == b for a, b in conv_pads)
+    shown = tuple(a for a, _ in conv_pads) if symmetric else conv_pads
     lines += [
         "",
         "Backward (VJP) shapes:",
-        f"  dy {out_shape} -> dx = conv{nd}d(dy, w, stride {strides}, padding {conv_pads}, "
+        f"  dy {out_shape} -> dx = conv{nd}d(dy, w, stride {strides}, padding {shown}, "
         f"dilation {dilations}) -> {xs}"
         + ("  (a negative pad crops dy)" if any(min(p) < 0 for p in conv_pads) else ""),
         f"  dw: correlate dy with the input at stride {strides} -> {ws}",
