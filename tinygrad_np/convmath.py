@@ -871,6 +871,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
     p = math.prod(out_sizes)
     gx = np.zeros((n, c) + tuple(padded_sizes), dtype=dtype)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, np.dtype(dtype).itemsize)
+    per_sample += og * groups * p * g.itemsize  # (g's transposed copy, gt, counts too)
     gv = g.reshape(n, groups, og, p)
     nd = len(kernel)
     taps = tap_slices(tuple(kernel), tuple(dilations), tuple(strides), tuple(out_sizes))
@@ -897,6 +898,7 @@ def correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups) -> 
         # one hand-off per thread for all three steps (not when BLAS keeps its own threads)
         work = c * math.prod(kernel) * nb * p * 4 if par.owns_blas() else 0
         par.for_slices(nb, run, work)
+        del run, gt, dcols, by_tap, target  # (before the next chunk's: one at a time)
     return gx
 
 
@@ -978,6 +980,7 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
     for n0, n1 in _chunks(n, per_sample):
         cols = _im2col_batch(_array(xp[n0:n1]), kernel, strides, dilations, groups)
         gw += _weight_grad_chunk(cols, gv[n0:n1])
+        cols = None  # (before the next chunk's are made: one chunk's at a time)
     return gw.reshape((o, cg) + tuple(kernel))
 
 

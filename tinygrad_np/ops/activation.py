@@ -69,6 +69,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
 class Sigmoid(Op):
     """y = 1 / (1 + e^-x).   VJP: gx = g * y * (1 - y)."""
 
+    saves_inputs = False  # (its VJP reads y, recorded too)
     keeps_output = True
 
     def forward(self, x):
@@ -78,13 +79,14 @@ class Sigmoid(Op):
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
             return (g * const(self.out * (1 - self.out)),)
-        y = self.saved_output(self.inputs[0].sigmoid)
+        y = self.saved_output(lambda: self.inputs[0].sigmoid())
         return (g * y * (1 - y),)
 
 
 class Tanh(Op):
     """y = tanh x.   VJP: gx = g * (1 - y^2)."""
 
+    saves_inputs = False  # (its VJP reads y, recorded too)
     keeps_output = True
 
     def forward(self, x):
@@ -94,7 +96,7 @@ class Tanh(Op):
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
             return (g * const(1 - self.out * self.out),)
-        y = self.saved_output(self.inputs[0].tanh)
+        y = self.saved_output(lambda: self.inputs[0].tanh())
         return (g * (1 - y * y),)
 
 
@@ -159,6 +161,7 @@ def _dim(x: Tensor, dim: int, what: str) -> int:
 class Softmax(Op):
     """y = e^(x - max) / sum e^(x - max).   VJP: gx = y * (g - sum(g * y))."""
 
+    saves_inputs = False  # (its VJP reads y, recorded too)
     keeps_output = True
 
     def forward(self, x, *, dim):

@@ -104,6 +104,10 @@ class Sub(Op):
 class Mul(Op):
     """y = a * b.   VJP: ga = g * b, gb = g * a."""
 
+    @staticmethod
+    def reads(needs):  # a for b's gradient, b for a's
+        return (needs[1], needs[0])
+
     def forward(self, a, b):
         try:
             return a * b
@@ -128,6 +132,10 @@ class Mul(Op):
 class Div(Op):
     """y = a / b.   VJP: ga = g / b, gb = -g (a / b) / b (not a / b^2, which under- or
     overflows for |b| beyond 1e+-19 in float32)."""
+
+    @staticmethod
+    def reads(needs):  # a only for b's gradient
+        return (needs[1], True)
 
     def forward(self, a, b):
         try:
@@ -199,6 +207,7 @@ class Neg(Op):
 class Exp(Op):
     """y = e^x.   VJP: gx = g * y."""
 
+    saves_inputs = False  # (its VJP reads y, recorded too)
     keeps_output = True
 
     def forward(self, x):
@@ -206,7 +215,7 @@ class Exp(Op):
         return self.out
 
     def vjp(self, g):
-        return (g * self.saved_output(self.inputs[0].exp),)
+        return (g * self.saved_output(lambda: self.inputs[0].exp()),)
 
 
 class Log(Op):
@@ -222,6 +231,7 @@ class Log(Op):
 class Sqrt(Op):
     """y = sqrt x.   VJP: gx = g / (2 y)."""
 
+    saves_inputs = False  # (its VJP reads y, recorded too)
     keeps_output = True
 
     def forward(self, x):
@@ -229,7 +239,7 @@ class Sqrt(Op):
         return self.out
 
     def vjp(self, g):
-        return (g / (2 * self.saved_output(self.inputs[0].sqrt)),)
+        return (g / (2 * self.saved_output(lambda: self.inputs[0].sqrt())),)
 
 
 class Abs(Op):
