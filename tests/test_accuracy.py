@@ -66,7 +66,8 @@ def test_var_stays_exact_in_every_derivative():
 
 
 @pytest.mark.parametrize("shape, offset", [((2, 2, 256, 256), 0.0), ((2, 2, 256, 256), 1e4),
-                                           ((16, 4, 8, 8), 1e4)])  # fmt: skip
+                                           ((16, 4, 8, 8), 1e4), ((65536, 8), 1e4),
+                                           ((4096, 64), 0.0), ((64, 32, 1, 1), 1e2)])  # fmt: skip
 def test_batch_norm_on_long_rows_and_offsets(shape, offset):
     rng = np.random.default_rng(3)
     x = (offset + rng.standard_normal(shape)).astype(np.float32)

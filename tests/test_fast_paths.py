@@ -1,0 +1,73 @@
+"""Fast paths taken for speed give the same results as the general code: whole-number
+powers of negative bases, leaky_relu without np.where, gelu's saved factor, batch norm
+on rows too short for BLAS (a speed hunt found each 5-60x slower than PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+
+torch = pytest.importorskip("torch")
+SPECIAL = [0.0, -0.0, 1.5, -1.5, np.inf, -np.inf, np.nan, 1e-30, -3e20, 7.0, -2.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [-3, -2, -1, 0, 1, 2, 3, 4, 5, 7, 2.0, 3.0])
+def test_whole_powers_match_numpy_to_the_last_bit_and_its_signs(dtype, n):
+    x = np.concatenate([np.random.default_rng(0).standard_normal(1000), SPECIAL]).astype(dtype)
+    with np.errstate(all="ignore"):
+        want = np.power(x, np.asarray(n, dtype))
+    got = (tg.Tensor(x) ** n).numpy()
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got, want, rtol=eps, atol=0)  # (both within an ulp)
+    assert got.dtype == dtype
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.0, 1.0, 2.5, -0.3])
+def test_leaky_relu_for_every_slope_and_special_values_as_torch(slope):
+    x = np.concatenate([np.random.default_rng(1).standard_normal(1000), SPECIAL])
+    g = np.random.default_rng(2).standard_normal(x.shape)
+    for dtype in (np.float32, np.float64):
+        xt = tg.Tensor(x.astype(dtype), requires_grad=True)
+        y = F.leaky_relu(xt, slope)
+        y.backward(tg.Tensor(g.astype(dtype)))
+        tt = torch.tensor(x.astype(dtype), requires_grad=True)
+        yt = torch.nn.functional.leaky_relu(tt, slope)
+        yt.backward(torch.tensor(g.astype(dtype)))
+        np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
+        np.testing.assert_array_equal(xt.grad.numpy(), tt.grad.numpy())
+    x = tg.Tensor(np.array([-2.0, 3.0]), requires_grad=True)
+    assert tg.gradgradcheck(lambda a: F.leaky_relu(a, slope) * a, (x,))
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_plain_and_recorded_backward_agree_with_torch(approximate):
+    x = np.random.default_rng(3).standard_normal((64, 50)) * 3
+    g = np.random.default_rng(4).standard_normal(x.shape)
+    xt = tg.Tensor(x, requires_grad=True)
+    F.gelu(xt, approximate).backward(tg.Tensor(g))  # plain: the saved factor
+    xr = tg.Tensor(x, requires_grad=True)
+    (gr,) = tg.grad(F.gelu(xr, approximate), [xr], [tg.Tensor(g)], create_graph=True)
+    tt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.gelu(tt, approximate=approximate).backward(torch.tensor(g))
+    np.testing.assert_allclose(xt.grad.numpy(), tt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gr.numpy(), tt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(300, 7), (300, 7, 1), (40, 3, 5), (16, 4, 31), (8, 2, 40)])
+def test_batch_norm_on_short_rows_matches_torch(shape):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape) + 3.0
+    g = rng.standard_normal(shape)
+    w, b = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    ours = [tg.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    F.batch_norm(ours[0], None, None, ours[1], ours[2], training=True).backward(tg.Tensor(g))
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    yt = torch.nn.functional.batch_norm(theirs[0], None, None, theirs[1], theirs[2], True)
+    yt.backward(torch.tensor(g))
+    for o, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-11)
