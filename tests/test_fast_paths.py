@@ -71,3 +71,50 @@ def test_batch_norm_on_short_rows_matches_torch(shape):
     yt.backward(torch.tensor(g))
     for o, t in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+POOLS = [  # (input shape, kernel, stride, padding, ceil_mode): windows of 16 taps or more
+    ((2, 3, 64), 16, None, 0, False),
+    ((2, 3, 70), 16, None, 0, False),  # 6 rows over
+    ((2, 3, 70), 16, None, 0, True),  # a partial last window
+    ((2, 3, 70), 20, None, 10, False),  # padding
+    ((2, 2, 12, 13), 4, None, 0, False),
+    ((2, 2, 12, 45), (1, 20), (1, 20), 0, False),  # one long dim
+    ((2, 2, 12, 13), 12, None, 0, False),  # global, with a column over
+    ((2, 2, 12, 13), 4, None, 2, True),
+    ((1, 2, 8, 9, 10), 4, None, 0, False),
+    ((1, 2, 8, 9, 10), (2, 3, 5), None, 1, False),
+]
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil", POOLS)
+@pytest.mark.parametrize("data", ["normal", "ties", "specials"])
+def test_pools_over_tiling_windows_match_torch(shape, k, s, p, ceil, data):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape)
+    if data == "ties":
+        x = np.round(x)
+    elif data == "specials":
+        x.reshape(-1)[::7] = -np.inf
+        x.reshape(-1)[3::11] = np.nan
+    nd = len(shape) - 2
+    for kind in ("max", "avg"):
+        if kind == "avg" and data == "specials":
+            continue
+        kw = dict(stride=s, padding=p, ceil_mode=ceil)
+        fn, tfn = getattr(F, f"{kind}_pool{nd}d"), getattr(torch.nn.functional, f"{kind}_pool{nd}d")
+        xt = tg.Tensor(x, requires_grad=True)
+        y = fn(xt, k, **kw)
+        g = rng.standard_normal(y.shape)
+        y.backward(tg.Tensor(g))
+        tt = torch.tensor(x, requires_grad=True)
+        yt = tfn(tt, k, **kw)
+        yt.backward(torch.tensor(g))
+        np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(xt.grad.numpy(), tt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_tiled_max_pool_is_differentiable_twice():
+    x = tg.Tensor(np.random.default_rng(7).standard_normal((1, 2, 8, 8)), requires_grad=True)
+    assert tg.gradgradcheck(lambda a: F.max_pool2d(a, 4) ** 2, (x,))
+    assert tg.gradgradcheck(lambda a: F.avg_pool2d(a, 4) ** 2, (x,))
