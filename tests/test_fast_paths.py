@@ -118,3 +118,26 @@ def test_tiled_max_pool_is_differentiable_twice():
     x = tg.Tensor(np.random.default_rng(7).standard_normal((1, 2, 8, 8)), requires_grad=True)
     assert tg.gradgradcheck(lambda a: F.max_pool2d(a, 4) ** 2, (x,))
     assert tg.gradgradcheck(lambda a: F.avg_pool2d(a, 4) ** 2, (x,))
+
+
+@pytest.mark.parametrize("w_shape", [(2, 3, 41), (2, 3, 40, 3), (2, 3, 3, 40), (3, 1, 35, 33)])
+def test_fft_weight_gradient_of_long_kernels_matches_gemm(w_shape):
+    # (a kernel axis longer than DFT_MAX_TAPS takes the whole inverse FFT, then its taps:
+    # the K x n DFT matrix took 800 MB and 1.8 s for a 1001-tap 1-D kernel)
+    nd = len(w_shape) - 2
+    rng = np.random.default_rng(8)
+    c = w_shape[1] * (3 if w_shape[1] == 1 else 1)
+    x = rng.standard_normal((2, c) + (50,) * nd)
+    w = rng.standard_normal(w_shape)
+    groups = c // w_shape[1]
+    fn = getattr(F, f"conv{nd}d")
+    grads = []
+    for algo in ("gemm", "fft"):
+        xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+        with F.conv_algorithm(algo):
+            y = fn(xt, wt, padding=2, dilation=1, groups=groups) if groups > 1 else fn(xt, wt)
+            g = np.random.default_rng(9).standard_normal(y.shape)
+            y.backward(tg.Tensor(g))
+        grads.append((xt.grad.numpy(), wt.grad.numpy()))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())

@@ -2900,8 +2900,13 @@ def _irfft_taps(r: np.ndarray, fs: Sequence[int], taps: Sequence[np.ndarray]) ->
     product per dim, costs far less than the full inverse transform.
     """
     nd = len(fs)
+    workers = par.threads_here()
     for ax in range(nd - 1):  # complex inverse DFT of the leading dims, at the taps only
         n = fs[ax]
+        if len(taps[ax]) > DFT_MAX_TAPS:  # (a long kernel: the whole inverse FFT, then
+            # the taps; its K x n DFT matrix took 800 MB for 1001 taps in a 50001 transform)
+            r = np.take(scipy.fft.ifft(r, axis=ax, workers=workers), taps[ax], axis=ax)
+            continue
         m = (np.exp(2j * np.pi * np.outer(taps[ax], np.arange(n)) / n) / n).astype(r.dtype)
         lead = r.shape[:ax]
         if ax == 0:  # one (K, F) x (F, rest) product, split onto threads when large
@@ -2912,6 +2917,9 @@ def _irfft_taps(r: np.ndarray, fs: Sequence[int], taps: Sequence[np.ndarray]) ->
             )
     # the halved last dim: bins 1..ceil(n/2)-1 stand for their conjugate mirror too
     n = fs[-1]
+    if len(taps[-1]) > DFT_MAX_TAPS:
+        out = scipy.fft.irfft(r, n=n, axis=nd - 1, workers=workers)
+        return np.take(out, taps[-1], axis=nd - 1)
     bins = n // 2 + 1
     weight = np.full(bins, 2.0)
     weight[0] = 1.0
