@@ -1181,7 +1181,11 @@ def test_depthwise_channel_route_is_taken_where_it_measured_faster():
         assert not route((16, 64, 56, 56), (64, 2, 3, 3), which)  # not depthwise
         with cm.conv_algorithm("fft"):
             assert not route(*bench, which)
-    assert route((1, 64, 56, 56), (64, 1, 3, 3), "forward")  # 0.78 against 0.95 ms
+    assert route((2, 32, 112, 112), (32, 1, 3, 3), "forward")  # 1.38 against 5.48 ms
+    for which in ("forward", "input_grad"):  # many channels of tiny planes: band matrices
+        assert not route((64, 1024, 4, 4), (1024, 1, 3, 3), which)  # 15.3 against 6.9 ms
+        assert not route((32, 512, 7, 7), (512, 1, 3, 3), which)  # 7.2 against 2.6 ms
+        assert not route((64, 512, 16), (512, 1, 3), which, ((1, 1),), (1,), (1,))
     assert not route((1, 64, 56, 56), (64, 1, 3, 3), "weight_grad")  # 0.75 against 0.35 ms
     assert route((128, 32, 14, 14), (32, 1, 3, 3), "weight_grad")  # 1.6 against 5.7 ms
     assert route((16, 8, 300), (8, 1, 3), "forward", pads=((1, 1),), s=(1,), d=(1,))  # no band

@@ -1947,7 +1947,16 @@ DEPTHWISE_COSTS = {
     "band_threads": 1.7,
     "box_call": 5.6e-3,
     "box_entry": 0.177e-6,
+    "channel": 3e-3,
+    "band_gemm_width": 14,
 }
+# (Fifteenth session, a speed hunt: many channels of tiny planes took this route at 2-4x
+# the band matrices' time: 3x3 on 1024 channels at 4x4 (b64), forward 18.0 ms against 6.9.
+# Against the band matrices, refitted on 9 shapes on 1 and 2 threads: "channel" is the
+# fixed cost of a channel's block (its copies in and out, the loop; 3-7 us measured), and
+# the band matrices' small GEMMs cost less when their rows are short, so "band_gemm"
+# counts in proportion to the output width up to "band_gemm_width". Of 36 forward and
+# input-gradient maps, one near-tie is now taken the slower way (0.99 against 1.44 ms).)
 
 
 class _ChannelGrid:
@@ -2083,9 +2092,11 @@ def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups,
     elif not toeplitz:
         return True  # (against the per-tap multiply-adds, which it always beat)
     else:  # against the band matrices
+        channels += cost["channel"] * c * m * blocks
         lead = math.prod(kernel[:-1])
         other = cost["band_mac"] * n * c * m * p * padded[-1] * lead
-        other += cost["band_gemm"] * n * c * m * lead * math.prod(out_sizes[:-2])
+        narrow = min(1.0, out_sizes[-1] / cost["band_gemm_width"])
+        other += cost["band_gemm"] * narrow * n * c * m * lead * math.prod(out_sizes[:-2])
         other *= cost["band_input_grad"] if which == "input_grad" else 1.0
         if n > 1 and par.get_num_threads() > 1:  # (the band route splits the samples)
             other /= cost["band_threads"]
