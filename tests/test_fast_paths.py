@@ -164,3 +164,24 @@ def test_max_and_min_along_any_dim_match_torch(dim, largest):
     np.testing.assert_array_equal(xt.grad.numpy(), tt.grad.numpy())
     xs = tg.Tensor(rng.standard_normal((3, 4, 5)), requires_grad=True)
     assert tg.gradgradcheck(lambda a: a.max(dim).values ** 2, (xs,))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("idx_shape, row", [((6000,), (5,)), ((80, 70), (2, 3)), ((5000,), ())])
+def test_gathers_with_many_repeated_rows_scatter_back_as_np_add_at(dtype, idx_shape, row):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((50,) + row).astype(dtype)
+    idx = rng.integers(-50, 50, idx_shape)  # (negative rows too)
+    g = rng.standard_normal(idx_shape + row).astype(dtype)
+    xt = tg.Tensor(x, requires_grad=True)
+    y = xt[idx]
+    y.backward(tg.Tensor(g))
+    want = np.zeros_like(x)
+    np.add.at(want, idx, g)
+    np.testing.assert_array_equal(xt.grad.numpy(), want)  # the same sums, in the same order
+    assert xt.grad.dtype == dtype
+
+
+def test_the_sparse_scatter_is_differentiable_twice():
+    small = tg.Tensor(np.random.default_rng(12).standard_normal((2, 2)), requires_grad=True)
+    assert tg.gradgradcheck(lambda a: (a[np.arange(4100) % 2] ** 2).sum(0), (small,))

