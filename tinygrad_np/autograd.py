@@ -373,7 +373,8 @@ class Op:
                         inputs[0]._data.nbytes > _RELEASE_MIN_BYTES  # (a sum's input)
                     ):
                         inputs = _stand_ins(inputs)  # the VJP needs no input data
-                elif cls.reads is not None:
+                elif cls.reads is not None and out.nbytes > _RELEASE_MIN_BYTES:
+                    # (an elementwise op: no input is larger than its output)
                     inputs = _stand_ins(inputs, cls.reads(needs))
                 op.inputs = inputs
                 op.needs_grad = needs

@@ -179,7 +179,13 @@ class Pow(Op):
     """
 
     def forward(self, a, b):
-        if b.ndim == 0 and a.dtype.kind == "f" and float(b) == int(b) and abs(b) < 2**31:
+        if (
+            a.size > 64  # (np.power is quick on a few entries)
+            and b.ndim == 0
+            and a.dtype.kind == "f"
+            and float(b) == int(b)
+            and abs(b) < 2**31
+        ):
             # A whole exponent: |a|^b with the sign put back for an odd one (pow is odd or
             # even in a then): np.power takes a slow path for negative bases (x ** 3 on 4M
             # float32 normals 171 -> 7 ms); the results are as accurate, not always the

@@ -70,7 +70,11 @@ class Sum(Op):
     saves_inputs = False
 
     def forward(self, x, *, dim, keepdim):
-        if x.dtype in (np.float32, np.float16) and _serial_steps(x, dim) > SERIAL_SUM_LIMIT:
+        if (
+            x.size > SERIAL_SUM_LIMIT  # (a cheap test first: this runs for every sum)
+            and x.dtype in (np.float32, np.float16)
+            and _serial_steps(x, dim) > SERIAL_SUM_LIMIT
+        ):
             return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float64).astype(x.dtype)
         return np.sum(x, axis=dim, keepdims=keepdim)
 
