@@ -4,7 +4,9 @@ A pooling window for output position i along one dim reads the padded input
 at rows i*s + k*d, k < K (``convmath.strided_slice`` gives, for one kernel tap
 k, those rows for every i at once). Every pass below loops over the prod(K)
 kernel taps and works on whole (n, C, *out) arrays per tap, for blocks of n samples
-that keep the block's input in cache (``POOL_BLOCK_BYTES``).
+that keep the block's input in cache (``POOL_BLOCK_BYTES``); windows that tile the
+input with many taps (global pooling) are instead axes of a reshaped view
+(``TILE_MIN_TAPS``).
 
     MaxPool         y = max over each window          gx = MaxPoolScatter(g)
     MaxPoolScatter  g routed to each window's argmax  gg = MaxPoolGather(h)
