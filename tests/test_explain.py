@@ -357,3 +357,9 @@ def test_a_dim_no_window_reads_leaves_the_whole_input_unread():
     e = explain.conv1d((1, 1, 6), (1, 1, 2), stride=2, padding="same", dilation=3, quiet=True)
     line = next(t for t in e.lines if "never read" in t)
     assert "rows 0, 5" in line and "after the last window" not in line and "gaps" in line
+
+
+def test_numpy_int_groups_print_as_ints():
+    e = explain.conv_transpose2d((1, 4, 5, 5), (4, 1, 3, 3), groups=np.int64(2), quiet=True)
+    assert e.output_shape == (1, 2, 7, 7) and all(type(v) is int for v in e.output_shape)
+    assert not any("np.int64" in line for line in e.lines)

@@ -755,3 +755,12 @@ def test_batch_norm_mixed_dtypes_keep_numpy_promotion_and_param_dtypes():
     from tinygrad_np import viz
 
     assert "stats" not in str(viz.to_dot(fused.sum()))
+
+
+def test_attribute_assignment_refuses_dotted_names_as_register_does():
+    m = nn.Sequential(OrderedDict([("a", nn.Linear(2, 2))]))
+    with pytest.raises(KeyError, match="without '.'"):
+        setattr(m, "a.bias", nn.Parameter(np.zeros(2, np.float32)))
+    with pytest.raises(KeyError, match="without '.'"):
+        setattr(m, "a.sub", nn.Linear(1, 1))
+    assert list(m.state_dict()) == ["a.weight", "a.bias"]

@@ -178,10 +178,11 @@ def _same_lines(sizes, kernel, strides, dilations, names) -> list[str]:
     return lines
 
 
-def _positive_groups(groups, what) -> None:
+def _positive_groups(groups, what) -> int:
     """The ops' check (``ops/conv._check_groups``): a positive int, NumPy's too, no bool."""
     if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups <= 0:
         raise ValueError(f"{what}: groups must be a positive int, got {groups!r}")
+    return int(groups)
 
 
 def _geometry(nd, stride, dilation, what):
@@ -421,7 +422,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
     strides, dilations = _geometry(nd, stride, dilation, what)
     n_, c = xs[:2]
     o, cg = ws[:2]
-    _positive_groups(groups, what)
+    groups = _positive_groups(groups, what)
     if c % groups or o % groups:
         raise ValueError(
             f"{what}: groups={groups!r} must divide the input channels ({c}) and the output "
@@ -648,7 +649,7 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     cin, og = ws[:2]
     if c != cin:
         raise ValueError(f"{what}: input has {c} channels but weight {ws} expects {cin}")
-    _positive_groups(groups, what)
+    groups = _positive_groups(groups, what)
     if c % groups:
         raise ValueError(f"{what}: groups={groups!r} must divide the input channels ({c})")
     names = _DIM_NAMES[nd]

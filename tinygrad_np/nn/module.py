@@ -93,10 +93,12 @@ class Module:
         d = self.__dict__
         if isinstance(value, Parameter):
             self._check_init(name)
+            self._check_name(name, "parameter")
             self._forget(name, keep="_parameters")  # (a re-assigned one keeps its place)
             d["_parameters"][name] = value
         elif isinstance(value, Module):
             self._check_init(name)
+            self._check_name(name, "module")
             self._forget(name, keep="_modules")
             d["_modules"][name] = value
         elif "_parameters" in d and name in d["_parameters"]:

@@ -185,11 +185,14 @@ class Pow(Op):
             and a.dtype.kind == "f"
             and float(b) == int(b)
             and abs(b) < 2**31
+            and int(b) not in (-1, 0, 1, 2)  # (NumPy's own quick cases: x * x, 1 / x, ...)
+            and not a.min() >= 0  # (a negative base, or a NaN)
         ):
-            # A whole exponent: |a|^b with the sign put back for an odd one (pow is odd or
-            # even in a then): np.power takes a slow path for negative bases (x ** 3 on 4M
-            # float32 normals 171 -> 7 ms); the results are as accurate, not always the
-            # same bits (a last bit differs for 3% of float64 normals cubed).
+            # A whole exponent of negative bases: |a|^b with the sign put back for an odd
+            # one (pow is odd or even in a then): np.power takes a slow path for negative
+            # bases (x ** 3 on 4M float32 normals 171 -> 7 ms); the results are as
+            # accurate, not always the same bits (a last bit differs for 3% of float64
+            # normals cubed).
             out = np.power(np.abs(a), b, out=np.empty(a.shape, np.result_type(a, b)))
             if int(b) % 2:
                 np.copysign(out, a, out=out)

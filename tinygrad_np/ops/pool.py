@@ -150,15 +150,19 @@ def _window_taps(kernel, dilation, stride, out_sizes) -> tuple:
 # Windows that tile the input (stride = kernel, no dilation) with this many taps or more
 # are handled as one axis of a reshaped view (N, C, o1, k1, o2, k2, ...) per pass, not one
 # NumPy call a tap: global pooling of 56x56 maps took 3136 calls a block (max_pool2d 32x,
-# avg_pool2d 31x PyTorch's time; a 1-D window of 10,000: 93x).
-TILE_MIN_TAPS = 16
+# avg_pool2d 31x PyTorch's time; a 1-D window of 10,000: 93x). Below it the tap loops win
+# (one thread, ms, loop against reshaped: max 4x4 on 128x128 4.9 against 16.5, 8x8 7.7
+# against 7.7, a 1-D window of 64 13.6 against 6.0; average 6x6 4.3 against 6.5, a global
+# 7x7 1.9 against 0.7, a 1-D window of 32 5.4 against 2.1).
+TILE_MIN_TAPS = 64
+TILE_MIN_TAPS_AVG = 40
 
 
-def _tiles(kernel, stride, dilation, sizes, out_sizes) -> bool:
+def _tiles(kernel, stride, dilation, sizes, out_sizes, least: int | None = None) -> bool:
     """Whether windows of ``kernel`` tile the (padded) ``sizes`` from the start, with enough
-    taps for the reshaped passes."""
+    taps (``least``, TILE_MIN_TAPS by default) for the reshaped passes."""
     return (
-        math.prod(kernel) >= TILE_MIN_TAPS
+        math.prod(kernel) >= (TILE_MIN_TAPS if least is None else least)
         and tuple(stride) == tuple(kernel)
         and all(d == 1 for d in dilation)
         and all(o * k <= n for o, k, n in zip(out_sizes, kernel, sizes, strict=True))
@@ -435,7 +439,7 @@ class AvgPool(Op):
             x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype
         )
 
-        tiles = _tiles(kernel_size, stride, ones, xp.shape[2:], out_sizes)
+        tiles = _tiles(kernel_size, stride, ones, xp.shape[2:], out_sizes, TILE_MIN_TAPS_AVG)
 
         def run(idx):  # a block of samples (or channels), all taps while it is in cache
             yb, xb = y[idx], xp[idx]
@@ -469,7 +473,7 @@ class AvgPoolTranspose(Op):
         gxp = np.zeros(g.shape[:2] + cm.padded_sizes(input_size, padding), dtype=g.dtype)
         taps = _window_taps(kernel_size, (1,) * nd, stride, out_sizes)
 
-        tiles = _tiles(kernel_size, stride, (1,) * nd, gxp.shape[2:], out_sizes)
+        tiles = _tiles(kernel_size, stride, (1,) * nd, gxp.shape[2:], out_sizes, TILE_MIN_TAPS_AVG)
         spread = (slice(None), slice(None)) + (slice(None), None) * nd  # g over each window
 
         def run(idx):
