@@ -160,10 +160,10 @@ def _grad_line(g: Any) -> str:
 
 def _text(s: Any) -> str:
     """``s`` as the text of an HTML-like label, shown as written: HTML's characters
-    escaped, a backslash doubled (Graphviz reads "\\N" in a label, HTML-like too, as the
-    node's name, and drops the backslash of "\\b"),
-    a newline as a line break, and the other control characters, which XML cannot hold
-    (``dot`` fails on them), as visible \\xNN escapes."""
+    escaped; a backslash doubled (Graphviz reads "\\N" in a label, HTML-like too, as the
+    node's name, and drops the backslash of "\\b"); a newline as a line break; the other
+    control characters, which XML cannot hold (``dot`` fails on them), as visible \\xNN
+    escapes."""
     return _SPECIAL.sub(_special, html.escape(str(s)))
 
 
