@@ -181,12 +181,15 @@ def _window_axes(nd: int) -> tuple[int, ...]:
     return tuple(3 + 2 * i for i in range(nd))
 
 
+def _windows_last_order(nd: int) -> tuple[int, ...]:
+    """The axes of the tiled view (N, C, o1, k1, o2, k2, ...) as (N, C, *out, *K)."""
+    return (0, 1) + tuple(2 + 2 * i for i in range(nd)) + _window_axes(nd)
+
+
 def _windows_last(a: np.ndarray, kernel, out_sizes) -> np.ndarray:
     """(N, C, *out, prod(K)): each window's entries in row-major tap order (a copy)."""
-    nd = len(kernel)
-    t = _tiled(a, kernel, out_sizes)
-    order = (0, 1) + tuple(2 + 2 * i for i in range(nd)) + _window_axes(nd)
-    return t.transpose(order).reshape(a.shape[:2] + tuple(out_sizes) + (math.prod(kernel),))
+    t = _tiled(a, kernel, out_sizes).transpose(_windows_last_order(len(kernel)))
+    return t.reshape(a.shape[:2] + tuple(out_sizes) + (math.prod(kernel),))
 
 
 def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
@@ -203,12 +206,8 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
         gxp = np.zeros(padded, dtype=g.dtype)
         per_window = np.zeros(g.shape + (math.prod(kernel),), dtype=g.dtype)
         np.put_along_axis(per_window, argmax.taps[..., None].astype(np.intp), g[..., None], -1)
-        nd = len(kernel)
-        inner = per_window.reshape(g.shape + tuple(kernel))  # (N, C, *out, *K)
-        order = [0, 1]
-        for i in range(nd):
-            order += [2 + i, 2 + nd + i]
-        np.copyto(_tiled(gxp, kernel, out_sizes), inner.transpose(order))
+        view = _tiled(gxp, kernel, out_sizes).transpose(_windows_last_order(len(kernel)))
+        np.copyto(view, per_window.reshape(g.shape + tuple(kernel)))  # (N, C, *out, *K)
     elif tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
         gxp = np.zeros(padded, dtype=g.dtype)
         taps = argmax.taps
