@@ -327,9 +327,9 @@ ROWS: list[OpRow] = [
     OpRow("cat_dim0_three", lambda a, b: tg.cat([a, b, a], 0), [((2, 3), (1, 3))],
           lambda a, b: torch.cat([a, b, a], 0), ops=("Cat",)),
     OpRow("stack", lambda a, b: tg.stack([a, b], 1), [((2, 3), (2, 3))],
-          lambda a, b: torch.stack([a, b], 1), ops=("Cat", "Reshape")),
+          lambda a, b: torch.stack([a, b], 1), ops=("Stack",)),
     OpRow("stack_neg", lambda a, b: tg.stack([a, b], -1), [((3,), (3,))],
-          lambda a, b: torch.stack([a, b], -1), ops=("Cat",)),
+          lambda a, b: torch.stack([a, b], -1), ops=("Stack",)),
     # matrix products
     OpRow("matmul", lambda a, b: a @ b,
           [((4,), (4,)), ((3,), (3, 4)), ((2, 3), (3,)), ((2, 3), (3, 4)),

@@ -185,3 +185,29 @@ def test_gathers_with_many_repeated_rows_scatter_back_as_np_add_at(dtype, idx_sh
 def test_the_sparse_scatter_is_differentiable_twice():
     small = tg.Tensor(np.random.default_rng(12).standard_normal((2, 4)), requires_grad=True)
     assert tg.gradgradcheck(lambda a: (a[np.arange(4100) % 2] ** 2).sum(0), (small,))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1, 2])
+def test_stack_of_many_tensors_is_one_node_with_torchs_values_and_gradients(dim):
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((3, 2)) for _ in range(300)]
+    ours = [tg.Tensor(x, requires_grad=i % 3 != 1) for i, x in enumerate(xs)]
+    theirs = [torch.tensor(x, requires_grad=i % 3 != 1) for i, x in enumerate(xs)]
+    y = tg.stack(ours, dim)
+    assert len(y.grad_fn.inputs) == len(xs)  # one node, not an unsqueeze per input
+    yt = torch.stack(theirs, dim)
+    np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
+    g = rng.standard_normal(y.shape)
+    y.backward(tg.Tensor(g))
+    yt.backward(torch.tensor(g))
+    for a, b in zip(ours, theirs, strict=True):
+        if b.grad is None:
+            assert a.grad is None
+        else:
+            np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+    # differentiable twice: the gradient of sum(stack(xs) ** 2) is 2 x, through the VJP
+    x1 = tg.Tensor(xs[0], requires_grad=True)
+    x2 = tg.Tensor(xs[1], requires_grad=True)
+    (gx1,) = tg.grad((tg.stack([x1, x2], dim) ** 2).sum(), [x1], create_graph=True)
+    (hx1,) = tg.grad(gx1.sum(), [x1])
+    np.testing.assert_allclose(hx1.numpy(), np.full(x1.shape, 2.0))

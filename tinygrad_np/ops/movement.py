@@ -478,6 +478,25 @@ def cat(tensors, dim: int = 0) -> Tensor:
     return Cat.apply(*ts, dim=d)
 
 
+class Stack(Op):
+    """y = the inputs joined along a new dim.   VJP: input i gets g[..., i, ...] (a view).
+
+    One node for the whole list: an unsqueeze node per input and a cat cost 3x PyTorch's
+    time for 1000 small tensors."""
+
+    saves_inputs = False
+
+    def forward(self, *xs, dim):
+        return np.stack(xs, axis=dim)
+
+    def vjp(self, g):
+        lead = (slice(None),) * self.args["dim"]
+        return tuple(
+            Getitem.apply(g, key=lead + (i,)) if need else None
+            for i, need in enumerate(self.needs_grad)
+        )
+
+
 def stack(tensors, dim: int = 0) -> Tensor:
     """Stack tensors of equal shape along a new ``dim``."""
     _check_sequence(tensors, "stack")
@@ -493,4 +512,4 @@ def stack(tensors, dim: int = 0) -> Tensor:
     dim = int_arg(dim, "stack", "dim")
     if not -ts[0].ndim - 1 <= dim <= ts[0].ndim:
         raise ValueError(f"stack: dim {dim} is out of range")
-    return cat([unsqueeze(t, dim) for t in ts], dim % (ts[0].ndim + 1))
+    return Stack.apply(*ts, dim=dim % (ts[0].ndim + 1))
