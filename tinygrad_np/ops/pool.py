@@ -35,30 +35,33 @@ from tinygrad_np.tensor import Tensor
 class Argmax:
     """Where every pooling window's maximum sits (the first one on ties, as PyTorch).
 
-    Computed on first use from the padded input and the window maxima, since the
-    common backward (non-overlapping windows) routes g without it (short repr for viz).
+    Computed on first use from the input and the window maxima, since the common
+    backward (non-overlapping windows) routes g without it (short repr for viz).
     ``taps``: which kernel tap won, (N, C, *out); ``flat``: the winner's index into the
-    padded input in C order.
+    padded input in C order. The input is padded a block of samples at a time, never
+    whole (a padded copy of the input would be held beside the gradient).
     """
 
-    __slots__ = ("xp", "best", "geometry", "padding", "_taps", "_flat")
+    __slots__ = ("x", "best", "geometry", "padding", "padded_shape", "_taps", "_flat")
 
-    def __init__(self, xp: np.ndarray, best: np.ndarray, kernel, stride, dilation, padding=None):
-        self.xp, self.best, self.geometry = xp, best, (kernel, stride, dilation)
+    def __init__(self, x: np.ndarray, best: np.ndarray, kernel, stride, dilation, padding):
+        self.x, self.best, self.geometry = x, best, (kernel, stride, dilation)
         self.padding = padding
+        self.padded_shape = x.shape[:2] + cm.padded_sizes(x.shape[2:], padding)
         self._taps = self._flat = None
 
     @property
     def taps(self) -> np.ndarray:
         if self._taps is None:
             kernel, stride, dilation = self.geometry
-            tiles = _tiles(kernel, stride, dilation, self.xp.shape[2:], self.best.shape[2:])
-            if tiles and (self.padding is None or not any(p for q in self.padding for p in q)):
-                self._taps = _argmax_tiled(self.xp, self.best, kernel)
+            sizes = self.padded_shape[2:]
+            padded = any(p for pair in self.padding for p in pair)
+            if not padded and _tiles(kernel, stride, dilation, sizes, self.best.shape[2:]):
+                self._taps = _argmax_tiled(self.x, self.best, kernel)
                 return self._taps
-            self._taps = _argmax_taps(self.xp, self.best, *self.geometry)
-            if self.padding is not None and any(p for pair in self.padding for p in pair):
-                _no_padding_maxima(self._taps, self.best, self.xp.shape, self.padding,
+            self._taps = _argmax_taps(self.x, self.padding, self.best, *self.geometry)
+            if padded:
+                _no_padding_maxima(self._taps, self.best, self.padded_shape, self.padding,
                                    *self.geometry)  # fmt: skip
         return self._taps
 
@@ -69,7 +72,7 @@ class Argmax:
             flat = np.empty(taps.shape, dtype=np.int64)
 
             def run(s):  # a slice of samples, on a thread
-                _flat_index(taps[s], self.xp.shape, *self.geometry, s.start, out=flat[s])
+                _flat_index(taps[s], self.padded_shape, *self.geometry, s.start, out=flat[s])
 
             par.for_slices(taps.shape[0], run, taps.size * par.STRIDED_WEIGHT)
             self._flat = flat
@@ -198,30 +201,47 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
     Windows that tile the input: one pass per kernel tap t, the windows whose maximum is
     tap t write g there. Overlapping windows: every g added at its window's maximum in
     one ``np.add.at`` pass (it sums the repeats). Both split over samples onto threads (each
-    writes only its own samples)."""
+    writes only its own samples); with padding, each block is scattered into a padded
+    buffer of its own and its interior copied out (not a padded gx, then cropped: two
+    input-sized arrays beside the result)."""
     out_sizes = g.shape[2:]
     padded = g.shape[:2] + cm.padded_sizes(input_size, padding)
+    crop = cm.negate(padding)
+    pad = any(p for pair in padding for p in pair)
+    # without padding the scatter writes into gx itself
+    gx = np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype) if pad else np.zeros(
+        padded, dtype=g.dtype
+    )
+
+    def block(idx):  # where block idx of gx is scattered into, and how it gets to gx
+        if not pad:
+            return gx[idx], lambda: None
+        buf = np.zeros(gx[idx].shape[:2] + padded[2:], dtype=g.dtype)
+        return buf, lambda: np.copyto(gx[idx], cm.pad_spatial(buf, crop))
+
     if _tiles(kernel, stride, dilation, padded[2:], out_sizes):
         # one write a window (put_along_axis) into its tap row, then back into place
-        gxp = np.zeros(padded, dtype=g.dtype)
+        gxp = np.zeros(padded, dtype=g.dtype) if pad else gx
         per_window = np.zeros(g.shape + (math.prod(kernel),), dtype=g.dtype)
         np.put_along_axis(per_window, argmax.taps[..., None].astype(np.intp), g[..., None], -1)
         view = _tiled(gxp, kernel, out_sizes).transpose(_windows_last_order(len(kernel)))
         np.copyto(view, per_window.reshape(g.shape + tuple(kernel)))  # (N, C, *out, *K)
+        if pad:
+            np.copyto(gx, cm.pad_spatial(gxp, crop))
     elif tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
-        gxp = np.zeros(padded, dtype=g.dtype)
         taps = argmax.taps
 
         def run(idx):
-            gb, ab, xb = g[idx], taps[idx], gxp[idx]
+            gb, ab = g[idx], taps[idx]
+            xb, write_back = block(idx)
             miss = np.empty(gb.shape, dtype=bool)
             for t, (_, window) in enumerate(_window_taps(kernel, dilation, stride, out_sizes)):
                 np.not_equal(ab, t, out=miss)
                 zero_where(gb, miss, out=xb[window])  # (an inf g: 0 at the other taps)
+            write_back()
 
         _for_sample_blocks(padded, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
     else:
-        gxp = np.zeros(padded, dtype=g.dtype)
         taps = argmax.taps
         step = _block_samples(padded, g.itemsize)
 
@@ -232,10 +252,12 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
             for n0 in range(s.start, s.stop, step):
                 b = slice(n0, min(s.stop, n0 + step))
                 flat = _flat_index(taps[b], padded, kernel, stride, dilation)
-                np.add.at(gxp[b].reshape(-1), flat.ravel(), g[b].ravel())
+                xb, write_back = block(b)
+                np.add.at(xb.reshape(-1), flat.ravel(), g[b].ravel())
+                write_back()
 
         par.for_slices(g.shape[0], run, g.size * par.STRIDED_WEIGHT)
-    return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
+    return gx
 
 
 def _gather_taps(h, argmax, padding) -> np.ndarray:
@@ -244,16 +266,18 @@ def _gather_taps(h, argmax, padding) -> np.ndarray:
     return hp.reshape(-1)[argmax.flat]
 
 
-def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
+def _argmax_taps(x, padding, best, kernel, stride, dilation) -> np.ndarray:
     """Which tap of each window holds its maximum (the first one on ties, as PyTorch):
     the number of taps before the first one equal to the maximum, counted branch-free.
-    A window whose maximum is NaN takes its last NaN tap, as PyTorch's CPU kernel."""
+    A window whose maximum is NaN takes its last NaN tap, as PyTorch's CPU kernel.
+    ``x`` is padded (with -inf) a block of samples at a time."""
     out_sizes = best.shape[2:]
     taps = _window_taps(kernel, dilation, stride, out_sizes)
     arg = np.empty(best.shape, dtype=np.uint8 if len(taps) < 256 else np.int32)
+    padded = x.shape[:2] + cm.padded_sizes(x.shape[2:], padding)
 
     def run(idx):
-        xb, bb, ab = xp[idx], best[idx], arg[idx]
+        xb, bb, ab = cm.pad_spatial(x[idx], padding, value=-np.inf), best[idx], arg[idx]
         # after tap t, found marks the windows whose first maximum is at or before t, and
         # seen counts, per window, the taps from its first maximum on: first = K - seen
         # (the same-dtype loops, no temporaries: 3 passes per tap)
@@ -271,7 +295,7 @@ def _argmax_taps(xp, best, kernel, stride, dilation) -> np.ndarray:
             for t, (_, window) in enumerate(taps):
                 np.copyto(ab, t, where=nan & np.isnan(xb[window]))
 
-    _for_sample_blocks(xp.shape, xp.itemsize, run, best.size * par.STRIDED_WEIGHT)
+    _for_sample_blocks(padded, x.itemsize, run, best.size * par.STRIDED_WEIGHT)
     return arg
 
 
@@ -317,18 +341,19 @@ class MaxPool(Op):
     def forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
         nd = x.ndim - 2
         self.name = f"max_pool{nd}d"
-        xp = cm.pad_spatial(x, padding, value=-np.inf)
-        out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, dilation)
+        padded = x.shape[:2] + cm.padded_sizes(x.shape[2:], padding)
+        out_sizes = cm._out_sizes(padded[2:], kernel_size, stride, dilation)
         best = np.empty(x.shape[:2] + out_sizes, dtype=x.dtype)
 
         axes = [
             ax
             for ax in range(nd)
-            if not (kernel_size[ax] == 1 and stride[ax] == 1 and xp.shape[2 + ax] == out_sizes[ax])
+            if not (kernel_size[ax] == 1 and stride[ax] == 1 and padded[2 + ax] == out_sizes[ax])
         ]
 
-        def run(idx):  # for a slice of samples: a running maximum per dim, leading dims first
-            a, target = xp[idx], best[idx]
+        def run(idx):  # for a block of samples (padded here, not the whole input at once):
+            # a running maximum per dim, leading dims first
+            a, target = cm.pad_spatial(x[idx], padding, value=-np.inf), best[idx]
             if not axes:  # a 1x1 window with stride 1: a plain copy
                 np.copyto(target, a)
             for i, ax in enumerate(axes):
@@ -348,15 +373,15 @@ class MaxPool(Op):
                     np.maximum(m, a[r], out=m)
                 a = m
 
-        _for_sample_blocks(xp.shape, xp.itemsize, run, best.size * par.STRIDED_WEIGHT)
+        _for_sample_blocks(padded, x.itemsize, run, best.size * par.STRIDED_WEIGHT)
         self.out = best
         return best
 
     def vjp(self, g):
         a = self.args
-        xp = cm.pad_spatial(self.inputs[0].data, a["padding"], value=-np.inf)
         argmax = Argmax(
-            xp, self.out, a["kernel_size"], a["stride"], a["dilation"], a["padding"]
+            self.inputs[0].data, self.out, a["kernel_size"], a["stride"], a["dilation"],
+            a["padding"],
         )
         return (
             MaxPoolScatter.apply(
