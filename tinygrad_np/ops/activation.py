@@ -10,6 +10,7 @@ from scipy import special
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import blend, const, select, zero_where
+from tinygrad_np.ops.reduce import add_up
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
 
@@ -198,12 +199,19 @@ class Softmax(Op):
         if x.shape[dim] == 0:  # nothing to normalize (NumPy's max has no empty reduction)
             self.out = np.empty_like(x)
             return self.out
-        e = np.exp(x - x.max(axis=dim, keepdims=True))
-        self.out = e / e.sum(axis=dim, keepdims=True)
+        e = x - x.max(axis=dim, keepdims=True)
+        np.exp(e, out=e)
+        e /= e.sum(axis=dim, keepdims=True)  # (in place: one array of x's size)
+        self.out = e
         return self.out
 
     def vjp(self, g):
         dim = self.args["dim"]
+        if not is_grad_enabled():  # the same sums, with one array of x's size, not three
+            y, gd = self.out, g.data
+            gx = gd - add_up(gd * y, (dim,), True)  # (as Tensor.sum adds)
+            gx *= y
+            return (const(gx),)
         y = self.saved_output(lambda: self.inputs[0].softmax(dim))
         return (y * (g - (g * y).sum(dim, keepdim=True)),)
 
@@ -220,11 +228,18 @@ class LogSoftmax(Op):
         z = x - x.max(axis=dim, keepdims=True)
         e = np.exp(z)
         s = e.sum(axis=dim, keepdims=True)
-        self.out = e / s  # softmax, for the VJP
-        return z - np.log(s)
+        e /= s
+        self.out = e  # softmax, for the VJP
+        z -= np.log(s)  # (in place: two arrays of x's size, not four)
+        return z
 
     def vjp(self, g):
         dim = self.args["dim"]
+        if not is_grad_enabled():  # the same sums, with one array of x's size, not two
+            gd = g.data
+            gx = self.out * add_up(gd, (dim,), True)  # (as Tensor.sum adds)
+            np.subtract(gd, gx, out=gx)
+            return (const(gx),)
         p = self.saved_output(lambda: self.inputs[0].softmax(dim))
         return (g - p * g.sum(dim, keepdim=True),)
 

@@ -76,17 +76,15 @@ class CrossEntropy(Op):
     def forward(self, x, *, target, reduction, label_smoothing, ignore_index):
         C = x.shape[1]
         valid = target != ignore_index
-        z = x - x.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        q = _onehot(target, valid, C, x.dtype)
+        logp = x - x.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))  # (in place: one array held)
         # -log p at the target, 0 where ignored (not -(q * logp).sum: a masked class's
         # logit of -inf would give 0 * -inf = nan)
         loss = np.where(valid, -_at_target(logp, target, valid), 0)
         if label_smoothing:
-            q = q * (1 - label_smoothing) + (label_smoothing / C) * valid[:, None]
             spread = np.where(valid, -logp.sum(axis=1), 0)  # (inf with a -inf logit)
             loss = (1 - label_smoothing) * loss + (label_smoothing / C) * spread
-        self.q, self.logp = q, logp
+        self.logp, self.valid = logp, valid
         self.count = int(valid.sum())
         if reduction == "sum":
             return np.asarray(loss.sum(), dtype=x.dtype)
@@ -94,21 +92,41 @@ class CrossEntropy(Op):
             return np.asarray(loss.sum() / self.count if self.count else np.nan, dtype=x.dtype)
         return loss.astype(x.dtype)
 
+    def _q(self, dtype) -> np.ndarray:
+        """The target distribution q (N, C, *d): (1 - e) onehot + e / C, zero where ignored."""
+        e, valid, C = self.args["label_smoothing"], self.valid, self.logp.shape[1]
+        q = _onehot(self.args["target"], valid, C, dtype)
+        if e:
+            q = q * (1 - e) + (e / C) * valid[:, None]
+        return q
+
     def vjp(self, g):
         x = self.inputs[0]
         red = self.args["reduction"]
-        if not is_grad_enabled():  # not recorded: the same formula in NumPy, softmax from
-            # the forward's log-softmax (five small ops less on every training step)
-            # (every target ignored: q is all zeros and so is the gradient, as PyTorch's)
+        valid = self.valid
+        if not is_grad_enabled():  # not recorded: softmax - q in NumPy, from the forward's
+            # log-softmax, in place (q never made whole: it was the logits' size, held from
+            # the forward on). Every target ignored: a zero gradient, as PyTorch's.
             gd = g.data if red == "none" else g.data / (max(self.count, 1) if red == "mean" else 1)
-            gx = np.exp(self.logp) * self.q.sum(axis=1, keepdims=True) - self.q
+            e, C = self.args["label_smoothing"], x.shape[1]
+            gx = np.exp(self.logp)
+            if not valid.all():
+                gx *= valid[:, None]  # (the rows of q sum to 1, or to 0 where ignored)
+            at = np.where(valid, self.args["target"], 0)[:, None]
+            # the target's entry: p - ((1 - e) + e / C), the others p - e / C
+            p_t = np.take_along_axis(gx, at, axis=1)
+            if e:
+                gx -= (e / C) * valid[:, None]
+            q_t = ((1 - e) + e / C) * valid[:, None]
+            np.put_along_axis(gx, at, (p_t - q_t).astype(gx.dtype, copy=False), axis=1)
             gx *= np.expand_dims(gd, 1) if red == "none" else gd
             return (const(gx.astype(x.dtype, copy=False)),)
         if red == "none":
             g = g.unsqueeze(1)  # (N, 1, *d)
         elif red == "mean":
             g = g / max(self.count, 1)
-        return ((x.softmax(1) * const(self.q.sum(axis=1, keepdims=True)) - const(self.q)) * g,)
+        q = self._q(x.dtype)
+        return ((x.softmax(1) * const(q.sum(axis=1, keepdims=True)) - const(q)) * g,)
 
 
 def cross_entropy(
@@ -153,7 +171,7 @@ class NllLoss(Op):
 
     def forward(self, x, *, target, reduction, ignore_index):
         valid = target != ignore_index
-        self.onehot = _onehot(target, valid, x.shape[1], x.dtype)
+        self.valid = valid
         self.count = int(valid.sum())
         loss = np.where(valid, -_at_target(x, target, valid), 0).astype(x.dtype, copy=False)
         if reduction == "sum":
@@ -164,11 +182,22 @@ class NllLoss(Op):
 
     def vjp(self, g):
         red = self.args["reduction"]
+        shape, valid = self.inputs[0].shape, self.valid
+        at = np.where(valid, self.args["target"], 0)[:, None]
+        if not is_grad_enabled():  # zeros with -g at the targets (the one-hot of the
+            # targets was the input's size, held from the forward on)
+            gd = g.data / max(self.count, 1) if red == "mean" else g.data
+            gx = np.zeros(shape, dtype=g.dtype)
+            put = np.where(valid, -gd, 0).astype(g.dtype, copy=False)
+            np.put_along_axis(gx, at, put[:, None], axis=1)
+            return (const(gx),)
         if red == "none":
             g = g.unsqueeze(1)
         elif red == "mean":
             g = g / max(self.count, 1)  # (every target ignored: a zero gradient)
-        return (select(-g, self.onehot != 0),)  # (an inf g elsewhere: 0, not nan)
+        hit = np.zeros(shape, dtype=bool)
+        np.put_along_axis(hit, at, valid[:, None], axis=1)
+        return (select(-g, hit),)  # (an inf g elsewhere: 0, not nan)
 
 
 def nll_loss(input: Tensor, target, reduction: str = "mean", ignore_index: int = -100) -> Tensor:

@@ -209,8 +209,10 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
     crop = cm.negate(padding)
     pad = any(p for pair in padding for p in pair)
     # without padding the scatter writes into gx itself
-    gx = np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype) if pad else np.zeros(
-        padded, dtype=g.dtype
+    gx = (
+        np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype)
+        if pad
+        else np.zeros(padded, dtype=g.dtype)
     )
 
     def block(idx):  # where block idx of gx is scattered into, and how it gets to gx
@@ -380,7 +382,11 @@ class MaxPool(Op):
     def vjp(self, g):
         a = self.args
         argmax = Argmax(
-            self.inputs[0].data, self.out, a["kernel_size"], a["stride"], a["dilation"],
+            self.inputs[0].data,
+            self.out,
+            a["kernel_size"],
+            a["stride"],
+            a["dilation"],
             a["padding"],
         )
         return (

@@ -64,19 +64,25 @@ def _serial_steps(x: np.ndarray, dims: tuple[int, ...]) -> int:
     return steps
 
 
+def add_up(x: np.ndarray, dim: tuple[int, ...], keepdim: bool = False) -> np.ndarray:
+    """np.sum over ``dim``, in float64 where a float32 sum would add more than
+    SERIAL_SUM_LIMIT slices one after another (``Sum``'s forward, for VJPs in NumPy)."""
+    if (
+        x.size > SERIAL_SUM_LIMIT  # (a cheap test first: this runs for every sum)
+        and x.dtype in (np.float32, np.float16)
+        and _serial_steps(x, dim) > SERIAL_SUM_LIMIT
+    ):
+        return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float64).astype(x.dtype)
+    return np.sum(x, axis=dim, keepdims=keepdim)
+
+
 class Sum(Op):
     """y = sum of x over dims.   VJP: gx = g (with the summed dims restored) expanded to x."""
 
     saves_inputs = False
 
     def forward(self, x, *, dim, keepdim):
-        if (
-            x.size > SERIAL_SUM_LIMIT  # (a cheap test first: this runs for every sum)
-            and x.dtype in (np.float32, np.float16)
-            and _serial_steps(x, dim) > SERIAL_SUM_LIMIT
-        ):
-            return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float64).astype(x.dtype)
-        return np.sum(x, axis=dim, keepdims=keepdim)
+        return add_up(x, dim, keepdim)
 
     def vjp(self, g):
         x = self.inputs[0]
