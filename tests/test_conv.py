@@ -164,6 +164,7 @@ def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
         return groups == x_shape[1] > 1 and w_shape[1] == 1 and min(map(min, pads)) >= 0
 
     monkeypatch.setattr(cm, "_depthwise_channel_route", forced)
+    monkeypatch.setattr(cm, "_depthwise_plane_route", lambda *a, **k: False)
     nd, n, c, m, size, k, s, p, d = cfg
     rng = np.random.default_rng(41 + nd)
     x = _t(rng.standard_normal((n, c) + size))
@@ -181,6 +182,35 @@ def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
     )
     assert tg.gradcheck(fn, (x, w, b))
     assert (True, True, True) in calls  # the one-pass backward of all three
+    assert tg.gradgradcheck(fn, (x, w, b))
+
+
+@pytest.mark.parametrize(
+    "cfg", DEPTHWISE_GRAD_CONFIGS, ids=lambda c: f"{c[0]}d-{c[5]}-s{c[6]}-m{c[3]}"
+)
+def test_depthwise_plane_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
+    """The whole-plane depthwise route (small planes: the sizes here; taken with any
+    number of samples) passes the float64 finite-difference checks, its three maps called
+    (the recorded backward goes through conv and conv_transpose again, which take it too)."""
+    monkeypatch.setattr(cm, "PLANE_SAMPLES", 0)
+    monkeypatch.setattr(cm, "PLANE_MAX_EXCESS", 1000)
+    nd, n, c, m, size, k, s, p, d = cfg
+    calls = set()
+    for name in ("correlate_depthwise_plane", "correlate_transpose_depthwise_plane",
+                 "correlate_weight_grad_depthwise_plane"):  # fmt: skip
+        fn = getattr(cm, name)
+        monkeypatch.setattr(cm, name, lambda *a, _f=fn, _n=name: calls.add(_n) or _f(*a))
+    rng = np.random.default_rng(43 + nd)
+    x = _t(rng.standard_normal((n, c) + size))
+    w = _t(rng.standard_normal((c * m, 1) + k))
+    b = _t(rng.standard_normal(c * m))
+    conv = getattr(F, f"conv{nd}d")
+
+    def fn(x, w, b):
+        return conv(x, w, b, stride=s, padding=p, dilation=d, groups=c)
+
+    assert tg.gradcheck(fn, (x, w, b))
+    assert len(calls) == 3
     assert tg.gradgradcheck(fn, (x, w, b))
 
 
@@ -1983,3 +2013,29 @@ def test_each_gemm_map_holds_one_chunk_of_buffers_at_a_time(threads):
         np.testing.assert_allclose(
             cm.correlate_transpose_gemm(g, w, (20, 20), s, ones, 1), ref, rtol=1e-5, atol=1e-5
         )
+
+
+def test_depthwise_plane_route_keeps_an_inf_to_the_windows_that_read_it():
+    """The whole-plane matrices hold zeros wherever an output does not read an input; an
+    inf or NaN in x or g (0 * inf = NaN) sends the maps to the other routes, and the
+    results match PyTorch's, NaNs and infs in the same places."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 64, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    assert cm._depthwise_plane_route(x.shape, w.shape, ((1, 1),) * 2, (1, 1), (1, 1), 64, 4)
+    x[3, 5, 2, 2] = np.inf
+    g = rng.standard_normal((16, 64, 7, 6)).astype(np.float32)
+    g[1, 7, 0, 5] = np.nan
+    xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=1, groups=64)
+    y.backward(tg.Tensor(g))
+    xr, wr = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yr = torch.nn.functional.conv2d(xr, wr, padding=1, groups=64)
+    yr.backward(torch.tensor(g))
+    # (the weight gradient where a NaN in g meets the padding: 0 * NaN, whose NaN PyTorch
+    # keeps on some routes and skips on others; see correlate_weight_grad_padded)
+    for ours, theirs in ((y, yr), (xt.grad, xr.grad), (wt.grad[:7], wr.grad[:7])):
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-4)
+    assert np.isinf(y.numpy()[3, 5]).sum() == 9  # (the nine outputs that read the inf)
+    assert np.isnan(xt.grad.numpy()[1, 7]).sum() == 4  # (the 2x2 inputs output (0, 5) reads)

@@ -161,6 +161,9 @@ def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads):
     band = str(explain.conv2d((16, 256, 14, 14), (256, 1, 3, 3), padding=1, groups=256, quiet=True))
     assert "forward and dx: band-matrix products" in band and "5.3x" in band
     assert "dw: one dot product per sample and kernel tap" in band
+    plane = str(explain.conv2d((64, 512, 7, 7), (512, 1, 3, 3), padding=1, groups=512, quiet=True))
+    assert "forward, dx and dw: one product of whole planes per channel, a 49x49 matrix" in plane
+    assert "49/9 = 5.4x the multiply-adds" in plane and "band-matrix" not in plane
     wide = str(
         explain.conv2d((2, 8, 300, 300), (8, 1, 3, 3), stride=2, padding=1, groups=8, quiet=True)
     )

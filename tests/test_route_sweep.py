@@ -2,7 +2,7 @@
 
 The seeded sweeps in test_conv.py and test_pool.py use small tensors, which the router
 sends to the plain im2col or pooling loops. The faster routes (per-sample GEMMs, the wide
-grid, the full correlation, depthwise band matrices and channel-major grids, strided
+grid, the full correlation, depthwise band matrices, whole planes and channel-major grids, strided
 phase planes, FFT, samples-last, row windows, budget-sized chunks, the stacked wide grid
 and tap views of volumes, threads) are only chosen for larger
 ones. Each family below builds convs that the router, left to itself, sends down one of
@@ -54,6 +54,12 @@ def _full_correlation(rng):  # as many inputs as outputs
 def _depthwise_band(rng):  # small planes, many channels: band (Toeplitz) matrices
     m = int(rng.integers(1, 3))
     return (2, 48, 12, 13), 48 * m, (3, 3), (1, 1), (1, 1), _pairs(rng, 2, 1), 48, None
+
+
+def _depthwise_plane(rng):  # tiny planes, many channels: one product of whole planes
+    m, st = int(rng.integers(1, 3)), (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    d = (int(rng.integers(1, 3)), 1)
+    return (8, 64, 7, 6), 64 * m, (3, 3), st, d, _pairs(rng, 2, 1), 64, None
 
 
 def _depthwise_channels(rng):  # wide planes: channel-major grid, one axpy a tap
@@ -132,6 +138,11 @@ FAMILIES = {
     "depthwise_band": (
         ("correlate_depthwise_band", "correlate_transpose_depthwise_band"), _depthwise_band
     ),
+    "depthwise_plane": (
+        ("correlate_depthwise_plane", "correlate_transpose_depthwise_plane",
+         "correlate_weight_grad_depthwise_plane"),
+        _depthwise_plane,
+    ),  # fmt: skip
     "depthwise_channels": (("correlate_depthwise_channels",), _depthwise_channels),
     "depthwise_strided": (("correlate_depthwise_channels",), _depthwise_strided),
     "fft": (("correlate_fft", "correlate_transpose_fft", "correlate_weight_grad_fft"), _fft),

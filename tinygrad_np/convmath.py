@@ -1751,6 +1751,143 @@ def correlate_transpose_depthwise_band(g, w, in_sizes, strides, dilations, pads,
     return gx
 
 
+# ------------------------------------------------------------------------- depthwise, whole planes
+#
+# On small planes each output plane of a depthwise conv is a fixed linear map of its
+# channel's input plane: y_c (N, m*Q) = x_c (N, P) @ M_c (P, m*Q), where M_c holds w's
+# taps at (p, q) wherever output q reads input p (P, Q: the input and output plane sizes,
+# padding left out). One batched product over the channels, each a BLAS call reading x and
+# writing y in place through their strides, replaces the other routes' calls per tap, row
+# or channel block, which on planes of a few entries cost far more than their arithmetic.
+# The input gradient is g_c @ M_c^T, the weight gradient x_c^T g_c (P, m*Q) with the entries
+# of each tap added up (a product with the 0/1 matrix S of the taps' (p, q) pairs). It does
+# P / taps times the direct sum's multiply-adds, so it is kept to small planes (2 threads,
+# forward and backward, ms: 3x3 on 1024 channels at 4x4 (b64) 3.6 against 25 on the band
+# and channel routes, 512 at 7x7 (b32) 4.4 against 11, 128 at 14x14 stride 2 (b32) 4.5
+# against 11.5; 256 at 14x14 stride 1 (P*Q = 38416) 136 against 51).
+PLANE_MAX_ENTRIES = 10_000  # P * Q, per channel
+PLANE_MAX_BYTES = 8 << 20  # the matrices M_c of all channels
+# Making the matrices costs a few passes over their C*m*P*Q entries, the other routes about
+# N*C*m*Q*taps steps: with few samples they stay ahead. Taken for N >= PLANE_SAMPLES * P /
+# taps (fitted on 14 shapes, A/B against the other routes: one sample of 64 channels at
+# 10x10 took 2.4 ms here against 0.6 there, 16 of 64 channels along 100 entries (3 taps)
+# 1.9 against 1.5, 8 of 16 at 9x9 stride 2 0.23 against 0.77).
+PLANE_SAMPLES = 0.6
+PLANE_MAX_EXCESS = 24  # P / taps: the multiply-adds against the direct sum's (32 samples of
+# 64 channels along 100 entries, 3 taps: 2.5 ms against 1.8; along 64, 0.8 against 3.4)
+
+
+@functools.lru_cache(maxsize=64)
+def _plane_taps(in_sizes, kernel, strides, dilations, pads):
+    """(S, pq, t): S (P*Q, taps) float64, 1 at (p*Q + q, t) where output q reads input p
+    at tap t; pq and t those index pairs."""
+    out_sizes = _out_sizes(padded_sizes(in_sizes, pads), kernel, strides, dilations)
+    per_dim = []  # per dim: (tap, output, input) of every read inside the input
+    for n, k, s_, d, (pb, _), o in zip(in_sizes, kernel, strides, dilations, pads, out_sizes,
+                                       strict=True):  # fmt: skip
+        kk, oo = np.meshgrid(np.arange(k), np.arange(o), indexing="ij")
+        ii = oo * s_ + kk * d - pb
+        inside = (ii >= 0) & (ii < n)
+        per_dim.append((kk[inside], oo[inside], ii[inside]))
+    t = q = p = np.zeros(1, dtype=np.int64)
+    for (kk, oo, ii), k, o, n in zip(per_dim, kernel, out_sizes, in_sizes, strict=True):
+        t = (t[:, None] * k + kk[None, :]).ravel()  # (row-major over the dims)
+        q = (q[:, None] * o + oo[None, :]).ravel()
+        p = (p[:, None] * n + ii[None, :]).ravel()
+    pq = p * math.prod(out_sizes) + q
+    s = np.zeros((math.prod(in_sizes) * math.prod(out_sizes), math.prod(kernel)))
+    s[pq, t] = 1.0
+    for a in (s, pq, t):
+        a.flags.writeable = False
+    return s, pq, t
+
+
+def _depthwise_plane_route(x_shape, w_shape, pads, strides, dilations, groups, itemsize) -> bool:
+    """Whether the depthwise conv of an input of ``x_shape`` padded by ``pads`` runs as
+    whole-plane matrices (see above): small planes, GEMM rather than FFT."""
+    if groups != x_shape[1] or any(min(p) < 0 for p in pads):
+        return False
+    sizes = _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups)
+    if sizes is None:
+        return False
+    p, q = math.prod(x_shape[2:]), math.prod(sizes[1])
+    return (
+        0 < p * q <= PLANE_MAX_ENTRIES
+        and w_shape[0] * p * q * itemsize <= PLANE_MAX_BYTES
+        and x_shape[0] * math.prod(w_shape[2:]) >= PLANE_SAMPLES * p
+        and p <= PLANE_MAX_EXCESS * math.prod(w_shape[2:])
+    )
+
+
+def _plane_matrices(w, in_sizes, strides, dilations, pads, dtype):
+    """(W (C*m, P*Q), out_sizes, P, Q): W[c*m + j, p*Q + q] = w[c*m + j]'s tap at which
+    output q reads input p (each (p, q) pair belongs to one tap at most: exact)."""
+    kernel = tuple(w.shape[2:])
+    _, pq, t = _plane_taps(tuple(in_sizes), kernel, tuple(strides), tuple(dilations), tuple(pads))
+    out_sizes = _out_sizes(padded_sizes(in_sizes, pads), kernel, strides, dilations)
+    p, q = math.prod(in_sizes), math.prod(out_sizes)
+    flat = np.zeros((w.shape[0], p * q), dtype=dtype)
+    flat[:, pq] = w.reshape(w.shape[0], -1)[:, t]  # (placed, not multiplied: an inf stays put)
+    return flat, out_sizes, p, q
+
+
+def correlate_depthwise_plane(x, w, strides, dilations, pads, dtype) -> np.ndarray:
+    """y (N, C*m, *out) of the depthwise conv of ``x`` padded by ``pads``, one product of
+    whole planes per channel (see above)."""
+    n, c = x.shape[:2]
+    m = w.shape[0] // c
+    flat, out_sizes, p, q = _plane_matrices(w, x.shape[2:], strides, dilations, pads, dtype)
+    mt = np.ascontiguousarray(flat.reshape(c, m, p, q).transpose(0, 2, 1, 3)).reshape(c, p, m * q)
+    y = np.empty((n, c * m) + tuple(out_sizes), dtype=dtype)
+    xc = x.astype(dtype, copy=False).reshape(n, c, p).transpose(1, 0, 2)  # (C, N, P), a view
+    yc = y.reshape(n, c, m * q).transpose(1, 0, 2)
+
+    def run(cs):
+        np.matmul(xc[cs], mt[cs], out=yc[cs])
+
+    par.for_slices(c, run, n * c * p * m * q // 4)  # (work: multiply-adds / 4)
+    return y
+
+
+def correlate_transpose_depthwise_plane(g, w, in_sizes, strides, dilations, pads, c, dtype):
+    """gx (N, C, *in_sizes): g_c @ M_c^T per channel, the adjoint of the above."""
+    n = g.shape[0]
+    m = w.shape[0] // c
+    flat, _, p, q = _plane_matrices(w, in_sizes, strides, dilations, pads, dtype)
+    mm = flat.reshape(c, m * p * q)  # (per channel: (m, P, Q) -> the (m*Q, P) it needs)
+    mq = np.ascontiguousarray(mm.reshape(c, m, p, q).transpose(0, 1, 3, 2)).reshape(c, m * q, p)
+    gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
+    gc = g.astype(dtype, copy=False).reshape(n, c, m * q).transpose(1, 0, 2)  # (C, N, m*Q)
+    xc = gx.reshape(n, c, p).transpose(1, 0, 2)
+
+    def run(cs):
+        np.matmul(gc[cs], mq[cs], out=xc[cs])
+
+    par.for_slices(c, run, n * c * p * m * q // 4)  # (work: multiply-adds / 4)
+    return gx
+
+
+def correlate_weight_grad_depthwise_plane(x, g, kernel, strides, dilations, pads, dtype):
+    """gw (C*m, 1, *K): x_c^T g_c (P, m*Q) per channel, each tap's (p, q) entries summed."""
+    n, c = x.shape[:2]
+    o = g.shape[1]
+    m = o // c
+    in_sizes = x.shape[2:]
+    s, _, _ = _plane_taps(tuple(in_sizes), tuple(kernel), tuple(strides), tuple(dilations),
+                          tuple(pads))  # fmt: skip
+    p, q = math.prod(in_sizes), math.prod(g.shape[2:])
+    xc = x.astype(dtype, copy=False).reshape(n, c, p).transpose(1, 2, 0)  # (C, P, N)
+    gc = g.astype(dtype, copy=False).reshape(n, c, m * q).transpose(1, 0, 2)  # (C, N, m*Q)
+    d = np.empty((c, p, m * q), dtype=dtype)
+
+    def run(cs):
+        np.matmul(xc[cs], gc[cs], out=d[cs])
+
+    par.for_slices(c, run, n * c * p * m * q // 4)  # (work: multiply-adds / 4)
+    d = d.reshape(c, p, m, q).transpose(0, 2, 1, 3).reshape(c * m, p * q)
+    return (d @ s.astype(dtype)).reshape((o, 1) + tuple(kernel))
+
+
 def _depthwise_wide(xp, w, strides, dilations):
     """The wide grid for a stride-1 depthwise conv with one output per channel, else None."""
     if any(s != 1 for s in strides) or w.shape[0] != xp.shape[1]:
@@ -3149,6 +3286,13 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     dim); the padded copy is made only for the routes that read it."""
     dtype = np.result_type(x.dtype, w.dtype)
     itemsize = np.dtype(dtype).itemsize
+    if _depthwise_plane_route(x.shape, w.shape, pads, strides, dilations, groups, itemsize) and (
+        all_finite(x)  # (the matrices' zeros would spread an inf or NaN over the plane)
+    ):
+        y = correlate_depthwise_plane(x, w, strides, dilations, pads, dtype)
+        if bias is not None:
+            add_bias(y, bias)
+        return (y, None) if keep_cols else y
     if _depthwise_channel_route(x.shape, w.shape, pads, strides, dilations, groups, "forward",
                                 itemsize):  # fmt: skip
         y = correlate_depthwise_channels(
@@ -3180,6 +3324,14 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     ``x`` unpadded, the others pad it (``cols``: what the forward kept, if anything)."""
     dtype = np.result_type(x.dtype, g.dtype)
     w_shape = (g.shape[1], 1) + tuple(kernel)
+    if (
+        cols is None
+        and _depthwise_plane_route(x.shape, w_shape, pads, strides, dilations, groups,
+                                   dtype.itemsize)  # fmt: skip
+        and all_finite(x)
+        and all_finite(g)
+    ):
+        return correlate_weight_grad_depthwise_plane(x, g, kernel, strides, dilations, pads, dtype)
     if cols is None and _depthwise_channel_route(
         x.shape, w_shape, pads, strides, dilations, groups, "weight_grad", dtype.itemsize
     ):
@@ -3389,6 +3541,12 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
     dtype = np.result_type(g.dtype, w.dtype)
     x_shape = (g.shape[0], c) + tuple(input_size)
     itemsize = np.dtype(dtype).itemsize
+    if _depthwise_plane_route(x_shape, w.shape, pads, strides, dilations, groups, itemsize) and (
+        all_finite(g)
+    ):
+        return correlate_transpose_depthwise_plane(
+            g, w, tuple(input_size), strides, dilations, pads, c, dtype
+        )
     if _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups, "input_grad",
                                 itemsize):  # fmt: skip
         return correlate_transpose_depthwise_channels(

@@ -509,6 +509,16 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         wp, ow = padded[-1], outs[-1]
         band = cm._toeplitz_ok(c, o // c, kernel, wp, ow, itemsize)
         lines.append("  depthwise (one input channel per group): no im2col;")
+        if cm._depthwise_plane_route(xs, ws, pads, strides, dilations, groups, itemsize):
+            p, q = math.prod(sizes), math.prod(outs)
+            lines.append(
+                f"    forward, dx and dw: one product of whole planes per channel, a "
+                f"{p}x{q * (o // c)} matrix holding its taps ({p}/{math.prod(kernel)} = "
+                f"{p / math.prod(kernel):.1f}x the multiply-adds, in BLAS; planes this small "
+                "cost more in calls than in arithmetic on the other routes)"
+            )
+            return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet,
+                         unbatched)  # fmt: skip
 
         def channels(which: str) -> bool:
             return cm._depthwise_channel_route(

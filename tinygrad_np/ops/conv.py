@@ -170,6 +170,9 @@ class Conv(Op):
         need = list(self.needs_grad) + [False] * (3 - len(self.needs_grad))
         if not (need[0] or need[1]):
             return None  # (the bias alone: one matrix-vector product, below)
+        if cm._depthwise_plane_route(x.shape, w.shape, a["padding"], a["stride"],
+                                     a["dilation"], a["groups"], dtype.itemsize):  # fmt: skip
+            return None  # (small planes: whole-plane products, below)
         if (need[0] and not route("input_grad")) or (need[1] and not route("weight_grad")):
             return None
         xd, gd = x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False)
