@@ -413,7 +413,8 @@ ROWS: list[OpRow] = [
           lambda x, w: torch.nn.functional.batch_norm(x, None, None, w, None, training=True),
           ops=("Sub", "Div", "Sqrt", "Mul", "Sum")),
     OpRow("batch_norm_eval",
-          lambda x, w, b: F.batch_norm(x, _BN_MEAN, _BN_VAR, w, b, training=False),
+          lambda x, w, b: F.batch_norm(x, _BN_MEAN.astype(x.dtype), _BN_VAR.astype(x.dtype), w, b,
+                                       training=False),  # fmt: skip
           [((4, 3, 2, 2), (3,), (3,))],
           lambda x, w, b: torch.nn.functional.batch_norm(
               x, torch.tensor(_BN_MEAN, dtype=x.dtype), torch.tensor(_BN_VAR, dtype=x.dtype),

@@ -740,16 +740,20 @@ def test_train_goes_through_each_childs_own_train():
     assert not any(m.training for m in net.modules())
 
 
-def test_batch_norm_mixed_dtypes_keep_numpy_promotion_and_param_dtypes():
-    """float64 input through float32 parameters: composed ops, float64 out (NumPy's
-    promotion, as before the fused op), each gradient in its tensor's dtype; the graph
-    drawing shows no private argument."""
-    bn = nn.BatchNorm2d(3)
+def test_batch_norm_refuses_mixed_dtypes_as_linear_and_conv_do():
+    """float64 input through float32 parameters or statistics: a ValueError naming the
+    argument, as F.linear and F.conv2d give (API.md) and PyTorch ("mixed dtype"); it used
+    to promote silently to float64. The graph drawing shows no private argument."""
     x = tg.Tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)), requires_grad=True)
-    y = bn(x)
-    assert y.dtype == np.float64
+    for training in (True, False):
+        bn = nn.BatchNorm2d(3).train(training)
+        with pytest.raises(ValueError, match="input is float64 but weight is float32"):
+            bn(x)
+    with pytest.raises(ValueError, match="but running_mean is float64"):
+        F.batch_norm(x.float(), np.zeros(3), np.ones(3, np.float32))
+    y = nn.BatchNorm2d(3).double()(x)  # (matching dtypes: fine)
     y.sum().backward()
-    assert bn.weight.grad.dtype == np.float32 and x.grad.dtype == np.float64
+    assert y.dtype == np.float64 and x.grad.dtype == np.float64
     fused = nn.BatchNorm2d(3)(tg.randn(2, 3, 4, 4, requires_grad=True))
     assert type(fused.grad_fn).__name__ == "BatchNormTrain"
     from tinygrad_np import viz
@@ -764,3 +768,127 @@ def test_attribute_assignment_refuses_dotted_names_as_register_does():
     with pytest.raises(KeyError, match="without '.'"):
         setattr(m, "a.sub", nn.Linear(1, 1))
     assert list(m.state_dict()) == ["a.weight", "a.bias"]
+
+
+def test_pytorchs_device_spellings_are_accepted_and_others_refused():
+    """device='cpu' on the layers, Module.to's forms and .cpu(), as PyTorch code writes
+    them (an API hunt found each raising TypeError); a GPU device names the argument."""
+    torch = pytest.importorskip("torch")
+    for make in (lambda **k: nn.Linear(3, 4, **k), lambda **k: nn.Conv2d(2, 4, 3, **k),
+                 lambda **k: nn.ConvTranspose2d(2, 4, 3, **k),
+                 lambda **k: nn.BatchNorm2d(3, **k)):  # fmt: skip
+        for device in ("cpu", "cpu:0", torch.device("cpu"), None):
+            make(device=device)
+        with pytest.raises(ValueError, match="device must be 'cpu'"):
+            make(device="cuda")
+    m = nn.Sequential(nn.Linear(3, 4))
+    assert m.cpu() is m and m.to(device="cpu") is m and m[0].weight.dtype == np.float32
+    assert m.to("cpu", np.float64) is m and m[0].weight.dtype == np.float64
+    m.to("cpu", dtype="float32", non_blocking=False)
+    assert m[0].weight.dtype == np.float32
+    m.to(tg.zeros(1, dtype="float64"))  # (a tensor's dtype, as PyTorch)
+    assert m[0].weight.dtype == np.float64
+    with pytest.raises(ValueError, match="device must be 'cpu'"):
+        m.to("cuda:0")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'copy'"):
+        m.to(copy=True)
+
+
+def test_a_parameter_made_from_a_tensor_shares_its_array_as_pytorch():
+    t = tg.zeros(3)
+    p = nn.Parameter(t)
+    p.grad = tg.ones(3)
+    tg.optim.SGD([p], lr=0.5).step()
+    assert t.tolist() == [-0.5, -0.5, -0.5] and p.requires_grad and not t.requires_grad
+    a = np.zeros(2, np.float32)
+    nn.Parameter(a).data += 1  # (an array is copied, as Tensor(array) copies)
+    assert a.tolist() == [0.0, 0.0]
+
+
+def test_conv_transpose_forward_takes_pytorchs_output_size():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    ours = nn.ConvTranspose2d(2, 3, (3, 2), stride=(2, 3), padding=1)
+    theirs = torch.nn.ConvTranspose2d(2, 3, (3, 2), stride=(2, 3), padding=1)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    x = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    for size in ([7, 12], [8, 14], (1, 3, 8, 13), torch.Size([7, 13])):
+        y = ours(tg.Tensor(x), output_size=size)
+        want = theirs(torch.tensor(x), output_size=size)
+        assert y.shape == tuple(want.shape)
+        np.testing.assert_allclose(y.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    y = ours(tg.Tensor(x[0]), output_size=[8, 13])  # (unbatched)
+    assert y.shape == (3, 8, 13)
+    with pytest.raises(ValueError, match=r"dim 1 can be 12 to 14"):
+        ours(tg.Tensor(x), output_size=[7, 15])
+    with pytest.raises(ValueError, match="output_size must have 2 or 4 elements"):
+        ours(tg.Tensor(x), output_size=[7])
+
+
+def test_containers_have_pytorchs_list_methods():
+    torch = pytest.importorskip("torch")
+
+    def build(lib):
+        seq = lib.Sequential(lib.Linear(2, 2), lib.ReLU())
+        seq.insert(1, lib.Tanh())
+        seq.extend([lib.Sigmoid()])
+        popped = seq.pop(0)
+        seq = seq + lib.Sequential(lib.ReLU())
+        seq += lib.Sequential(lib.Tanh())
+        ml = lib.ModuleList([lib.ReLU(), lib.Tanh()])
+        ml.extend([lib.Sigmoid()])
+        ml.insert(2, lib.Linear(1, 1))
+        ml[0] = lib.GELU()
+        del ml[1]
+        ml += [lib.ReLU()]
+        out = ml.pop(1)
+        return (type(popped).__name__, [type(m).__name__ for m in seq], list(seq._modules),
+                [type(m).__name__ for m in ml], list(ml._modules), type(out).__name__)  # fmt: skip
+
+    assert build(nn) == build(torch.nn)
+    with pytest.raises(IndexError):
+        nn.Sequential(nn.ReLU()).insert(3, nn.Tanh())
+    with pytest.raises(TypeError, match="both must be Sequential"):
+        nn.Sequential() + [nn.ReLU()]
+
+
+def test_loss_modules_take_pytorchs_positional_order_and_legacy_keywords():
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    cases = [((None, None, 2), {}), ((), {"size_average": False}), ((), {"reduce": False}),
+             ((), {"reduce": True, "size_average": True}), ((), {"reduction": "sum"}),
+             ((None, None, -100, None, "mean", 0.1), {})]  # fmt: skip
+    for args, kw in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (PyTorch's deprecation warnings)
+            want = torch.nn.CrossEntropyLoss(*args, **kw)
+        got = nn.CrossEntropyLoss(*args, **kw)
+        assert (got.reduction, got.ignore_index, got.label_smoothing) == (
+            want.reduction, want.ignore_index, want.label_smoothing)  # fmt: skip
+    for args, kw in [((None, None, "sum"), {}), ((), {"size_average": False}),
+                     ((), {"reduce": False})]:  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert nn.MSELoss(*args, **kw).reduction == torch.nn.MSELoss(*args, **kw).reduction
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        nn.MSELoss(reduction="average")
+
+
+def test_module_extras_as_pytorch():
+    torch = pytest.importorskip("torch")
+    assert repr(nn.BatchNorm1d(3, eps=1, momentum=1)) == repr(
+        torch.nn.BatchNorm1d(3, eps=1, momentum=1))  # fmt: skip
+    assert repr(nn.Dropout(0)) == repr(torch.nn.Dropout(0))
+    assert nn.init.calculate_gain("conv_transpose2d") == 1.0
+    assert nn.Conv2d(1, 1, 1).transposed is False and nn.ConvTranspose2d(1, 1, 1).transposed
+    net = nn.Sequential(OrderedDict([("body", nn.Sequential(nn.Linear(2, 2), nn.ReLU()))]))
+    assert net.get_submodule("body.1") is net.body[1] and net.get_submodule("") is net
+    with pytest.raises(AttributeError, match="has no sub-module 'head'"):
+        net.get_submodule("head.0")
+    bn = nn.BatchNorm1d(2)
+    bn(tg.randn(4, 2))
+    bn.weight.data += 1
+    bn.reset_parameters()
+    assert bn.running_mean.tolist() == [0, 0] and bn.weight.tolist() == [1, 1]
+    assert int(bn.num_batches_tracked.item()) == 0

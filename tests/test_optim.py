@@ -460,3 +460,27 @@ def test_amsgrad_turned_on_and_off_between_steps_as_torch():
         ours.step()
         theirs.step()
         np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_step_takes_a_closure_and_state_reads_empty_before_a_step(name):
+    torch = _torch()
+    kw = {"lr": 0.1, "momentum": 0.9} if name == "SGD" else {"lr": 0.1}
+    results = []
+    for lib, make in ((optim, lambda v: tg.Tensor(v, requires_grad=True)),
+                      (torch.optim, lambda v: torch.tensor(v, requires_grad=True))):  # fmt: skip
+        p = make(np.array([1.0, -2.0]))
+        opt = getattr(lib, name)([p], **kw)
+        assert opt.state[p] == {}  # (a defaultdict, as PyTorch's)
+
+        def closure(p=p, opt=opt):
+            opt.zero_grad()
+            loss = (p * p).sum()
+            loss.backward()
+            return loss
+
+        losses = [float(opt.step(closure).item()) for _ in range(3)]
+        results.append((losses, np.asarray(p.detach().numpy()).tolist()))
+        assert opt.step() is None
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)

@@ -16,7 +16,8 @@ import numpy as np
 from tinygrad_np import convmath as cm
 from tinygrad_np.nn import functional as F
 from tinygrad_np.nn import init
-from tinygrad_np.nn.module import Module, Parameter
+from tinygrad_np.nn.module import Module, Parameter, check_device
+from tinygrad_np.ops.loss import _check_reduction
 from tinygrad_np.tensor import Tensor, int_arg, number_arg, to_dtype
 
 
@@ -39,7 +40,8 @@ class Sequential(Module):
     """Modules called in order, each on the previous one's output; named "0", "1", ...
 
     Also takes an ``OrderedDict`` of name -> module. Supports ``len``, iteration,
-    indexing (a slice gives a Sequential) and ``append``.
+    indexing (a slice gives a Sequential), ``append``, ``insert``, ``extend``, ``pop``,
+    ``+`` and ``+=``, as PyTorch's.
 
     >>> from tinygrad_np import nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -90,14 +92,61 @@ class Sequential(Module):
         self.add_module(str(len(self)), module)
         return self
 
+    def insert(self, index: int, module: Module) -> Sequential:
+        """Put ``module`` before position ``index`` (PyTorch's bounds: -len..len)."""
+        _insert(self, index, module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> Sequential:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        m = self[index]
+        del self[index]
+        return m
+
+    def __add__(self, other: Sequential) -> Sequential:
+        if not isinstance(other, Sequential):
+            raise TypeError(f"Sequential + {type(other).__name__}: both must be Sequential")
+        return Sequential(*self, *other)
+
+    def __iadd__(self, other: Sequential) -> Sequential:
+        if not isinstance(other, Sequential):
+            raise TypeError(f"Sequential += {type(other).__name__}: both must be Sequential")
+        return self.extend(list(other))
+
     def forward(self, input: Any) -> Any:
         for m in self._modules.values():
             input = m(input)
         return input
 
 
+def _renumber(container: Module, mods: list[Module]) -> None:
+    """Register ``mods`` as the children "0", "1", ... of ``container``, in order."""
+    container._modules.clear()
+    for i, m in enumerate(mods):
+        container.add_module(str(i), m)
+
+
+def _insert(container: Module, index: int, module: Module) -> None:
+    if not isinstance(module, Module):
+        raise TypeError(f"insert: expected a Module, got {type(module).__name__}")
+    n = len(container._modules)
+    index = int_arg(index, type(container).__name__, "index")
+    if not -n <= index <= n:
+        raise IndexError(f"insert: index {index} is out of range for length {n}")
+    mods = list(container._modules.values())
+    mods.insert(index % (n + 1) if index < 0 else index, module)
+    _renumber(container, mods)
+
+
 class ModuleList(Module):
-    """A list of modules registered as children "0", "1", ... (no forward of its own)."""
+    """A list of modules registered as children "0", "1", ... (no forward of its own).
+
+    Indexing (a slice gives a ModuleList), assignment and ``del`` by index, ``append``,
+    ``extend``, ``insert``, ``pop``, ``+`` and ``+=``, as PyTorch's."""
 
     def __init__(self, modules: Iterable[Module] | None = None):
         super().__init__()
@@ -108,11 +157,40 @@ class ModuleList(Module):
         self.add_module(str(len(self)), module)
         return self
 
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        _insert(self, index, module)
+
+    def pop(self, index: int = -1) -> Module:
+        m = self[index]
+        del self[index]
+        return m
+
     def __getitem__(self, idx: int | slice) -> Any:
         mods = list(self._modules.values())
         if isinstance(idx, slice):
             return ModuleList(mods[idx])
         return mods[idx]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        mods = list(self._modules.values())
+        mods[int_arg(idx, "ModuleList", "index")] = module  # (IndexError out of range)
+        _renumber(self, mods)
+
+    def __delitem__(self, idx: int | slice) -> None:
+        mods = list(self._modules.values())
+        del mods[idx if isinstance(idx, slice) else int_arg(idx, "ModuleList", "index")]
+        _renumber(self, mods)
+
+    def __add__(self, other: Iterable[Module]) -> ModuleList:
+        return ModuleList([*self, *other])
+
+    def __iadd__(self, other: Iterable[Module]) -> ModuleList:
+        return self.extend(other)
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -140,8 +218,16 @@ class Linear(Module):
     Initialised as PyTorch: W and b ~ U(-1/sqrt(in_features), 1/sqrt(in_features)).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ):
         super().__init__()
+        check_device(device, "Linear")
         self.in_features = _size(in_features, "Linear", "in_features")
         self.out_features = _size(out_features, "Linear", "out_features")
         self.weight = _param((self.out_features, self.in_features), dtype)
@@ -190,9 +276,11 @@ class _ConvNd(Module):
         padding_mode: str,
         output_padding: Any = 0,
         dtype: Any = None,
+        device: Any = None,
     ):
         super().__init__()
         name = type(self).__name__
+        check_device(device, name)
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
                        ("groups", groups)):  # fmt: skip
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
@@ -236,6 +324,7 @@ class _ConvNd(Module):
         self.output_padding = cm.expand_arg(output_padding, n, "output_padding", name)
         self.groups = int(groups)
         self.padding_mode = padding_mode
+        self.transposed = self._transposed
         if self._transposed:  # (in, out/groups, *k), as PyTorch
             shape = (self.in_channels, self.out_channels // groups) + self.kernel_size
         else:  # (out, in/groups, *k)
@@ -288,11 +377,12 @@ class _Conv(_ConvNd):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = None,
     ):
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            padding_mode, dtype=dtype,
+            padding_mode, dtype=dtype, device=device,
         )  # fmt: skip
 
     def forward(self, input: Tensor) -> Tensor:
@@ -343,23 +433,54 @@ class ConvTranspose2d(_ConvNd):
         bias: bool = True,
         dilation: Any = 1,
         padding_mode: str = "zeros",
+        device: Any = None,
         dtype: Any = None,
     ):
         if isinstance(padding, str):
             raise ValueError(f"ConvTranspose2d: padding must be ints, got {padding!r}")
         super().__init__(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            padding_mode, output_padding=output_padding, dtype=dtype,
+            padding_mode, output_padding=output_padding, dtype=dtype, device=device,
         )  # fmt: skip
 
-    def forward(self, input: Tensor) -> Tensor:
+    def _output_padding(self, input: Tensor, output_size: Any) -> tuple[int, ...]:
+        """The output_padding that gives ``output_size`` (the spatial sizes, or the whole
+        shape), as PyTorch's: with a stride above 1 several sizes are possible, from the
+        smallest up to stride - 1 more."""
+        if output_size is None:
+            return self.output_padding
+        nd, name = self._nd, type(self).__name__
+        sizes = [int_arg(v, name, "output_size") for v in output_size]
+        lead = input.ndim - nd  # (2 batched, 1 unbatched)
+        if len(sizes) == nd + lead:
+            sizes = sizes[lead:]
+        if len(sizes) != nd:
+            raise ValueError(
+                f"{name}: output_size must have {nd} or {nd + lead} elements (got {len(sizes)})"
+            )
+        pads = self.padding
+        out = []
+        for i, want in enumerate(sizes):
+            p = pads[i] if isinstance(pads[i], (int, np.integer)) else sum(pads[i]) / 2
+            least = int((input.shape[lead + i] - 1) * self.stride[i] - 2 * p
+                        + self.dilation[i] * (self.kernel_size[i] - 1) + 1)  # fmt: skip
+            if not least <= want <= least + self.stride[i] - 1:
+                raise ValueError(
+                    f"{name}: output_size {tuple(sizes)} is not reachable: dim {i} can be "
+                    f"{least} to {least + self.stride[i] - 1} for input of shape "
+                    f"{tuple(input.shape)}"
+                )
+            out.append(want - least)
+        return tuple(out)
+
+    def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
         return F.conv_transpose2d(
             input,
             self.weight,
             self.bias,
             self.stride,
             self.padding,
-            self.output_padding,
+            self._output_padding(input, output_size),
             self.groups,
             self.dilation,
         )
@@ -536,10 +657,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
-        p = number_arg(p, "Dropout", "p")
+        number_arg(p, "Dropout", "p")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = p
+        self.p = p  # (as given: PyTorch's repr shows p=0 for 0)
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
@@ -567,18 +688,20 @@ class _BatchNorm(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: Any = None,
         dtype: Any = None,
         *,
         bias: bool = True,
     ):
         super().__init__()
+        check_device(device, type(self).__name__)
         self.num_features = _size(num_features, type(self).__name__, "num_features")
-        self.eps = number_arg(eps, type(self).__name__, "eps")
-        if self.eps < 0:
+        number_arg(eps, type(self).__name__, "eps")
+        if eps < 0:
             raise ValueError(f"{type(self).__name__}: eps must be >= 0, got {eps}")
-        self.momentum = (
-            None if momentum is None else number_arg(momentum, type(self).__name__, "momentum")
-        )
+        if momentum is not None:
+            number_arg(momentum, type(self).__name__, "momentum")
+        self.eps, self.momentum = eps, momentum  # (as given, for the repr, as PyTorch)
         self.affine = affine
         self.track_running_stats = track_running_stats
         dt = to_dtype(dtype) or np.dtype(np.float32)
@@ -605,6 +728,14 @@ class _BatchNorm(Module):
             self.running_mean.data[...] = 0
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        """The running statistics reset, weight ones and bias zeros, as at construction."""
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.ndim not in self._dims:
@@ -658,21 +789,38 @@ class BatchNorm2d(_BatchNorm):
 # ----------------------------------------------------------------------------- losses
 
 
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """PyTorch's deprecated ``size_average`` / ``reduce`` keywords, where given, decide the
+    reduction as there: reduce=False gives "none", else size_average=False "sum", else
+    "mean"."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is not None and not reduce:
+        return "none"
+    return "sum" if size_average is not None and not size_average else "mean"
+
+
 class CrossEntropyLoss(Module):
-    """Softmax cross-entropy between logits (N, C, ...) and integer class targets."""
+    """Softmax cross-entropy between logits (N, C, ...) and integer class targets.
+
+    PyTorch's arguments, in its order (``size_average`` and ``reduce`` are its deprecated
+    spellings of ``reduction``); class ``weight`` is not supported."""
 
     def __init__(
         self,
         weight: Any = None,
+        size_average: Any = None,
         ignore_index: int = -100,
+        reduce: Any = None,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
     ):
         super().__init__()
         if weight is not None:
             raise NotImplementedError("CrossEntropyLoss: class weights are not supported")
+        _check_reduction(reduction, "CrossEntropyLoss")
         self.ignore_index = ignore_index
-        self.reduction = reduction
+        self.reduction = _legacy_reduction(size_average, reduce, reduction)
         self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
@@ -686,11 +834,12 @@ class CrossEntropyLoss(Module):
 
 
 class MSELoss(Module):
-    """Mean (or sum) of squared differences."""
+    """Mean (or sum) of squared differences; PyTorch's arguments, in its order."""
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean"):
         super().__init__()
-        self.reduction = reduction
+        _check_reduction(reduction, "MSELoss")
+        self.reduction = _legacy_reduction(size_average, reduce, reduction)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.mse_loss(input, target, reduction=self.reduction)

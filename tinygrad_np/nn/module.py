@@ -19,8 +19,28 @@ from tinygrad_np import autograd
 from tinygrad_np.tensor import Tensor, to_dtype
 
 
+def _dtype_name(name: str) -> bool:
+    """Whether the string ``name`` names a NumPy dtype ("float64"), not a device ("cpu")."""
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
+
+
+def check_device(device: Any, what: str) -> None:
+    """Accept PyTorch's spellings of the CPU (None, "cpu", "cpu:0", an object whose str is
+    one), the only device there is; anything else raises naming the argument."""
+    if device is None or str(device).split(":")[0] == "cpu":
+        return
+    raise ValueError(f"{what}: device must be 'cpu' (tinygrad_np runs on NumPy), got {device!r}")
+
+
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable; requires grad by default.
+
+    Made from a Tensor it shares that Tensor's array, as PyTorch's shares its storage: an
+    optimizer step on the Parameter is seen through the Tensor. Other data is copied.
 
     >>> p = Parameter(np.zeros(3))
     >>> p.requires_grad, p.dtype
@@ -31,6 +51,8 @@ class Parameter(Tensor):
         if data is None:
             data = np.empty(0, dtype=np.float32)
         super().__init__(data.data if isinstance(data, Tensor) else data)
+        if isinstance(data, Tensor):
+            self._data = data.data  # (the same array, not the copy every Tensor makes)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -365,14 +387,31 @@ class Module:
         for p in self.parameters():
             p._zero_grad(set_to_none)
 
-    def to(self, dtype: Any) -> Module:
-        """Convert floating-point parameters and buffers to ``dtype`` in place; returns self.
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Convert floating-point parameters and buffers to a dtype in place; returns self.
 
-        ``to("cpu")`` is accepted and does nothing. The Parameter objects stay the same
-        (an optimizer built earlier still holds them).
+        Takes PyTorch's forms: ``to(dtype)``, ``to(device)``, ``to(device, dtype)``,
+        ``to(tensor)`` (its dtype) and the keywords ``device``, ``dtype`` and
+        ``non_blocking``. The device must be the CPU (accepted so that PyTorch code runs
+        unchanged). The Parameter objects stay the same (an optimizer built earlier still
+        holds them).
         """
-        if isinstance(dtype, str) and dtype == "cpu":
-            return self  # the only device: accepted so that PyTorch code runs unchanged
+        unknown = set(kwargs) - {"device", "dtype", "non_blocking"}
+        if unknown:
+            raise TypeError(f"to: unexpected keyword argument {sorted(unknown)[0]!r}")
+        if len(args) > 2:
+            raise TypeError(f"to: takes a device and a dtype at most, got {len(args)} arguments")
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif type(a).__name__ == "device" or (isinstance(a, str) and not _dtype_name(a)):
+                device = a
+            else:
+                dtype = a
+        check_device(device, "to")
+        if dtype is None:
+            return self
         dt = to_dtype(dtype)
         if dt is None or dt.kind != "f":
             raise TypeError(f"to(dtype): expected a floating-point dtype, got {dtype!r}")
@@ -389,6 +428,23 @@ class Module:
 
     def double(self) -> Module:
         return self.to(np.float64)
+
+    def cpu(self) -> Module:
+        """Returns self: the CPU is the only device (as PyTorch's ``Module.cpu()``)."""
+        return self
+
+    def get_submodule(self, target: str) -> Module:
+        """The sub-module at the dotted path ``target`` ("" is self), as PyTorch's."""
+        mod = self
+        if target == "":
+            return mod
+        for i, name in enumerate(target.split(".")):
+            child = mod._modules.get(name) if isinstance(mod, Module) else None
+            if child is None:
+                where = ".".join(target.split(".")[:i]) or type(self).__name__
+                raise AttributeError(f"get_submodule: {where} has no sub-module {name!r}")
+            mod = child
+        return mod
 
     def float(self) -> Module:
         return self.to(np.float32)

@@ -271,6 +271,13 @@ def batch_norm(
         if t is not None and (not isinstance(t, Tensor) or t.shape != (C,)):
             got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"batch_norm: {name} must be a Tensor of shape ({C},), got {got}")
+    for name, a in (("weight", weight), ("bias", bias), ("running_mean", rm),
+                    ("running_var", rv)):  # fmt: skip
+        if a is not None and a.dtype != input.dtype:
+            raise ValueError(
+                f"batch_norm: input is {input.dtype} but {name} is {a.dtype} (convert one: "
+                "model.double() or x.float())"
+            )
     bshape = (1, C) + (1,) * (input.ndim - 2)  # broadcasts a (C,) vector over N and spatial
     dims = (0,) + tuple(range(2, input.ndim))
     if training:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,7 +49,8 @@ class Optimizer:
 
     def __init__(self, params: Any, defaults: dict[str, Any]):
         self.defaults = dict(defaults)
-        self.state: dict[Tensor, dict[str, Any]] = {}  # keyed by the Tensor (hash = id)
+        # keyed by the Tensor (hash = id); a parameter not yet stepped reads as {} (PyTorch's)
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
             raise TypeError(
@@ -119,7 +121,20 @@ class Optimizer:
             for p in g["params"]:
                 p._zero_grad(set_to_none)
 
-    def step(self) -> None:
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter with a gradient. ``closure``, if given, is called
+        first with gradients recorded (it zeroes the gradients, computes the loss and calls
+        its ``backward``, as in PyTorch); its loss is returned (None without one)."""
+        loss = None
+        if closure is not None:
+            from tinygrad_np.autograd import enable_grad
+
+            with enable_grad():
+                loss = closure()
+        self._step()
+        return loss
+
+    def _step(self) -> None:
         raise NotImplementedError
 
     def _grads(self, group: dict[str, Any]):
@@ -205,7 +220,7 @@ class Optimizer:
             for k, v in sg.items():
                 if k != "params":
                     g[k] = copy.deepcopy(v.item() if isinstance(v, np.ndarray) else v)
-        self.state = new_state
+        self.state = defaultdict(dict, new_state)
 
     def __repr__(self) -> str:
         lines = [type(self).__name__ + " ("]
@@ -253,7 +268,7 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
 
-    def step(self) -> None:
+    def _step(self) -> None:
         for group in self.param_groups:
             self._check_group(group)
             lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
@@ -329,7 +344,7 @@ class Adam(Optimizer):
         if group["eps"] < 0:
             raise ValueError(f"{name}: invalid eps {group['eps']}")
 
-    def step(self) -> None:
+    def _step(self) -> None:
         for group in self.param_groups:
             self._check_group(group)
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
