@@ -581,3 +581,11 @@ def test_dataloader_takes_a_negative_seed_and_rejects_a_float():
     first = tg.randn(3).tolist()
     tg.manual_seed(-3)
     assert tg.randn(3).tolist() == first
+
+
+def test_dataloader_makes_lists_of_python_floats_float32_as_tensor_does():
+    xb, yb = next(iter(DataLoader([[1.0, 2.0], [3.0, 4.0]], [0, 1], batch_size=2)))
+    assert xb.dtype == np.float32 and yb.dtype == np.int64
+    assert xb.dtype == tg.Tensor([[1.0, 2.0]]).dtype
+    (xb,) = next(iter(DataLoader(np.array([[1.0, 2.0]]), batch_size=1)))
+    assert xb.dtype == np.float64  # (a float64 array keeps its dtype)

@@ -484,3 +484,33 @@ def test_step_takes_a_closure_and_state_reads_empty_before_a_step(name):
         assert opt.step() is None
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
+
+
+def test_scheduler_step_with_an_epoch_takes_the_closed_form_as_pytorch():
+    torch = _torch()
+    import warnings
+
+    def step_lr(lib, o):
+        return lib.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)
+
+    def cosine(lib, o):
+        return lib.optim.lr_scheduler.CosineAnnealingLR(o, T_max=7, eta_min=0.01)
+
+    for make in (step_lr, cosine):
+        rates = []
+        for lib, p in ((tg, tg.zeros(1, requires_grad=True)),
+                       (torch, torch.zeros(1, requires_grad=True))):  # fmt: skip
+            opt = lib.optim.SGD([p], lr=0.4)
+            sched = make(lib, opt)
+            got = []
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                for epoch in (2, 5, 11, 3):
+                    opt.step()
+                    sched.step(epoch)
+                    got.append(sched.get_last_lr()[0])
+                    sched.step()
+                    got.append(sched.get_last_lr()[0])
+            assert any("deprecated" in str(w.message) for w in caught)
+            rates.append(got)
+        np.testing.assert_allclose(rates[0], rates[1], rtol=1e-15)

@@ -451,6 +451,19 @@ def _load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
 # ---------------------------------------------------------------------------------------------
 
 
+def _loader_array(a) -> np.ndarray:
+    """A DataLoader input as an array: Tensors and arrays as they are, lists as Tensor(list)
+    makes them (Python floats float32; the checks that follow name what else is wrong)."""
+    if isinstance(a, Tensor):
+        return a.data
+    if isinstance(a, (list, tuple)):
+        try:
+            return Tensor(a).data
+        except (TypeError, ValueError):
+            pass
+    return np.asarray(a)
+
+
 class DataLoader:
     """Mini-batches of Tensors (no grad) cut from arrays that share their first dimension.
 
@@ -484,7 +497,7 @@ class DataLoader:
     ):
         if not arrays:
             raise ValueError("DataLoader needs at least one array")
-        self.arrays = [a.data if isinstance(a, Tensor) else np.asarray(a) for a in arrays]
+        self.arrays = [_loader_array(a) for a in arrays]
         for i, a in enumerate(self.arrays):
             if a.ndim == 0 or a.dtype.kind not in "biuf":
                 raise TypeError(

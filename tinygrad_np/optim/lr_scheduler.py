@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,15 +44,31 @@ class LRScheduler:
     def get_lr(self) -> list[float]:
         raise NotImplementedError
 
+    def _closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
     def get_last_lr(self) -> list[float]:
         """The learning rate of each param group after the last ``step()``."""
         return list(self._last_lr)
 
-    def step(self) -> None:
-        """Advance one epoch and write the new rates into the optimizer's param groups."""
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one epoch and write the new rates into the optimizer's param groups.
+
+        ``step(epoch)`` (deprecated in PyTorch, and warned about as there) jumps to
+        ``epoch`` and takes the schedule's closed form there."""
         self._step_count += 1
-        self.last_epoch += 1
-        for g, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+        if epoch is None:
+            self.last_epoch += 1
+            rates = self.get_lr()
+        else:
+            warnings.warn(
+                "step(epoch) is deprecated (as in PyTorch): call step() once per epoch",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.last_epoch = int(epoch)
+            rates = self._closed_form_lr()
+        for g, lr in zip(self.optimizer.param_groups, rates, strict=True):
             g["lr"] = lr
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
@@ -97,6 +114,9 @@ class StepLR(LRScheduler):
             return [g["lr"] for g in groups]
         return [g["lr"] * self.gamma for g in groups]
 
+    def _closed_form_lr(self) -> list[float]:
+        return [b * self.gamma ** (self.last_epoch // self.step_size) for b in self.base_lrs]
+
 
 class CosineAnnealingLR(LRScheduler):
     """Anneal each rate from its initial value to ``eta_min`` along half a cosine over
@@ -125,3 +145,7 @@ class CosineAnnealingLR(LRScheduler):
             ]
         ratio = (1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
         return [ratio * (g["lr"] - lo) + lo for g in groups]
+
+    def _closed_form_lr(self) -> list[float]:
+        t, T, lo = self.last_epoch, self.T_max, self.eta_min
+        return [lo + (b - lo) * (1 + math.cos(math.pi * t / T)) / 2 for b in self.base_lrs]
