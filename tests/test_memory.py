@@ -109,7 +109,7 @@ def test_writes_through_ever_new_slices_keep_the_registry_bounded():
     y.backward()
 
 
-@pytest.mark.parametrize("pool", ["max_pool2d", "max_pool3d"])
+@pytest.mark.parametrize("pool", ["max_pool2d", "max_pool3d", "avg_pool2d"])
 def test_a_padded_max_pools_backward_holds_no_padded_copies(pool):
     # the backward pads the input and scatters into padded buffers a block of samples at a
     # time; a padded copy of the input and a padded gradient, cropped at the end, held
@@ -117,7 +117,7 @@ def test_a_padded_max_pools_backward_holds_no_padded_copies(pool):
     # PyTorch 177)
     import tracemalloc
 
-    shape = (16, 32, 96, 96) if pool == "max_pool2d" else (16, 4, 40, 40, 40)
+    shape = (16, 4, 40, 40, 40) if pool == "max_pool3d" else (16, 32, 96, 96)
     x = tg.Tensor(np.random.default_rng(0).standard_normal(shape, dtype=np.float32),
                   requires_grad=True)  # fmt: skip
     y = getattr(F, pool)(x, 3, 2, 1)

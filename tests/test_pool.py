@@ -292,3 +292,28 @@ def test_pool_errors_name_the_argument():
     for fn, words in cases:
         with pytest.raises(ValueError, match=words):
             fn()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_avg_pool_divides_as_pytorch_to_the_last_bit(dtype):
+    """y = window sum / divisor, correctly rounded (it was sum * (1/divisor), an ulp off on
+    a third of windows of 3), in the forward and the backward, every divisor rule."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    x = rng.integers(-4, 5, (2, 3, 9, 8)).astype(dtype)
+    configs = [(3, 1, 1, False, True), (3, 2, 1, True, False), ((2, 3), 2, 0, True, True),
+               (3, 3, 1, False, False)]  # fmt: skip
+    for k, s, p, ceil, cip in configs:
+        kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip)
+        xt = tg.Tensor(x, requires_grad=True)
+        y = F.avg_pool2d(xt, k, **kw)
+        g = rng.integers(-4, 5, y.shape).astype(dtype)
+        y.backward(tg.Tensor(g))
+        xr = torch.tensor(x, requires_grad=True)
+        yr = torch.nn.functional.avg_pool2d(xr, k, **kw)
+        yr.backward(torch.tensor(g))
+        assert np.array_equal(y.numpy(), yr.detach().numpy())
+        # (each input's gradient adds g / divisor over its windows: the same quotients,
+        # added in another order: to a few ulps of the terms)
+        eps = np.finfo(dtype).eps
+        np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=0, atol=32 * eps)

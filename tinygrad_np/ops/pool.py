@@ -465,7 +465,7 @@ class AvgPool(Op):
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, ones)
         y = np.zeros(x.shape[:2] + out_sizes, dtype=x.dtype)
         taps = _window_taps(kernel_size, ones, stride, out_sizes)
-        inv = _inverse_divisor(
+        div = _divisor(
             x.shape[2:], kernel_size, stride, padding, ceil_mode, count_include_pad, x.dtype
         )
 
@@ -478,7 +478,7 @@ class AvgPool(Op):
             else:
                 for _, window in taps:
                     yb += xb[window]
-            yb *= inv
+            yb /= div  # (a quotient, correctly rounded as PyTorch's; not times 1/div)
 
         _for_sample_blocks(xp.shape, xp.itemsize, run, y.size * par.STRIDED_WEIGHT)
         return y
@@ -495,27 +495,37 @@ class AvgPoolTranspose(Op):
     def forward(self, g, *, kernel_size, stride, padding, ceil_mode, count_include_pad, input_size):
         nd = g.ndim - 2
         self.name = f"avg_pool{nd}d_backward"
-        inv = _inverse_divisor(
+        div = _divisor(
             input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, g.dtype
         )
-        gs = g * inv
+        gs = g / div
         out_sizes = g.shape[2:]
-        gxp = np.zeros(g.shape[:2] + cm.padded_sizes(input_size, padding), dtype=g.dtype)
+        padded = g.shape[:2] + cm.padded_sizes(input_size, padding)
+        pad = any(p for pair in padding for p in pair)
+        # with padding, each block is spread into a padded buffer of its own and its interior
+        # copied out (a padded gx, then cropped, held two input-sized arrays beside gx)
+        gx = np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype) if pad else np.zeros(
+            padded, dtype=g.dtype
+        )
+        crop = cm.negate(padding)
         taps = _window_taps(kernel_size, (1,) * nd, stride, out_sizes)
 
-        tiles = _tiles(kernel_size, stride, (1,) * nd, gxp.shape[2:], out_sizes, TILE_MIN_TAPS_AVG)
+        tiles = _tiles(kernel_size, stride, (1,) * nd, padded[2:], out_sizes, TILE_MIN_TAPS_AVG)
         spread = (slice(None), slice(None)) + (slice(None), None) * nd  # g over each window
 
         def run(idx):
-            xb, gb = gxp[idx], gs[idx]
+            gb = gs[idx]
+            xb = np.zeros(gx[idx].shape[:2] + padded[2:], dtype=g.dtype) if pad else gx[idx]
             if tiles:  # each window is written once: one broadcast copy
                 np.copyto(_tiled(xb, kernel_size, out_sizes), gb[spread])
-                return
-            for _, window in taps:
-                xb[window] += gb
+            else:
+                for _, window in taps:
+                    xb[window] += gb
+            if pad:
+                np.copyto(gx[idx], cm.pad_spatial(xb, crop))
 
-        _for_sample_blocks(gxp.shape, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
-        return np.ascontiguousarray(cm.pad_spatial(gxp, cm.negate(padding)))
+        _for_sample_blocks(padded, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
+        return gx
 
     def vjp(self, h):
         a = dict(self.args)
@@ -523,9 +533,9 @@ class AvgPoolTranspose(Op):
         return (AvgPool.apply(h, **a),)
 
 
-def _inverse_divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, dt):
+def _divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, dt):
     div = avg_divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad)
-    return (1.0 / div).astype(dt)
+    return div.astype(dt)  # (whole numbers: exact in any float dtype)
 
 
 # ----------------------------------------------------------------------------- functional
