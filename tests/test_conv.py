@@ -2039,3 +2039,30 @@ def test_depthwise_plane_route_keeps_an_inf_to_the_windows_that_read_it():
         np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-4)
     assert np.isinf(y.numpy()[3, 5]).sum() == 9  # (the nine outputs that read the inf)
     assert np.isnan(xt.grad.numpy()[1, 7]).sum() == 4  # (the 2x2 inputs output (0, 5) reads)
+
+
+def test_a_zero_tap_times_an_inf_is_nan_on_the_channel_major_route_as_pytorch():
+    """BLAS axpy skips a multiple of 0, so the channel-major depthwise route gave a finite
+    sum where a zero tap meets an inf (0 * inf = NaN, as the definition and PyTorch give);
+    those maps now take another route."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, (4, 8, 56, 56)).astype(np.float32)
+    w = rng.integers(1, 4, (8, 1, 3, 3)).astype(np.float32)
+    w[0, 0, 1, 1] = 0.0
+    assert cm._depthwise_channel_route(x.shape, w.shape, ((1, 1),) * 2, (1, 1), (1, 1), 8,
+                                       "forward", 4)  # fmt: skip
+    x[0, 0, 10, 10] = np.inf
+    g = rng.integers(-3, 4, x.shape).astype(np.float32)
+    g[1, 0, 20, 20] = -np.inf
+    xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        y = F.conv2d(xt, wt, padding=1, groups=8)
+        y.backward(tg.Tensor(g))
+    xr, wr = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yr = torch.nn.functional.conv2d(xr, wr, padding=1, groups=8)
+    yr.backward(torch.tensor(g))
+    assert np.isnan(y.numpy()[0, 0, 10, 10]) and np.isnan(xt.grad.numpy()[1, 0, 20, 20])
+    for ours, theirs in ((y, yr), (xt.grad, xr.grad), (wt.grad, wr.grad)):
+        np.testing.assert_array_equal(np.isnan(ours.numpy()), np.isnan(theirs.detach().numpy()))
+        np.testing.assert_array_equal(np.isinf(ours.numpy()), np.isinf(theirs.detach().numpy()))

@@ -2197,6 +2197,13 @@ def _axpy(dtype):
     return axpy_numpy
 
 
+def zero_tap_meets_nonfinite(w: np.ndarray, a: np.ndarray) -> bool:
+    """Whether a kernel tap of ``w`` is 0 while ``a`` holds an inf or NaN: the channel-major
+    route's BLAS axpy skips a multiple of 0 (0 * inf is NaN by IEEE and in PyTorch, and
+    the skipped tap would give a finite sum). One pass over ``a`` only where a tap is 0."""
+    return bool((w == 0).any()) and not all_finite(a)
+
+
 def _depthwise_channel_route(x_shape, w_shape, pads, strides, dilations, groups, which, itemsize):
     """Whether map ``which`` ("forward", "input_grad" or "weight_grad") of the depthwise
     conv of an input of ``x_shape`` padded by ``pads`` takes the channel-major wide grids:
@@ -3294,7 +3301,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
             add_bias(y, bias)
         return (y, None) if keep_cols else y
     if _depthwise_channel_route(x.shape, w.shape, pads, strides, dilations, groups, "forward",
-                                itemsize):  # fmt: skip
+                                itemsize) and not zero_tap_meets_nonfinite(w, x):  # fmt: skip
         y = correlate_depthwise_channels(
             x.astype(dtype, copy=False), w, strides, dilations, pads, dtype, bias
         )
@@ -3548,7 +3555,7 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
             g, w, tuple(input_size), strides, dilations, pads, c, dtype
         )
     if _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups, "input_grad",
-                                itemsize):  # fmt: skip
+                                itemsize) and not zero_tap_meets_nonfinite(w, g):  # fmt: skip
         return correlate_transpose_depthwise_channels(
             g.astype(dtype, copy=False), w, tuple(input_size), strides, dilations, pads, c, dtype
         )
