@@ -3571,17 +3571,23 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         n, o, kernel = g.shape[0], w.shape[0], w.shape[2:]
         return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:])
 
-    if w.shape[1] >= w.shape[0] // groups and _thin_input_grad(
-        g.shape, w.shape, pads, strides, dilations, groups, itemsize
-    ):  # (as many inputs as outputs or more: before the wide grid)
-        return correlate_transpose_full(g, w, pads, dilations, groups)
-    if _taps_input_grad(g.shape, w.shape, pads, strides, dilations, groups, itemsize):
-        return correlate_transpose_taps(g, w, input_size, pads, dilations)
-    wide = _input_grad_on_wide_grid(w.shape, input_size, pads, strides, dilations, groups, itemsize)
-    if wide and gemm():
-        return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)
-    if _input_grad_by_correlation(w.shape, input_size, strides, groups) and gemm():
-        return correlate_transpose_full(g, w, pads, dilations, groups)
+    # The routes below correlate g padded with zeros: an inf or NaN in w would meet those
+    # zeros (0 * inf = NaN) at inputs whose gradient has no such term; col2im, last, never
+    # makes those products.
+    if all_finite(w):
+        if w.shape[1] >= w.shape[0] // groups and _thin_input_grad(
+            g.shape, w.shape, pads, strides, dilations, groups, itemsize
+        ):  # (as many inputs as outputs or more: before the wide grid)
+            return correlate_transpose_full(g, w, pads, dilations, groups)
+        if _taps_input_grad(g.shape, w.shape, pads, strides, dilations, groups, itemsize):
+            return correlate_transpose_taps(g, w, input_size, pads, dilations)
+        wide = _input_grad_on_wide_grid(
+            w.shape, input_size, pads, strides, dilations, groups, itemsize
+        )
+        if wide and gemm():
+            return correlate_transpose_wide(g, w, input_size, pads, dilations, groups)
+        if _input_grad_by_correlation(w.shape, input_size, strides, groups) and gemm():
+            return correlate_transpose_full(g, w, pads, dilations, groups)
     gxp = correlate_transpose(g, w, padded, strides, dilations, groups, cache)
     return np.ascontiguousarray(pad_spatial(gxp, negate(pads)))
 
