@@ -391,12 +391,12 @@ ROWS: list[OpRow] = [
           lambda x: torch.nn.functional.nll_loss(x, _torch_targets(x.shape), reduction="none"),
           ops=("NllLoss",)),
     OpRow("mse_loss", lambda a, b: F.mse_loss(a, b), [((3, 4), (3, 4))],
-          lambda a, b: torch.nn.functional.mse_loss(a, b), ops=("Sub", "Mul", "Sum")),
+          lambda a, b: torch.nn.functional.mse_loss(a, b), ops=("MseLoss",)),
     OpRow("mse_loss_sum_none", lambda a, b: F.mse_loss(a, b, "sum") + F.mse_loss(a, b, "none"),
           [((5,), (5,))],
           lambda a, b: (torch.nn.functional.mse_loss(a, b, reduction="sum")
                         + torch.nn.functional.mse_loss(a, b, reduction="none")),
-          ops=("Sub", "Mul")),
+          ops=("MseLoss", "Sub", "Mul")),
     # batch norm: batch statistics (training) and running statistics (evaluation)
     OpRow("batch_norm_train",
           lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),

@@ -172,3 +172,29 @@ def test_softmax_losses_hold_no_extra_copies_of_the_logits(name, loss, most):
     }[name]
     want().backward()
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_loss_makes_no_array_of_squares_and_keeps_no_differences(reduction):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal((512, 4096), dtype=np.float32), requires_grad=True)
+    t = tg.Tensor(rng.standard_normal((512, 4096), dtype=np.float32), requires_grad=True)
+    tracemalloc.start()
+    try:
+        loss = F.mse_loss(x, t, reduction=reduction)
+        held = tracemalloc.get_traced_memory()[0]
+        loss.backward()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert held < 0.1 * x.data.nbytes  # (x - t is made again in the backward)
+    assert peak < 3.2 * x.data.nbytes, peak / x.data.nbytes  # both gradients, one temporary
+    xr = torch.tensor(x.data, requires_grad=True)
+    tr = torch.tensor(t.data, requires_grad=True)
+    want = torch.nn.functional.mse_loss(xr, tr, reduction=reduction)
+    want.backward()
+    np.testing.assert_allclose(loss.item(), want.item(), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), xr.grad.numpy(), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(t.grad.numpy(), tr.grad.numpy(), rtol=1e-6, atol=1e-12)
