@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
 from tinygrad_np import Tensor
 
 
@@ -617,7 +618,7 @@ def test_changing_a_saved_tensor_in_place_raises_at_backward():
         y.backward()
     lin = tg.nn.Linear(2, 2)
     opt = tg.optim.SGD(lin.parameters(), lr=0.1)
-    out = lin(tg.randn(3, 2)).sum()
+    out = lin(tg.randn(3, 2, requires_grad=True)).sum()  # (the input's gradient reads w)
     for p in lin.parameters():
         p.grad = tg.zeros(*p.shape)
     opt.step()
@@ -639,6 +640,14 @@ def test_changes_nothing_reads_do_not_raise():
         x += 1
     y.backward()
     assert np.allclose(x.grad.numpy(), 2 + np.exp([1.0, 2.0]))
+    # a weight stepped before the backward of a layer whose input needs no gradient: its
+    # gradient reads only the input (as PyTorch, which saves only that)
+    lin = tg.nn.Linear(2, 2)
+    out = lin(tg.ones(3, 2)).sum()
+    with tg.no_grad():
+        lin.weight += 1
+    out.backward()
+    assert np.allclose(lin.weight.grad.numpy(), 3.0)
     # the usual loop: step after backward, then a new forward
     lin = tg.nn.Linear(2, 1)
     opt = tg.optim.Adam(lin.parameters(), lr=0.1)
@@ -660,3 +669,134 @@ def test_gradient_with_respect_to_an_output_an_op_reuses_after_create_graph():
     (gt,) = torch.autograd.grad(yt.sum(), xt, create_graph=True)
     (gyt,) = torch.autograd.grad((gt * gt).sum(), yt)
     np.testing.assert_allclose(gy.numpy(), gyt.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("pow", lambda w: (w**2).sum()),
+        ("pow", lambda w: (2.0**w).sum()),
+        ("div", lambda w: (3.0 / w).sum()),
+        ("mse_loss", lambda w: F.mse_loss(w, tg.Tensor([1.0, 2.0]))),
+        ("binary_cross_entropy_with_logits",
+         lambda w: F.binary_cross_entropy_with_logits(w, tg.Tensor([0.0, 1.0]))),  # fmt: skip
+    ],
+)
+def test_an_input_a_gradient_reads_of_itself_is_checked_for_changes(name, make):
+    """A power's base, a divisor, a loss's input: their own gradients read them, and a
+    change in place between forward and backward (an optimizer step under no_grad) gave a
+    wrong gradient with no error (an engine hunt; PyTorch raises)."""
+    w = tg.Tensor([1.0, 2.0], requires_grad=True)
+    y = make(w)
+    with tg.no_grad():
+        w *= 3
+    with pytest.raises(RuntimeError, match=f"backward of '{name}' reads"):
+        y.backward()
+
+
+@pytest.mark.parametrize("through", ["slice", "detach", "reshape"])
+def test_a_saved_output_changed_through_another_tensor_on_its_memory_raises(through):
+    x = tg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    a = x.exp()
+    y = (a * 1.0).sum()
+    view = {"slice": lambda: a[1:], "detach": lambda: a.detach(),
+            "reshape": lambda: a.reshape(3)}[through]()  # fmt: skip
+    with tg.no_grad():
+        view *= 2
+    with pytest.raises(RuntimeError, match="output of 'exp'"):
+        y.backward()
+
+
+def test_ops_whose_backward_reads_no_input_do_not_raise_for_a_changed_input():
+    """False alarms the engine hunt found: where's other operand, log_softmax's and
+    cross_entropy's input (their plain backward reads saved values), as PyTorch."""
+    w = tg.Tensor([1.0, -2.0, 3.0], requires_grad=True)
+    b = tg.Tensor([1.0, -1.0, 2.0])
+    y = tg.where(b > 0, w, b).sum()
+    with tg.no_grad():
+        b *= 2
+    y.backward()
+    assert w.grad.tolist() == [1.0, 0.0, 1.0]
+    for make in (lambda v: v.log_softmax(0)[0], lambda v: F.cross_entropy(v.reshape(1, 3), [0])):
+        v = tg.Tensor([0.5, 1.0, -1.0], requires_grad=True)
+        want = tg.grad(make(v), [v])[0].numpy()
+        y = make(v)
+        with tg.no_grad():
+            v *= 2
+        y.backward()
+        np.testing.assert_allclose(v.grad.numpy(), want, rtol=1e-6)
+
+
+def test_gradients_accumulate_in_place_and_count_as_a_change():
+    """As PyTorch: a second backward adds into .grad's array (an array taken from it sees
+    the sum), and a graph that read the old gradient raises instead of using the new
+    values; zero_grad(set_to_none=False) counts the same."""
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    arr = x.grad.numpy()
+    w = tg.Tensor([3.0, 4.0], requires_grad=True)
+    loss2 = (w * x.grad).sum()
+    (x * 3.0).sum().backward()
+    assert arr.tolist() == [5.0, 7.0] and x.grad.tolist() == [5.0, 7.0]
+    with pytest.raises(RuntimeError, match="changed in place"):
+        loss2.backward()
+    p = tg.nn.Parameter(tg.Tensor([1.0, 2.0]))
+    opt = tg.optim.SGD([p], lr=0.1)
+    (p * p).sum().backward()
+    loss3 = (w * p.grad).sum()
+    opt.zero_grad(set_to_none=False)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        loss3.backward()
+    # a penalty on a recorded gradient, then a plain backward that accumulates into it
+    z = tg.Tensor([1.0, 2.0], requires_grad=True)
+    (z**3).sum().backward(create_graph=True)
+    pen = (z.grad * z.grad).sum()
+    (z * z).sum().backward()
+    with pytest.raises(RuntimeError, match="changed in place"):
+        tg.grad(pen, [z])
+
+
+def test_attribute_assignments_check_as_pytorch():
+    i = tg.Tensor(np.array([1, 2]))
+    with pytest.raises(TypeError, match="floating-point"):
+        i.requires_grad = True
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    h = x * 2
+    with pytest.raises(RuntimeError, match="only be switched off on a leaf"):
+        h.requires_grad = False
+    with pytest.raises(TypeError, match="must be a bool"):
+        x.requires_grad = "yes"
+    x.requires_grad = False
+    assert not x.requires_grad
+    with pytest.raises(RuntimeError, match="its own grad"):
+        x.grad = x
+
+
+def test_removing_a_hook_removes_that_registration_not_the_first_equal_one():
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+
+    def add(g):
+        return g + 10
+
+    def double(g):
+        return g * 2
+
+    x.register_hook(add)
+    x.register_hook(double)
+    second = x.register_hook(add)
+    second.remove()
+    (x * 1.0).sum().backward()
+    assert x.grad.tolist() == [22.0, 22.0]  # (1 + 10) * 2: the second add is gone
+
+
+def test_a_wheres_condition_is_freed_by_the_backward():
+    import gc
+    import weakref
+
+    x = tg.Tensor(np.random.default_rng(0).random(1 << 18).astype(np.float32),
+                  requires_grad=True)  # fmt: skip
+    y = tg.where(x > 0.5, x, x * 0.5)
+    cond = weakref.ref(y.grad_fn.inputs[0].data)
+    y.sum().backward()
+    gc.collect()
+    assert cond() is None  # (the output y still lives; its mask need not)

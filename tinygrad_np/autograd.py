@@ -284,7 +284,12 @@ def _changed_since(t, born: int) -> bool:
     or through another tensor on the same memory."""
     if getattr(t, "_version", 0) > born:
         return True
-    data = getattr(t, "data", None)
+    return _array_changed_since(getattr(t, "data", None), born)
+
+
+def _array_changed_since(data, born: int) -> bool:
+    """Whether the memory of array ``data`` was written in place (through any tensor on
+    it) after time ``born``."""
     if not _written or not isinstance(data, np.ndarray):
         return False
     root = _root(data)
@@ -295,29 +300,38 @@ def _changed_since(t, born: int) -> bool:
     return any(t > born and a < hi and lo < b for (a, b), t in entry[1].items())
 
 
-def _check_unchanged(node: Op) -> None:
-    """Raise if a tensor the VJP of ``node`` reads was changed in place after it ran.
+def _inputs_read(node: Op) -> tuple:
+    """Which inputs the VJP of ``node`` reads (one bool each): those its ``inplace_reads``
+    (or ``reads``) names; without either, every input of an op that saves its inputs
+    (a power's base and exponent, a loss's input and target), but for the one input of an
+    op whose VJP reads its own output instead (exp, tanh, ...)."""
+    needs = node.needs_grad
+    if not node.saves_inputs or True not in needs:
+        return ()
+    if node.inplace_reads is not None:
+        return node.inplace_reads(needs, _state.grad)
+    if node.reads is not None:
+        return node.reads(needs)
+    if len(needs) == 1:
+        return (not node.keeps_output,)
+    return (True,) * len(needs)
 
-    Counted as read: the output of an op that reuses it (marked by ``Tensor._modified``);
-    an input of an op that saves its inputs when another input needs a gradient (the
-    factor of a product, a layer's input for its weight's gradient), or when it is the
-    single input of an op that does not reuse its output (log x: g / x). Not every read
-    is caught (a power's base, for its own gradient), but nothing that is not read
-    raises."""
+
+def _check_unchanged(node: Op) -> None:
+    """Raise if a tensor the VJP of ``node`` reads was changed in place after it ran:
+    an input it reads (``_inputs_read``), or the output of an op that reuses it, changed
+    through that tensor (``Tensor._modified``) or through any other on its memory (a
+    slice, a reshape, a detach: ``note_in_place``)."""
     born = node.__dict__.get("_born", 0)
-    if node.__dict__.get("_output_changed"):
+    if node.__dict__.get("_output_changed") or (
+        node.keeps_output and _array_changed_since(node.__dict__.get("out"), born)
+    ):
         raise RuntimeError(
             f"the output of '{node.name}', which its backward reads, was changed in place "
             "after that op ran, so the gradient would be wrong; change a copy (.clone()) "
             "instead, or change it after backward()"
         )
-    saved = []
-    if node.saves_inputs:
-        needs = node.needs_grad
-        for i, t in enumerate(node.inputs):
-            others = any(n for j, n in enumerate(needs) if j != i)
-            if others or (len(needs) == 1 and needs[0] and not node.keeps_output):
-                saved.append(t)
+    saved = [t for t, read in zip(node.inputs, _inputs_read(node), strict=False) if read]
     for t in saved:
         if _changed_since(t, born):
             raise RuntimeError(
@@ -366,7 +380,7 @@ class Op:
             op.created_at = _user_frame()
             _check_finite(out, op, "forward")
         if state["grad"]:
-            needs = tuple([t.requires_grad for t in inputs])
+            needs = tuple([t._requires_grad for t in inputs])  # (the slot: no property)
             if True in needs:
                 if not cls.saves_inputs:
                     if out.nbytes > _RELEASE_MIN_BYTES or (
@@ -396,6 +410,11 @@ class Op:
     #: operand only for the other's gradient
     reads = None
 
+    #: for the in-place check (``_check_unchanged``) where ``reads`` does not say it: which
+    #: inputs the VJP reads given ``needs_grad`` and whether the VJP is recorded (None:
+    #: ``reads``, else every input)
+    inplace_reads = None
+
     #: whether ``self.out`` is the op's output and its VJP reads it (``saved_output``): a
     #: change to the output in place then raises at backward, and a recorded VJP uses a
     #: Tensor of it made by this node (see saved_output)
@@ -421,9 +440,10 @@ class Op:
     def release(self) -> None:
         """Free what the forward saved; the node stays in the graph for drawing.
 
-        Large intermediate inputs are swapped for data-less stand-ins, so that an
-        activation is freed once the backward has passed it (as PyTorch frees saved
-        tensors) instead of living as long as the graph; leaves stay as they are.
+        Large intermediate inputs, and large constants (a ``where``'s condition), are
+        swapped for data-less stand-ins, so that an activation is freed once the backward
+        has passed it (as PyTorch frees saved tensors) instead of living as long as the
+        graph; leaves that require grad stay as they are.
         """
         d = self.__dict__
         if len(d) > 4:  # more than inputs, needs_grad, args, scope: something was saved
@@ -432,8 +452,10 @@ class Op:
         d["_released"] = True
         inputs = d["inputs"]
         for t in inputs:
-            if t.grad_fn is not None and t._data.nbytes > _RELEASE_MIN_BYTES:
-                d["inputs"] = _stand_ins(inputs)
+            if (t.grad_fn is not None or not t.requires_grad) and (
+                t._data.nbytes > _RELEASE_MIN_BYTES
+            ):
+                d["inputs"] = _stand_ins(inputs, constants=True)
                 break
 
     def __repr__(self) -> str:
@@ -465,39 +487,35 @@ class _Released:
     """What a node keeps of an intermediate input whose values its VJP does not need (or
     no longer needs, after backward): its place in the graph, shape and dtype."""
 
-    __slots__ = ("_data", "shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "name")
+    __slots__ = (
+        "_data", "shape", "dtype", "ndim", "size", "grad_fn", "requires_grad", "_requires_grad",
+        "name",
+    )  # fmt: skip
 
     def __init__(self, t: Tensor):
         self._data = _FreedArray(t._data)
         self.shape, self.dtype, self.ndim, self.size = t.shape, t.dtype, t.ndim, t.size
         self.grad_fn, self.requires_grad, self.name = t.grad_fn, t.requires_grad, t.name
+        self._requires_grad = t.requires_grad
 
     grad = None
     data = property(operator.attrgetter("_data"))
 
 
-def _stand_ins(inputs: tuple, keep: tuple | None = None) -> tuple:
+def _stand_ins(inputs: tuple, keep: tuple | None = None, constants: bool = False) -> tuple:
     """``inputs`` with each large intermediate (non-leaf) Tensor swapped for a _Released
-    (but those ``keep`` marks True)."""
-    for i, t in enumerate(inputs):
-        if (
-            type(t) is not _Released
-            and t.grad_fn is not None
-            and t._data.nbytes > _RELEASE_MIN_BYTES
-            and not (keep and keep[i])
-        ):
-            break
-    else:
-        return inputs
-    return tuple(
-        _Released(t)
-        if type(t) is not _Released
-        and t.grad_fn is not None
+    (but those ``keep`` marks True); with ``constants``, large leaves that do not require
+    grad too."""
+    swap = [
+        type(t) is not _Released
+        and (t.grad_fn is not None or (constants and not t.requires_grad))
         and t._data.nbytes > _RELEASE_MIN_BYTES
         and not (keep and keep[i])
-        else t
         for i, t in enumerate(inputs)
-    )
+    ]
+    if True not in swap:
+        return inputs
+    return tuple(_Released(t) if s else t for t, s in zip(inputs, swap, strict=True))
 
 
 # what Op.release keeps: the graph's structure, for viz and error messages
@@ -689,7 +707,7 @@ def run_backward(
                         elif create_graph:
                             t.grad = t.grad + g
                         else:
-                            t.grad._data = t.grad._data + g._data
+                            _accumulate(t.grad, g)
             if want_nodes is not None and id(node) in want_nodes:
                 result[id(want_nodes[id(node)])] = g
             if needed is not None and id(node) not in needed:
@@ -762,8 +780,27 @@ def run_backward(
                 elif create_graph:
                     t.grad = t.grad + g
                 else:
-                    t.grad._data = t.grad._data + g._data
+                    _accumulate(t.grad, g)
     return result if want is not None else None
+
+
+def _accumulate(grad: Tensor, g: Tensor) -> None:
+    """``grad += g`` for a gradient already in ``.grad``: in place, as PyTorch, so that an
+    array taken from it sees the sum, and counted as an in-place change, so that a graph
+    that read the old gradient (``w * x.grad``, a gradient penalty) raises at its backward
+    instead of using the new values. A gradient it cannot write (read-only, recorded) gets
+    a new array, counted the same way."""
+    data = grad._data
+    if (
+        grad.grad_fn is None
+        and data.flags.writeable
+        and data.shape == g._data.shape
+        and data.dtype == g._data.dtype
+    ):
+        np.add(data, g._data, out=data)
+    else:
+        grad._data = data + g._data
+    grad._modified()
 
 
 def _as_list(x) -> list:

@@ -87,7 +87,7 @@ class Tensor:
 
     # (_version: set only by an in-place change, see _modified; unset reads as never)
     __slots__ = (
-        "_data", "requires_grad", "grad_fn", "_grad", "_hooks", "name", "_version", "__weakref__"
+        "_data", "_requires_grad", "grad_fn", "_grad", "_hooks", "name", "_version", "__weakref__"
     )  # fmt: skip
     __array_priority__ = 1000  # so that ndarray + Tensor gives Tensor.__radd__
 
@@ -99,7 +99,7 @@ class Tensor:
         self._grad = None
         self._hooks = None
         self.name = None
-        self.requires_grad = False
+        self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
@@ -107,7 +107,7 @@ class Tensor:
     def _make(cls, data: np.ndarray, requires_grad: bool, grad_fn) -> Tensor:
         t = cls.__new__(cls)
         t._data = data
-        t.requires_grad = requires_grad
+        t._requires_grad = requires_grad
         t.grad_fn = grad_fn
         t._grad = None
         t._hooks = None
@@ -184,10 +184,14 @@ class Tensor:
                 f"assigned grad has dtype {value.dtype} but the tensor has dtype {self.dtype} "
                 "(as in PyTorch, a gradient has its tensor's dtype)"
             )
+        if value is self:  # (the next backward would add into the tensor's own values)
+            raise RuntimeError("a tensor cannot be assigned as its own grad")
         self._grad = value
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place (leaves only; floating dtypes only)."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"requires_grad must be a bool, got {requires_grad!r:.60}")
         if requires_grad and self._data.dtype.kind not in "fc":
             raise TypeError(
                 f"only floating-point tensors can require grad; this tensor's dtype is "
@@ -195,8 +199,19 @@ class Tensor:
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         return self
+
+    def _set_requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    # (reads cost a C call, as .data's; assigning checks as requires_grad_ does: an int
+    # tensor cannot require grad, a non-leaf cannot stop)
+    requires_grad = property(
+        operator.attrgetter("_requires_grad"),
+        _set_requires_grad,
+        doc="Whether operations on this tensor are recorded for backward.",
+    )
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", precision=4, threshold=50)
@@ -319,8 +334,9 @@ class Tensor:
         owner = self.grad_fn if self.grad_fn is not None else self
         if owner._hooks is None:
             owner._hooks = []
-        owner._hooks.append(hook)
-        return _HookHandle(owner._hooks, hook)
+        entry = _Hook(hook)  # (one entry a registration: remove() takes out its own)
+        owner._hooks.append(entry)
+        return _HookHandle(owner._hooks, entry)
 
     # ------------------------------------------------------------------ operators
     def _other(self, x: Any) -> Tensor:
@@ -448,6 +464,7 @@ class Tensor:
             self.grad = Tensor._make(np.zeros_like(g.data), False, None)
         else:
             g.data[...] = 0
+            g._modified()  # (a graph that read this gradient raises, as PyTorch's)
 
     def _modified(self) -> None:
         """Note an in-place change of the data, so that a backward that saved this tensor
@@ -636,13 +653,27 @@ class Tensor:
         return _mv.pad(self, pad_width, value)
 
 
+class _Hook:
+    """One registration of a hook (the same function registered twice is two entries)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, g):
+        return self.fn(g)
+
+
 class _HookHandle:
-    def __init__(self, hooks: list, hook):
+    def __init__(self, hooks: list, hook: _Hook):
         self._hooks, self._hook = hooks, hook
 
     def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
+        for i, h in enumerate(self._hooks):
+            if h is self._hook:  # (by identity: not the first equal function)
+                del self._hooks[i]
+                return
 
 
 autograd._Tensor = Tensor

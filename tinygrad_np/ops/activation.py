@@ -189,6 +189,37 @@ def _dim(x: Tensor, dim: int, what: str) -> int:
     return int(dim) % max(x.ndim, 1)
 
 
+# Rows along the last axis up to this long (attention scores, class logits) take each row's
+# maximum through np.argmax (1.8x quicker than np.max on rows of 64: NumPy's max pays per
+# row; the same value, NaN included) and its sum of exponentials as a product with a vector
+# of ones (4x quicker than np.sum on rows of 64, as accurate). A speed hunt found softmax
+# on (32, 4, 64, 64) 4.4x PyTorch's time.
+SHORT_ROW = 512
+
+
+def _short_rows(x: np.ndarray, axis: int) -> bool:
+    return (
+        axis == x.ndim - 1
+        and 0 < x.shape[-1] <= SHORT_ROW
+        and x.dtype in (np.float32, np.float64)
+        and x.flags.c_contiguous
+    )
+
+
+def row_max(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x.max(axis, keepdims=True)`` (x non-empty along ``axis``)."""
+    if x.size and _short_rows(x, axis):
+        return np.take_along_axis(x, x.argmax(axis=-1)[..., None], -1)
+    return x.max(axis=axis, keepdims=True)
+
+
+def row_sum(e: np.ndarray, axis: int) -> np.ndarray:
+    """``e.sum(axis, keepdims=True)`` of exponentials (finite or NaN: no infs meet zeros)."""
+    if _short_rows(e, axis):
+        return np.matmul(e, np.ones(e.shape[-1], e.dtype))[..., None]
+    return e.sum(axis=axis, keepdims=True)
+
+
 class Softmax(Op):
     """y = e^(x - max) / sum e^(x - max).   VJP: gx = y * (g - sum(g * y))."""
 
@@ -199,9 +230,9 @@ class Softmax(Op):
         if x.shape[dim] == 0:  # nothing to normalize (NumPy's max has no empty reduction)
             self.out = np.empty_like(x)
             return self.out
-        e = x - x.max(axis=dim, keepdims=True)
+        e = x - row_max(x, dim)
         np.exp(e, out=e)
-        e /= e.sum(axis=dim, keepdims=True)  # (in place: one array of x's size)
+        e /= row_sum(e, dim)  # (in place: one array of x's size)
         self.out = e
         return self.out
 
@@ -221,13 +252,17 @@ class LogSoftmax(Op):
 
     name = "log_softmax"
 
+    @staticmethod
+    def inplace_reads(needs, recording):  # the saved softmax, but x when recorded
+        return (recording,)
+
     def forward(self, x, *, dim):
         if x.shape[dim] == 0:
             self.out = np.empty_like(x)
             return np.empty_like(x)
-        z = x - x.max(axis=dim, keepdims=True)
+        z = x - row_max(x, dim)
         e = np.exp(z)
-        s = e.sum(axis=dim, keepdims=True)
+        s = row_sum(e, dim)
         e /= s
         self.out = e  # softmax, for the VJP
         z -= np.log(s)  # (in place: two arrays of x's size, not four)

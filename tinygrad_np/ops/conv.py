@@ -103,6 +103,12 @@ def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
 
+def _bilinear_reads(needs, recording):
+    """The in-place check's reads of a conv-like op (x, w[, b]): x for w's gradient, w for
+    x's, the bias never."""
+    return (needs[1], needs[0]) + (False,) * (len(needs) - 2)
+
+
 class Conv(Op):
     """y[n,o,i] = sum_{c in o's group, k} x_pad[n,c,i*s + k*d] w[o,c,k] (+ b[o]).
 
@@ -110,6 +116,8 @@ class Conv(Op):
     flipped kernel); gw = correlation of x_pad with the s-dilated g, summed
     over the batch, per group; gb = g summed over batch and space.
     """
+
+    inplace_reads = staticmethod(_bilinear_reads)
 
     def forward(
         self, x, w, b=None, *, stride, padding, dilation, groups, kernel_size, _keep=True
@@ -198,6 +206,8 @@ class ConvTranspose(Op):
     VJP: gy = conv(g, w); gw = conv_weight_grad(g, y); gb = g summed.
     """
 
+    inplace_reads = staticmethod(_bilinear_reads)
+
     def forward(
         self, y, w, b=None, *, stride, padding, dilation, groups, input_size, _cache=None, **shown
     ):
@@ -226,6 +236,8 @@ class ConvWeightGrad(Op):
     Bilinear in (x, y). VJP for an upstream h shaped like the weight:
     gx = conv_transpose(y, h), gy = conv(x, h).
     """
+
+    inplace_reads = staticmethod(_bilinear_reads)
 
     def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size, _cols=None):
         self.name = f"conv{x.ndim - 2}d_weight_grad"

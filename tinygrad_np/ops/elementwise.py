@@ -341,6 +341,10 @@ class Cast(Op):
 class Where(Op):
     """y = a where c else b (c a constant bool array).   VJP: ga = g where c, gb = g where not c."""
 
+    @staticmethod
+    def inplace_reads(needs, recording):  # the condition only
+        return (True,) + (False,) * (len(needs) - 1)
+
     def forward(self, c, a, b):
         try:
             return np.where(c, a, b)

@@ -20,6 +20,10 @@ class Matmul(Op):
     VJP: ga = g @ b^T, gb = a^T @ g (the engine sums broadcast batch dims back).
     """
 
+    @staticmethod
+    def inplace_reads(needs, recording):  # a for b's gradient, b for a's
+        return (needs[1], needs[0])
+
     def forward(self, a, b):
         return par.matmul(a, b)
 
@@ -67,6 +71,10 @@ class Linear(Op):
 
     VJP: gx = g @ w; gw = g^T x summed over all leading dims; gb = g summed likewise.
     """
+
+    @staticmethod
+    def inplace_reads(needs, recording):  # x for w's gradient, w for x's; b never
+        return (needs[1], needs[0]) + (False,) * (len(needs) - 2)
 
     def forward(self, x, w, b=None):
         if x.ndim != 2:

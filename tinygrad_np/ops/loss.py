@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.ops.activation import row_max, row_sum
 from tinygrad_np.ops.elementwise import const, select
 from tinygrad_np.tensor import Tensor, float_input, generator, number_arg
 
@@ -73,11 +74,15 @@ class CrossEntropy(Op):
 
     name = "cross_entropy"
 
+    @staticmethod
+    def inplace_reads(needs, recording):  # the saved log-softmax, but x when recorded
+        return (recording,)
+
     def forward(self, x, *, target, reduction, label_smoothing, ignore_index):
         C = x.shape[1]
         valid = target != ignore_index
-        logp = x - x.max(axis=1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))  # (in place: one array held)
+        logp = x - row_max(x, 1)
+        logp -= np.log(row_sum(np.exp(logp), 1))  # (in place: one array held)
         # -log p at the target, 0 where ignored (not -(q * logp).sum: a masked class's
         # logit of -inf would give 0 * -inf = nan)
         loss = np.where(valid, -_at_target(logp, target, valid), 0)
@@ -282,6 +287,10 @@ class BceWithLogits(Op):
     """loss = max(x, 0) - x t + log(1 + e^-|x|).   VJP: gx = g (sigmoid(x) - t), gt = -g x."""
 
     name = "binary_cross_entropy_with_logits"
+
+    @staticmethod
+    def inplace_reads(needs, recording):  # x for both gradients, t for x's
+        return (True, needs[0])
 
     def forward(self, x, t):
         with np.errstate(invalid="ignore"):

@@ -94,6 +94,10 @@ class BatchNormTrain(Op):
 
     name = "batch_norm"
 
+    @staticmethod
+    def inplace_reads(needs, recording):  # x for any gradient but b's, w for x's
+        return ((needs[0] or needs[1]),) + ((needs[0], False) if len(needs) == 3 else ())
+
     def forward(self, x, *wb, eps, affine, _stats):
         n, c = x.shape[:2]
         x3 = x.reshape(n, c, -1)
