@@ -419,7 +419,13 @@ ROWS: list[OpRow] = [
           lambda x, w, b: torch.nn.functional.batch_norm(
               x, torch.tensor(_BN_MEAN, dtype=x.dtype), torch.tensor(_BN_VAR, dtype=x.dtype),
               w, b, training=False),
-          ops=("Sub", "Div", "Mul", "Add")),
+          ops=("BatchNormEval",)),
+    OpRow("batch_norm_eval_plain",
+          lambda x: F.batch_norm(x, _BN_MEAN.astype(x.dtype), _BN_VAR.astype(x.dtype)),
+          [((4, 3, 2, 2),), ((5, 3),)],
+          lambda x: torch.nn.functional.batch_norm(
+              x, torch.tensor(_BN_MEAN, dtype=x.dtype), torch.tensor(_BN_VAR, dtype=x.dtype)),
+          ops=("BatchNormEval",)),
     OpRow("bce_with_logits", lambda x, t: F.binary_cross_entropy_with_logits(x, t),
           [((3, 4), (3, 4))],
           lambda x, t: torch.nn.functional.binary_cross_entropy_with_logits(x, t),

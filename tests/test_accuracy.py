@@ -83,3 +83,19 @@ def test_batch_norm_on_long_rows_and_offsets(shape, offset):
     y.backward(tg.Tensor(g))
     for i in range(2):  # y, then the input gradient
         _as_accurate_as_torch((y.numpy(), t.grad.numpy())[i], res["torch"][i], res["ref"][i])
+
+
+def test_eval_batch_norm_subtracts_the_mean_before_scaling():
+    """Eval-mode batch norm is one op, (x - mean) * a + b: x - mean is exact for data near
+    the mean, so data at an offset of 1e4 keeps float32's relative precision (the
+    alpha-beta form x * a + (b - mean * a) loses it to cancellation)."""
+    rng = np.random.default_rng(3)
+    x = (1e4 + rng.standard_normal((8, 4, 6, 6))).astype(np.float32)
+    mean = np.full(4, 1e4, np.float32)
+    var = np.full(4, 1.0, np.float32)
+    w = tg.Tensor(rng.uniform(0.5, 2, 4).astype(np.float32))
+    b = tg.Tensor(rng.standard_normal(4).astype(np.float32))
+    y = F.batch_norm(tg.Tensor(x), mean, var, w, b, training=False, eps=0.0).numpy()
+    x64 = x.astype(np.float64)
+    want = (x64 - 1e4) * w.numpy()[:, None, None].astype(np.float64) + b.numpy()[:, None, None]
+    assert np.abs(y - want).max() < 4e-6
