@@ -71,6 +71,11 @@ def _depthwise_strided(rng):  # rows too wide for band matrices: phase planes
     return (1, 4, 40, 120), 4, (3, 3), s, (1, 1), _pairs(rng, 2, 1), 4, None
 
 
+def _few_filters_long(rng):  # 2 filters a group on 3000 positions: the columns in pieces
+    d = int(rng.integers(1, 5))
+    return (3, 16, 3000), 8, (7,), (1,), (d,), _pairs(rng, 1, 6), 4, {"cache_bytes": 0}
+
+
 def _fft(rng):  # an 11x11 kernel: the cost estimate picks FFT
     return (2, 4, 64, 60), 8, (11, 11), (1, 1), (1, 1), _pairs(rng, 2, 5), 1, None
 
@@ -145,6 +150,7 @@ FAMILIES = {
     ),  # fmt: skip
     "depthwise_channels": (("correlate_depthwise_channels",), _depthwise_channels),
     "depthwise_strided": (("correlate_depthwise_channels",), _depthwise_strided),
+    "few_filters_long": (("_correlate_few_pieces",), _few_filters_long),
     "fft": (("correlate_fft", "correlate_transpose_fft", "correlate_weight_grad_fft"), _fft),
     "samples_last": (("correlate_transpose_samples_last",), _samples_last),
     "chunked": (("_chunks",), _chunked),
