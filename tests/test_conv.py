@@ -2072,7 +2072,8 @@ def test_a_zero_tap_times_an_inf_is_nan_on_the_channel_major_route_as_pytorch():
     "x_shape, o, k",
     [((2, 16, 17, 16), 16, (3, 3)),  # the full correlation
      ((2, 16, 32, 30), 32, (3, 3)),  # the wide grid
-     ((2, 4, 24, 23, 24), 8, (3, 3, 3))],  # tap views  # fmt: skip
+     ((2, 4, 24, 23, 24), 8, (3, 3, 3)),  # tap views
+     ((4, 8, 56, 56), 8, (3, 3))],  # depthwise, channel-major  # fmt: skip
 )
 def test_an_inf_weight_reaches_only_the_inputs_its_tap_reads(x_shape, o, k):
     """The input-gradient routes that correlate a zero-padded g multiplied the padding by
@@ -2081,18 +2082,19 @@ def test_an_inf_weight_reaches_only_the_inputs_its_tap_reads(x_shape, o, k):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     x = rng.integers(-3, 4, x_shape).astype(np.float64)
-    w = rng.integers(-3, 4, (o, x_shape[1]) + k).astype(np.float64)
+    groups = x_shape[1] if x_shape[2] == 56 else 1
+    w = rng.integers(-3, 4, (o, x_shape[1] // groups) + k).astype(np.float64)
     w[0, 0] = 0.0
     w[(0, 0) + (0,) * len(k)] = np.inf
     conv = getattr(F, f"conv{len(k)}d")
     xt = tg.Tensor(x, requires_grad=True)
-    y = conv(xt, tg.Tensor(w), padding=1)
+    y = conv(xt, tg.Tensor(w), padding=1, groups=groups)
     g = rng.integers(-3, 4, y.shape).astype(np.float64)
     with np.errstate(invalid="ignore"):
         y.backward(tg.Tensor(g))
     xr = torch.tensor(x, requires_grad=True)
-    getattr(torch.nn.functional, f"conv{len(k)}d")(xr, torch.tensor(w), padding=1).backward(
-        torch.tensor(g)
-    )
+    getattr(torch.nn.functional, f"conv{len(k)}d")(
+        xr, torch.tensor(w), padding=1, groups=groups
+    ).backward(torch.tensor(g))
     np.testing.assert_array_equal(np.isnan(xt.grad.numpy()), np.isnan(xr.grad.numpy()))
     np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-12)

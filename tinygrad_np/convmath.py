@@ -3593,8 +3593,12 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
         return correlate_transpose_depthwise_plane(
             g, w, tuple(input_size), strides, dilations, pads, c, dtype
         )
-    if _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups, "input_grad",
-                                itemsize) and not zero_tap_meets_nonfinite(w, g):  # fmt: skip
+    if (
+        _depthwise_channel_route(x_shape, w.shape, pads, strides, dilations, groups,
+                                 "input_grad", itemsize)  # fmt: skip
+        and not zero_tap_meets_nonfinite(w, g)
+        and all_finite(w)  # (it correlates g's zero padding: 0 * inf would be NaN)
+    ):
         return correlate_transpose_depthwise_channels(
             g.astype(dtype, copy=False), w, tuple(input_size), strides, dilations, pads, c, dtype
         )

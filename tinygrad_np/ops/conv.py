@@ -183,8 +183,10 @@ class Conv(Op):
             return None  # (small planes: whole-plane products, below)
         if (need[0] and not route("input_grad")) or (need[1] and not route("weight_grad")):
             return None
-        if need[0] and cm.zero_tap_meets_nonfinite(w.data, g.data):
-            return None  # (the axpy would skip 0 * inf: the separate maps, below)
+        if need[0] and (
+            cm.zero_tap_meets_nonfinite(w.data, g.data) or not cm.all_finite(w.data)
+        ):  # (the axpy would skip 0 * inf; an inf tap would meet g's zero padding)
+            return None  # (the separate maps, below)
         xd, gd = x.data.astype(dtype, copy=False), g.data.astype(dtype, copy=False)
         gx, gw, gb = cm.backward_depthwise_channels(
             xd, gd, w.data, a["stride"], a["dilation"], a["padding"], need, dtype
