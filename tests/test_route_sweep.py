@@ -71,9 +71,9 @@ def _depthwise_strided(rng):  # rows too wide for band matrices: phase planes
     return (1, 4, 40, 120), 4, (3, 3), s, (1, 1), _pairs(rng, 2, 1), 4, None
 
 
-def _few_filters_long(rng):  # 2 filters a group on 3000 positions: the columns in pieces
+def _few_filters_long(rng):  # 8 filters on 3000 positions: the columns in pieces
     d = int(rng.integers(1, 5))
-    return (3, 16, 3000), 8, (7,), (1,), (d,), _pairs(rng, 1, 6), 4, {"cache_bytes": 0}
+    return (3, 16, 3000), 8, (7,), (1,), (d,), _pairs(rng, 1, 6), 1, {"cache_bytes": 0}
 
 
 def _fft(rng):  # an 11x11 kernel: the cost estimate picks FFT
