@@ -2098,3 +2098,23 @@ def test_an_inf_weight_reaches_only_the_inputs_its_tap_reads(x_shape, o, k):
     ).backward(torch.tensor(g))
     np.testing.assert_array_equal(np.isnan(xt.grad.numpy()), np.isnan(xr.grad.numpy()))
     np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-12)
+
+
+def test_plane_route_weight_gradient_adds_only_each_taps_own_products():
+    """The whole-plane route forms x_c^T g_c for every (input, output) pair; a pair no tap
+    reads whose product overflows (inf) must not reach the taps' sums (a product with a
+    0/1 matrix made it NaN in every tap: a regression hunt)."""
+    torch = pytest.importorskip("torch")
+    x = np.ones((16, 4, 5, 5))
+    x[0, 0, 0, 0] = 1e300
+    g = np.ones((16, 4, 5, 5))
+    g[0, 0, 3:, 3:] = 1e10  # outputs whose 3x3 windows (pad 1) do not reach (0, 0)
+    w = np.ones((4, 1, 3, 3))
+    assert cm._depthwise_plane_route(x.shape, w.shape, ((1, 1),) * 2, (1, 1), (1, 1), 4, 8)
+    wt = tg.Tensor(w, requires_grad=True)
+    with np.errstate(over="ignore"):
+        F.conv2d(tg.Tensor(x), wt, padding=1, groups=4).backward(tg.Tensor(g))
+    wr = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(torch.tensor(x), wr, padding=1, groups=4).backward(torch.tensor(g))
+    assert np.isfinite(wt.grad.numpy()).all()
+    np.testing.assert_allclose(wt.grad.numpy(), wr.grad.numpy(), rtol=1e-12)

@@ -1819,8 +1819,8 @@ PLANE_MAX_EXCESS = 24  # P / taps: the multiply-adds against the direct sum's (3
 
 @functools.lru_cache(maxsize=64)
 def _plane_taps(in_sizes, kernel, strides, dilations, pads):
-    """(S, pq, t): S (P*Q, taps) float64, 1 at (p*Q + q, t) where output q reads input p
-    at tap t; pq and t those index pairs."""
+    """(pq, t): the index p*Q + q of every (input p, output q) pair that some tap t reads,
+    and that tap, sorted by tap."""
     out_sizes = _out_sizes(padded_sizes(in_sizes, pads), kernel, strides, dilations)
     per_dim = []  # per dim: (tap, output, input) of every read inside the input
     for n, k, s_, d, (pb, _), o in zip(in_sizes, kernel, strides, dilations, pads, out_sizes,
@@ -1835,11 +1835,11 @@ def _plane_taps(in_sizes, kernel, strides, dilations, pads):
         q = (q[:, None] * o + oo[None, :]).ravel()
         p = (p[:, None] * n + ii[None, :]).ravel()
     pq = p * math.prod(out_sizes) + q
-    s = np.zeros((math.prod(in_sizes) * math.prod(out_sizes), math.prod(kernel)))
-    s[pq, t] = 1.0
-    for a in (s, pq, t):
+    order = np.argsort(t, kind="stable")  # (each tap's pairs together, for reduceat)
+    pq, t = pq[order], t[order]
+    for a in (pq, t):
         a.flags.writeable = False
-    return s, pq, t
+    return pq, t
 
 
 def _depthwise_plane_route(x_shape, w_shape, pads, strides, dilations, groups, itemsize) -> bool:
@@ -1863,7 +1863,7 @@ def _plane_matrices(w, in_sizes, strides, dilations, pads, dtype):
     """(W (C*m, P*Q), out_sizes, P, Q): W[c*m + j, p*Q + q] = w[c*m + j]'s tap at which
     output q reads input p (each (p, q) pair belongs to one tap at most: exact)."""
     kernel = tuple(w.shape[2:])
-    _, pq, t = _plane_taps(tuple(in_sizes), kernel, tuple(strides), tuple(dilations), tuple(pads))
+    pq, t = _plane_taps(tuple(in_sizes), kernel, tuple(strides), tuple(dilations), tuple(pads))
     out_sizes = _out_sizes(padded_sizes(in_sizes, pads), kernel, strides, dilations)
     p, q = math.prod(in_sizes), math.prod(out_sizes)
     flat = np.zeros((w.shape[0], p * q), dtype=dtype)
@@ -1913,8 +1913,8 @@ def correlate_weight_grad_depthwise_plane(x, g, kernel, strides, dilations, pads
     o = g.shape[1]
     m = o // c
     in_sizes = x.shape[2:]
-    s, _, _ = _plane_taps(tuple(in_sizes), tuple(kernel), tuple(strides), tuple(dilations),
-                          tuple(pads))  # fmt: skip
+    pq, t = _plane_taps(tuple(in_sizes), tuple(kernel), tuple(strides), tuple(dilations),
+                        tuple(pads))  # fmt: skip
     p, q = math.prod(in_sizes), math.prod(g.shape[2:])
     xc = x.astype(dtype, copy=False).reshape(n, c, p).transpose(1, 2, 0)  # (C, P, N)
     gc = g.astype(dtype, copy=False).reshape(n, c, m * q).transpose(1, 0, 2)  # (C, N, m*Q)
@@ -1925,7 +1925,14 @@ def correlate_weight_grad_depthwise_plane(x, g, kernel, strides, dilations, pads
 
     par.for_slices(c, run, n * c * p * m * q // 4)  # (work: multiply-adds / 4)
     d = d.reshape(c, p, m, q).transpose(0, 2, 1, 3).reshape(c * m, p * q)
-    return (d @ s.astype(dtype)).reshape((o, 1) + tuple(kernel))
+    # each tap's own pairs added up (not a product with a 0/1 matrix: an overflowing
+    # product of a pair no tap reads, inf, times 0 was NaN in every tap)
+    taps = math.prod(kernel)
+    gw = np.zeros((c * m, taps), dtype=dtype)
+    if t.size:
+        starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+        gw[:, t[starts]] = np.add.reduceat(d[:, pq], starts, axis=1)
+    return gw.reshape((o, 1) + tuple(kernel))
 
 
 def _depthwise_wide(xp, w, strides, dilations):

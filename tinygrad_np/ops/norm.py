@@ -270,11 +270,25 @@ class BatchNormEval(Op):
         gd = g.data
         scale = self.inputs[1].data.reshape(mean.shape) * inv if len(need) > 1 else inv
         out = [const(gd * scale) if need[0] else None]
-        if len(need) > 1:
-            gw = np.sum(gd * ((x.data - mean) * inv), axis=dims) if need[1] else None
-            gb = np.sum(gd, axis=dims) if need[2] else None
-            out += [None if gw is None else const(gw.astype(x.dtype, copy=False)),
-                    None if gb is None else const(gb.astype(x.dtype, copy=False))]  # fmt: skip
+        if len(need) > 1:  # the sums a block of samples at a time (x - mean, times g, made
+            # whole were three input-sized temporaries beside gx), in float64 across blocks
+            n = x.shape[0]
+            x3, m3 = x.data.reshape(n, c, -1), mean.reshape(1, c, 1)
+            gw_parts: dict[int, np.ndarray] = {}
+            gb_parts: dict[int, np.ndarray] = {}
+
+            def sums(s):
+                g3 = gd[s].reshape(s.stop - s.start, c, -1)
+                if need[1]:
+                    gw_parts[s.start] = _channel_sums(g3, x3[s] - m3)
+                if need[2]:
+                    gb_parts[s.start] = _channel_sums(g3)
+
+            _chunked(n, x3[:1].nbytes, sums)
+            gw = _ordered_sum(gw_parts) * inv.reshape(c) if need[1] else None
+            gb = _ordered_sum(gb_parts) if need[2] else None
+            out += [None if gw is None else const(gw.astype(x.dtype)),
+                    None if gb is None else const(gb.astype(x.dtype))]  # fmt: skip
         return tuple(out)
 
 
