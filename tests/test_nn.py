@@ -863,7 +863,7 @@ def test_loss_modules_take_pytorchs_positional_order_and_legacy_keywords():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (PyTorch's deprecation warnings)
             want = torch.nn.CrossEntropyLoss(*args, **kw)
-        got = nn.CrossEntropyLoss(*args, **kw)
+            got = nn.CrossEntropyLoss(*args, **kw)
         assert (got.reduction, got.ignore_index, got.label_smoothing) == (
             want.reduction, want.ignore_index, want.label_smoothing)  # fmt: skip
     for args, kw in [((None, None, "sum"), {}), ((), {"size_average": False}),
@@ -873,6 +873,14 @@ def test_loss_modules_take_pytorchs_positional_order_and_legacy_keywords():
             assert nn.MSELoss(*args, **kw).reduction == torch.nn.MSELoss(*args, **kw).reduction
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.MSELoss(reduction="average")
+    # the reduction or ignore_index in size_average's place (the order before PyTorch's,
+    # which PyTorch reads as size_average=True, a mean): refused, not a silent mean
+    with pytest.raises(TypeError, match="size_average .* must be a bool or None, got 'sum'"):
+        nn.MSELoss("sum")
+    with pytest.raises(TypeError, match="got 1"):
+        nn.CrossEntropyLoss(None, 1)
+    with pytest.warns(UserWarning, match="deprecated"):
+        nn.MSELoss(size_average=False)
 
 
 def test_module_extras_as_pytorch():

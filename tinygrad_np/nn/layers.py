@@ -7,6 +7,7 @@ PyTorch's, so a state dict moves between the two unchanged.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -789,12 +790,26 @@ class BatchNorm2d(_BatchNorm):
 # ----------------------------------------------------------------------------- losses
 
 
-def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: str, what: str) -> str:
     """PyTorch's deprecated ``size_average`` / ``reduce`` keywords, where given, decide the
-    reduction as there: reduce=False gives "none", else size_average=False "sum", else
-    "mean"."""
+    reduction as there (with its warning): reduce=False gives "none", else
+    size_average=False "sum", else "mean". They must be bools: a string or a number there
+    is the reduction or ignore_index in the wrong place (``MSELoss("sum")``), which PyTorch
+    would read as size_average=True, a mean."""
     if size_average is None and reduce is None:
         return reduction
+    for name, v in (("size_average", size_average), ("reduce", reduce)):
+        if v is not None and not isinstance(v, (bool, np.bool_)):
+            raise TypeError(
+                f"{what}: {name} (PyTorch's deprecated argument, before reduction in its "
+                f"order) must be a bool or None, got {v!r}; pass reduction=... or "
+                "ignore_index=... by keyword"
+            )
+    warnings.warn(
+        f"{what}: size_average and reduce are deprecated (as in PyTorch); use reduction=",
+        UserWarning,
+        stacklevel=3,
+    )
     if reduce is not None and not reduce:
         return "none"
     return "sum" if size_average is not None and not size_average else "mean"
@@ -820,7 +835,7 @@ class CrossEntropyLoss(Module):
             raise NotImplementedError("CrossEntropyLoss: class weights are not supported")
         _check_reduction(reduction, "CrossEntropyLoss")
         self.ignore_index = ignore_index
-        self.reduction = _legacy_reduction(size_average, reduce, reduction)
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "CrossEntropyLoss")
         self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
@@ -839,7 +854,7 @@ class MSELoss(Module):
     def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean"):
         super().__init__()
         _check_reduction(reduction, "MSELoss")
-        self.reduction = _legacy_reduction(size_average, reduce, reduction)
+        self.reduction = _legacy_reduction(size_average, reduce, reduction, "MSELoss")
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return F.mse_loss(input, target, reduction=self.reduction)
