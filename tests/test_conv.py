@@ -152,6 +152,21 @@ DEPTHWISE_GRAD_CONFIGS = [
 ]
 
 
+def _depthwise_case(cfg, seed: int):
+    """(the conv of a DEPTHWISE_GRAD_CONFIGS entry as fn(x, w, b), float64 inputs)."""
+    nd, n, c, m, size, k, s, p, d = cfg
+    rng = np.random.default_rng(seed + nd)
+    x = _t(rng.standard_normal((n, c) + size))
+    w = _t(rng.standard_normal((c * m, 1) + k))
+    b = _t(rng.standard_normal(c * m))
+    conv = getattr(F, f"conv{nd}d")
+
+    def fn(x, w, b):
+        return conv(x, w, b, stride=s, padding=p, dilation=d, groups=c)
+
+    return fn, (x, w, b)
+
+
 @pytest.mark.parametrize(
     "cfg", DEPTHWISE_GRAD_CONFIGS, ids=lambda c: f"{c[0]}d-{c[5]}-s{c[6]}-m{c[3]}"
 )
@@ -165,24 +180,15 @@ def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
 
     monkeypatch.setattr(cm, "_depthwise_channel_route", forced)
     monkeypatch.setattr(cm, "_depthwise_plane_route", lambda *a, **k: False)
-    nd, n, c, m, size, k, s, p, d = cfg
-    rng = np.random.default_rng(41 + nd)
-    x = _t(rng.standard_normal((n, c) + size))
-    w = _t(rng.standard_normal((c * m, 1) + k))
-    b = _t(rng.standard_normal(c * m))
-    conv = getattr(F, f"conv{nd}d")
-
-    def fn(x, w, b):
-        return conv(x, w, b, stride=s, padding=p, dilation=d, groups=c)
-
+    fn, inputs = _depthwise_case(cfg, 41)
     calls = []
     fused = cm.backward_depthwise_channels
     monkeypatch.setattr(
         cm, "backward_depthwise_channels", lambda *a: calls.append(tuple(a[-2])) or fused(*a)
     )
-    assert tg.gradcheck(fn, (x, w, b))
+    assert tg.gradcheck(fn, inputs)
     assert (True, True, True) in calls  # the one-pass backward of all three
-    assert tg.gradgradcheck(fn, (x, w, b))
+    assert tg.gradgradcheck(fn, inputs)
 
 
 @pytest.mark.parametrize(
@@ -194,24 +200,15 @@ def test_depthwise_plane_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
     (the recorded backward goes through conv and conv_transpose again, which take it too)."""
     monkeypatch.setattr(cm, "PLANE_SAMPLES", 0)
     monkeypatch.setattr(cm, "PLANE_MAX_EXCESS", 1000)
-    nd, n, c, m, size, k, s, p, d = cfg
     calls = set()
     for name in ("correlate_depthwise_plane", "correlate_transpose_depthwise_plane",
                  "correlate_weight_grad_depthwise_plane"):  # fmt: skip
-        fn = getattr(cm, name)
-        monkeypatch.setattr(cm, name, lambda *a, _f=fn, _n=name: calls.add(_n) or _f(*a))
-    rng = np.random.default_rng(43 + nd)
-    x = _t(rng.standard_normal((n, c) + size))
-    w = _t(rng.standard_normal((c * m, 1) + k))
-    b = _t(rng.standard_normal(c * m))
-    conv = getattr(F, f"conv{nd}d")
-
-    def fn(x, w, b):
-        return conv(x, w, b, stride=s, padding=p, dilation=d, groups=c)
-
-    assert tg.gradcheck(fn, (x, w, b))
+        route = getattr(cm, name)
+        monkeypatch.setattr(cm, name, lambda *a, _f=route, _n=name: calls.add(_n) or _f(*a))
+    fn, inputs = _depthwise_case(cfg, 43)
+    assert tg.gradcheck(fn, inputs)
     assert len(calls) == 3
-    assert tg.gradgradcheck(fn, (x, w, b))
+    assert tg.gradgradcheck(fn, inputs)
 
 
 @pytest.mark.parametrize("algo", ALGOS)
