@@ -300,6 +300,12 @@ def _array_changed_since(data, born: int) -> bool:
     return any(t > born and a < hi and lo < b for (a, b), t in entry[1].items())
 
 
+def bilinear_reads(needs: tuple, recording: bool) -> tuple:
+    """``Op.inplace_reads`` of a product-like op (a, b[, bias]): a is read for b's
+    gradient, b for a's, a bias never (matmul, linear, the convs)."""
+    return (needs[1], needs[0]) + (False,) * (len(needs) - 2)
+
+
 def _inputs_read(node: Op) -> tuple:
     """Which inputs the VJP of ``node`` reads (one bool each): those its ``inplace_reads``
     (or ``reads``) names; without either, every input of an op that saves its inputs

@@ -41,7 +41,7 @@ import numpy as np
 
 from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
-from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.autograd import Op, bilinear_reads, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
 from tinygrad_np.ops.movement import Getitem
 from tinygrad_np.tensor import Tensor
@@ -103,12 +103,6 @@ def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
 
-def _bilinear_reads(needs, recording):
-    """The in-place check's reads of a conv-like op (x, w[, b]): x for w's gradient, w for
-    x's, the bias never."""
-    return (needs[1], needs[0]) + (False,) * (len(needs) - 2)
-
-
 class Conv(Op):
     """y[n,o,i] = sum_{c in o's group, k} x_pad[n,c,i*s + k*d] w[o,c,k] (+ b[o]).
 
@@ -117,7 +111,7 @@ class Conv(Op):
     over the batch, per group; gb = g summed over batch and space.
     """
 
-    inplace_reads = staticmethod(_bilinear_reads)
+    inplace_reads = staticmethod(bilinear_reads)
 
     def forward(
         self, x, w, b=None, *, stride, padding, dilation, groups, kernel_size, _keep=True
@@ -208,7 +202,7 @@ class ConvTranspose(Op):
     VJP: gy = conv(g, w); gw = conv_weight_grad(g, y); gb = g summed.
     """
 
-    inplace_reads = staticmethod(_bilinear_reads)
+    inplace_reads = staticmethod(bilinear_reads)
 
     def forward(
         self, y, w, b=None, *, stride, padding, dilation, groups, input_size, _cache=None, **shown
@@ -239,7 +233,7 @@ class ConvWeightGrad(Op):
     gx = conv_transpose(y, h), gy = conv(x, h).
     """
 
-    inplace_reads = staticmethod(_bilinear_reads)
+    inplace_reads = staticmethod(bilinear_reads)
 
     def forward(self, x, y, *, stride, padding, dilation, groups, kernel_size, _cols=None):
         self.name = f"conv{x.ndim - 2}d_weight_grad"

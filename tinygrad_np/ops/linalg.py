@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np import _parallel as par
-from tinygrad_np.autograd import Op, is_grad_enabled
+from tinygrad_np.autograd import Op, bilinear_reads, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
 from tinygrad_np.tensor import Tensor, tensor_input
 
@@ -20,9 +20,7 @@ class Matmul(Op):
     VJP: ga = g @ b^T, gb = a^T @ g (the engine sums broadcast batch dims back).
     """
 
-    @staticmethod
-    def inplace_reads(needs, recording):  # a for b's gradient, b for a's
-        return (needs[1], needs[0])
+    inplace_reads = staticmethod(bilinear_reads)
 
     def forward(self, a, b):
         return par.matmul(a, b)
@@ -72,9 +70,7 @@ class Linear(Op):
     VJP: gx = g @ w; gw = g^T x summed over all leading dims; gb = g summed likewise.
     """
 
-    @staticmethod
-    def inplace_reads(needs, recording):  # x for w's gradient, w for x's; b never
-        return (needs[1], needs[0]) + (False,) * (len(needs) - 2)
+    inplace_reads = staticmethod(bilinear_reads)
 
     def forward(self, x, w, b=None):
         if x.ndim != 2:
