@@ -277,12 +277,16 @@ class BatchNormEval(Op):
             gw_parts: dict[int, np.ndarray] = {}
             gb_parts: dict[int, np.ndarray] = {}
 
-            def sums(s):
-                g3 = gd[s].reshape(s.stop - s.start, c, -1)
-                if need[1]:
-                    gw_parts[s.start] = _channel_sums(g3, x3[s] - m3)
-                if need[2]:
-                    gb_parts[s.start] = _channel_sums(g3)
+            step = max(1, BN_CHUNK_BYTES // max(x3[:1].nbytes, 1))
+
+            def sums(s):  # (a thread's share in chunks too: x - mean of a whole share was
+                for n0 in range(s.start, s.stop, step):  # half the input per thread)
+                    b = slice(n0, min(s.stop, n0 + step))
+                    g3 = gd[b].reshape(b.stop - b.start, c, -1)
+                    if need[1]:
+                        gw_parts[b.start] = _channel_sums(g3, x3[b] - m3)
+                    if need[2]:
+                        gb_parts[b.start] = _channel_sums(g3)
 
             _chunked(n, x3[:1].nbytes, sums)
             gw = _ordered_sum(gw_parts) * inv.reshape(c) if need[1] else None
