@@ -1800,7 +1800,7 @@ def correlate_transpose_depthwise_band(g, w, in_sizes, strides, dilations, pads,
 # writing y in place through their strides, replaces the other routes' calls per tap, row
 # or channel block, which on planes of a few entries cost far more than their arithmetic.
 # The input gradient is g_c @ M_c^T, the weight gradient x_c^T g_c (P, m*Q) with the entries
-# of each tap added up (a product with the 0/1 matrix S of the taps' (p, q) pairs). It does
+# of each tap's (p, q) pairs added up (``_plane_taps`` lists them). It does
 # P / taps times the direct sum's multiply-adds, so it is kept to small planes (2 threads,
 # forward and backward, ms: 3x3 on 1024 channels at 4x4 (b64) 3.6 against 25 on the band
 # and channel routes, 512 at 7x7 (b32) 4.4 against 11, 128 at 14x14 stride 2 (b32) 4.5
@@ -1894,8 +1894,8 @@ def correlate_transpose_depthwise_plane(g, w, in_sizes, strides, dilations, pads
     n = g.shape[0]
     m = w.shape[0] // c
     flat, _, p, q = _plane_matrices(w, in_sizes, strides, dilations, pads, dtype)
-    mm = flat.reshape(c, m * p * q)  # (per channel: (m, P, Q) -> the (m*Q, P) it needs)
-    mq = np.ascontiguousarray(mm.reshape(c, m, p, q).transpose(0, 1, 3, 2)).reshape(c, m * q, p)
+    # (per channel: (m, P, Q) -> the (m*Q, P) it needs)
+    mq = np.ascontiguousarray(flat.reshape(c, m, p, q).transpose(0, 1, 3, 2)).reshape(c, m * q, p)
     gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
     gc = g.astype(dtype, copy=False).reshape(n, c, m * q).transpose(1, 0, 2)  # (C, N, m*Q)
     xc = gx.reshape(n, c, p).transpose(1, 0, 2)

@@ -78,10 +78,7 @@ class Sequential(Module):
         for k in keys:
             del self._modules[k]
         # renumbered "0", "1", ... as PyTorch does, so that a later append takes a new name
-        kept = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(kept):
-            self._modules[str(i)] = m
+        _renumber(self, list(self._modules.values()))
 
     def __len__(self) -> int:
         return len(self._modules)

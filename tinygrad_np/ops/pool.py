@@ -55,7 +55,7 @@ class Argmax:
         if self._taps is None:
             kernel, stride, dilation = self.geometry
             sizes = self.padded_shape[2:]
-            padded = any(p for pair in self.padding for p in pair)
+            padded = _has_padding(self.padding)
             if not padded and _tiles(kernel, stride, dilation, sizes, self.best.shape[2:]):
                 self._taps = _argmax_tiled(self.x, self.best, kernel)
                 return self._taps
@@ -195,6 +195,30 @@ def _windows_last(a: np.ndarray, kernel, out_sizes) -> np.ndarray:
     return t.reshape(a.shape[:2] + tuple(out_sizes) + (math.prod(kernel),))
 
 
+def _has_padding(padding) -> bool:
+    return any(p for pair in padding for p in pair)
+
+
+def _padded_blocks(lead: tuple, input_size, padding, dtype):
+    """(gx, block) for a gradient gx (*lead, *input_size) made a block at a time:
+    ``block(idx)`` gives (the zeroed array, in padded coordinates, that block idx of gx is
+    written into; the call that gets it into gx). Without padding that is gx itself;
+    with padding a buffer of the block's own, whose interior the call copies out (a whole
+    padded gradient cropped at the end held two input-sized arrays beside gx)."""
+    padded = cm.padded_sizes(input_size, padding)
+    if not _has_padding(padding):
+        gx = np.zeros(lead + padded, dtype=dtype)
+        return gx, lambda idx: (gx[idx], lambda: None)
+    gx = np.empty(lead + tuple(input_size), dtype=dtype)
+    crop = cm.negate(padding)
+
+    def block(idx):
+        buf = np.zeros(gx[idx].shape[:2] + padded, dtype=dtype)
+        return buf, lambda: np.copyto(gx[idx], cm.pad_spatial(buf, crop))
+
+    return gx, block
+
+
 def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> np.ndarray:
     """gx: g[i] added at the input row of window i's maximum (overlaps accumulate).
 
@@ -206,30 +230,15 @@ def _scatter_taps(g, argmax, kernel, stride, padding, dilation, input_size) -> n
     input-sized arrays beside the result)."""
     out_sizes = g.shape[2:]
     padded = g.shape[:2] + cm.padded_sizes(input_size, padding)
-    crop = cm.negate(padding)
-    pad = any(p for pair in padding for p in pair)
-    # without padding the scatter writes into gx itself
-    gx = (
-        np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype)
-        if pad
-        else np.zeros(padded, dtype=g.dtype)
-    )
-
-    def block(idx):  # where block idx of gx is scattered into, and how it gets to gx
-        if not pad:
-            return gx[idx], lambda: None
-        buf = np.zeros(gx[idx].shape[:2] + padded[2:], dtype=g.dtype)
-        return buf, lambda: np.copyto(gx[idx], cm.pad_spatial(buf, crop))
-
+    gx, block = _padded_blocks(g.shape[:2], input_size, padding, g.dtype)
     if _tiles(kernel, stride, dilation, padded[2:], out_sizes):
         # one write a window (put_along_axis) into its tap row, then back into place
-        gxp = np.zeros(padded, dtype=g.dtype) if pad else gx
+        gxp, write_back = block((slice(None), slice(None)))
         per_window = np.zeros(g.shape + (math.prod(kernel),), dtype=g.dtype)
         np.put_along_axis(per_window, argmax.taps[..., None].astype(np.intp), g[..., None], -1)
         view = _tiled(gxp, kernel, out_sizes).transpose(_windows_last_order(len(kernel)))
         np.copyto(view, per_window.reshape(g.shape + tuple(kernel)))  # (N, C, *out, *K)
-        if pad:
-            np.copyto(gx, cm.pad_spatial(gxp, crop))
+        write_back()
     elif tuple(stride) == tuple(kernel) and all(d == 1 for d in dilation):
         taps = argmax.taps
 
@@ -501,13 +510,7 @@ class AvgPoolTranspose(Op):
         gs = g / div
         out_sizes = g.shape[2:]
         padded = g.shape[:2] + cm.padded_sizes(input_size, padding)
-        pad = any(p for pair in padding for p in pair)
-        # with padding, each block is spread into a padded buffer of its own and its interior
-        # copied out (a padded gx, then cropped, held two input-sized arrays beside gx)
-        gx = np.empty(g.shape[:2] + tuple(input_size), dtype=g.dtype) if pad else np.zeros(
-            padded, dtype=g.dtype
-        )
-        crop = cm.negate(padding)
+        gx, block = _padded_blocks(g.shape[:2], input_size, padding, g.dtype)
         taps = _window_taps(kernel_size, (1,) * nd, stride, out_sizes)
 
         tiles = _tiles(kernel_size, stride, (1,) * nd, padded[2:], out_sizes, TILE_MIN_TAPS_AVG)
@@ -515,14 +518,13 @@ class AvgPoolTranspose(Op):
 
         def run(idx):
             gb = gs[idx]
-            xb = np.zeros(gx[idx].shape[:2] + padded[2:], dtype=g.dtype) if pad else gx[idx]
+            xb, write_back = block(idx)
             if tiles:  # each window is written once: one broadcast copy
                 np.copyto(_tiled(xb, kernel_size, out_sizes), gb[spread])
             else:
                 for _, window in taps:
                     xb[window] += gb
-            if pad:
-                np.copyto(gx[idx], cm.pad_spatial(xb, crop))
+            write_back()
 
         _for_sample_blocks(padded, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
         return gx
