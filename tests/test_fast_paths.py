@@ -4,8 +4,11 @@ on rows too short for BLAS (a speed hunt found each 5-60x slower than PyTorch)."
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy import special
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
@@ -211,3 +214,59 @@ def test_stack_of_many_tensors_is_one_node_with_torchs_values_and_gradients(dim)
     (gx1,) = tg.grad((tg.stack([x1, x2], dim) ** 2).sum(), [x1], create_graph=True)
     (hx1,) = tg.grad(gx1.sum(), [x1])
     np.testing.assert_allclose(hx1.numpy(), np.full(x1.shape, 2.0))
+
+
+def _gelu_ulps(x32, y32):
+    """|y - x Phi(x)| in float32 ulps of the exact value (float64 reference)."""
+    exact = x32.astype(np.float64) * special.ndtr(x32.astype(np.float64))
+    return np.abs(y32.astype(np.float64) - exact) / np.spacing(np.abs(exact).astype(np.float32))
+
+
+def test_exact_gelu_float32_is_accurate_in_both_tails():
+    # Phi from erfc for x < 0, not 1 + erf: no cancellation in the negative tail
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.uniform(-9, 6, 400_000), rng.standard_normal(200_000),
+                        rng.uniform(-1e-3, 1e-3, 10_000)]).astype(np.float32)
+    y = F.gelu(tg.Tensor(x)).numpy()
+    assert y.dtype == np.float32
+    err = _gelu_ulps(x, y)
+    assert err[x >= 0].max() <= 6
+    assert err[x >= -4].max() <= 40 and err[x >= -4].mean() <= 2
+    assert err[x >= -9].max() <= 150
+    # 0.5 (1 + erf(x / sqrt 2)) in float32, as PyTorch computes it, loses the tail
+    torch_err = _gelu_ulps(x, torch.nn.functional.gelu(torch.from_numpy(x)).numpy())
+    assert torch_err[x >= -4].max() > 1000
+
+
+def test_exact_gelu_float32_special_values_and_layouts():
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e30, -1e30, 1e-40, -1e-40, 50, -50],
+                 np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no overflow or invalid-value warnings)
+        y = F.gelu(tg.Tensor(x)).numpy()
+    expected = [np.inf, np.nan, np.nan, 0.0, -0.0, 1e30, -0.0, 5e-41, -5e-41, 50, -0.0]
+    np.testing.assert_array_equal(y, np.array(expected, np.float32))
+    assert np.signbit(y[[4, 6, 10]]).all()
+    # chunk and thread boundaries, and a non-contiguous input, give the same values
+    a = np.random.default_rng(12).standard_normal((3, 70_001)).astype(np.float32) * 3
+    whole = F.gelu(tg.Tensor(a)).numpy()
+    with tg.no_grad():
+        pieces = np.concatenate([F.gelu(tg.Tensor(a[:, i:i + 1000])).numpy()
+                                 for i in range(0, a.shape[1], 1000)], axis=1)
+        strided = F.gelu(tg.Tensor(a.T)).numpy().T
+    np.testing.assert_array_equal(whole, pieces)
+    np.testing.assert_array_equal(whole, strided)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_gelu_gradient_matches_its_formula(dtype):
+    rng = np.random.default_rng(13)
+    x = (rng.standard_normal((5, 40_000)) * 3).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    xt = tg.Tensor(x, requires_grad=True)
+    F.gelu(xt).backward(tg.Tensor(g))
+    x64 = x.astype(np.float64)
+    exact = g * (special.ndtr(x64) + x64 * np.exp(-0.5 * x64 * x64) / np.sqrt(2 * np.pi))
+    assert xt.grad.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-13  # (atol: Phi + x phi cancels near -0.75)
+    np.testing.assert_allclose(xt.grad.numpy(), exact, rtol=tol, atol=tol * 0.1)

@@ -127,6 +127,108 @@ _SQRT1_2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _TANH_C = math.sqrt(2 / math.pi)
 
+# The normal CDF Phi for float32, from NumPy's vectorised exp instead of SciPy's erf (11 ns
+# an entry, 20x PyTorch's whole GELU). With a = |x|/sqrt(2), t = 1/(1 + PHI_P a), u = t - 1,
+#     erfc(a) = t exp(S(u) - a^2),   Phi(x) = 1 - erfc(a)/2 (x >= 0) or erfc(a)/2 (x < 0),
+# where S is a degree-9 polynomial with S(0) = 0 (the coefficients of u^9 to u^1 below),
+# fitted by iteratively reweighted least squares to log(erfc(a) / t) + a^2 on 400,001
+# points of a in [0, 9.3]: its error, erfc's relative error, is at most 3e-8. Evaluated in
+# float32 the rounding of a^2 in the exponent dominates: erfc's relative error grows to
+# about a^2 * 6e-8. Phi for x < 0 comes from erfc itself, not from 1 + erf(x/sqrt 2), so
+# the tail keeps its relative accuracy: GELU is within 3 float32 ulps of the exact value
+# for x >= 0 and 28 for x >= -4 (one on average), where 0.5 (1 + erf) in float32 loses up
+# to 4,000 ulps in the tail (PyTorch's float32 GELU up to 66,000).
+PHI_P = 0.65
+PHI_S = (
+    -0.21975122286015042, -0.6877212088593951, -0.7316905531542759, -0.3941698457248974,
+    -0.24672743963150484, 0.045528122791325135, 0.05280568609230596, -0.3761213142946293,
+    0.7359635144871666,
+)
+PHI_CHUNK = 1 << 16  # entries a pass: the chunk's five arrays stay in the L2 cache
+
+
+def phi32(x: np.ndarray) -> np.ndarray:
+    """Phi(x) of a float32 array (a new float32 array of its shape), one cache-sized chunk
+    at a time, large arrays split over the threads."""
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(x.shape, np.float32)
+    flat_out = out.reshape(-1)
+    f32 = np.float32
+    p, one, half, sqrt1_2 = f32(PHI_P), f32(1), f32(0.5), f32(_SQRT1_2)
+    c0, *coefs = (f32(c) for c in PHI_S)
+
+    def run(s: slice) -> None:
+        with np.errstate(over="ignore"):  # (a^2 of a huge |x|: inf, and erfc 0, as it is)
+            run_chunks(s)
+
+    def run_chunks(s: slice) -> None:
+        n = min(PHI_CHUNK, s.stop - s.start)
+        a_buf, t_buf = np.empty(n, np.float32), np.empty(n, np.float32)
+        q_buf, m_buf = np.empty(n, np.float32), np.empty(n, np.int32)
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            j = min(i + PHI_CHUNK, s.stop)
+            xc, h = flat_x[i:j], flat_out[i:j]
+            a, t, q, m = a_buf[: j - i], t_buf[: j - i], q_buf[: j - i], m_buf[: j - i]
+            np.abs(xc, out=a)
+            a *= sqrt1_2
+            np.multiply(a, p, out=t)
+            t += one
+            np.reciprocal(t, out=t)
+            u = np.subtract(t, one, out=q)
+            np.multiply(u, c0, out=h)  # S(u) by Horner
+            for c in coefs:
+                h += c
+                h *= u
+            a *= a
+            h -= a
+            np.exp(h, out=h)
+            h *= t
+            h *= half  # h = erfc(a) / 2
+            # Phi = h where x's sign bit is set, else 1 - h, chosen by bits (a mask in
+            # where= or np.where takes 25x as long on random signs)
+            np.subtract(one, h, out=q)
+            np.right_shift(xc.view(np.int32), 31, out=m)  # all ones for x < 0, else 0
+            hi, qi = h.view(np.int32), q.view(np.int32)
+            np.bitwise_xor(hi, qi, out=hi)
+            hi &= m
+            hi ^= qi
+
+    par.for_slices(flat_x.size, run, flat_x.size * 34)
+    return out
+
+
+def _gelu_grad(x: np.ndarray, cdf: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """g * (Phi(x) + x phi(x)), one cache-sized chunk at a time (large arrays on the
+    threads), where x, Phi(x) and g are alike; else in whole-array passes."""
+    if not (x.shape == cdf.shape == g.shape and x.dtype == cdf.dtype == g.dtype):
+        d = np.multiply(x, x, out=np.empty_like(x))  # (an array for a 0-d x too)
+        d *= -0.5
+        np.exp(d, out=d)
+        d *= x
+        d *= _INV_SQRT_2PI
+        d += cdf
+        return (g * d).astype(g.dtype, copy=False)
+    flat_x, flat_cdf = np.ascontiguousarray(x).reshape(-1), cdf.reshape(-1)
+    flat_g = np.ascontiguousarray(g).reshape(-1)
+    out = np.empty(x.shape, x.dtype)
+    flat_out = out.reshape(-1)
+    half, scale = x.dtype.type(-0.5), x.dtype.type(_INV_SQRT_2PI)
+
+    def run(s: slice) -> None:
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            j = min(i + PHI_CHUNK, s.stop)
+            xc, d = flat_x[i:j], flat_out[i:j]
+            np.multiply(xc, xc, out=d)
+            d *= half
+            np.exp(d, out=d)
+            d *= xc
+            d *= scale
+            d += flat_cdf[i:j]
+            d *= flat_g[i:j]
+
+    par.for_slices(flat_x.size, run, flat_x.size * 8)
+    return out
+
 
 class Gelu(Op):
     """y = x * Phi(x) (or its tanh approximation).
@@ -143,8 +245,12 @@ class Gelu(Op):
         if approximate == "tanh":
             self.t = np.tanh(_TANH_C * (x + 0.044715 * (x * x * x)))
             return (0.5 * x * (1 + self.t)).astype(x.dtype, copy=False)
-        self.cdf = (0.5 * (1 + special.erf(x * _SQRT1_2))).astype(x.dtype, copy=False)
-        return x * self.cdf
+        if x.dtype == np.float32:
+            self.cdf = phi32(x)
+        else:  # (SciPy's Phi, from erfc in the tail: not 1 + erf)
+            self.cdf = special.ndtr(x).astype(x.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # (-inf * 0: NaN, as PyTorch, without a warning)
+            return x * self.cdf
 
     def vjp(self, g):
         x = self.inputs[0]
@@ -156,12 +262,7 @@ class Gelu(Op):
                     1 + (3 * 0.044715) * (xd * xd)
                 )
             else:
-                d = np.multiply(xd, xd, out=np.empty_like(xd))  # (an array for a 0-d x too)
-                d *= -0.5
-                np.exp(d, out=d)
-                d *= xd
-                d *= _INV_SQRT_2PI
-                d += self.cdf
+                return (const(_gelu_grad(xd, self.cdf, g.data)),)
             return (const((g.data * d).astype(g.dtype, copy=False)),)
         if self.args["approximate"] == "tanh":
             t = (_TANH_C * (x + 0.044715 * x * x * x)).tanh()
