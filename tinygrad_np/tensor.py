@@ -339,9 +339,11 @@ class Tensor:
         return _HookHandle(owner._hooks, entry)
 
     # ------------------------------------------------------------------ operators
-    def _other(self, x: Any) -> Tensor:
+    def _other(self, x: Any, wrap: bool = True) -> Tensor:
         """A Tensor for the other operand; a Python scalar takes this tensor's dtype (so does
-        a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32)."""
+        a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32).
+        An int outside an integer dtype's range wraps round it, as PyTorch's (``u8 + (-1)``
+        is ``u8 - 1``); with ``wrap=False`` (comparisons) it stays an int64."""
         if isinstance(x, Tensor):
             return x
         if (type(x) is float or type(x) is int) and self._data.dtype.kind == "f":  # fast path
@@ -360,6 +362,17 @@ class Tensor:
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
                 if kind == "b" and not isinstance(x, bool):
                     return Tensor._make(np.asarray(x), False, None)
+                if kind in "iu" and not isinstance(x, bool):
+                    info = np.iinfo(self.dtype)
+                    if not info.min <= x <= info.max:
+                        if not -(2**63) <= x < 2**63:
+                            raise OverflowError(
+                                f"the int {x} does not fit in 64 bits, nor in the "
+                                f"tensor's dtype {self.dtype}"
+                            )
+                        if not wrap:
+                            return Tensor._make(np.asarray(x, np.int64), False, None)
+                        x = (x - info.min) % (1 << info.bits) + info.min
                 return Tensor._make(np.asarray(x, dtype=self.dtype), False, None)
             return Tensor._make(np.asarray(x, dtype=_FLOAT_DEFAULT), False, None)
         return Tensor._make(np.asarray(x), False, None)
@@ -487,13 +500,19 @@ class Tensor:
         return self._inplace(o, np.true_divide)
 
     def _compare(self, o, ufunc) -> Tensor:
-        other = o.data if isinstance(o, Tensor) else o
-        return Tensor._make(ufunc(self._data, other), False, None)
+        # (the other operand as in arithmetic: a Python or NumPy scalar, or a list, takes
+        # this tensor's float dtype: Tensor([0.1]) == np.float64(0.1) as PyTorch)
+        other = self._other(o, wrap=False)
+        return Tensor._make(ufunc(self._data, other._data), False, None)
 
     def __eq__(self, o):  # type: ignore[override]
+        if o is None or isinstance(o, (str, bytes)):  # (t == None is False, as PyTorch)
+            return NotImplemented
         return self._compare(o, np.equal)
 
     def __ne__(self, o):  # type: ignore[override]
+        if o is None or isinstance(o, (str, bytes)):
+            return NotImplemented
         return self._compare(o, np.not_equal)
 
     def __lt__(self, o):
@@ -774,7 +793,15 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if is_int else _FLOAT_DEFAULT
-    return _factory(np.arange(start, end, step, dtype=to_dtype(dtype)), requires_grad)
+    dt = to_dtype(dtype)
+    if dt.kind in "iub":  # start, end and step cut to ints first, as PyTorch
+        if int(step) == 0:
+            raise ValueError(f"arange: step={step!r} is 0 as an int, and dtype {dt} needs one")
+        start, end, step = int(start), int(end), int(step)
+        return _factory(np.arange(start, end, step, dtype=dt), requires_grad)
+    # the values start + i * step in float64, then rounded (NumPy's float32 arange steps by
+    # the float32 difference of its first two values: stuck at 1e8, as PyTorch's is not)
+    return _factory(np.arange(start, end, step, dtype=np.float64).astype(dt), requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -169,6 +169,14 @@ class Div(Op):
         return ga, gb  # stays 0 where g / b would overflow)
 
 
+def _int_power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a ** b for integer arrays with some b < 0, as PyTorch: 1 for a base of 1, +-1 for
+    -1, 0 for every other base (NumPy refuses them all)."""
+    out = np.power(a, np.maximum(b, 0))
+    unit = np.where(np.abs(a) == 1, np.where((a < 0) & (b % 2 == 1), -1, 1), 0)
+    return np.where(b < 0, unit.astype(out.dtype), out)
+
+
 class Pow(Op):
     """y = a ** b.   VJP: ga = g * b * a^(b-1), gb = g * y * log(a).
 
@@ -183,8 +191,8 @@ class Pow(Op):
             a.size > 64  # (np.power is quick on a few entries)
             and b.ndim == 0
             and a.dtype.kind == "f"
+            and abs(b) < 2**31  # (False for NaN; inf fails it before int() is tried)
             and float(b) == int(b)
-            and abs(b) < 2**31
             and int(b) not in (-1, 0, 1, 2)  # (NumPy's own quick cases: x * x, 1 / x, ...)
             and not a.min() >= 0  # (a negative base, or a NaN)
         ):
@@ -201,6 +209,8 @@ class Pow(Op):
             return np.power(a, b)
         except ValueError:  # checking shapes only on failure keeps the common path fast
             _check_broadcast("pow", a, b)
+            if a.dtype.kind in "iu" and b.dtype.kind in "iu" and b.ndim:
+                return _int_power(a, b)
             raise
 
     def vjp(self, g):
@@ -322,6 +332,16 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's nam
         if v is not None and (isinstance(v, (str, bytes)) or not np.isscalar(v)):
             raise TypeError(f"clip: {name} must be a number, a 0-d tensor or None, got {v!r}")
         bounds.append(v)
+    # a bound is a scalar, as in arithmetic: it never changes a float tensor's dtype, and
+    # a float bound makes an integer tensor float32 (as PyTorch)
+    if x.dtype.kind in "iub" and any(isinstance(v, (float, np.floating)) for v in bounds):
+        x = x.astype(np.float32)
+    if x.dtype.kind == "f":
+        bounds = [None if v is None else x.dtype.type(v) for v in bounds]
+    elif x.dtype.kind in "iu":  # (an int bound that fits: this dtype, not NumPy's int64)
+        info = np.iinfo(x.dtype)
+        bounds = [x.dtype.type(v) if v is not None and info.min <= v <= info.max else v
+                  for v in bounds]
     min, max = bounds  # noqa: A001
     return Clip.apply(x, min=min, max=max)
 
@@ -370,8 +390,13 @@ def where(condition, input, other) -> Tensor:  # noqa: A002 - PyTorch's names
         raise TypeError(f"where: condition must be bool, got dtype {c.dtype}")
     a = input if isinstance(input, Tensor) else None
     b = other if isinstance(other, Tensor) else None
-    if a is None and b is None:
-        a, b = Tensor(input), Tensor(other)
+    if a is None and b is None:  # (two Python floats or ints: float32 or int64, as PyTorch)
+        if any(isinstance(v, (float, np.floating)) for v in (input, other)) and all(
+            isinstance(v, (int, float, np.integer, np.floating)) for v in (input, other)
+        ):
+            a, b = Tensor(np.float32(input)), Tensor(np.float32(other))
+        else:
+            a, b = Tensor(input), Tensor(other)
     elif a is None:  # (a scalar meets the tensor as in arithmetic: int and 0.5 is float32)
         b, a = b._pair(input)
     elif b is None:

@@ -275,6 +275,7 @@ class MseLoss(Op):
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     """Mean squared error; ``target`` must have the input's shape."""
+    float_input(input, "mse_loss")
     _check_reduction(reduction, "mse_loss")
     t = _target_like(input, target, "mse_loss")
     if reduction != "none":  # (fused: no array of squares, nothing kept but x and t)

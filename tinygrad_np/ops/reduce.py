@@ -82,6 +82,8 @@ class Sum(Op):
     saves_inputs = False
 
     def forward(self, x, *, dim, keepdim):
+        if x.dtype.kind == "u" and x.dtype.itemsize < 8:  # int64, as PyTorch (NumPy: uint64,
+            return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.int64)  # which wraps below 0)
         return add_up(x, dim, keepdim)
 
     def vjp(self, g):
@@ -178,7 +180,7 @@ class MaxMin(Op):
 def _extreme(x: Tensor, dim, keepdim: bool, largest: bool):
     what = "max" if largest else "min"
     if dim is None:
-        return MaxMin.apply(x, dims=tuple(range(x.ndim)), keepdim=False, largest=largest)
+        return MaxMin.apply(x, dims=tuple(range(x.ndim)), keepdim=keepdim, largest=largest)
     if not isinstance(dim, (int, np.integer)):
         raise TypeError(f"{what}: dim must be an int, got {dim!r}")
     normalize_dims(dim, x.ndim, what)  # (range check)
@@ -204,8 +206,9 @@ def min_(x: Tensor, dim=None, keepdim: bool = False):
 
 def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
-    if dim is None:
-        return const(np.asarray(x.data.argmax(), dtype=np.int64))
+    if dim is None:  # (keepdim: a 1 for every dim, as PyTorch)
+        flat = np.asarray(x.data.argmax(), dtype=np.int64)
+        return const(flat.reshape((1,) * x.ndim) if keepdim else flat)
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"argmax: dim must be an int or None, got {dim!r}")
     normalize_dims(dim, x.ndim, "argmax")  # (range check)
@@ -217,8 +220,9 @@ def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first minimum (over the flattened tensor when ``dim`` is None)."""
-    if dim is None:
-        return const(np.asarray(x.data.argmin(), dtype=np.int64))
+    if dim is None:  # (keepdim: a 1 for every dim, as PyTorch)
+        flat = np.asarray(x.data.argmin(), dtype=np.int64)
+        return const(flat.reshape((1,) * x.ndim) if keepdim else flat)
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"argmin: dim must be an int or None, got {dim!r}")
     normalize_dims(dim, x.ndim, "argmin")  # (range check)
