@@ -701,7 +701,9 @@ def test_samples_last_forward_row_by_row_on_one_thread(x_shape, w_shape, strides
      ((3, 2, 7), (16,), (2,)), ((2, 2, 5, 6), (12, 13), (1, 1)),
      # axes over DFT_MAX_TAPS go by FFT: alone, mixed with matrix axes, dilated
      ((3, 2, 50), (128,), (2,)), ((3, 2, 40, 5), (96, 20), (1, 2)),
-     ((3, 2, 5, 40), (20, 96), (2, 1)), ((2, 3, 35, 3, 36), (40, 8, 80), (1, 2, 2))],
+     ((3, 2, 5, 40), (20, 96), (2, 1)), ((2, 3, 35, 3, 36), (40, 8, 80), (1, 2, 2)),
+     # few rows for their taps (DFT_TAPS_PER_ROW) go by FFT too
+     ((1, 1, 24), (1000,), (1,)), ((1, 1, 9, 2), (30, 20), (1, 1))],
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernel_spectrum_equals_rfftn_of_the_dilated_kernel(shape, fs, dilations, dtype):
@@ -725,6 +727,49 @@ def test_inverse_dft_at_the_taps_equals_irfftn_read_there(fs):
     got = cm._irfft_taps(moved, fs, taps)  # (*taps, 3)
     ref = signal[(slice(None),) + np.ix_(*taps)]
     np.testing.assert_allclose(np.moveaxis(got, -1, 0), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("columns, taps", [(1, 5), (1, 40), (2, 3)])
+def test_inverse_dft_at_the_taps_of_few_columns(columns, taps):
+    """Few columns for their taps take the whole inverse FFT (DFT_TAPS_PER_ROW): the same
+    values as the matrix of the DFT's rows."""
+    rng = np.random.default_rng(2)
+    fs = (50, 64)
+    signal = rng.standard_normal((columns,) + fs)
+    spec = np.moveaxis(cm._rfft(signal, fs), 0, -1)
+    tap_sets = [np.arange(taps) % fs[0], (np.arange(taps) * 3) % fs[1]]
+    got = cm._irfft_taps(spec, fs, tap_sets)
+    ref = signal[(slice(None),) + np.ix_(*tap_sets)]
+    np.testing.assert_allclose(np.moveaxis(got, -1, 0), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_few_channels_on_long_signals_take_fft_short_ones_gemm(monkeypatch):
+    """GEMM over few channels with columns beyond the cache is memory-bound: its estimate
+    is scaled up (FEW_CHANNELS), so long 1-channel signals switch to FFT at about 33 taps
+    (not 261); short signals and many channels are as before."""
+    def first_fft(n, c, o, length):
+        for k in range(16, 400):
+            if cm.choose_algorithm(n, c, o, 1, (length,), (k,), (length - k + 1,)) == "fft":
+                return k
+        return None
+    assert 28 <= first_fft(1, 1, 1, 100_000) <= 40
+    assert 28 <= first_fft(16, 1, 8, 16_000) <= 40
+    assert first_fft(8, 1, 1, 1000) > 100  # (its columns fit the cache)
+    # the two routes agree where the switch moved
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 20_000))
+    w = rng.standard_normal((1, 1, 40))
+    y = {algo: None for algo in ("gemm", "fft")}
+    for algo in y:
+        xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+        with F.conv_algorithm(algo):
+            out = F.conv1d(xt, wt)
+            out.backward(tg.Tensor(np.cos(np.arange(out.size)).reshape(out.shape)))
+        y[algo] = (out.numpy(), xt.grad.numpy(), wt.grad.numpy())
+    for a, b in zip(y["gemm"], y["fft"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(a).max())
+    monkeypatch.setattr(cm, "FEW_CHANNELS", 0)  # (the plain flop estimate: 261 taps)
+    assert first_fft(1, 1, 1, 100_000) > 250
 
 
 def test_fft_route_uses_tinygrad_np_thread_count(threads, monkeypatch):

@@ -66,6 +66,16 @@ if _settings["algorithm"] not in ALGORITHMS:
 # slower by FFT (estimate with 4.0: 1.16x), a 7x7 3->16 one at 64x64 1.7x faster (1.1x),
 # an 11x11 16->32 one at 64x64 5.8x faster (4.0x)
 FFT_PENALTY = 4.0
+# GEMM over so few channels (C * O below FEW_CHANNELS, one group), whose columns of one
+# sample outgrow the L2 cache (FEW_CHANNELS_COLUMNS entries), is bound by the im2col
+# copies and col2im adds, not by its flops: its estimate is scaled by sqrt(FEW_CHANNELS /
+# (C * O)). Conv1d, forward and backward, one thread, ms by GEMM against FFT: 1->1 on 1e5
+# samples, kernel 24 4.4 / 5.2, 40 8.5 / 5.2, 64 16 / 6, 260 67 / 7.5 (and 100 MiB of
+# scratch against 5); 1->8 on 16 samples of 16,000, kernel 64 35 / 17 (a speed hunt: the
+# switch was at 261 and 93 taps; it is now at 34 and 33). Short signals stay on GEMM:
+# 1->1 k16 on 1000 samples 0.44 against 0.72, a transposed 1->1 k32 on 4000 1.1 / 4.7.
+FEW_CHANNELS = 64
+FEW_CHANNELS_COLUMNS = 1 << 19
 
 
 # ----------------------------------------------------------------------------- settings
@@ -2937,6 +2947,16 @@ def _spectrum(a: np.ndarray, fs: Sequence[int]) -> np.ndarray:
 # 2.5 -> 1.8, (8, 4, 15, 15, 15) in 40^3 4.0 -> 2.4; but (8, 8, 64, 64) in 128x128
 # 2.4 -> 3.5 and (32, 32, 101) in 300 0.66 -> 1.2.
 DFT_MAX_TAPS = 32
+# ... and only where the matrix's complex exponentials (taps x bins of them, about 20 ns
+# each) are shared by enough rows: at most DFT_TAPS_PER_ROW taps for each row transformed.
+# A 1->1 conv1d on 1e5 samples with 24 taps, by FFT, forward and backward: 60 ms with
+# the matrices (2.4M exponentials), 3 without.
+DFT_TAPS_PER_ROW = 2
+
+
+def _dft_by_matrix(taps: int, rows: int) -> bool:
+    """Whether a transform of ``rows`` rows at ``taps`` taps takes the DFT matrix."""
+    return taps <= DFT_MAX_TAPS and taps <= DFT_TAPS_PER_ROW * rows
 
 
 def _dft_at_taps(n: int, bins: int, taps: np.ndarray, dtype) -> np.ndarray:
@@ -2959,7 +2979,7 @@ def _kernel_spectrum(w: np.ndarray, fs: Sequence[int], groups: int, dtype, dilat
     for ax in range(nd - 1, -1, -1):
         n, k, d = fs[ax], a.shape[ax], dilations[ax]
         bins = n // 2 + 1 if ax == nd - 1 else n
-        if k <= DFT_MAX_TAPS:
+        if _dft_by_matrix(k, a.size // max(k, 1)):
             m = _dft_at_taps(n, bins, np.arange(k) * d, cdtype)
             lead, rest = a.shape[:ax], a.shape[ax + 1 :]
             b = a.reshape((math.prod(lead), k, math.prod(rest))).astype(cdtype, copy=False)
@@ -3127,8 +3147,9 @@ def _irfft_taps(r: np.ndarray, fs: Sequence[int], taps: Sequence[np.ndarray]) ->
     workers = par.threads_here()
     for ax in range(nd - 1):  # complex inverse DFT of the leading dims, at the taps only
         n = fs[ax]
-        if len(taps[ax]) > DFT_MAX_TAPS:  # (a long kernel: the whole inverse FFT, then
-            # the taps; its K x n DFT matrix took 800 MB for 1001 taps in a 50001 transform)
+        if not _dft_by_matrix(len(taps[ax]), r.size // max(n, 1)):  # (a long kernel: the
+            # whole inverse FFT, then the taps; its K x n DFT matrix took 800 MB for 1001
+            # taps in a 50001 transform)
             r = np.take(scipy.fft.ifft(r, axis=ax, workers=workers), taps[ax], axis=ax)
             continue
         m = (np.exp(2j * np.pi * np.outer(taps[ax], np.arange(n)) / n) / n).astype(r.dtype)
@@ -3141,7 +3162,7 @@ def _irfft_taps(r: np.ndarray, fs: Sequence[int], taps: Sequence[np.ndarray]) ->
             )
     # the halved last dim: bins 1..ceil(n/2)-1 stand for their conjugate mirror too
     n = fs[-1]
-    if len(taps[-1]) > DFT_MAX_TAPS:
+    if not _dft_by_matrix(len(taps[-1]), r.size // max(r.shape[nd - 1], 1)):
         out = scipy.fft.irfft(r, n=n, axis=nd - 1, workers=workers)
         return np.take(out, taps[-1], axis=nd - 1)
     bins = n // 2 + 1
@@ -3201,13 +3222,20 @@ def estimate_costs(
 ) -> dict[str, float]:
     """Rough flop counts of the two algorithms for one of the three conv maps.
 
-    gemm: 2 N O Cg prod(out) prod(K).  fft: real transforms of the input, the
+    gemm: 2 N O Cg prod(out) prod(K) (scaled up for few channels: ``FEW_CHANNELS``).
+    fft: real transforms of the input, the
     kernel and the output (2.5 M log2 M each, M = prod(fft sizes)) plus the
     per-frequency complex channel sums (8 N O Cg flops per bin), times
     ``FFT_PENALTY``.
     """
     cg = in_channels // groups
     gemm = 2.0 * batch * out_channels * cg * math.prod(out_sizes) * math.prod(kernel)
+    if (
+        groups == 1
+        and in_channels * out_channels < FEW_CHANNELS
+        and cg * math.prod(kernel) * math.prod(out_sizes) > FEW_CHANNELS_COLUMNS
+    ):
+        gemm *= math.sqrt(FEW_CHANNELS / max(in_channels * out_channels, 1))
     fs = fft_shape(padded_sizes)
     m = math.prod(fs)
     bins = math.prod(fs[:-1]) * (fs[-1] // 2 + 1)
