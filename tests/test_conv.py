@@ -2180,3 +2180,56 @@ def test_transposed_conv_weight_gradient_with_many_channels_few_positions(budget
     torch.nn.functional.conv_transpose2d(xr, wr, stride=2, padding=1).backward(torch.tensor(g))
     np.testing.assert_allclose(wt.grad.numpy(), wr.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "g_shape, w_shape, strides, dilations, groups, extra",
+    [((3, 6, 9, 8), (6, 4, 4, 4), (2, 2), (1, 1), 1, (0, 0)),
+     ((2, 6, 7, 9), (6, 2, 3, 5), (3, 2), (1, 2), 3, (2, 1)),   # leftover rows, groups
+     ((2, 4, 6, 7), (4, 3, 2, 3), (2, 1), (3, 1), 1, (1, 0)),   # stride 1 along one dim
+     ((2, 4, 11), (4, 5, 7), (4,), (3,), 1, (3,)),              # 1-D, d > s
+     ((2, 4, 4, 5, 3), (4, 2, 3, 2, 3), (2, 3, 2), (1, 1, 2), 2, (1, 0, 1)),
+     ((1, 5, 6, 6), (5, 3, 2, 2), (3, 3), (1, 1), 1, (0, 2))],  # phases no tap reaches
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_phase_planes_equal_col2im_to_the_bit(g_shape, w_shape, strides, dilations, groups,
+                                              extra, dtype):  # fmt: skip
+    """The strided input gradient on the phase planes adds each position's taps in the
+    same order as col2im: the same bits, for any stride, dilation, group and leftover."""
+    rng = np.random.default_rng(22)
+    g = rng.standard_normal(g_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    geometry = zip(g_shape[2:], strides, w_shape[2:], dilations, extra, strict=True)
+    padded = tuple((o - 1) * s + (k - 1) * d + 1 + e for o, s, k, d, e in geometry)
+    want = cm.correlate_transpose_gemm(g, w, padded, strides, dilations, groups)
+    got = cm.correlate_transpose_phases(g, w, padded, strides, dilations, groups)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+def test_phase_planes_are_taken_where_they_gain_and_match_torch():
+    torch = pytest.importorskip("torch")
+    assert cm._phases_route((32, 40, 47, 47), (40, 3, 4, 4), (96, 96), (2, 2), (1, 1), 1, 4)
+    assert not cm._phases_route((8, 16, 9, 9), (16, 8, 3, 3), (20, 20), (2, 2), (1, 1), 1, 4)
+    assert not cm._phases_route((8, 16, 9, 9), (16, 8, 3, 3), (20, 20), (1, 1), (1, 1), 1, 4)
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((4, 24, 16, 16))
+    w = rng.standard_normal((24, 16, 4, 4))
+    assert cm._phases_route(x.shape, w.shape, (34, 34), (2, 2), (1, 1), 1, 8)
+    w[0, 0, 0, 0] = np.inf  # (an inf weight: the planes' zeros would make NaN; col2im serves)
+    for weight in (w.copy(), np.where(np.isinf(w), 0.5, w)):
+        xt = tg.Tensor(x, requires_grad=True)
+        wt = tg.Tensor(weight, requires_grad=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            y = F.conv_transpose2d(xt, wt, stride=2, padding=1)
+        xr = torch.tensor(x, requires_grad=True)
+        wr = torch.tensor(weight, requires_grad=True)
+        yr = torch.nn.functional.conv_transpose2d(xr, wr, stride=2, padding=1)
+        np.testing.assert_allclose(y.numpy(), yr.detach().numpy(), rtol=1e-10, atol=1e-10)
+        g = rng.standard_normal(y.shape)
+        if np.isfinite(weight).all():
+            y.backward(tg.Tensor(g))
+            yr.backward(torch.tensor(g))
+            np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(wt.grad.numpy(), wr.grad.numpy(), rtol=1e-10, atol=1e-9)

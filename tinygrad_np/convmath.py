@@ -3637,6 +3637,133 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     return gx
 
 
+class _PhaseGrid:
+    """Strided taps as shifts on phase planes (the sub-pixel split of a strided conv).
+
+    With stride s, tap k of window i reaches padded position i*s + k*d = (i + q)*s + r
+    with r = k*d mod s and q = k*d div s: position i + q of phase plane r, the plane of
+    positions r, r + s, r + 2s, ... So on each phase plane the taps of its class are a
+    stride-1 transposed correlation, each tap a shift of g laid on the plane's grid, and
+    one flat add a tap over the flattened planes of all channels (as ``_WideGrid`` for
+    stride 1). Every plane is ``q_sizes`` = ceil(P / s) per dim; g sits in its first
+    out[0] rows (``length`` entries a channel), zeros elsewhere. No tap reaches past a
+    plane's rows (every window lies in the padded input), so a shifted run that spills
+    into the next channel's plane carries only those zeros.
+    """
+
+    def __init__(self, padded_sizes, kernel, strides, dilations, out_sizes):
+        self.padded, self.strides = tuple(padded_sizes), tuple(strides)
+        self.q_sizes = tuple(-(-p // s) for p, s in zip(padded_sizes, strides, strict=True))
+        elem = np.cumprod((1,) + self.q_sizes[:0:-1])[::-1]
+        self.phases = math.prod(strides)
+        self.tap_phase, self.offsets = [], []
+        for k in np.ndindex(*kernel):
+            reach = [ki * d for ki, d in zip(k, dilations, strict=True)]
+            r = [a % s for a, s in zip(reach, strides, strict=True)]
+            self.tap_phase.append(int(np.ravel_multi_index(r, self.strides)))
+            self.offsets.append(int(sum(a // s * e for a, s, e in
+                                        zip(reach, strides, elem, strict=True))))  # fmt: skip
+        self.plane = math.prod(self.q_sizes)
+        self.length = out_sizes[0] * int(elem[0])
+        self.wide_shape = (out_sizes[0],) + self.q_sizes[1:]
+        self.crop = tuple(slice(0, o) for o in out_sizes)
+
+    def interleave(self, sums: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (C, *padded) from the phase planes ``sums`` (phases, C, *q_sizes)."""
+        nd = len(self.strides)
+        lead = out.shape[0]
+        for r in np.ndindex(*self.strides):
+            dst = out[(slice(None),) + tuple(slice(a, None, s) for a, s in
+                                             zip(r, self.strides, strict=True))]  # fmt: skip
+            src = sums[int(np.ravel_multi_index(r, self.strides))]
+            np.copyto(dst, src.reshape((lead,) + self.q_sizes)[
+                (slice(None),) + tuple(slice(0, n) for n in dst.shape[1 : 1 + nd])])
+
+
+# Strided input gradients (and transposed convs' forwards) take the phase planes where a
+# sample's rows of one group (Cg x taps x plane positions) number at least
+# PHASE_MIN_ENTRIES. Against the route taken before, one thread, ms (the same bits: each
+# position's taps are added in the same order): g (16, 64, 32, 32) through a 4x4 s2
+# 64->32 kernel 18.6 -> 10.9, the same 3->3 at b512 (51K entries) 50 -> 26, 4->4 (b256)
+# 34 -> 14, the 96x96 network's 4x4 s2 3->40 layer (b32) 7.1 -> 4.8, 4x4x4 s2 32->16 at
+# 8^3 (b2) 2.6 -> 1.5, 1-D k16 s8 64->32 on 1000 (b8) 11.7 -> 6.2; ties where the
+# samples-last layout served (3x3 s2 64->128 at 7x7, 65K). Below the bound it lost (the
+# per-sample calls): 3x3 s2 16->8 at 20x20 (b8, 30K) 0.34 -> 0.40, 4x4 s2 8->4 at 16x16
+# (17K) 1.4 -> 2.5, 32 groups of 4 (17K) 17 -> 19.
+PHASE_MIN_ENTRIES = 48 << 10
+
+
+def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, itemsize):
+    """Whether a strided input gradient on the GEMM side runs on the phase planes."""
+    kernel = tuple(w_shape[2:])
+    og, cg = w_shape[0] // groups, w_shape[1]
+    if _settings["layout"] != "auto" or all(s == 1 for s in strides) or cg == 1:
+        return False
+    out = g_shape[2:]
+    q = [-(-p // s) for p, s in zip(padded_sizes, strides, strict=True)]
+    length = out[0] * math.prod(q[1:])
+    taps = math.prod(kernel)
+    if cg * taps * length < PHASE_MIN_ENTRIES:
+        return False
+    plane, phases = math.prod(q), math.prod(strides)
+    block = _wide_tap_block(taps, cg * plane * itemsize)
+    per_thread = (groups * og * length + (block + phases) * cg * plane) * itemsize
+    return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
+
+
+def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
+    """gxp (N, C, *padded_sizes) of a strided conv, one sample at a time on the phase
+    planes (``_PhaseGrid``): dcols = w^T g (g laid on a plane's grid, the taps' rows a
+    block at a time while they are in the cache), each tap's rows added at its shift onto
+    its phase plane, the planes interleaved into gxp. col2im's strided adds (rows of
+    out_w entries, every other entry written) took 2-3x as long as these flat ones."""
+    n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
+    cg = c // groups
+    taps = math.prod(kernel)
+    grid = _PhaseGrid(padded_sizes, kernel, strides, dilations, out_sizes)
+    plane, length = grid.plane, grid.length
+    wt = wt.reshape(groups, cg, taps, og).swapaxes(1, 2).reshape(groups, taps * cg, og)
+    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, K*Cg, Og): rows tap-major
+    gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
+    gx_groups = gx.reshape((n, groups, cg) + tuple(padded_sizes))
+    size = cg * plane
+    block = _wide_tap_block(taps, size * np.dtype(dtype).itemsize)
+
+    def run(s):  # samples s, each thread with buffers of its own
+        wide = np.zeros((groups, og) + grid.wide_shape, dtype=dtype)  # zero off the windows
+        g_on_grid = wide[(slice(None), slice(None)) + grid.crop]
+        wide = wide.reshape(groups, og, length)
+        dcols = np.zeros((block, cg, plane), dtype=dtype)  # zero past length, never written
+        rows = dcols.reshape(block * cg, plane)[:, :length]
+        flat = dcols.reshape(block, size)
+        sums = np.empty((grid.phases, size), dtype=dtype)  # one group's phase planes
+
+        for j in range(s.start, s.stop):
+            np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
+            for gi in range(groups):
+                started = [False] * grid.phases
+                for t0 in range(0, taps, block):
+                    t1 = min(taps, t0 + block)
+                    np.matmul(wt[gi, t0 * cg : t1 * cg], wide[gi], out=rows[: (t1 - t0) * cg])
+                    for i in range(t0, t1):
+                        r, off = grid.tap_phase[i], grid.offsets[i]
+                        if not started[r]:
+                            started[r] = True
+                            if off == 0:  # the whole run, zeros past length included
+                                np.copyto(sums[r], flat[i - t0])
+                                continue
+                            sums[r] = 0
+                        sums[r, off:] += flat[i - t0, : size - off]
+                for r in range(grid.phases):
+                    if not started[r]:  # (a phase no tap reaches)
+                        sums[r] = 0
+                grid.interleave(sums.reshape(grid.phases, cg, plane), gx_groups[j, gi])
+
+    work = n * c * taps * length * 4 if par.owns_blas() else 0
+    par.for_slices(n, run, work)
+    return gx
+
+
 def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, groups, cache=None):
     """gx (N, C, *input_size): ``correlate_transpose`` for an input padded by ``pads``, with
     the padding cropped off (the depthwise band route, the full correlation and the wide
@@ -3710,6 +3837,10 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
     if _rows_route((g.shape[0], w.shape[1] * groups) + tuple(padded_sizes), w.shape, strides,
                    dilations, groups, "input_grad", g.itemsize):  # fmt: skip
         return correlate_transpose_rows(g, w, padded_sizes, strides, dilations)
+    if _phases_route(g.shape, w.shape, padded_sizes, strides, dilations, groups, g.itemsize) and (
+        all_finite(w)  # (its products include g's zeros off the windows: 0 * inf is NaN)
+    ):
+        return correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups)
     if _use_samples_last("input_grad", g.shape[0], g.shape[2:]):
         return correlate_transpose_samples_last(g, w, padded_sizes, strides, dilations, groups)
     return correlate_transpose_gemm(g, w, padded_sizes, strides, dilations, groups)

@@ -360,6 +360,15 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
             "a zeroed R, then R folded back onto the input (one add per kernel tap of the "
             "other dims)"
         )
+    elif cm._phases_route(out_shape, ws, cm.padded_sizes(sizes, pads), strides, dilations,
+                          groups, itemsize):  # fmt: skip
+        phases = math.prod(strides)
+        lines.append(
+            f"  dx: one sample at a time on the {phases} phase planes of the stride (positions "
+            "r, r + s, ...: the taps of each class are a stride-1 correlation there): w^T dy "
+            "on a plane's grid, each tap's share added as one shift of its plane over all "
+            "channels, the planes interleaved (no col2im)"
+        )
     else:
         lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
         layout = cm._settings["layout"]
@@ -704,7 +713,15 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
         f"  dw: correlate dy with the input at stride {strides} -> {ws}",
         f"  db: dy summed over N and space -> ({og * groups},)",
     ]
-    e = Explanation(what, out_shape, lines, tuple((p, p) for p in pads), unread)
+    # the forward is the matching conv's dx: its route, as explain.conv names it
+    padded = cm.padded_sizes(outs, conv_pads)
+    algo = cm.choose_algorithm(n_, og * groups, c, groups, padded, ws[2:], xs[2:])
+    lines += ["", f"Algorithm of the forward (float32; the matching conv's dx): {algo}"]
+    if algo == "gemm" and og == 1 and groups > 1:
+        lines.append("  depthwise: the depthwise routes (see explain.conv for the matching conv)")
+    elif algo == "gemm":
+        _dx_lines(lines, out_shape, ws, xs, outs, conv_pads, strides, dilations, groups, 4)
+    e = Explanation(what, out_shape, lines, tuple((p, p) for p in pads), unread, algo)
     return _emit(e, quiet, unbatched)
 
 
