@@ -743,18 +743,22 @@ def test_inverse_dft_at_the_taps_of_few_columns(columns, taps):
     np.testing.assert_allclose(np.moveaxis(got, -1, 0), ref, rtol=1e-10, atol=1e-10)
 
 
-def test_few_channels_on_long_signals_take_fft_short_ones_gemm(monkeypatch):
-    """GEMM over few channels with columns beyond the cache is memory-bound: its estimate
-    is scaled up (FEW_CHANNELS), so long 1-channel signals switch to FFT at about 33 taps
-    (not 261); short signals and many channels are as before."""
-    def first_fft(n, c, o, length):
+def test_one_channel_backward_on_long_signals_takes_fft_short_ones_gemm(monkeypatch):
+    """A one-input-channel conv's GEMM with columns beyond the cache is memory-bound: its
+    estimate is scaled up (ONE_CHANNEL_SCALE for the gradients, less for the forward), so
+    long signals switch to FFT at about 33 taps for the backward and 65 for the forward
+    (not 261); short signals and more input channels are as before."""
+    def first_fft(n, c, o, length, backward=True):
         for k in range(16, 400):
-            if cm.choose_algorithm(n, c, o, 1, (length,), (k,), (length - k + 1,)) == "fft":
+            args = (n, c, o, 1, (length,), (k,), (length - k + 1,), backward)
+            if cm.choose_algorithm(*args) == "fft":
                 return k
         return None
     assert 28 <= first_fft(1, 1, 1, 100_000) <= 40
-    assert 28 <= first_fft(16, 1, 8, 16_000) <= 40
+    assert 55 <= first_fft(1, 1, 1, 100_000, backward=False) <= 75
+    assert 28 <= first_fft(16, 1, 8, 16_000) <= 40 < first_fft(16, 1, 8, 16_000, backward=False)
     assert first_fft(8, 1, 1, 1000) > 100  # (its columns fit the cache)
+    assert first_fft(8, 2, 2, 20_000) == first_fft(8, 2, 2, 20_000, backward=False)
     # the two routes agree where the switch moved
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 1, 20_000))
@@ -768,7 +772,7 @@ def test_few_channels_on_long_signals_take_fft_short_ones_gemm(monkeypatch):
         y[algo] = (out.numpy(), xt.grad.numpy(), wt.grad.numpy())
     for a, b in zip(y["gemm"], y["fft"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(a).max())
-    monkeypatch.setattr(cm, "FEW_CHANNELS", 0)  # (the plain flop estimate: 261 taps)
+    monkeypatch.setattr(cm, "ONE_CHANNEL_SCALE", 1.0)  # (the plain flop estimate: 261 taps)
     assert first_fft(1, 1, 1, 100_000) > 250
 
 

@@ -66,15 +66,19 @@ if _settings["algorithm"] not in ALGORITHMS:
 # slower by FFT (estimate with 4.0: 1.16x), a 7x7 3->16 one at 64x64 1.7x faster (1.1x),
 # an 11x11 16->32 one at 64x64 5.8x faster (4.0x)
 FFT_PENALTY = 4.0
-# GEMM over so few channels (C * O below FEW_CHANNELS, one group), whose columns of one
-# sample outgrow the L2 cache (FEW_CHANNELS_COLUMNS entries), is bound by the im2col
-# copies and col2im adds, not by its flops: its estimate is scaled by sqrt(FEW_CHANNELS /
-# (C * O)). Conv1d, forward and backward, one thread, ms by GEMM against FFT: 1->1 on 1e5
-# samples, kernel 24 4.4 / 5.2, 40 8.5 / 5.2, 64 16 / 6, 260 67 / 7.5 (and 100 MiB of
-# scratch against 5); 1->8 on 16 samples of 16,000, kernel 64 35 / 17 (a speed hunt: the
-# switch was at 261 and 93 taps; it is now at 34 and 33). Short signals stay on GEMM:
-# 1->1 k16 on 1000 samples 0.44 against 0.72, a transposed 1->1 k32 on 4000 1.1 / 4.7.
-FEW_CHANNELS = 64
+# A conv of one input channel (one group) whose columns of one sample outgrow the L2
+# cache (FEW_CHANNELS_COLUMNS entries) is bound on GEMM by its taps x positions matrices
+# (the input gradient's product contracts O rows of g, the rest is memory traffic), not
+# by its flops: the estimate of its backward maps is scaled by ONE_CHANNEL_SCALE /
+# sqrt(O), of its forward (whose GEMM stays quicker) by ONE_CHANNEL_FORWARD_SCALE for one
+# output channel. Forward and backward, one thread, ms, GEMM against FFT: conv1d 1->1 on
+# 1e5 samples, kernel 40 7.1 / 5.1, 64 16 / 6, 260 67 / 7.5 (and 100 MiB of scratch
+# against 5); 1->8 on 16 x 16,000, kernel 48 18.6 / 14.3; conv2d 1->1 7x7 on 256x256
+# (b4) 18.9 / 5.7 (a speed hunt: the switch was at 261 and 93 taps). Forward alone: 1->1
+# kernel 40 1.3 / 2.5, 128 8.1 / 3.5. With two input channels GEMM held its own: 2->3 k35
+# on 30,000 (b3) 7.8 / 14.2, 2->4 k40 7.5 / 10.1. Short signals stay on GEMM (the cache).
+ONE_CHANNEL_SCALE = 8.0
+ONE_CHANNEL_FORWARD_SCALE = 4.0
 FEW_CHANNELS_COLUMNS = 1 << 19
 
 
@@ -1034,9 +1038,13 @@ def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=N
     p = math.prod(out_sizes)
     dtype = np.result_type(xp.dtype, g.dtype)
     gv = g.reshape(n, groups, og, p)
-    if cols is not None:
-        gw = _untransposed(_weight_grad_chunk_t(cols, gv))
-        return gw.reshape((o, cg) + tuple(kernel)).astype(dtype, copy=False)
+    if cols is not None:  # one product: gw as a transposed view of it where its shape
+        gwt = _weight_grad_chunk_t(cols, gv)  # allows (no copy), else by tiles (NumPy's
+        try:  # own copy of the transposed view took 57 ms for 1024x512x4x4 entries)
+            gw = gwt.transpose(0, 2, 1).reshape((o, cg) + tuple(kernel), copy=False)
+        except ValueError:
+            gw = _untransposed(gwt).reshape((o, cg) + tuple(kernel))
+        return gw.astype(dtype, copy=False)
     per_sample = im2col_scratch_bytes(1, c, kernel, out_sizes, xp.itemsize)
     rows = _per_sample_rows(og, out_sizes, per_sample)
     if rows:
@@ -2599,7 +2607,8 @@ def _thin_route(x_shape, w_shape, pads, strides, dilations, groups, which, items
         fits = im2col_scratch_bytes(n, c, kernel, grid.out, itemsize) <= _settings["cache_bytes"]
         if fits and not _taps_route(x_shape, w_shape, pads, strides, dilations, 1, itemsize):
             return False  # (kept columns serve the weight gradient better than the grid)
-    return choose_algorithm(n, c, o, 1, grid.padded, kernel, grid.out) == "gemm"
+    back = which != "forward"
+    return choose_algorithm(n, c, o, 1, grid.padded, kernel, grid.out, back) == "gemm"
 
 
 def _full_pads(kernel, dilations, pads) -> tuple[Pair, ...]:
@@ -2666,7 +2675,7 @@ def _taps_route(x_shape, w_shape, pads, strides, dilations, groups, itemsize) ->
     scratch = (c * grid.plane + max(grid.offsets) + o * grid.length) * itemsize
     if scratch > _settings["scratch_bytes"] // par.get_num_threads():
         return False
-    return choose_algorithm(x_shape[0], c, o, 1, padded, kernel, out) == "gemm"
+    return choose_algorithm(x_shape[0], c, o, 1, padded, kernel, out, True) == "gemm"
 
 
 def correlate_weight_grad_taps(x, g, kernel, pads, dilations) -> np.ndarray:
@@ -2771,7 +2780,7 @@ def _taps_input_grad(g_shape, w_shape, pads, strides, dilations, groups, itemsiz
     scratch = o * grid.plane + max(grid.offsets) + math.prod(kernel) * c * slab
     if (scratch + c * grid.length) * itemsize > _settings["scratch_bytes"] // par.get_num_threads():
         return False
-    return choose_algorithm(g_shape[0], c, o, 1, padded, kernel, out) == "gemm"
+    return choose_algorithm(g_shape[0], c, o, 1, padded, kernel, out, True) == "gemm"
 
 
 def correlate_transpose_taps(g, w, input_size, pads, dilations) -> np.ndarray:
@@ -3219,10 +3228,13 @@ def estimate_costs(
     padded_sizes: Sequence[int],
     kernel: Sequence[int],
     out_sizes: Sequence[int],
+    backward: bool = False,
 ) -> dict[str, float]:
-    """Rough flop counts of the two algorithms for one of the three conv maps.
+    """Rough flop counts of the two algorithms for one of the three conv maps (``backward``:
+    the input or weight gradient, or a transposed conv's forward).
 
-    gemm: 2 N O Cg prod(out) prod(K) (scaled up for few channels: ``FEW_CHANNELS``).
+    gemm: 2 N O Cg prod(out) prod(K) (scaled up for one input channel:
+    ``ONE_CHANNEL_SCALE``).
     fft: real transforms of the input, the
     kernel and the output (2.5 M log2 M each, M = prod(fft sizes)) plus the
     per-frequency complex channel sums (8 N O Cg flops per bin), times
@@ -3230,12 +3242,13 @@ def estimate_costs(
     """
     cg = in_channels // groups
     gemm = 2.0 * batch * out_channels * cg * math.prod(out_sizes) * math.prod(kernel)
-    if (
-        groups == 1
-        and in_channels * out_channels < FEW_CHANNELS
-        and cg * math.prod(kernel) * math.prod(out_sizes) > FEW_CHANNELS_COLUMNS
+    if in_channels == groups == 1 and (
+        math.prod(kernel) * math.prod(out_sizes) > FEW_CHANNELS_COLUMNS
     ):
-        gemm *= math.sqrt(FEW_CHANNELS / max(in_channels * out_channels, 1))
+        if backward:
+            gemm *= max(1.0, ONE_CHANNEL_SCALE / math.sqrt(out_channels))
+        elif out_channels == 1:
+            gemm *= ONE_CHANNEL_FORWARD_SCALE
     fs = fft_shape(padded_sizes)
     m = math.prod(fs)
     bins = math.prod(fs[:-1]) * (fs[-1] // 2 + 1)
@@ -3259,15 +3272,18 @@ def _fft_declined(algo: str, *arrays) -> bool:
 
 
 def choose_algorithm(
-    batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes
+    batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes, backward=False
 ) -> str:
-    """ "gemm" or "fft": the forced setting, else the cheaper by ``estimate_costs``."""
+    """ "gemm" or "fft": the forced setting, else the cheaper by ``estimate_costs`` (for a
+    backward map with ``backward``)."""
     setting = _settings["algorithm"]
     if setting != "auto":
         return setting
     if math.prod(kernel) < 16:  # small kernels: im2col always wins
         return "gemm"
-    cost = estimate_costs(batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes)
+    cost = estimate_costs(
+        batch, in_channels, out_channels, groups, padded_sizes, kernel, out_sizes, backward
+    )
     return "fft" if cost["fft"] < cost["gemm"] else "gemm"
 
 
@@ -3455,7 +3471,7 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     if cols is None and groups > 1 and x.shape[1] == groups:  # depthwise
         padded = padded_sizes(x.shape[2:], pads)
         n, c, o = x.shape[0], x.shape[1], g.shape[1]
-        if choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:]) == "gemm":
+        if choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:], True) == "gemm":
             gw = correlate_weight_grad_depthwise_unpadded(
                 x, g, kernel, strides, dilations, pads, groups
             )
@@ -3598,9 +3614,7 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     padded = padded_sizes(input_size, pads)
     grid = _WideGrid(padded, kernel, dilations, out_sizes)
     plane, length = grid.plane, grid.length
-    # rows of w^T reordered from (Cg, K) to (K, Cg) within each group
-    wt = wt.reshape(groups, cg, taps, og).swapaxes(1, 2).reshape(groups, taps * cg, og)
-    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, K*Cg, Og)
+    wt = _tap_major_weights(w, groups, dtype)  # (G, K*Cg, Og)
     gx = np.empty((n, c) + tuple(input_size), dtype=dtype)
     inner = (slice(None), slice(None)) + _interior(input_size, pads)
     gx_groups = gx.reshape((n, groups, cg) + tuple(input_size))
@@ -3635,6 +3649,21 @@ def correlate_transpose_wide(g, w, input_size, pads, dilations, groups) -> np.nd
     work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)
     return gx
+
+
+def _tap_major_weights(w: np.ndarray, groups: int, dtype) -> np.ndarray:
+    """w^T with its rows ordered (tap, input channel) in each group: (G, K*Cg, Og),
+    contiguous. The (Og, K*Cg) -> (K*Cg, Og) transpose goes by cache-sized tiles (NumPy's
+    copy of the transposed view took 57 ms for a 1024x512x4x4 weight, the tiles 10)."""
+    o, cg = w.shape[:2]
+    og, taps = o // groups, math.prod(w.shape[2:])
+    rows = np.ascontiguousarray(  # (G, Og, K, Cg): the short swap within each row
+        w.reshape(groups, og, cg, taps).swapaxes(2, 3), dtype=dtype
+    ).reshape(groups, og, taps * cg)
+    out = np.empty((groups, taps * cg, og), dtype=dtype)
+    for gi in range(groups):
+        transpose_2d(rows[gi], out=out[gi])
+    return out
 
 
 class _PhaseGrid:
@@ -3703,8 +3732,9 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
     q = [-(-p // s) for p, s in zip(padded_sizes, strides, strict=True)]
     length = out[0] * math.prod(q[1:])
     taps = math.prod(kernel)
-    if cg * taps * length < PHASE_MIN_ENTRIES:
-        return False
+    if cg * taps * length < PHASE_MIN_ENTRIES or og > g_shape[0] * length:
+        return False  # (too few rows; or a weight so large against the batch that its
+        # reordering to tap-major rows costs more than the rows: 1024->512 4x4 at 4x4, b1)
     plane, phases = math.prod(q), math.prod(strides)
     block = _wide_tap_block(taps, cg * plane * itemsize)
     per_thread = (groups * og * length + (block + phases) * cg * plane) * itemsize
@@ -3722,8 +3752,7 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
     taps = math.prod(kernel)
     grid = _PhaseGrid(padded_sizes, kernel, strides, dilations, out_sizes)
     plane, length = grid.plane, grid.length
-    wt = wt.reshape(groups, cg, taps, og).swapaxes(1, 2).reshape(groups, taps * cg, og)
-    wt = np.ascontiguousarray(wt, dtype=dtype)  # (G, K*Cg, Og): rows tap-major
+    wt = _tap_major_weights(w, groups, dtype)  # (G, K*Cg, Og): rows tap-major
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
     gx_groups = gx.reshape((n, groups, cg) + tuple(padded_sizes))
     size = cg * plane
@@ -3797,7 +3826,7 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
 
     def gemm() -> bool:  # (the cost estimate only where a GEMM-only route could apply)
         n, o, kernel = g.shape[0], w.shape[0], w.shape[2:]
-        return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:])
+        return "gemm" == choose_algorithm(n, c, o, groups, padded, kernel, g.shape[2:], True)
 
     # The routes below correlate g padded with zeros: an inf or NaN in w would meet those
     # zeros (0 * inf = NaN) at inputs whose gradient has no such term; col2im, last, never
@@ -3825,7 +3854,8 @@ def correlate_transpose(g, w, padded_sizes, strides, dilations, groups, cache=No
     forward's ``Spectra``, used when the FFT route is taken)."""
     kernel = w.shape[2:]
     algo = choose_algorithm(
-        g.shape[0], w.shape[1] * groups, w.shape[0], groups, padded_sizes, kernel, g.shape[2:]
+        g.shape[0], w.shape[1] * groups, w.shape[0], groups, padded_sizes, kernel, g.shape[2:],
+        backward=True,
     )
     if _fft_declined(algo, g, w):
         algo = "gemm"
@@ -3860,7 +3890,8 @@ def correlate_weight_grad(xp, g, kernel, strides, dilations, groups, cols=None) 
     if cols is not None:
         return correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols)
     algo = choose_algorithm(
-        xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:]
+        xp.shape[0], xp.shape[1], g.shape[1], groups, xp.shape[2:], kernel, g.shape[2:],
+        backward=True,
     )
     if _fft_declined(algo, xp, g):
         algo = "gemm"
