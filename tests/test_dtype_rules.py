@@ -3,6 +3,8 @@ differential hunt: silent wrong values or dtypes first, then errors where PyTorc
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -87,8 +89,40 @@ def test_python_ints_outside_the_dtype_wrap_as_pytorch(dtype, scalar):
 
 
 def test_an_int_beyond_64_bits_is_a_clear_error():
-    with pytest.raises(OverflowError, match="does not fit in 64 bits"):
+    with pytest.raises(OverflowError, match="out of range for the tensor's dtype int32"):
         tg.Tensor(np.array([1, 2], np.int32)) + 2**70
+
+
+def test_division_and_powers_do_not_wrap_an_int_beyond_the_dtype():
+    a = np.array([-32768, 16384, 32767], np.int16)
+    _same(tg.Tensor(a) / 32768, torch.from_numpy(a) / 32768)  # (audio normalisation)
+    u = np.array([2, 4], np.uint8)
+    _same(512 / tg.Tensor(u), 512 / torch.from_numpy(u))
+    _same(tg.Tensor(u) / 256, torch.from_numpy(u) / 256)
+    with pytest.raises(OverflowError, match="out of range"):
+        tg.Tensor(u) ** 256  # (PyTorch raises too)
+    with pytest.raises(OverflowError, match="out of range"):
+        tg.where(tg.Tensor(np.array([True, False])), tg.Tensor(u), 1000)
+
+
+def test_comparisons_keep_values_beyond_the_dtype_and_complex_scalars():
+    i = tg.Tensor(np.array([1, 16777217, 2**62]))
+    _same(i == 16777217.0, torch.tensor([1, 16777217, 2**62]) == 16777217.0)
+    assert not (i == 2**63).numpy().any() and (i < 2**64).numpy().all()
+    assert (i == np.uint64(2**63)).numpy().tolist() == [False] * 3
+    assert (tg.Tensor([1.0]) == 1 + 0j).numpy().tolist() == [True]
+    assert (tg.Tensor(np.array([0.1])) == [0.1]).numpy().tolist() == [True]  # (float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no cast overflow warning)
+        assert (tg.Tensor(np.array([1, 2], np.int32)) < 1e40).numpy().all()
+        assert (tg.Tensor(np.array([1.0, 3e38], np.float32)) < 1e40).numpy().all()
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int16", "uint8", "int64"])
+@pytest.mark.parametrize("args", [(0, 3.7), (0.5, 3.2, 1.5), (0, 2.5, 1), (0, 5, 1.5),
+                                  (0.5, 5.6), (10, 2, -3)])
+def test_integer_arange_as_pytorch_for_each_dtype(dtype, args):
+    _same(tg.arange(*args, dtype=dtype), torch.arange(*args, dtype=getattr(torch, dtype)))
 
 
 @pytest.mark.parametrize("bound", [np.float64(0.15), 0.15, 0.5, 2, np.int64(1)])

@@ -18,6 +18,13 @@ from tinygrad_np import autograd
 from tinygrad_np.autograd import run_backward, weak
 
 _FLOAT_DEFAULT = np.float32
+# (lowest, highest, bits) of each integer dtype, and the largest finite value of each
+# float dtype: looked up per scalar operation (np.iinfo / np.finfo cost a microsecond)
+_INT_RANGE = {
+    np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max), np.iinfo(t).bits)
+    for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+}
+_FLOAT_MAX = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
 
 
 def to_dtype(dtype: Any) -> np.dtype | None:
@@ -339,11 +346,11 @@ class Tensor:
         return _HookHandle(owner._hooks, entry)
 
     # ------------------------------------------------------------------ operators
-    def _other(self, x: Any, wrap: bool = True) -> Tensor:
+    def _other(self, x: Any, wrap: bool = False) -> Tensor:
         """A Tensor for the other operand; a Python scalar takes this tensor's dtype (so does
         a NumPy scalar, as in PyTorch: ``x / np.prod(shape)`` keeps a float32 x float32).
-        An int outside an integer dtype's range wraps round it, as PyTorch's (``u8 + (-1)``
-        is ``u8 - 1``); with ``wrap=False`` (comparisons) it stays an int64."""
+        An int outside an integer dtype's range is an OverflowError, or with ``wrap`` (add,
+        subtract, multiply) wraps round it, as PyTorch's (``u8 + (-1)`` is ``u8 - 1``)."""
         if isinstance(x, Tensor):
             return x
         if (type(x) is float or type(x) is int) and self._data.dtype.kind == "f":  # fast path
@@ -363,26 +370,28 @@ class Tensor:
                 if kind == "b" and not isinstance(x, bool):
                     return Tensor._make(np.asarray(x), False, None)
                 if kind in "iu" and not isinstance(x, bool):
-                    info = np.iinfo(self.dtype)
-                    if not info.min <= x <= info.max:
-                        if not -(2**63) <= x < 2**63:
+                    lo, hi, bits = _INT_RANGE[self._data.dtype]
+                    if not lo <= x <= hi:
+                        if not wrap or not -(2**63) <= x < 2**63:
                             raise OverflowError(
-                                f"the int {x} does not fit in 64 bits, nor in the "
-                                f"tensor's dtype {self.dtype}"
+                                f"the int {x} is out of range for the tensor's dtype "
+                                f"{self.dtype}"
                             )
-                        if not wrap:
-                            return Tensor._make(np.asarray(x, np.int64), False, None)
-                        x = (x - info.min) % (1 << info.bits) + info.min
+                        x = (x - lo) % (1 << bits) + lo
                 return Tensor._make(np.asarray(x, dtype=self.dtype), False, None)
             return Tensor._make(np.asarray(x, dtype=_FLOAT_DEFAULT), False, None)
         return Tensor._make(np.asarray(x), False, None)
 
-    def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
+    def _pair(self, x: Any, true_div: bool = False, wrap: bool = False) -> tuple[Tensor, Tensor]:
         """(self, other) promoted as PyTorch does: an integer or bool tensor meets a
         Python float, or is divided, in the default float dtype (float32), not float64."""
-        other = self._other(x)
         if self._data.dtype.kind in "iub" and isinstance(x, np.generic):
             x = x.item()  # (a NumPy scalar counts as the Python scalar)
+        if true_div and self._data.dtype.kind in "iub" and type(x) in (int, bool):
+            # (divided in float32: an int beyond the tensor's dtype is just a number here)
+            other = Tensor._make(np.asarray(x, dtype=_FLOAT_DEFAULT), False, None)
+            return self.astype(_FLOAT_DEFAULT), other
+        other = self._other(x, wrap)
         if self._data.dtype.kind in "iub" and (
             type(x) is float or (true_div and other.data.dtype.kind in "iub")
         ):
@@ -393,24 +402,24 @@ class Tensor:
         return self, other
 
     def __add__(self, o):
-        return _ew.Add.apply(*self._pair(o))
+        return _ew.Add.apply(*self._pair(o, wrap=True))
 
     def __radd__(self, o):
-        a, b = self._pair(o)
+        a, b = self._pair(o, wrap=True)
         return _ew.Add.apply(b, a)
 
     def __sub__(self, o):
-        return _ew.Sub.apply(*self._pair(o))
+        return _ew.Sub.apply(*self._pair(o, wrap=True))
 
     def __rsub__(self, o):
-        a, b = self._pair(o)
+        a, b = self._pair(o, wrap=True)
         return _ew.Sub.apply(b, a)
 
     def __mul__(self, o):
-        return _ew.Mul.apply(*self._pair(o))
+        return _ew.Mul.apply(*self._pair(o, wrap=True))
 
     def __rmul__(self, o):
-        a, b = self._pair(o)
+        a, b = self._pair(o, wrap=True)
         return _ew.Mul.apply(b, a)
 
     def __truediv__(self, o):
@@ -499,21 +508,41 @@ class Tensor:
     def __itruediv__(self, o):
         return self._inplace(o, np.true_divide)
 
-    def _compare(self, o, ufunc) -> Tensor:
-        # (the other operand as in arithmetic: a Python or NumPy scalar, or a list, takes
-        # this tensor's float dtype: Tensor([0.1]) == np.float64(0.1) as PyTorch)
-        other = self._other(o, wrap=False)
-        return Tensor._make(ufunc(self._data, other._data), False, None)
+    def _compare(self, o, ufunc, eq: bool = False) -> Tensor:
+        """A comparison, elementwise. A Python or NumPy scalar is a "weak" NumPy scalar: a
+        float tensor compares in its own dtype (``Tensor([0.1]) == np.float64(0.1)``, as
+        PyTorch), an int tensor with a float in float64, an int beyond the tensor's dtype
+        by its value; a list of numbers takes a float tensor's dtype."""
+        a = self._data
+        t = type(o)
+        if t is not float and t is not int and isinstance(o, np.generic):
+            o = o.item()
+            t = type(o)
+        if t is float:
+            if not -3.4e38 < o < 3.4e38 and o == o and a.dtype.kind == "f":
+                big = _FLOAT_MAX.get(a.dtype, math.inf)  # (beyond the dtype: as an infinity,
+                if not -big <= o <= big:  # without NumPy's cast overflow warning)
+                    o = math.copysign(math.inf, o)
+            return Tensor._make(ufunc(a, o), False, None)
+        if t is int or t is bool:
+            return Tensor._make(ufunc(a, o), False, None)
+        if isinstance(o, Tensor):
+            return Tensor._make(ufunc(a, o._data), False, None)
+        if isinstance(o, (list, tuple)):
+            o = np.asarray(o)
+            if a.dtype.kind == "f" and o.dtype.kind in "iubf":
+                o = o.astype(a.dtype)
+        elif o is None or isinstance(o, (str, bytes)):
+            if eq:  # (t == None is False, t != None True, as PyTorch)
+                return NotImplemented
+            raise TypeError(f"cannot compare a Tensor with {type(o).__name__} {o!r:.40}")
+        return Tensor._make(ufunc(a, o), False, None)
 
     def __eq__(self, o):  # type: ignore[override]
-        if o is None or isinstance(o, (str, bytes)):  # (t == None is False, as PyTorch)
-            return NotImplemented
-        return self._compare(o, np.equal)
+        return self._compare(o, np.equal, True)
 
     def __ne__(self, o):  # type: ignore[override]
-        if o is None or isinstance(o, (str, bytes)):
-            return NotImplemented
-        return self._compare(o, np.not_equal)
+        return self._compare(o, np.not_equal, True)
 
     def __lt__(self, o):
         return self._compare(o, np.less)
@@ -794,11 +823,15 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
         dtype = np.int64 if is_int else _FLOAT_DEFAULT
     dt = to_dtype(dtype)
-    if dt.kind in "iub":  # start, end and step cut to ints first, as PyTorch
+    if dt.kind in "iub":  # start and step cut to ints, as PyTorch
         if int(step) == 0:
             raise ValueError(f"arange: step={step!r} is 0 as an int, and dtype {dt} needs one")
-        start, end, step = int(start), int(end), int(step)
-        return _factory(np.arange(start, end, step, dtype=dt), requires_grad)
+        if dt == np.int64:  # (PyTorch's int64 arange cuts the end too: (0, 3.7) is 0, 1, 2)
+            n = len(range(int(start), int(end), int(step)))
+        else:  # (its other integer dtypes count the steps of the given numbers: 0, 1, 2, 3)
+            n = max(0, math.ceil((end - start) / step))
+        values = int(start) + int(step) * np.arange(n, dtype=np.int64)
+        return _factory(values.astype(dt), requires_grad)
     # the values start + i * step in float64, then rounded (NumPy's float32 arange steps by
     # the float32 difference of its first two values: stuck at 1e8, as PyTorch's is not)
     return _factory(np.arange(start, end, step, dtype=np.float64).astype(dt), requires_grad)
