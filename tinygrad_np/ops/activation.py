@@ -135,9 +135,9 @@ _TANH_C = math.sqrt(2 / math.pi)
 # points of a in [0, 9.3]: its error, erfc's relative error, is at most 3e-8. Evaluated in
 # float32 the rounding of a^2 in the exponent dominates: erfc's relative error grows to
 # about a^2 * 6e-8. Phi for x < 0 comes from erfc itself, not from 1 + erf(x/sqrt 2), so
-# the tail keeps its relative accuracy: GELU is within 3 float32 ulps of the exact value
-# for x >= 0 and 28 for x >= -4 (one on average), where 0.5 (1 + erf) in float32 loses up
-# to 4,000 ulps in the tail (PyTorch's float32 GELU up to 66,000).
+# the tail keeps its relative accuracy: Phi is within 3 float32 ulps for x >= 0, GELU
+# within 6 (x Phi rounded again; PyTorch's 5) and 28 for x >= -4 (one on average), where
+# 0.5 (1 + erf) in float32 loses up to 4,000 ulps in the tail (PyTorch's up to 66,000).
 PHI_P = 0.65
 PHI_S = (
     -0.21975122286015042, -0.6877212088593951, -0.7316905531542759, -0.3941698457248974,
