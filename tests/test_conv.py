@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import tracemalloc
 import warnings
 
@@ -2196,15 +2197,21 @@ def test_transposed_conv_weight_gradient_with_many_channels_few_positions(budget
      ((1, 5, 6, 6), (5, 3, 2, 2), (3, 3), (1, 1), 1, (0, 2))],  # phases no tap reaches
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("per_block", [None, 2, 1])  # samples a block: all, 2, 1
 def test_phase_planes_equal_col2im_to_the_bit(g_shape, w_shape, strides, dilations, groups,
-                                              extra, dtype):  # fmt: skip
+                                              extra, dtype, per_block, monkeypatch):  # fmt: skip
     """The strided input gradient on the phase planes adds each position's taps in the
-    same order as col2im: the same bits, for any stride, dilation, group and leftover."""
+    same order as col2im: the same bits, for any stride, dilation, group and leftover, a
+    block of samples at a time (with a short last block) or one."""
     rng = np.random.default_rng(22)
     g = rng.standard_normal(g_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     geometry = zip(g_shape[2:], strides, w_shape[2:], dilations, extra, strict=True)
     padded = tuple((o - 1) * s + (k - 1) * d + 1 + e for o, s, k, d, e in geometry)
+    if per_block:
+        grid = cm._PhaseGrid(padded, w_shape[2:], strides, dilations, g_shape[2:])
+        row_bytes = math.prod(w_shape[2:]) * w_shape[1] * grid.plane * np.dtype(dtype).itemsize
+        monkeypatch.setattr(cm, "PHASE_BLOCK_BYTES", per_block * row_bytes)
     want = cm.correlate_transpose_gemm(g, w, padded, strides, dilations, groups)
     got = cm.correlate_transpose_phases(g, w, padded, strides, dilations, groups)
     assert got.dtype == want.dtype and got.shape == want.shape

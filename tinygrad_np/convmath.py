@@ -3698,15 +3698,15 @@ class _PhaseGrid:
         self.crop = tuple(slice(0, o) for o in out_sizes)
 
     def interleave(self, sums: np.ndarray, out: np.ndarray) -> None:
-        """``out`` (C, *padded) from the phase planes ``sums`` (phases, C, *q_sizes)."""
+        """``out`` (*lead, *padded) from the phase planes ``sums`` (phases, *lead, plane)."""
         nd = len(self.strides)
-        lead = out.shape[0]
+        lead = out.shape[: out.ndim - nd]
+        keep = (slice(None),) * len(lead)
         for r in np.ndindex(*self.strides):
-            dst = out[(slice(None),) + tuple(slice(a, None, s) for a, s in
-                                             zip(r, self.strides, strict=True))]  # fmt: skip
-            src = sums[int(np.ravel_multi_index(r, self.strides))]
-            np.copyto(dst, src.reshape((lead,) + self.q_sizes)[
-                (slice(None),) + tuple(slice(0, n) for n in dst.shape[1 : 1 + nd])])
+            dst = out[keep + tuple(slice(a, None, s) for a, s in
+                                   zip(r, self.strides, strict=True))]  # fmt: skip
+            src = sums[int(np.ravel_multi_index(r, self.strides))].reshape(lead + self.q_sizes)
+            np.copyto(dst, src[keep + tuple(slice(0, n) for n in dst.shape[len(lead) :])])
 
 
 # Strided input gradients (and transposed convs' forwards) take the phase planes where a
@@ -3741,44 +3741,60 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
     return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
 
 
+# The phase planes take samples in blocks whose rows for all taps fit PHASE_BLOCK_BYTES:
+# one GEMM and one flat add a tap for the block, so that two threads' calls stay long (a
+# sample at a time, the 96x96 network's first layer's dx ran no faster on two threads
+# than on one: NumPy's calls of a few microseconds queue for the GIL).
+PHASE_BLOCK_BYTES = 2**21
+
+
 def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
-    """gxp (N, C, *padded_sizes) of a strided conv, one sample at a time on the phase
-    planes (``_PhaseGrid``): dcols = w^T g (g laid on a plane's grid, the taps' rows a
-    block at a time while they are in the cache), each tap's rows added at its shift onto
-    its phase plane, the planes interleaved into gxp. col2im's strided adds (rows of
+    """gxp (N, C, *padded_sizes) of a strided conv on the phase planes (``_PhaseGrid``), a
+    block of samples at a time: dcols = w^T g (g laid on the planes' grid, the taps' rows
+    a block at a time while they are in the cache), each tap's rows added at its shift
+    onto its phase plane, the planes interleaved into gxp. col2im's strided adds (rows of
     out_w entries, every other entry written) took 2-3x as long as these flat ones."""
     n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     cg = c // groups
     taps = math.prod(kernel)
+    itemsize = np.dtype(dtype).itemsize
     grid = _PhaseGrid(padded_sizes, kernel, strides, dilations, out_sizes)
     plane, length = grid.plane, grid.length
     wt = _tap_major_weights(w, groups, dtype)  # (G, K*Cg, Og): rows tap-major
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
     gx_groups = gx.reshape((n, groups, cg) + tuple(padded_sizes))
-    size = cg * plane
-    block = _wide_tap_block(taps, size * np.dtype(dtype).itemsize)
+    nb = max(1, min(n, PHASE_BLOCK_BYTES // (taps * cg * plane * itemsize)))
+    # one sample: its grid rows past out[0] hold only zeros, left out of the GEMM
+    cols = length if nb == 1 else nb * plane
+    size = cg * nb * plane
+    block = _wide_tap_block(taps, size * itemsize)
+    zero_row = (slice(None), slice(None), slice(None)) + grid.crop
 
     def run(s):  # samples s, each thread with buffers of its own
-        wide = np.zeros((groups, og) + grid.wide_shape, dtype=dtype)  # zero off the windows
-        g_on_grid = wide[(slice(None), slice(None)) + grid.crop]
-        wide = wide.reshape(groups, og, length)
-        dcols = np.zeros((block, cg, plane), dtype=dtype)  # zero past length, never written
-        rows = dcols.reshape(block * cg, plane)[:, :length]
+        wide = np.zeros((groups, og, nb) + grid.q_sizes, dtype=dtype)  # zero off the windows
+        flat_g = wide.reshape(groups, og, nb * plane)[:, :, :cols]
+        dcols = np.zeros((block, cg, nb * plane), dtype=dtype)  # (past cols: never written)
+        rows = dcols.reshape(block * cg, nb * plane)[:, :cols]
         flat = dcols.reshape(block, size)
         sums = np.empty((grid.phases, size), dtype=dtype)  # one group's phase planes
 
-        for j in range(s.start, s.stop):
-            np.copyto(g_on_grid, g[j].reshape((groups, og) + tuple(out_sizes)))
+        for j0 in range(s.start, s.stop, nb):
+            j1 = min(s.stop, j0 + nb)
+            if j1 - j0 < nb:  # (a short last block: its other samples' g zeroed)
+                wide[:, :, j1 - j0 :] = 0
+            np.copyto(wide[zero_row][:, :, : j1 - j0],
+                      g[j0:j1].reshape((j1 - j0, groups, og) + tuple(out_sizes))
+                      .transpose((1, 2, 0) + tuple(range(3, 3 + len(kernel)))))  # fmt: skip
             for gi in range(groups):
                 started = [False] * grid.phases
                 for t0 in range(0, taps, block):
                     t1 = min(taps, t0 + block)
-                    np.matmul(wt[gi, t0 * cg : t1 * cg], wide[gi], out=rows[: (t1 - t0) * cg])
+                    np.matmul(wt[gi, t0 * cg : t1 * cg], flat_g[gi], out=rows[: (t1 - t0) * cg])
                     for i in range(t0, t1):
                         r, off = grid.tap_phase[i], grid.offsets[i]
                         if not started[r]:
                             started[r] = True
-                            if off == 0:  # the whole run, zeros past length included
+                            if off == 0:  # the whole run, zeros past cols included
                                 np.copyto(sums[r], flat[i - t0])
                                 continue
                             sums[r] = 0
@@ -3786,7 +3802,8 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
                 for r in range(grid.phases):
                     if not started[r]:  # (a phase no tap reaches)
                         sums[r] = 0
-                grid.interleave(sums.reshape(grid.phases, cg, plane), gx_groups[j, gi])
+                planes = sums.reshape(grid.phases, cg, nb, plane).transpose(0, 2, 1, 3)
+                grid.interleave(planes[:, : j1 - j0], gx_groups[j0:j1, gi])
 
     work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)
