@@ -69,14 +69,16 @@ FFT_PENALTY = 4.0
 # A conv of one input channel (one group) whose columns of one sample outgrow the L2
 # cache (FEW_CHANNELS_COLUMNS entries) is bound on GEMM by its taps x positions matrices
 # (the input gradient's product contracts O rows of g, the rest is memory traffic), not
-# by its flops: the estimate of its backward maps is scaled by ONE_CHANNEL_SCALE /
-# sqrt(O), of its forward (whose GEMM stays quicker) by ONE_CHANNEL_FORWARD_SCALE for one
-# output channel. Forward and backward, one thread, ms, GEMM against FFT: conv1d 1->1 on
-# 1e5 samples, kernel 40 7.1 / 5.1, 64 16 / 6, 260 67 / 7.5 (and 100 MiB of scratch
-# against 5); 1->8 on 16 x 16,000, kernel 48 18.6 / 14.3; conv2d 1->1 7x7 on 256x256
-# (b4) 18.9 / 5.7 (a speed hunt: the switch was at 261 and 93 taps). Forward alone: 1->1
-# kernel 40 1.3 / 2.5, 128 8.1 / 3.5. With two input channels GEMM held its own: 2->3 k35
-# on 30,000 (b3) 7.8 / 14.2, 2->4 k40 7.5 / 10.1. Short signals stay on GEMM (the cache).
+# by its flops: the estimate of its backward maps is scaled by ONE_CHANNEL_SCALE / O
+# (where above 1), of its forward (whose GEMM stays quicker) by ONE_CHANNEL_FORWARD_SCALE
+# for one output channel. Forward and backward, one thread, ms, GEMM against FFT: conv1d
+# 1->1 on 1e5 samples, kernel 40 7.1 / 5.1, 64 16 / 6, 260 67 / 7.5 (and 100 MiB of
+# scratch against 5); conv2d 1->1 7x7 on 256x256 (b4) 18.9 / 5.7 (a speed hunt: the
+# switch was at 261 taps). Forward alone: 1->1 kernel 40 1.3 / 2.5, 128 8.1 / 3.5. With
+# more output channels the GEMM backward splits better over two threads: 1->8 on 16 x
+# 16,000, kernel 48, 18.6 / 14.3 on one thread but 11.7 / 14.9 on two; with two input
+# channels it held its own: 2->3 k35 on 30,000 (b3) 7.8 / 14.2, 2->4 k40 7.5 / 10.1.
+# Short signals stay on GEMM (the cache bound).
 ONE_CHANNEL_SCALE = 8.0
 ONE_CHANNEL_FORWARD_SCALE = 4.0
 FEW_CHANNELS_COLUMNS = 1 << 19
@@ -3246,7 +3248,7 @@ def estimate_costs(
         math.prod(kernel) * math.prod(out_sizes) > FEW_CHANNELS_COLUMNS
     ):
         if backward:
-            gemm *= max(1.0, ONE_CHANNEL_SCALE / math.sqrt(out_channels))
+            gemm *= max(1.0, ONE_CHANNEL_SCALE / out_channels)
         elif out_channels == 1:
             gemm *= ONE_CHANNEL_FORWARD_SCALE
     fs = fft_shape(padded_sizes)
