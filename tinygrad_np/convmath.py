@@ -3728,15 +3728,21 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
     """Whether a strided input gradient on the GEMM side runs on the phase planes."""
     kernel = tuple(w_shape[2:])
     og, cg = w_shape[0] // groups, w_shape[1]
-    if _settings["layout"] != "auto" or all(s == 1 for s in strides) or cg == 1:
+    if (
+        _settings["layout"] != "auto"
+        or all(s == 1 for s in strides)
+        or cg == 1
+        or g_shape[0] < par.get_num_threads()  # (its threads split samples: b1 on two
+    ):  # threads ran on one, where col2im's GEMM takes both)
         return False
     out = g_shape[2:]
     q = [-(-p // s) for p, s in zip(padded_sizes, strides, strict=True)]
     length = out[0] * math.prod(q[1:])
     taps = math.prod(kernel)
-    if cg * taps * length < PHASE_MIN_ENTRIES or og > g_shape[0] * length:
+    if cg * taps * length < PHASE_MIN_ENTRIES or 4 * og > g_shape[0] * length:
         return False  # (too few rows; or a weight so large against the batch that its
-        # reordering to tap-major rows costs more than the rows: 1024->512 4x4 at 4x4, b1)
+        # reordering to tap-major rows costs more than a quarter of the rows: 1024->512
+        # 4x4 at 4x4, b1, 2.2x slower; 256->128 at 16x16, b1, 1.3x)
     plane, phases = math.prod(q), math.prod(strides)
     block = _wide_tap_block(taps, cg * plane * itemsize)
     per_thread = (groups * og * length + (block + phases) * cg * plane) * itemsize

@@ -364,10 +364,10 @@ def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
                           groups, itemsize):  # fmt: skip
         phases = math.prod(strides)
         lines.append(
-            f"  dx: one sample at a time on the {phases} phase planes of the stride (positions "
-            "r, r + s, ...: the taps of each class are a stride-1 correlation there): w^T dy "
-            "on a plane's grid, each tap's share added as one shift of its plane over all "
-            "channels, the planes interleaved (no col2im)"
+            f"  dx: a block of samples at a time on the {phases} phase planes of the stride "
+            "(positions r, r + s, ...: the taps of each class are a stride-1 correlation "
+            "there): w^T dy on the planes' grid, each tap's share added as one shift of its "
+            "plane over all channels, the planes interleaved (no col2im)"
         )
     else:
         lines.append("  dx: GEMM with the transposed weight, then col2im (a strided add a tap)")
