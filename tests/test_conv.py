@@ -2224,6 +2224,15 @@ def test_phase_planes_are_taken_where_they_gain_and_match_torch():
     assert cm._phases_route((32, 40, 47, 47), (40, 3, 4, 4), (96, 96), (2, 2), (1, 1), 1, 4)
     assert not cm._phases_route((8, 16, 9, 9), (16, 8, 3, 3), (20, 20), (2, 2), (1, 1), 1, 4)
     assert not cm._phases_route((8, 16, 9, 9), (16, 8, 3, 3), (20, 20), (1, 1), (1, 1), 1, 4)
+    # many small groups: one tap of all groups a product, one flat add over all channels
+    assert cm._phases_route((16, 128, 16, 16), (128, 4, 4, 4), (34, 34), (2, 2), (1, 1), 32, 4)
+    rng_g = np.random.default_rng(24)
+    xg = rng_g.standard_normal((16, 128, 16, 16))
+    wg = rng_g.standard_normal((128, 4, 4, 4))
+    ours = F.conv_transpose2d(tg.Tensor(xg), tg.Tensor(wg), stride=2, padding=1, groups=32)
+    ref = torch.nn.functional.conv_transpose2d(torch.tensor(xg), torch.tensor(wg), stride=2,
+                                               padding=1, groups=32)  # fmt: skip
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-10, atol=1e-10)
     rng = np.random.default_rng(23)
     x = rng.standard_normal((4, 24, 16, 16))
     w = rng.standard_normal((24, 16, 4, 4))

@@ -217,8 +217,10 @@ def test_explain_names_the_full_correlation_and_the_per_sample_columns():
     assert "dx: the full correlation of steps 2-4 as one GEMM" in big
     assert "one sample's columns at a time" in big and "1.1 MiB a thread" in big
     strided = str(explain.conv2d((32, 128, 16, 16), (128, 128, 3, 3), stride=2, quiet=True))
-    assert "on the 4 phase planes of the stride" in strided  # (the full correlation
-    assert "then col2im" not in strided  # needs stride 1; the phase planes take stride 2)
+    assert "then col2im" in strided  # (the full correlation needs stride 1; 7-wide rows:
+    # the samples-last col2im, not the phase planes)
+    wide = str(explain.conv2d((16, 128, 64, 64), (128, 128, 3, 3), stride=2, quiet=True))
+    assert "on the 4 phase planes of the stride" in wide and "then col2im" not in wide
     small = str(explain.conv2d((8, 8, 20, 20), (16, 8, 3, 3), stride=2, quiet=True))
     assert "then col2im" in small  # (too few entries a sample for the planes)
     tconv = str(explain.conv_transpose2d((16, 64, 32, 32), (64, 32, 4, 4), stride=2,

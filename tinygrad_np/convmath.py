@@ -3712,16 +3712,16 @@ class _PhaseGrid:
 
 
 # Strided input gradients (and transposed convs' forwards) take the phase planes where a
-# sample's rows of one group (Cg x taps x plane positions) number at least
-# PHASE_MIN_ENTRIES. Against the route taken before, one thread, ms (the same bits: each
-# position's taps are added in the same order): g (16, 64, 32, 32) through a 4x4 s2
-# 64->32 kernel 18.6 -> 10.9, the same 3->3 at b512 (51K entries) 50 -> 26, 4->4 (b256)
-# 34 -> 14, the 96x96 network's 4x4 s2 3->40 layer (b32) 7.1 -> 4.8, 4x4x4 s2 32->16 at
-# 8^3 (b2) 2.6 -> 1.5, 1-D k16 s8 64->32 on 1000 (b8) 11.7 -> 6.2; ties where the
-# samples-last layout served (3x3 s2 64->128 at 7x7, 65K). Below the bound it lost (the
-# per-sample calls): 3x3 s2 16->8 at 20x20 (b8, 30K) 0.34 -> 0.40, 4x4 s2 8->4 at 16x16
-# (17K) 1.4 -> 2.5, 32 groups of 4 (17K) 17 -> 19.
-PHASE_MIN_ENTRIES = 48 << 10
+# block of samples' rows of one group (Cg x taps x plane positions) number at least
+# PHASE_MIN_ENTRIES. Against the route taken before, one thread (two in brackets), ms (the
+# same sums: each position's taps are added in the same order): g (16, 64, 32, 32) through
+# a 4x4 s2 64->32 kernel 18.6 -> 10.9 (10.5 -> 7.8), the same 3->3 at b512 50 -> 26, 4->4
+# (b256) 34 -> 14, the 96x96 network's 4x4 s2 3->40 layer (b32) 7.1 -> 4.8 (4.0 -> 3.8),
+# 4x4x4 s2 32->16 at 8^3 (b2) 2.6 -> 1.5, 1-D k16 s8 64->32 on 1000 (b8) 11.7 -> 6.2; 32
+# groups of 4 (k4 s2 at 16x16, b16; one tap of all groups a product) 20 -> 8 (10.6 ->
+# 7.3), 8 groups of 16 18 -> 9 (10.2 -> 6.2). Not where the samples-last layout serves
+# one group: 3x3 s2 64->128 at 7x7 (b32) 4.0 -> 3.7 but (2.7 -> 3.0).
+PHASE_MIN_ENTRIES = 96 << 10
 
 
 def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, itemsize):
@@ -3735,18 +3735,27 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
         or g_shape[0] < par.get_num_threads()  # (its threads split samples: b1 on two
     ):  # threads ran on one, where col2im's GEMM takes both)
         return False
-    out = g_shape[2:]
+    n, out = g_shape[0], g_shape[2:]
     q = [-(-p // s) for p, s in zip(padded_sizes, strides, strict=True)]
     length = out[0] * math.prod(q[1:])
     taps = math.prod(kernel)
-    if cg * taps * length < PHASE_MIN_ENTRIES or 4 * og > g_shape[0] * length:
-        return False  # (too few rows; or a weight so large against the batch that its
-        # reordering to tap-major rows costs more than a quarter of the rows: 1024->512
-        # 4x4 at 4x4, b1, 2.2x slower; 256->128 at 16x16, b1, 1.3x)
     plane, phases = math.prod(q), math.prod(strides)
-    block = _wide_tap_block(taps, cg * plane * itemsize)
-    per_thread = (groups * og * length + (block + phases) * cg * plane) * itemsize
+    nb = _phase_block(n, taps, cg, plane, itemsize)
+    if (
+        cg * taps * (length if nb == 1 else nb * plane) < PHASE_MIN_ENTRIES
+        or 4 * og > n * length  # (reordering a large weight to tap-major rows: a quarter
+        # of the rows' cost at most; 1024->512 4x4 at 4x4, b1, was 2.2x slower)
+        or (groups == 1 and _use_samples_last("input_grad", n, out))  # (a tie at best)
+    ):
+        return False
+    block = _wide_tap_block(taps, cg * nb * plane * itemsize) if groups == 1 else groups
+    per_thread = (groups * og + block * cg + phases * cg * groups) * nb * plane * itemsize
     return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
+
+
+def _phase_block(n: int, taps: int, cg: int, plane: int, itemsize: int) -> int:
+    """How many samples the phase planes take a block (see PHASE_BLOCK_BYTES)."""
+    return max(1, min(n, PHASE_BLOCK_BYTES // (taps * cg * plane * itemsize)))
 
 
 # The phase planes take samples in blocks whose rows for all taps fit PHASE_BLOCK_BYTES:
@@ -3770,21 +3779,45 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
     plane, length = grid.plane, grid.length
     wt = _tap_major_weights(w, groups, dtype)  # (G, K*Cg, Og): rows tap-major
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
-    gx_groups = gx.reshape((n, groups, cg) + tuple(padded_sizes))
-    nb = max(1, min(n, PHASE_BLOCK_BYTES // (taps * cg * plane * itemsize)))
+    nb = _phase_block(n, taps, cg, plane, itemsize)
     # one sample: its grid rows past out[0] hold only zeros, left out of the GEMM
     cols = length if nb == 1 else nb * plane
     size = cg * nb * plane
     block = _wide_tap_block(taps, size * itemsize)
     zero_row = (slice(None), slice(None), slice(None)) + grid.crop
 
+    if groups > 1:  # (all groups' rows of one tap at a time: one flat add over all C)
+        by_tap = np.ascontiguousarray(wt.reshape(groups, taps, cg, og).transpose(1, 0, 2, 3))
+
+    def add(sums, started, i, src, size):  # tap i's rows ``src`` onto its phase plane
+        r, off = grid.tap_phase[i], grid.offsets[i]
+        if not started[r]:
+            started[r] = True
+            if off == 0:  # the whole run, zeros past cols included
+                np.copyto(sums[r], src)
+                return
+            sums[r] = 0
+        sums[r, off:] += src[: size - off]
+
+    def finish(sums, started, lead, j0, j1, out):  # the planes interleaved into ``out``
+        for r in range(grid.phases):
+            if not started[r]:  # (a phase no tap reaches)
+                sums[r] = 0
+        planes = sums.reshape(grid.phases, lead, nb, plane).transpose(0, 2, 1, 3)
+        grid.interleave(planes[:, : j1 - j0], out)
+
     def run(s):  # samples s, each thread with buffers of its own
         wide = np.zeros((groups, og, nb) + grid.q_sizes, dtype=dtype)  # zero off the windows
         flat_g = wide.reshape(groups, og, nb * plane)[:, :, :cols]
-        dcols = np.zeros((block, cg, nb * plane), dtype=dtype)  # (past cols: never written)
-        rows = dcols.reshape(block * cg, nb * plane)[:, :cols]
-        flat = dcols.reshape(block, size)
-        sums = np.empty((grid.phases, size), dtype=dtype)  # one group's phase planes
+        if groups == 1:
+            dcols = np.zeros((block, cg, nb * plane), dtype=dtype)  # (past cols: unwritten)
+            rows = dcols.reshape(block * cg, nb * plane)[:, :cols]
+            flat = dcols.reshape(block, size)
+            sums = np.empty((grid.phases, size), dtype=dtype)
+        else:
+            dcols = np.zeros((groups, cg, nb * plane), dtype=dtype)  # one tap, all groups
+            rows, flat = dcols[:, :, :cols], dcols.reshape(-1)
+            sums = np.empty((grid.phases, c * nb * plane), dtype=dtype)
 
         for j0 in range(s.start, s.stop, nb):
             j1 = min(s.stop, j0 + nb)
@@ -3793,25 +3826,20 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
             np.copyto(wide[zero_row][:, :, : j1 - j0],
                       g[j0:j1].reshape((j1 - j0, groups, og) + tuple(out_sizes))
                       .transpose((1, 2, 0) + tuple(range(3, 3 + len(kernel)))))  # fmt: skip
-            for gi in range(groups):
+            if groups > 1:
                 started = [False] * grid.phases
-                for t0 in range(0, taps, block):
-                    t1 = min(taps, t0 + block)
-                    np.matmul(wt[gi, t0 * cg : t1 * cg], flat_g[gi], out=rows[: (t1 - t0) * cg])
-                    for i in range(t0, t1):
-                        r, off = grid.tap_phase[i], grid.offsets[i]
-                        if not started[r]:
-                            started[r] = True
-                            if off == 0:  # the whole run, zeros past cols included
-                                np.copyto(sums[r], flat[i - t0])
-                                continue
-                            sums[r] = 0
-                        sums[r, off:] += flat[i - t0, : size - off]
-                for r in range(grid.phases):
-                    if not started[r]:  # (a phase no tap reaches)
-                        sums[r] = 0
-                planes = sums.reshape(grid.phases, cg, nb, plane).transpose(0, 2, 1, 3)
-                grid.interleave(planes[:, : j1 - j0], gx_groups[j0:j1, gi])
+                for i in range(taps):
+                    np.matmul(by_tap[i], flat_g, out=rows)  # (G, Cg, Og) @ (G, Og, cols)
+                    add(sums, started, i, flat, flat.size)
+                finish(sums, started, c, j0, j1, gx[j0:j1])
+                continue
+            started = [False] * grid.phases
+            for t0 in range(0, taps, block):
+                t1 = min(taps, t0 + block)
+                np.matmul(wt[0, t0 * cg : t1 * cg], flat_g[0], out=rows[: (t1 - t0) * cg])
+                for i in range(t0, t1):
+                    add(sums, started, i, flat[i - t0], size)
+            finish(sums, started, cg, j0, j1, gx[j0:j1])
 
     work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)
