@@ -20,7 +20,8 @@ import pytest
 import tinygrad_np
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["docs/index.md", "docs/autograd.md", "docs/adding-an-op.md", "docs/tutorial.md"]
+DOCS = ["docs/index.md", "docs/autograd.md", "docs/adding-an-op.md", "docs/tutorial.md",
+        "docs/data.md"]
 _PY_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 

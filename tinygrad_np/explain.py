@@ -17,6 +17,7 @@ the module the ops themselves use, so the explanation and the op cannot disagree
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -307,6 +308,29 @@ def _dx_on_rows(xs, ws, out_shape, sizes, pads, strides, dilations, groups) -> b
         return cm._rows_route(padded, ws, strides, dilations, groups, "input_grad")
 
 
+def _conv_dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
+                   itemsize, padded, kept):  # fmt: skip
+    """How a conv's dx is computed, by the choices its map makes: the backward maps' own
+    GEMM/FFT estimate, and on one thread where it runs beside dw (``kept``: the forward
+    keeps its columns or row windows for dw, which then stays on GEMM)."""
+    from tinygrad_np.ops import conv as conv_op
+
+    n_, c = xs[:2]
+    o, kernel, outs = ws[0], tuple(ws[2:]), tuple(out_shape[2:])
+    if cm.choose_algorithm(n_, c, o, groups, padded, kernel, outs, backward=True) == "fft":
+        lines.append(
+            f"  {'dx' if kept else 'dx and dw'}: FFT, by the backward maps' own estimate (one "
+            "input channel and columns past the cache: GEMM's copies count more than its "
+            "flops; convmath.ONE_CHANNEL_SCALE)"
+        )
+        return
+    concurrent = par.get_num_threads() > 1 and (
+        math.prod(out_shape) * math.prod(ws[1:]) < conv_op._CONCURRENT_MAPS_MAX
+    )
+    with par.single_threaded() if concurrent else contextlib.nullcontext():
+        _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
+
+
 def _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize):
     """How the GEMM route computes dx."""
     n_, c = xs[:2]
@@ -571,7 +595,8 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         args = (xs, ws, pads, strides, dilations, groups)
         if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups, "forward", itemsize):
             scratch = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize)
-            _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
+            _conv_dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
+                           itemsize, padded, True)  # fmt: skip
             return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet,
                          unbatched)
         thin = ["forward"] if cm._thin_route(*args, "forward", itemsize, True) else []
@@ -595,7 +620,8 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             who = "dw" if thin else "the forward and dw"
             im2col = _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who)
             scratch = max(scratch, im2col)
-        _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
+        _conv_dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
+                       itemsize, padded, kept)  # fmt: skip
     else:
         fs = cm.fft_shape(padded)
         per = cm._fft_per_sample_bytes(c, o, fs, itemsize)

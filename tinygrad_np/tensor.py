@@ -769,18 +769,23 @@ def _dt(dtype) -> np.dtype:
 
 
 def zeros(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros of ``shape`` (ints or one tuple); float32 unless ``dtype``."""
     return _factory(np.zeros(_shape_args(shape, "zeros"), _dt(dtype)), requires_grad)
 
 
 def ones(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones of ``shape`` (ints or one tuple); float32 unless ``dtype``."""
     return _factory(np.ones(_shape_args(shape, "ones"), _dt(dtype)), requires_grad)
 
 
 def empty(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor of ``shape``; float32 unless ``dtype``."""
     return _factory(np.empty(_shape_args(shape, "empty"), _dt(dtype)), requires_grad)
 
 
 def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``shape`` filled with ``fill_value``; float32 unless ``dtype``, also
+    for an int ``fill_value`` (where PyTorch infers int64)."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
     elif not isinstance(shape, (tuple, list)):
@@ -794,11 +799,13 @@ def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
 
 
 def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``t``'s shape and dtype (or ``dtype``)."""
     tensor_input(t, "zeros_like")
     return _factory(np.zeros(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
 
 
 def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``t``'s shape and dtype (or ``dtype``)."""
     tensor_input(t, "ones_like")
     return _factory(np.ones(t.shape, to_dtype(dtype) or t.dtype), requires_grad)
 
@@ -838,6 +845,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> 
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+    """The ``n`` x ``m`` (default ``n``) identity; float32 unless ``dtype``."""
     n, m = (v.item() if isinstance(v, Tensor) and v.ndim == 0 else v for v in (n, m))
     for name, v in (("n", n), ("m", m)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
@@ -855,11 +863,13 @@ def _float_dt(dtype, what: str) -> np.dtype:
 
 
 def rand(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) samples of ``shape`` from the global generator (``manual_seed``)."""
     dt = _float_dt(dtype, "rand")
     return _factory(generator().random(_shape_args(shape, "rand")).astype(dt), requires_grad)
 
 
 def randn(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples of ``shape`` from the global generator (``manual_seed``)."""
     dt = _float_dt(dtype, "randn")
     values = generator().standard_normal(_shape_args(shape, "randn"))
     return _factory(values.astype(dt), requires_grad)
@@ -909,6 +919,7 @@ def int_arg(value, what: str, name: str) -> int:
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    """``Tensor(data, requires_grad=..., dtype=...)``, as ``torch.tensor``."""
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
