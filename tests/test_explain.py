@@ -375,3 +375,35 @@ def test_numpy_int_groups_print_as_ints():
     e = explain.conv_transpose2d((1, 4, 5, 5), (4, 1, 3, 3), groups=np.int64(2), quiet=True)
     assert e.output_shape == (1, 2, 7, 7) and all(type(v) is int for v in e.output_shape)
     assert not any("np.int64" in line for line in e.lines)
+
+
+def test_explain_names_the_routes_the_backward_maps_take(threads, monkeypatch):
+    """explain's dx line is the route the op runs: a one-channel conv's FFT backward (its
+    own estimate), and a volume's dx decided on one thread where it runs beside dw."""
+    import numpy as np
+
+    import tinygrad_np as tg
+    import tinygrad_np.nn.functional as F
+    from tinygrad_np import convmath as cm
+
+    ran = []
+    for name in ("correlate_transpose_fft", "correlate_transpose_wide",
+                 "correlate_transpose_taps"):  # fmt: skip
+        def spy(*a, _f=getattr(cm, name), _n=name, **k):
+            ran.append(_n)
+            return _f(*a, **k)
+
+        monkeypatch.setattr(cm, name, spy)
+    one = str(explain.conv1d((1, 1, 100000), (1, 1, 40), quiet=True))
+    assert "dx: FFT, by the backward maps' own estimate" in one
+    x = tg.Tensor(np.ones((1, 1, 100000), np.float32), requires_grad=True)
+    F.conv1d(x, tg.Tensor(np.ones((1, 1, 40), np.float32))).sum().backward()
+    assert ran == ["correlate_transpose_fft"]
+    threads(2)
+    ran.clear()
+    vol = str(explain.conv3d((4, 8, 16, 16, 16), (16, 8, 3, 3, 3), padding=1, quiet=True))
+    assert "dx: one sample at a time on the padded input's grid" in vol
+    xv = tg.Tensor(np.ones((4, 8, 16, 16, 16), np.float32), requires_grad=True)
+    wv = tg.Tensor(np.ones((16, 8, 3, 3, 3), np.float32), requires_grad=True)
+    F.conv3d(xv, wv, padding=1).sum().backward()
+    assert ran == ["correlate_transpose_wide"]
