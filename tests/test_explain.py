@@ -387,13 +387,19 @@ def test_explain_names_the_routes_the_backward_maps_take(threads, monkeypatch):
     from tinygrad_np import convmath as cm
 
     ran = []
+
+    def spy(name):
+        real = getattr(cm, name)
+
+        def run(*args, **kwargs):
+            ran.append(name)
+            return real(*args, **kwargs)
+
+        return run
+
     for name in ("correlate_transpose_fft", "correlate_transpose_wide",
                  "correlate_transpose_taps"):  # fmt: skip
-        def spy(*a, _f=getattr(cm, name), _n=name, **k):
-            ran.append(_n)
-            return _f(*a, **k)
-
-        monkeypatch.setattr(cm, name, spy)
+        monkeypatch.setattr(cm, name, spy(name))
     one = str(explain.conv1d((1, 1, 100000), (1, 1, 40), quiet=True))
     assert "dx: FFT, by the backward maps' own estimate" in one
     x = tg.Tensor(np.ones((1, 1, 100000), np.float32), requires_grad=True)
