@@ -3740,22 +3740,24 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
     length = out[0] * math.prod(q[1:])
     taps = math.prod(kernel)
     plane, phases = math.prod(q), math.prod(strides)
-    nb = _phase_block(n, taps, cg, plane, itemsize)
+    nb = _phase_block(n, taps, cg * groups, plane, itemsize)
     if (
-        cg * taps * (length if nb == 1 else nb * plane) < PHASE_MIN_ENTRIES
+        cg * groups * taps * (length if nb == 1 else nb * plane) < PHASE_MIN_ENTRIES
         or 4 * og > n * length  # (reordering a large weight to tap-major rows: a quarter
         # of the rows' cost at most; 1024->512 4x4 at 4x4, b1, was 2.2x slower)
         or (groups == 1 and _use_samples_last("input_grad", n, out))  # (a tie at best)
     ):
         return False
-    block = _wide_tap_block(taps, cg * nb * plane * itemsize) if groups == 1 else groups
-    per_thread = (groups * og + block * cg + phases * cg * groups) * nb * plane * itemsize
+    block = _wide_tap_block(taps, cg * groups * nb * plane * itemsize)
+    per_thread = (groups * og + (block + phases) * cg * groups) * nb * plane * itemsize
     return per_thread <= _settings["scratch_bytes"] // par.get_num_threads()
 
 
-def _phase_block(n: int, taps: int, cg: int, plane: int, itemsize: int) -> int:
-    """How many samples the phase planes take a block (see PHASE_BLOCK_BYTES)."""
-    return max(1, min(n, PHASE_BLOCK_BYTES // (taps * cg * plane * itemsize)))
+def _phase_block(n: int, taps: int, c: int, plane: int, itemsize: int) -> int:
+    """How many samples the phase planes take a block (see PHASE_BLOCK_BYTES): no more
+    than a thread's share of the batch."""
+    share = -(-n // max(1, min(n, par.get_num_threads())))
+    return max(1, min(share, PHASE_BLOCK_BYTES // (taps * c * plane * itemsize)))
 
 
 # The phase planes take samples in blocks whose rows for all taps fit PHASE_BLOCK_BYTES:
@@ -3767,10 +3769,11 @@ PHASE_BLOCK_BYTES = 2**21
 
 def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -> np.ndarray:
     """gxp (N, C, *padded_sizes) of a strided conv on the phase planes (``_PhaseGrid``), a
-    block of samples at a time: dcols = w^T g (g laid on the planes' grid, the taps' rows
-    a block at a time while they are in the cache), each tap's rows added at its shift
-    onto its phase plane, the planes interleaved into gxp. col2im's strided adds (rows of
-    out_w entries, every other entry written) took 2-3x as long as these flat ones."""
+    block of samples at a time: dcols = w^T g per group (g laid on the planes' grid, the
+    taps' rows a block at a time while they are in the cache), each tap's rows of every
+    group added at its shift onto its phase plane (one add over the groups' runs), the
+    planes interleaved into gxp. col2im's strided adds (rows of out_w entries, every
+    other entry written) took 2-3x as long as these flat ones."""
     n, c, og, kernel, out_sizes, dtype, wt = _transpose_operands(g, w, groups)
     cg = c // groups
     taps = math.prod(kernel)
@@ -3779,45 +3782,18 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
     plane, length = grid.plane, grid.length
     wt = _tap_major_weights(w, groups, dtype)  # (G, K*Cg, Og): rows tap-major
     gx = np.empty((n, c) + tuple(padded_sizes), dtype=dtype)
-    nb = _phase_block(n, taps, cg, plane, itemsize)
+    nb = _phase_block(n, taps, c, plane, itemsize)
     # one sample: its grid rows past out[0] hold only zeros, left out of the GEMM
     cols = length if nb == 1 else nb * plane
-    size = cg * nb * plane
-    block = _wide_tap_block(taps, size * itemsize)
+    size = cg * nb * plane  # one group's run of a tap
+    block = _wide_tap_block(taps, c * nb * plane * itemsize)
     zero_row = (slice(None), slice(None), slice(None)) + grid.crop
-
-    if groups > 1:  # (all groups' rows of one tap at a time: one flat add over all C)
-        by_tap = np.ascontiguousarray(wt.reshape(groups, taps, cg, og).transpose(1, 0, 2, 3))
-
-    def add(sums, started, i, src, size):  # tap i's rows ``src`` onto its phase plane
-        r, off = grid.tap_phase[i], grid.offsets[i]
-        if not started[r]:
-            started[r] = True
-            if off == 0:  # the whole run, zeros past cols included
-                np.copyto(sums[r], src)
-                return
-            sums[r] = 0
-        sums[r, off:] += src[: size - off]
-
-    def finish(sums, started, lead, j0, j1, out):  # the planes interleaved into ``out``
-        for r in range(grid.phases):
-            if not started[r]:  # (a phase no tap reaches)
-                sums[r] = 0
-        planes = sums.reshape(grid.phases, lead, nb, plane).transpose(0, 2, 1, 3)
-        grid.interleave(planes[:, : j1 - j0], out)
 
     def run(s):  # samples s, each thread with buffers of its own
         wide = np.zeros((groups, og, nb) + grid.q_sizes, dtype=dtype)  # zero off the windows
         flat_g = wide.reshape(groups, og, nb * plane)[:, :, :cols]
-        if groups == 1:
-            dcols = np.zeros((block, cg, nb * plane), dtype=dtype)  # (past cols: unwritten)
-            rows = dcols.reshape(block * cg, nb * plane)[:, :cols]
-            flat = dcols.reshape(block, size)
-            sums = np.empty((grid.phases, size), dtype=dtype)
-        else:
-            dcols = np.zeros((groups, cg, nb * plane), dtype=dtype)  # one tap, all groups
-            rows, flat = dcols[:, :, :cols], dcols.reshape(-1)
-            sums = np.empty((grid.phases, c * nb * plane), dtype=dtype)
+        dcols = np.zeros((groups, block, cg, nb * plane), dtype=dtype)  # (past cols: never
+        sums = np.empty((grid.phases, groups, size), dtype=dtype)  # written)
 
         for j0 in range(s.start, s.stop, nb):
             j1 = min(s.stop, j0 + nb)
@@ -3826,20 +3802,26 @@ def correlate_transpose_phases(g, w, padded_sizes, strides, dilations, groups) -
             np.copyto(wide[zero_row][:, :, : j1 - j0],
                       g[j0:j1].reshape((j1 - j0, groups, og) + tuple(out_sizes))
                       .transpose((1, 2, 0) + tuple(range(3, 3 + len(kernel)))))  # fmt: skip
-            if groups > 1:
-                started = [False] * grid.phases
-                for i in range(taps):
-                    np.matmul(by_tap[i], flat_g, out=rows)  # (G, Cg, Og) @ (G, Og, cols)
-                    add(sums, started, i, flat, flat.size)
-                finish(sums, started, c, j0, j1, gx[j0:j1])
-                continue
             started = [False] * grid.phases
             for t0 in range(0, taps, block):
                 t1 = min(taps, t0 + block)
-                np.matmul(wt[0, t0 * cg : t1 * cg], flat_g[0], out=rows[: (t1 - t0) * cg])
+                rows = dcols[:, : t1 - t0].reshape(groups, (t1 - t0) * cg, nb * plane)
+                np.matmul(wt[:, t0 * cg : t1 * cg], flat_g, out=rows[:, :, :cols])
                 for i in range(t0, t1):
-                    add(sums, started, i, flat[i - t0], size)
-            finish(sums, started, cg, j0, j1, gx[j0:j1])
+                    src = dcols[:, i - t0].reshape(groups, size)  # every group's run
+                    r, off = grid.tap_phase[i], grid.offsets[i]
+                    if not started[r]:
+                        started[r] = True
+                        if off == 0:  # the whole run, zeros past cols included
+                            np.copyto(sums[r], src)
+                            continue
+                        sums[r] = 0
+                    sums[r, :, off:] += src[:, : size - off]
+            for r in range(grid.phases):
+                if not started[r]:  # (a phase no tap reaches)
+                    sums[r] = 0
+            planes = sums.reshape(grid.phases, c, nb, plane).transpose(0, 2, 1, 3)
+            grid.interleave(planes[:, : j1 - j0], gx[j0:j1])
 
     work = n * c * taps * length * 4 if par.owns_blas() else 0
     par.for_slices(n, run, work)
