@@ -3732,8 +3732,11 @@ def _phases_route(g_shape, w_shape, padded_sizes, strides, dilations, groups, it
         _settings["layout"] != "auto"
         or all(s == 1 for s in strides)
         or cg == 1
-        or g_shape[0] < par.get_num_threads()  # (its threads split samples: b1 on two
-    ):  # threads ran on one, where col2im's GEMM takes both)
+        or g_shape[0] < max(4, par.get_num_threads())  # (its threads split samples: b1
+        # on two threads ran on one, where col2im's GEMM takes both; b2 lost 20 %)
+        or any(len({k * d % s for k in range(kk)}) < s  # (a phase plane no tap reaches:
+               for kk, s, d in zip(kernel, strides, dilations, strict=True))  # fmt: skip
+    ):  # its zeros and interleaving cost more than col2im's few adds, e.g. 1x1 s2)
         return False
     n, out = g_shape[0], g_shape[2:]
     q = [-(-p // s) for p, s in zip(padded_sizes, strides, strict=True)]
