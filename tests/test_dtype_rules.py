@@ -179,3 +179,48 @@ def test_batch_norm_of_an_empty_batch():
     np.testing.assert_array_equal(w.grad.numpy(), 0)
     np.testing.assert_array_equal(rm, 0)
     np.testing.assert_array_equal(rv, 1)
+
+
+def test_zero_d_results_are_arrays_that_in_place_ops_write():
+    x = tg.Tensor(np.arange(12.0, dtype=np.float32).reshape(3, 4))
+    xt = torch.arange(12.0).reshape(3, 4)
+    assert type(x[1, 2].data) is np.ndarray and type(x.sum().data) is np.ndarray
+    x[1, 2] += 100
+    xt[1, 2] += 100
+    _same(x, xt)
+    y, yt = x[0, 1], xt[0, 1]  # (a 0-d view, as PyTorch's)
+    y += 5
+    yt += 5
+    _same(x, xt)
+    s = x.sum()
+    s += 1
+    assert s.item() == xt.sum().item() + 1
+    w = tg.Tensor(np.ones((2, 2), np.float32), requires_grad=True)
+    with tg.no_grad():
+        w[0, 0] -= 0.5
+    assert w.numpy()[0, 0] == 0.5
+
+
+def test_a_tensor_gradient_takes_the_outputs_dtype():
+    x = tg.Tensor(np.zeros(5, np.float32), requires_grad=True)
+    xt = torch.zeros(5, requires_grad=True)
+    idx = np.zeros(3000, np.int64)
+    x[idx].backward(tg.Tensor(np.ones(3000, np.float16)))  # (float16 sums stop at 2048)
+    xt[torch.from_numpy(idx)].backward(torch.ones(3000, dtype=torch.float16))
+    _same(x.grad, xt.grad)
+    x.grad = None
+    x[[0, 0, 1]].backward(tg.Tensor(np.ones(3, bool)))
+    assert x.grad.numpy().tolist() == [2, 1, 0, 0, 0] and x.grad.dtype == np.float32
+    y = x * 2
+    y.retain_grad()
+    y.backward(tg.Tensor(np.ones(5, np.float64)))
+    assert y.grad.dtype == np.float32
+
+
+def test_float16_sigmoid_and_large_gathers():
+    h = np.linspace(-4, 4, 9).astype(np.float16)
+    _same(tg.Tensor(h).sigmoid(), torch.from_numpy(h).sigmoid())
+    x = tg.Tensor(np.ones((10, 4), np.float16), requires_grad=True)
+    idx = np.arange(5000) % 10
+    x[idx].sum().backward()
+    assert x.grad.dtype == np.float16 and x.grad.numpy()[0, 0] == 500

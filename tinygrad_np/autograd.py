@@ -887,6 +887,11 @@ def _default_grad_outputs(outs: list, gouts: list) -> list:
                 raise TypeError(f"the gradient for outputs[{i}] must be a Tensor or numbers, "
                                 f"got {g!r:.60}")  # fmt: skip
             g = _Tensor(arr.astype(o.dtype))
+        elif g.dtype != o.dtype:  # (as PyTorch: the gradient takes the output's dtype; a
+            if g.dtype.kind not in "biuf":  # float16 one would round every sum after it)
+                raise TypeError(f"the gradient for outputs[{i}] must hold numbers, got "
+                                f"dtype {g.dtype}")  # fmt: skip
+            g = g.astype(o.dtype)
         if g.shape != o.shape:
             raise ValueError(
                 f"gradient has shape {tuple(g.shape)} but outputs[{i}] has shape {tuple(o.shape)}"

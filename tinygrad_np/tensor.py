@@ -113,6 +113,8 @@ class Tensor:
     @classmethod
     def _make(cls, data: np.ndarray, requires_grad: bool, grad_fn) -> Tensor:
         t = cls.__new__(cls)
+        if type(data) is not np.ndarray:  # (a 0-d result NumPy gave as a scalar: an array,
+            data = np.asarray(data)  # so that .data is one and in-place ops can write it)
         t._data = data
         t._requires_grad = requires_grad
         t.grad_fn = grad_fn

@@ -85,7 +85,8 @@ class Sigmoid(Op):
     keeps_output = True
 
     def forward(self, x):
-        self.out = special.expit(x)
+        # (SciPy computes float16 in float32 and returns that: x's dtype again)
+        self.out = special.expit(x).astype(x.dtype, copy=False)
         return self.out
 
     def vjp(self, g):
@@ -116,7 +117,7 @@ class Erf(Op):
     """y = erf x.   VJP: gx = g * 2/sqrt(pi) * e^(-x^2)."""
 
     def forward(self, x):
-        return special.erf(x)
+        return special.erf(x).astype(x.dtype, copy=False)  # (float16 as above)
 
     def vjp(self, g):
         x = self.inputs[0]

@@ -301,7 +301,10 @@ class Getitem(Op):
     name = "index"
 
     def forward(self, x, *, key):
-        return x[key]
+        out = x[key]
+        if type(out) is not np.ndarray:  # an int for every dim: a 0-d view, not NumPy's
+            out = x[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]  # scalar copy
+        return out  # (as PyTorch's: y = x[1, 2]; y += 1 changes x)
 
     def vjp(self, g):
         return (IndexAdd.apply(g, shape=self.inputs[0].shape, key=self.args["key"]),)
@@ -350,7 +353,7 @@ class IndexAdd(Op):
         if (
             rows is not None
             and rows.size >= SPARSE_MIN_INDICES
-            and g.dtype.kind == "f"
+            and g.dtype in (np.float32, np.float64)  # (scipy.sparse has no float16)
             and g.size >= SPARSE_MIN_ROW * rows.size  # (np.add.at is quicker on scalar rows)
         ):
             return _add_rows(g, rows, shape)
