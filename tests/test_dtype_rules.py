@@ -215,6 +215,11 @@ def test_a_tensor_gradient_takes_the_outputs_dtype():
     y.retain_grad()
     y.backward(tg.Tensor(np.ones(5, np.float64)))
     assert y.grad.dtype == np.float32
+    z = tg.Tensor(np.ones(2, np.complex64), requires_grad=True)
+    (z * 2).backward(tg.Tensor(np.ones(2, np.complex128)))  # (complex for a complex output)
+    assert z.grad.dtype == np.complex64
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        (x * 2).backward(tg.Tensor(np.ones(5, np.complex64)))  # (PyTorch raises too)
 
 
 def test_float16_sigmoid_and_large_gathers():

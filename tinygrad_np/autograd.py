@@ -888,9 +888,11 @@ def _default_grad_outputs(outs: list, gouts: list) -> list:
                                 f"got {g!r:.60}")  # fmt: skip
             g = _Tensor(arr.astype(o.dtype))
         elif g.dtype != o.dtype:  # (as PyTorch: the gradient takes the output's dtype; a
-            if g.dtype.kind not in "biuf":  # float16 one would round every sum after it)
-                raise TypeError(f"the gradient for outputs[{i}] must hold numbers, got "
-                                f"dtype {g.dtype}")  # fmt: skip
+            # float16 one would round every sum after it; complex only for a complex output)
+            if g.dtype.kind not in ("biufc" if o.dtype.kind == "c" else "biuf"):
+                raise TypeError(f"the gradient for outputs[{i}] ({o.dtype}) must hold "
+                                f"{'numbers' if o.dtype.kind == 'c' else 'real numbers'}, "
+                                f"got dtype {g.dtype}")  # fmt: skip
             g = g.astype(o.dtype)
         if g.shape != o.shape:
             raise ValueError(
