@@ -229,3 +229,17 @@ def test_float16_sigmoid_and_large_gathers():
     idx = np.arange(5000) % 10
     x[idx].sum().backward()
     assert x.grad.dtype == np.float16 and x.grad.numpy()[0, 0] == 500
+
+
+def test_format_and_index_as_pytorch():
+    loss, lt = tg.Tensor(np.float32(3.14159)), torch.tensor(3.14159)
+    assert f"{loss:.3f}" == f"{lt:.3f}" == "3.142"
+    assert f"{tg.Tensor([1.0, 2.0])}" == str(tg.Tensor([1.0, 2.0]))
+    with pytest.raises(TypeError):
+        f"{tg.Tensor([1.0, 2.0]):.2f}"  # noqa: B018 - (PyTorch raises too)
+    items = [10, 20, 30]
+    assert items[tg.Tensor(np.array(1))] == items[torch.tensor(1)] == 20
+    assert items[: tg.Tensor(np.array([2]))] == [10, 20]
+    for bad in (tg.Tensor(1.0), tg.Tensor(np.array([1, 2]))):
+        with pytest.raises(TypeError, match="only integer tensors of a single element"):
+            items[bad]

@@ -256,6 +256,22 @@ class Tensor:
     def __int__(self) -> int:
         return int(self.item())
 
+    def __index__(self) -> int:
+        """An integer tensor of one element as an index (``lst[t]``, ``x[:t]``), as PyTorch."""
+        if self.size != 1 or self._data.dtype.kind not in "iub":
+            raise TypeError(
+                "only integer tensors of a single element can be converted to an index, got "
+                f"dtype {self.dtype} and shape {tuple(self.shape)}"
+            )
+        return int(self.item())
+
+    def __format__(self, spec: str) -> str:
+        """A 0-d tensor formats as its number (``f"{loss:.4f}"``), as PyTorch; any other
+        takes only the empty format."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __hash__(self) -> int:
         return id(self)
 
