@@ -1006,7 +1006,12 @@ def _weight_grad_chunk_t(cols: np.ndarray, gv: np.ndarray) -> np.ndarray:
     # One stacked matmul instead of a product and an add per sample: that weight gradient
     # 0.57 -> 0.42 ms in the step, one thread (twelfth session).
     par.for_slices(len(parts), run, cols.size)
-    for q in partial[1:]:  # (in a fixed order)
+    return _summed(partial)
+
+
+def _summed(partial: list) -> np.ndarray:
+    """The threads' partial sums added in a fixed order (the same bits for a thread count)."""
+    for q in partial[1:]:
         partial[0] += q
     return partial[0]
 
@@ -1024,9 +1029,7 @@ def _untransposed(gwt: np.ndarray) -> np.ndarray:
 
 def _summed_transposed(partial: list) -> np.ndarray:
     """The threads' partial sums of gw^T (G, Cg*K, Og), added in a fixed order, as gw."""
-    for q in partial[1:]:
-        partial[0] += q
-    return _untransposed(partial[0])
+    return _untransposed(_summed(partial))
 
 
 def correlate_weight_grad_gemm(xp, g, kernel, strides, dilations, groups, cols=None):
@@ -3683,7 +3686,7 @@ class _PhaseGrid:
     """
 
     def __init__(self, padded_sizes, kernel, strides, dilations, out_sizes):
-        self.padded, self.strides = tuple(padded_sizes), tuple(strides)
+        self.strides = tuple(strides)
         self.q_sizes = tuple(-(-p // s) for p, s in zip(padded_sizes, strides, strict=True))
         elem = np.cumprod((1,) + self.q_sizes[:0:-1])[::-1]
         self.phases = math.prod(strides)
@@ -3696,7 +3699,6 @@ class _PhaseGrid:
                                         zip(reach, strides, elem, strict=True))))  # fmt: skip
         self.plane = math.prod(self.q_sizes)
         self.length = out_sizes[0] * int(elem[0])
-        self.wide_shape = (out_sizes[0],) + self.q_sizes[1:]
         self.crop = tuple(slice(0, o) for o in out_sizes)
 
     def interleave(self, sums: np.ndarray, out: np.ndarray) -> None:
@@ -3712,7 +3714,7 @@ class _PhaseGrid:
 
 
 # Strided input gradients (and transposed convs' forwards) take the phase planes where a
-# block of samples' rows of one group (Cg x taps x plane positions) number at least
+# block of samples' rows (C x taps x plane positions, all groups) number at least
 # PHASE_MIN_ENTRIES. Against the route taken before, one thread (two in brackets), ms (the
 # same sums: each position's taps are added in the same order): g (16, 64, 32, 32) through
 # a 4x4 s2 64->32 kernel 18.6 -> 10.9 (10.5 -> 7.8), the same 3->3 at b512 50 -> 26, 4->4

@@ -741,7 +741,7 @@ def _conv_transpose(nd, input_shape, weight_shape, stride, padding, output_paddi
     ]
     # the forward is the matching conv's dx: its route, as explain.conv names it
     padded = cm.padded_sizes(outs, conv_pads)
-    algo = cm.choose_algorithm(n_, og * groups, c, groups, padded, ws[2:], xs[2:])
+    algo = cm.choose_algorithm(n_, og * groups, c, groups, padded, ws[2:], xs[2:], True)
     lines += ["", f"Algorithm of the forward (float32; the matching conv's dx): {algo}"]
     if algo == "gemm" and og == 1 and groups > 1:
         lines.append("  depthwise: the depthwise routes (see explain.conv for the matching conv)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import _INT_RANGE, Tensor
 
 
 def const(arr: np.ndarray) -> Tensor:
@@ -339,9 +339,8 @@ def clip(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's nam
     if x.dtype.kind == "f":
         bounds = [None if v is None else x.dtype.type(v) for v in bounds]
     elif x.dtype.kind in "iu":  # (an int bound that fits: this dtype, not NumPy's int64)
-        info = np.iinfo(x.dtype)
-        bounds = [x.dtype.type(v) if v is not None and info.min <= v <= info.max else v
-                  for v in bounds]
+        lo, hi, _ = _INT_RANGE[x.dtype]
+        bounds = [x.dtype.type(v) if v is not None and lo <= v <= hi else v for v in bounds]
     min, max = bounds  # noqa: A001
     return Clip.apply(x, min=min, max=max)
 

@@ -204,29 +204,27 @@ def min_(x: Tensor, dim=None, keepdim: bool = False):
     return _extreme(x, dim, keepdim, largest=False)
 
 
-def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
-    if dim is None:  # (keepdim: a 1 for every dim, as PyTorch)
-        flat = np.asarray(x.data.argmax(), dtype=np.int64)
+def _arg_extreme(x: Tensor, dim, keepdim: bool, what: str) -> Tensor:
+    """argmax or argmin (``what``): the index of the first extreme, over the flattened
+    tensor when ``dim`` is None (with ``keepdim``: a 1 for every dim, as PyTorch)."""
+    find = getattr(x.data, what)
+    if dim is None:
+        flat = np.asarray(find(), dtype=np.int64)
         return const(flat.reshape((1,) * x.ndim) if keepdim else flat)
     if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"argmax: dim must be an int or None, got {dim!r}")
-    normalize_dims(dim, x.ndim, "argmax")  # (range check)
+        raise TypeError(f"{what}: dim must be an int or None, got {dim!r}")
+    normalize_dims(dim, x.ndim, what)  # (range check)
     if x.ndim == 0:
         return const(np.zeros((), dtype=np.int64))
-    (d,) = normalize_dims(dim, x.ndim, "argmax")
-    return const(x.data.argmax(axis=d, keepdims=keepdim).astype(np.int64))
+    (d,) = normalize_dims(dim, x.ndim, what)
+    return const(find(axis=d, keepdims=keepdim).astype(np.int64))
+
+
+def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """Index of the first maximum (over the flattened tensor when ``dim`` is None)."""
+    return _arg_extreme(x, dim, keepdim, "argmax")
 
 
 def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first minimum (over the flattened tensor when ``dim`` is None)."""
-    if dim is None:  # (keepdim: a 1 for every dim, as PyTorch)
-        flat = np.asarray(x.data.argmin(), dtype=np.int64)
-        return const(flat.reshape((1,) * x.ndim) if keepdim else flat)
-    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"argmin: dim must be an int or None, got {dim!r}")
-    normalize_dims(dim, x.ndim, "argmin")  # (range check)
-    if x.ndim == 0:
-        return const(np.zeros((), dtype=np.int64))
-    (d,) = normalize_dims(dim, x.ndim, "argmin")
-    return const(x.data.argmin(axis=d, keepdims=keepdim).astype(np.int64))
+    return _arg_extreme(x, dim, keepdim, "argmin")
