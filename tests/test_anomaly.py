@@ -1,5 +1,9 @@
 """detect_anomaly: the first non-finite forward or backward names the op and the user's line."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -129,3 +133,42 @@ def test_finite_graph_runs_normally_under_anomaly():
         y.sum().backward()
     np.testing.assert_allclose(x.grad.data, np.log([1.0, 2.0]) + 1.0)
     assert "y = x.log() * x" in y.grad_fn.created_at  # kept after the graph is released
+
+
+_QUIET_SCRIPT = r"""
+import numpy as np, tinygrad_np as tg
+x = tg.Tensor([0.0, 1.0, -1.0], requires_grad=True)
+y = x.log() + x.sqrt() + 1 / x + x ** -np.inf + tg.Tensor([3e38]) * 10 + (x * np.inf) * 0
+y.sum().backward()
+assert np.isnan(y.data[[0, 2]]).all() and np.isnan(x.grad.data[0]), (y, x.grad)
+try:  # the user's own NumPy still warns
+    np.log(np.zeros(1))
+    raise SystemExit("no warning from the user's own np.log(0)")
+except RuntimeWarning:
+    pass
+with np.errstate(divide="raise"):  # and NumPy's error settings still apply in the ops
+    try:
+        x.log()
+        raise SystemExit("no FloatingPointError under np.errstate(divide='raise')")
+    except FloatingPointError:
+        pass
+print("quiet")
+"""
+
+
+def test_special_values_in_ops_raise_no_numpy_warnings():
+    # in a fresh interpreter with RuntimeWarnings as errors: pytest drops the filter that
+    # importing tinygrad_np adds (and this suite restates it in pyproject.toml)
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", _QUIET_SCRIPT],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "quiet", run.stderr[-2000:]
+
+
+def test_the_suites_filter_is_the_packages():
+    from tinygrad_np import _quiet
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    entry = f"ignore:{_quiet.IEEE_MESSAGES}:RuntimeWarning:{_quiet.OWN_MODULES}"
+    assert entry.replace("\\", "\\\\") in text

@@ -1,10 +1,12 @@
 """tinygrad_np.data: IDX files, finding and downloading MNIST-style datasets, DataLoader."""
 
+import gc
 import gzip
 import hashlib
 import http.server
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -445,6 +447,17 @@ def test_files_that_are_not_mnist_are_refused_naming_the_file(isolated, what, ar
 def test_download_missing_file_on_mirror(server):
     with pytest.raises(DatasetNotFoundError, match="404"):
         load_mnist("mnist", "train", mirror=server["url"] + "/nothing/", verify=False)
+
+
+def test_a_refused_download_closes_its_connection(server):
+    # an HTTPError holds the response and its socket: left open, the socket warned
+    # "unclosed <socket.socket ...>" when it was collected
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(DatasetNotFoundError, match="404"):
+            load_mnist("mnist", "train", mirror=server["url"] + "/nothing/", verify=False)
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 def test_verification_needs_a_digest(server, monkeypatch):

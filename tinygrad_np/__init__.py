@@ -11,6 +11,7 @@ from tinygrad_np import check, explain
 from tinygrad_np._memory import tune_malloc
 from tinygrad_np._parallel import get_num_threads, set_num_threads
 from tinygrad_np._parallel import take_over_blas as _take_over_blas
+from tinygrad_np._quiet import quiet_ieee_warnings as _quiet_ieee_warnings
 from tinygrad_np.autograd import (
     AnomalyError,
     detect_anomaly,
@@ -41,6 +42,7 @@ from tinygrad_np.tensor import (
 
 __version__ = "0.1.0"
 
+_quiet_ieee_warnings()  # IEEE specials without NumPy's RuntimeWarnings, as PyTorch (_quiet)
 tune_malloc()  # reuse freed temporaries instead of page-faulting them in each step
 _take_over_blas()  # one thread per core: BLAS single-threaded, products split by us
 

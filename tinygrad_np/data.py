@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
 import zlib
@@ -337,6 +338,8 @@ def download_mnist(
                 break
             except (OSError, ValueError, http.client.HTTPException) as e:
                 # (HTTPException: a dropped chunked response, a garbled status line)
+                if isinstance(e, urllib.error.HTTPError):
+                    e.close()  # (it holds the response and its socket until collected)
                 failures.append((url, e))
         else:
             # ValueError where some mirror served a file with the wrong digest or format
