@@ -273,7 +273,8 @@ def test_flatten_and_softmax_default_dim():
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)
     assert nn.Flatten(start_dim=2)(x).shape == (2, 3, 20)
-    s = nn.Softmax()(tg.randn(2, 3))  # legacy dim=None: dim 1 for 2-d input
+    with pytest.warns(UserWarning, match="softmax without dim: took dim 1"):
+        s = nn.Softmax()(tg.randn(2, 3))  # legacy dim=None: dim 1 for 2-d input
     np.testing.assert_allclose(s.data.sum(axis=1), 1, rtol=1e-6)
 
 
@@ -900,3 +901,79 @@ def test_module_extras_as_pytorch():
     bn.reset_parameters()
     assert bn.running_mean.tolist() == [0, 0] and bn.weight.tolist() == [1, 1]
     assert int(bn.num_batches_tracked.item()) == 0
+
+
+# ----------------------------------------------------------------------------- hunt findings
+
+
+@pytest.mark.parametrize("change", ["load_state_dict", "reset_parameters", "init", "bn_reset"])
+def test_weights_changed_between_forward_and_backward_raise(change):
+    # the backward would mix the new weights with the old activations (a wrong gradient,
+    # silently); PyTorch raises, and so does an optimizer step here
+    m = nn.Linear(3, 2)
+    x = tg.Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    if change == "bn_reset":
+        bn = nn.BatchNorm1d(3).eval()
+        y = (bn(x) * bn.running_var).sum()  # (a graph that reads a buffer)
+        bn.reset_running_stats()
+    else:
+        y = (m(x) ** 2).sum()
+        if change == "load_state_dict":
+            m.load_state_dict({"weight": np.full((2, 3), 7, np.float32), "bias": np.zeros(2)})
+        elif change == "reset_parameters":
+            m.reset_parameters()
+        else:
+            nn.init.constant_(m.weight, 0.5)
+    with pytest.raises(RuntimeError, match="changed in place"):
+        y.backward()
+
+
+def test_eval_batch_norm_gradient_uses_the_statistics_of_its_forward():
+    rng = np.random.default_rng(0)
+    bn = nn.BatchNorm1d(2).double()
+    bn.running_mean.data[...] = [0.5, -1.0]
+    bn.running_var.data[...] = [2.0, 0.5]
+    x = tg.Tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    g = rng.standard_normal((4, 2))
+    expected = (g * (x.numpy() - [0.5, -1.0]) / np.sqrt(np.array([2.0, 0.5]) + 1e-5)).sum(0)
+    y = bn.eval()(x)
+    bn.train()(tg.Tensor(rng.standard_normal((4, 2)) + 5))  # updates the running stats
+    y.backward(tg.Tensor(g))
+    np.testing.assert_allclose(bn.weight.grad.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [nn.Sequential, nn.ModuleList])
+def test_insert_with_a_negative_index_as_list_insert(cls):
+    for index in range(-3, 4):
+        layers = [nn.ReLU(), nn.Tanh(), nn.Sigmoid()]
+        c = cls(*layers) if cls is nn.Sequential else cls(layers)
+        c.insert(index, nn.GELU())
+        expected = ["ReLU", "Tanh", "Sigmoid"]
+        expected.insert(index, "GELU")
+        assert [type(m).__name__ for m in c] == expected, index
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 4), (5, 3, 0)])
+def test_linear_with_zero_features_has_empty_gradients(shape):
+    n, fin, fout = shape
+    m = nn.Linear(fin, fout)
+    x = tg.Tensor(np.ones((n, fin), np.float32), requires_grad=True)
+    m(x).sum().backward()
+    assert x.grad.shape == (n, fin) and m.weight.grad.shape == (fout, fin)
+    np.testing.assert_array_equal(m.bias.grad.numpy(), np.full(fout, n))
+    (gw,) = tg.grad(m(x).sum(), [m.weight], create_graph=True)  # (the recorded VJP too)
+    assert gw.shape == (fout, fin)
+
+
+def test_batch_norm_state_without_its_count_loads_keeping_the_count():
+    bn = nn.BatchNorm2d(3)
+    bn(tg.randn(4, 3, 2, 2))  # one training step: count 1
+    sd = {k: v for k, v in nn.BatchNorm2d(3).state_dict().items() if k != "num_batches_tracked"}
+    assert bn.load_state_dict(sd) == ([], [])  # (old PyTorch checkpoints have no count)
+    assert int(bn.num_batches_tracked.numpy()) == 1
+    with pytest.raises(KeyError, match="missing keys: 'running_var'"):
+        bn.load_state_dict({k: v for k, v in sd.items() if k != "running_var"})
+    shared = nn.BatchNorm1d(2)
+    model = nn.Sequential(shared, shared)  # (a shared module under two names)
+    sd = {k: v for k, v in model.state_dict().items() if "num_batches" not in k}
+    assert model.load_state_dict(sd) == ([], [])

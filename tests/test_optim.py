@@ -514,3 +514,20 @@ def test_scheduler_step_with_an_epoch_takes_the_closed_form_as_pytorch():
             assert any("deprecated" in str(w.message) for w in caught)
             rates.append(got)
         np.testing.assert_allclose(rates[0], rates[1], rtol=1e-15)
+
+
+def test_named_parameters_make_a_group_with_their_names():
+    m = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    opt = optim.SGD(m.named_parameters(), lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["param_names"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in m.parameters()]
+    m(tg.randn(4, 2)).sum().backward()
+    before = m[0].weight.numpy().copy()
+    opt.step()
+    assert not np.array_equal(before, m[0].weight.numpy())
+    again = optim.SGD(m.named_parameters(), lr=0.5, momentum=0.9)
+    again.load_state_dict(opt.state_dict())
+    assert again.param_groups[0]["lr"] == 0.1
+    assert again.param_groups[0]["param_names"] == opt.param_groups[0]["param_names"]
+    with pytest.raises(TypeError, match="not a mix"):
+        optim.SGD([("w", m[0].weight), m[0].bias], lr=0.1)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from _rows import cases, grad_mask
 from op_table import ROWS, make_inputs
 
 import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
 
 torch = pytest.importorskip("torch")
 
@@ -91,3 +94,33 @@ def test_zero_d_inputs_work_wherever_torch_takes_them(row):
     shapes = _scalar_shapes(row)
     _check(row, shapes, np.float64)
     _check(row, shapes, np.float32)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_softmax_without_dim_takes_torchs_legacy_dim(ndim):
+    # F.softmax(x) took the last dim, PyTorch dim 0 for 3-dim inputs and 1 for 4-dim:
+    # different values, silently
+    a = np.random.default_rng(ndim).standard_normal((2, 3, 4, 5)[:ndim]).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (PyTorch's own deprecation warning)
+        refs = [torch.nn.functional.softmax(torch.tensor(a)),
+                torch.nn.functional.log_softmax(torch.tensor(a))]  # fmt: skip
+    for fn, ref in zip((F.softmax, F.log_softmax), refs, strict=True):
+        with pytest.warns(UserWarning, match=f"without dim: took dim {0 if ndim in (1, 3) else 1}"):
+            out = fn(tg.Tensor(a))
+        np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_cross_entropy_ignored_rows_take_no_upstream_gradient():
+    # reduction="none": an inf upstream gradient at an ignored row gave NaN (inf * 0)
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    t, g = np.array([1, -100, 2]), np.array([1.0, np.inf, 2.0])
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.cross_entropy(xt, torch.tensor(t), reduction="none").backward(
+        torch.tensor(g)
+    )
+    for record in (False, True):
+        xo = tg.Tensor(x, requires_grad=True)
+        (gx,) = tg.grad(F.cross_entropy(xo, t, reduction="none"), [xo], [tg.Tensor(g)],
+                        create_graph=record)  # fmt: skip
+        np.testing.assert_allclose(gx.numpy(), xt.grad.numpy(), rtol=1e-12)

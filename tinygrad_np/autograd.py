@@ -214,6 +214,17 @@ def _check_finite(arr: np.ndarray, op: Op, what: str, which: str = "output") -> 
 # recorded op the time it was created. A backward then checks the inputs of the ops that
 # read their inputs (and the output of those that reuse it) only for ops created before
 # the latest change: no cost while nothing changes in place.
+def _complex_result(op: Op, inputs: tuple, out: np.ndarray) -> None:
+    """Refuse to record an op whose result is complex: the VJPs are those of real
+    functions (no complex conjugates), so its gradients would be wrong."""
+    dtypes = ", ".join(str(t.dtype) for t in inputs)
+    raise TypeError(
+        f"{op.name}: its result is {out.dtype} (inputs {dtypes}) and an input requires grad, "
+        "but tinygrad_np differentiates real functions only; keep the real and imaginary "
+        "parts as two float tensors, or compute this under no_grad() or on .detach()"
+    )
+
+
 def note_in_place(data: np.ndarray | None = None) -> int:
     """A new time on the in-place clock (for the tensor just changed, whose array is
     ``data``). The clock is a class attribute of Op: the cheapest read in ``Op.apply``,
@@ -388,6 +399,8 @@ class Op:
         if state["grad"]:
             needs = tuple([t._requires_grad for t in inputs])  # (the slot: no property)
             if True in needs:
+                if out.dtype.kind == "c":
+                    _complex_result(op, inputs, out)
                 if not cls.saves_inputs:
                     if out.nbytes > _RELEASE_MIN_BYTES or (
                         inputs[0]._data.nbytes > _RELEASE_MIN_BYTES  # (a sum's input)
@@ -721,7 +734,7 @@ def run_backward(
             if node._released:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time (at '{node.name}'): "
-                    "its saved arrays were freed by the first backward. "
+                    "the first backward released the graph (and freed what its ops saved). "
                     "Pass retain_graph=True to the first backward if you need a second one."
                 )
             if clock and (clock > node.__dict__.get("_born", 0)):

@@ -132,7 +132,7 @@ class Tensor:
             value = value._data
         elif isinstance(value, np.generic):  # (NumPy arithmetic on a 0-d array gives one)
             value = np.asarray(value)
-        if self.requires_grad and isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
+        if self.requires_grad and isinstance(value, np.ndarray) and value.dtype.kind != "f":
             raise TypeError(
                 f"Tensor.data: a tensor that requires grad takes floating-point values, got an "
                 f"array of {value.dtype}"
@@ -201,10 +201,15 @@ class Tensor:
         """Set ``requires_grad`` in place (leaves only; floating dtypes only)."""
         if not isinstance(requires_grad, (bool, np.bool_)):
             raise TypeError(f"requires_grad must be a bool, got {requires_grad!r:.60}")
-        if requires_grad and self._data.dtype.kind not in "fc":
+        if requires_grad and self._data.dtype.kind != "f":
+            hint = (
+                "tinygrad_np differentiates real functions only: keep the real and imaginary "
+                "parts as two float tensors" if self._data.dtype.kind == "c"
+                else "convert it with .astype('float32') first"
+            )  # fmt: skip
             raise TypeError(
                 f"only floating-point tensors can require grad; this tensor's dtype is "
-                f"{self._data.dtype} (convert it with .astype('float32') first)"
+                f"{self._data.dtype} ({hint})"
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
@@ -384,6 +389,9 @@ class Tensor:
             )
         if isinstance(x, numbers.Number):
             kind = self.dtype.kind
+            if isinstance(x, complex) and kind != "c":  # (complex of the tensor's precision,
+                dt = np.complex128 if self._data.dtype == np.float64 else np.complex64  # as
+                return Tensor._make(np.asarray(x, dtype=dt), False, None)  # PyTorch's)
             if kind in "fc" or (kind in "iub" and isinstance(x, (bool, int))):
                 if kind == "b" and not isinstance(x, bool):
                     return Tensor._make(np.asarray(x), False, None)
@@ -411,7 +419,7 @@ class Tensor:
             return self.astype(_FLOAT_DEFAULT), other
         other = self._other(x, wrap)
         if self._data.dtype.kind in "iub" and (
-            type(x) is float or (true_div and other.data.dtype.kind in "iub")
+            type(x) is float or type(x) is complex or (true_div and other.data.dtype.kind in "iub")
         ):
             promoted = self.astype(_FLOAT_DEFAULT)
             if other.data.dtype.kind in "iub" or type(x) is float:

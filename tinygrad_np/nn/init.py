@@ -47,6 +47,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _fill(tensor: Tensor, arr: np.ndarray) -> Tensor:
     tensor.data[...] = arr.astype(tensor.dtype, copy=False)
+    tensor._modified()  # (a graph that saved the old values raises at backward, as PyTorch's)
     return tensor
 
 
@@ -62,6 +63,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     tensor.data[...] = val
+    tensor._modified()
     return tensor
 
 

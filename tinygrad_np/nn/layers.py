@@ -136,7 +136,7 @@ def _insert(container: Module, index: int, module: Module) -> None:
     if not -n <= index <= n:
         raise IndexError(f"insert: index {index} is out of range for length {n}")
     mods = list(container._modules.values())
-    mods.insert(index % (n + 1) if index < 0 else index, module)
+    mods.insert(index + n if index < 0 else index, module)  # (as list.insert)
     _renumber(container, mods)
 
 
@@ -641,10 +641,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        dim = self.dim
-        if dim is None:
-            dim = 0 if input.ndim in (0, 1, 3) else 1
-        return F.softmax(input, dim)
+        return F.softmax(input, self.dim, _stacklevel=5)  # (the warning names the user's call)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -676,6 +673,9 @@ class _BatchNorm(Module):
     ``bias=False``), running_mean (zeros), running_var (ones), num_batches_tracked (int64 0-d).
 
     ``momentum=None`` gives the cumulative average of all batches seen so far."""
+
+    _optional_buffers = ("num_batches_tracked",)  # (kept where a state dict lacks it, as
+    # PyTorch does for checkpoints saved before it had one)
 
     _dims: tuple[int, ...] = ()
 
@@ -723,9 +723,10 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            for t, value in ((self.running_mean, 0), (self.running_var, 1),
+                             (self.num_batches_tracked, 0)):  # fmt: skip
+                t.data[...] = value
+                t._modified()
 
     def reset_parameters(self) -> None:
         """The running statistics reset, weight ones and bias zeros, as at construction."""

@@ -88,6 +88,10 @@ class Module:
 
     training: bool
 
+    #: buffers that ``load_state_dict`` keeps as they are when a state dict lacks them
+    #: (BatchNorm's ``num_batches_tracked``, absent from old PyTorch checkpoints)
+    _optional_buffers: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -328,7 +332,13 @@ class Module:
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
         own = OrderedDict(self._state_items())
-        missing = [k for k in own if k not in state_dict]
+        mods = dict(self.named_modules(remove_duplicate=False))
+
+        def optional(key: str) -> bool:
+            prefix, _, name = key.rpartition(".")
+            return name in getattr(mods.get(prefix), "_optional_buffers", ())
+
+        missing = [k for k in own if k not in state_dict and not optional(k)]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             parts = []
@@ -359,6 +369,7 @@ class Module:
             arrays[k] = arr
         for k, arr in arrays.items():
             np.copyto(own[k].data, arr, casting="unsafe")  # in place: aliases stay valid
+            own[k]._modified()  # (a graph that saved the old values raises at backward)
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes, grads, dtype

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special
@@ -386,17 +387,33 @@ class LogSoftmax(Op):
         return (g - p * g.sum(dim, keepdim=True),)
 
 
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """Numerically stable softmax along ``dim``."""
+def implicit_dim(x: Tensor, dim: int | None, what: str, stacklevel: int = 3) -> int:
+    """``dim``, or where it is None PyTorch's legacy choice for softmax (dim 0 for 0-, 1-
+    and 3-dim inputs, else dim 1: a batch of images' channels), with a warning."""
+    if dim is not None:
+        return dim
+    dim = 0 if x.ndim in (0, 1, 3) else 1
+    warnings.warn(
+        f"{what} without dim: took dim {dim} for a {x.ndim}-dim input, as PyTorch's legacy "
+        "rule does (0 for 0-, 1- and 3-dim inputs, else 1); pass dim= to say which",
+        UserWarning, stacklevel=stacklevel,
+    )  # fmt: skip
+    return dim
+
+
+def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tensor:
+    """Numerically stable softmax along ``dim`` (None: ``implicit_dim``, as PyTorch)."""
     float_input(x, "softmax")
+    dim = implicit_dim(x, dim, "softmax", _stacklevel)
     if x.ndim == 0:
         return Softmax.apply(x.reshape(1), dim=0).reshape(())
     return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
 
 
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """Numerically stable log-softmax along ``dim``."""
+def log_softmax(x: Tensor, dim: int | None = None) -> Tensor:
+    """Numerically stable log-softmax along ``dim`` (None: ``implicit_dim``, as PyTorch)."""
     float_input(x, "log_softmax")
+    dim = implicit_dim(x, dim, "log_softmax")
     if x.ndim == 0:
         return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())
     return LogSoftmax.apply(x, dim=_dim(x, dim, "log_softmax"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinygrad_np import _parallel as par
@@ -87,16 +89,17 @@ class Linear(Op):
 
     def vjp(self, g):
         x, w = self.inputs[0], self.inputs[1]
+        rows = math.prod(g.shape[:-1])  # (not -1: ambiguous for 0 features)
         if not is_grad_enabled():  # not recorded: NumPy directly (six ops less per layer)
             gd, need = g.data, self.needs_grad
-            g2 = gd.reshape(-1, gd.shape[-1])
+            g2 = gd.reshape(rows, gd.shape[-1])
             gx = par.matmul(gd, w.data) if need[0] else None
-            gw = par.matmul(g2.T, x.data.reshape(-1, x.shape[-1])) if need[1] else None
+            gw = par.matmul(g2.T, x.data.reshape(rows, x.shape[-1])) if need[1] else None
             gb = g2.sum(0) if len(need) == 3 and need[2] else None
             return _consts(gx, gw, gb)[: len(need)]
         gx = g @ w if self.needs_grad[0] else None
-        g2 = g.reshape(-1, g.shape[-1])  # (rows, out)
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if self.needs_grad[1] else None
+        g2 = g.reshape(rows, g.shape[-1])  # (rows, out)
+        gw = g2.T @ x.reshape(rows, x.shape[-1]) if self.needs_grad[1] else None
         if len(self.inputs) == 2:
             return gx, gw
         gb = g2.sum(0) if self.needs_grad[2] else None

@@ -113,6 +113,8 @@ class CrossEntropy(Op):
             # log-softmax, in place (q never made whole: it was the logits' size, held from
             # the forward on). Every target ignored: a zero gradient, as PyTorch's.
             gd = g.data if red == "none" else g.data / (max(self.count, 1) if red == "mean" else 1)
+            if red == "none" and not valid.all():  # (an ignored row's inf g: 0, not inf * 0)
+                gd = np.where(valid, gd, np.zeros((), gd.dtype))
             e, C = self.args["label_smoothing"], x.shape[1]
             gx = np.exp(self.logp)
             if not valid.all():
@@ -127,7 +129,7 @@ class CrossEntropy(Op):
             gx *= np.expand_dims(gd, 1) if red == "none" else gd
             return (const(gx.astype(x.dtype, copy=False)),)
         if red == "none":
-            g = g.unsqueeze(1)  # (N, 1, *d)
+            g = select(g, valid).unsqueeze(1)  # (N, 1, *d); an ignored row's inf g: 0
         elif red == "mean":
             g = g / max(self.count, 1)
         q = self._q(x.dtype)

@@ -394,12 +394,13 @@ def batch_norm(
                 "batch_norm: running_mean and running_var are needed when not training"
             )
         if (weight is None) == (bias is None):  # one op (the running statistics constants)
-            m = rm.astype(input.dtype, copy=False).reshape(bshape)
+            # (copies: a training step before this op's backward updates rm in place)
+            m = rm.astype(input.dtype, copy=True).reshape(bshape)
             inv = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(input.dtype)
             wb = () if weight is None else (weight, bias)
             return BatchNormEval.apply(input, *wb, mean=m, inv=inv.reshape(bshape))
-        mean = Tensor._make(rm.astype(input.dtype, copy=False).reshape(bshape), False, None)
-        var = Tensor._make(rv.astype(input.dtype, copy=False).reshape(bshape), False, None)
+        mean = Tensor._make(rm.astype(input.dtype, copy=True).reshape(bshape), False, None)
+        var = Tensor._make(rv.astype(input.dtype, copy=True).reshape(bshape), False, None)
     out = (input - mean) / (var + eps).sqrt()
     if weight is not None:
         out = out * weight.reshape(bshape)

@@ -78,6 +78,15 @@ class Optimizer:
         group = dict(param_group)
         ps = group["params"]
         ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        named = [isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in ps]
+        if any(named):  # (name, parameter) pairs, as model.named_parameters() gives
+            if not all(named):
+                raise TypeError(
+                    f"{type(self).__name__}: params must be all Tensors or all (name, Tensor) "
+                    "pairs, not a mix"
+                )
+            group["param_names"] = [name for name, _ in ps]
+            ps = [p for _, p in ps]
         for i, p in enumerate(ps):
             if not isinstance(p, Tensor):
                 raise TypeError(
