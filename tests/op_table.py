@@ -341,7 +341,8 @@ ROWS: list[OpRow] = [
     # (5, 3) through 4: as x @ w^T
     OpRow("linear", lambda x, w, b: F.linear(x, w, b), [((2, 3), (4, 3), (4,)),
                                                            ((5, 3), (4, 3), (4,)),
-                                                           ((2, 2, 3), (2, 3), (2,))],
+                                                           ((2, 2, 3), (2, 3), (2,)),
+                                                           ((2, 1, 2, 3), (4, 3), (4,))],
           lambda x, w, b: torch.nn.functional.linear(x, w, b), ops=("Linear",)),
     OpRow("linear_nobias", lambda x, w: F.linear(x, w), [((2, 3), (4, 3)), ((3,), (2, 3))],
           lambda x, w: torch.nn.functional.linear(x, w), ops=("Linear",)),

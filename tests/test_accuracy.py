@@ -99,3 +99,27 @@ def test_eval_batch_norm_subtracts_the_mean_before_scaling():
     x64 = x.astype(np.float64)
     want = (x64 - 1e4) * w.numpy()[:, None, None].astype(np.float64) + b.numpy()[:, None, None]
     assert np.abs(y - want).max() < 4e-6
+
+
+def test_float32_sigmoid_of_large_arrays_within_a_few_ulps():
+    # large float32 arrays take 1 / (1 + e^-x) in chunks (sigmoid32), not SciPy's expit
+    from scipy import special
+
+    from tinygrad_np.ops import activation
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(50_000) * 8).astype(np.float32)
+    x[:9] = [0.0, -0.0, np.inf, -np.inf, np.nan, 88.0, -88.0, 1e-30, -1e-30]
+    assert x.size >= activation.SIGMOID_SMALL
+    xt = tg.Tensor(x, requires_grad=True)
+    y = xt.sigmoid()
+    ref = special.expit(x.astype(np.float64))
+    assert y.dtype == np.float32 and np.isnan(y.numpy()[4]) and y.numpy()[[2, 3]].tolist() == [1, 0]
+    normal = ref > np.finfo(np.float32).tiny
+    ulps = np.abs(y.numpy() - ref)[normal] / np.spacing(ref[normal].astype(np.float32))
+    assert ulps.max() <= 3.5 and ulps.mean() < 0.6, (ulps.max(), ulps.mean())
+    small = xt[:100].sigmoid().numpy()  # (under SIGMOID_SMALL: SciPy's)
+    np.testing.assert_array_equal(small, special.expit(x[:100]))
+    y.backward(tg.Tensor(np.ones_like(x)))
+    yd = y.numpy()
+    np.testing.assert_array_equal(xt.grad.numpy(), yd * (1 - yd))

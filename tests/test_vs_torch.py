@@ -124,3 +124,30 @@ def test_cross_entropy_ignored_rows_take_no_upstream_gradient():
         (gx,) = tg.grad(F.cross_entropy(xo, t, reduction="none"), [xo], [tg.Tensor(g)],
                         create_graph=record)  # fmt: skip
         np.testing.assert_allclose(gx.numpy(), xt.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["cols", "cols_repeat", "cols_negative", "middle_2d",
+                                  "rows_mask", "elem_mask", "mask_and_slice"])  # fmt: skip
+def test_index_gather_and_scatter_routes_as_torch(case):
+    # x[:, idx] takes np.take and its backward the inverse-index take where idx repeats
+    # nothing; bool masks (which never repeat) are assigned instead of np.add.at
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 40, 7))
+    key = {
+        "cols": (slice(None), rng.permutation(40)[:25]),
+        "cols_repeat": (slice(None), rng.integers(0, 40, 30)),
+        "cols_negative": (slice(None), -1 - rng.permutation(40)[:9], slice(None)),
+        "middle_2d": (slice(None), rng.permutation(40)[:12].reshape(3, 4)),
+        "rows_mask": rng.random(6) > 0.4,
+        "elem_mask": rng.random((6, 40, 7)) > 0.5,
+        "mask_and_slice": (rng.random(6) > 0.4, slice(3, 30)),
+    }[case]
+    tkey = tuple(torch.tensor(k) if isinstance(k, np.ndarray) else k for k in key) if (
+        isinstance(key, tuple)) else torch.tensor(key)  # fmt: skip
+    xo, xt = tg.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    yo, yt = xo[key], xt[tkey]
+    np.testing.assert_array_equal(yo.numpy(), yt.detach().numpy())
+    g = rng.standard_normal(yo.shape)
+    yo.backward(tg.Tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(xo.grad.numpy(), xt.grad.numpy())

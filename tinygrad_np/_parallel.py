@@ -335,6 +335,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return np.matmul(a, b) if out is None else np.matmul(a, b, out=out)
     m, k = a.shape
     n = b.shape[1]
+    if k == 1:  # an outer product (a matrix-vector product's weight gradient): one multiply,
+        # the same numbers (1024 x 1024: 0.27 ms, NumPy's matmul 1.15)
+        return np.multiply(a, b) if out is None else np.multiply(a, b, out=out)
     threads = get_num_threads()
     short = max(m, n) < 16 * threads
     if (

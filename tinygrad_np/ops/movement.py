@@ -301,6 +301,9 @@ class Getitem(Op):
     name = "index"
 
     def forward(self, x, *, key):
+        axis = _lone_array_axis(key)
+        if axis:  # (x[:, idx]: np.take, 6.6x as fast as NumPy's indexing on (1024, 1024))
+            return np.take(x, key[axis], axis=axis)
         out = x[key]
         if type(out) is not np.ndarray:  # an int for every dim: a 0-d view, not NumPy's
             out = x[(key if isinstance(key, tuple) else (key,)) + (Ellipsis,)]  # scalar copy
@@ -341,6 +344,64 @@ def _add_rows(g: np.ndarray, rows: np.ndarray, shape) -> np.ndarray:
     return np.asarray(out, dtype=g.dtype).reshape(shape)
 
 
+_WHOLE = slice(None)
+
+
+def _lone_array_axis(key) -> int | None:
+    """The dim of a key's only index array where every other entry is a whole-dim slice
+    (``x[:, idx]``: 1), else None."""
+    if not isinstance(key, tuple):
+        return None
+    axis = None
+    for i, k in enumerate(key):
+        if isinstance(k, np.ndarray) and k.ndim > 0 and k.dtype.kind in "iu" and axis is None:
+            axis = i
+        elif not (isinstance(k, slice) and k == _WHOLE):
+            return None
+    return axis
+
+
+def _scatter_unique(g: np.ndarray, shape: tuple, idx: np.ndarray, axis: int) -> np.ndarray:
+    """zeros(shape) with g put at ``idx`` (no index twice) along ``axis``, as a take of g
+    and a zero slot by the inverse index: an assignment at the positions took 3.5 ms for g
+    of (1024, 512) into (1024, 1024) on the last dim, this 0.7."""
+    n = shape[axis]
+    flat = idx.reshape(-1)
+    inv = np.full(n, flat.size, dtype=np.intp)  # (unpicked: the zero slot)
+    inv[np.where(flat < 0, flat + n, flat)] = np.arange(flat.size)
+    lead, tail = shape[:axis], shape[axis + 1 :]
+    gz = np.zeros(lead + (flat.size + 1,) + tail, dtype=g.dtype)
+    gz[(slice(None),) * axis + (slice(0, flat.size),)] = g.reshape(lead + (flat.size,) + tail)
+    return np.take(gz, inv, axis=axis)
+
+
+def _no_repeats(key: tuple, shape: tuple, g_size: int) -> bool:
+    """Whether no two entries of g land on one position of ``zeros(shape)[key]``: then
+    assigning g there is what np.add.at does (0 + g), 5-20x as fast (g of (1024, 512)
+    into x[:, idx]: add.at 6.9 ms). Bool masks never repeat a position; index arrays are
+    checked where they are few against g (a sort of the positions they pick)."""
+    arrays = [k for k in key if isinstance(k, np.ndarray) and k.ndim > 0]
+    kinds = {a.dtype.kind for a in arrays}
+    if kinds <= {"b"}:  # (masks, or 0-d arrays only)
+        return True
+    if "b" in kinds or max(a.size for a in arrays) * 8 > g_size:
+        return False
+    used = sum(_dims_used(k) for k in key)
+    dim, sizes, picks = 0, [], []
+    for k in key:
+        if k is Ellipsis:
+            dim += max(len(shape) - used, 0)
+        elif isinstance(k, np.ndarray) and k.ndim > 0:
+            n = shape[dim]
+            sizes.append(n)
+            picks.append(np.where(k < 0, k + n, k))
+            dim += 1
+        else:
+            dim += _dims_used(k)
+    flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*picks)), sizes)
+    return np.unique(flat).size == flat.size
+
+
 class IndexAdd(Op):
     """y = zeros(shape) with g added at key.   VJP: gg = gy[key]."""
 
@@ -357,8 +418,11 @@ class IndexAdd(Op):
             and g.size >= SPARSE_MIN_ROW * rows.size  # (np.add.at is quicker on scalar rows)
         ):
             return _add_rows(g, rows, shape)
+        axis = _lone_array_axis(key)
+        if axis and _no_repeats(key, shape, g.size):
+            return _scatter_unique(g, shape, key[axis], axis)
         out = np.zeros(shape, dtype=g.dtype)
-        if _is_basic(key):
+        if _is_basic(key) or _no_repeats(key, shape, g.size):
             out[key] = g
         else:
             np.add.at(out, key, g)
@@ -371,13 +435,12 @@ class IndexAdd(Op):
 def getitem(x: Tensor, key) -> Tensor:
     key = normalize_key(key, x.shape)
     split = split_int_key(key, x.ndim)
-    try:
-        x.data[key]  # validate (cheap for views); NumPy's message names the problem
+    try:  # (NumPy's message names the problem)
+        if split is not None:  # the ints first, as PyTorch
+            return Getitem.apply(Getitem.apply(x, key=split[0]), key=split[1])
+        return Getitem.apply(x, key=key)
     except IndexError as e:
         raise IndexError(f"index {key!r} is invalid for a tensor of shape {x.shape}: {e}") from None
-    if split is not None:  # the ints first, as PyTorch
-        return Getitem.apply(Getitem.apply(x, key=split[0]), key=split[1])
-    return Getitem.apply(x, key=key)
 
 
 # ----------------------------------------------------------------------------- pad, cat
