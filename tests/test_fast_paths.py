@@ -278,3 +278,23 @@ def test_exact_gelu_gradient_matches_its_formula(dtype):
     assert xt.grad.dtype == dtype
     tol = 1e-5 if dtype == np.float32 else 1e-13  # (atol: Phi + x phi cancels near -0.75)
     np.testing.assert_allclose(xt.grad.numpy(), exact, rtol=tol, atol=tol * 0.1)
+
+
+def test_relu_in_chunks_and_short_row_sums():
+    from tinygrad_np.ops import activation, reduce
+
+    n = 2 * activation.RELU_CHUNK + 123  # (chunks and a short last one, on two threads)
+    x = np.random.default_rng(4).standard_normal(n).astype(np.float32)
+    x[[0, 5, n - 1]] = [np.nan, -np.inf, np.inf]
+    np.testing.assert_array_equal(tg.Tensor(x).relu().numpy(), np.maximum(x, 0))
+    rows = np.random.default_rng(5).standard_normal((300, 7, 64)).astype(np.float32) + 1e3
+    assert reduce.short_rows(rows, 2)
+    for keepdim in (False, True):
+        got = tg.Tensor(rows).sum(-1, keepdim=keepdim).numpy()
+        want = rows.astype(np.float64).sum(-1, keepdims=keepdim)
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-7)
+    bad = rows[:2].copy()
+    bad[0, 0, 3], bad[1, 2, 0], bad[1, 2, 1] = np.nan, np.inf, -np.inf
+    s = tg.Tensor(bad).sum(-1).numpy()
+    assert np.isnan(s[0, 0]) and np.isnan(s[1, 2]) and np.isfinite(s[0, 1])

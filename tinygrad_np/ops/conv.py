@@ -97,6 +97,10 @@ def _with_bias_grad(op: Op, g: Tensor, g_input, g_weight) -> tuple:
 # (above it, each map splits its own work over the threads)
 # (measured: LeNet-5's step at batch 64 9.9 -> 9.3 ms; the 96x96 step unchanged)
 _CONCURRENT_MAPS_MAX = 1 << 26
+# and not below this many: handing a map to a pool thread costs more than it saves (ms,
+# forward and backward, two threads: a 3x3 1->2 conv at 8x8 0.52 -> 0.19, 5x5 6->16 at
+# 14x14 (b4, 960K multiply-adds) 0.61-0.66 -> 0.44-0.46; at 3.8M the same either way)
+_CONCURRENT_MAPS_MIN = 1 << 20
 
 
 def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
@@ -147,7 +151,7 @@ class Conv(Op):
             all(self.needs_grad[:2])
             and not is_grad_enabled()
             and not isinstance(kept, cm.Spectra)
-            and g.size * math.prod(w.shape[1:]) < _CONCURRENT_MAPS_MAX
+            and _CONCURRENT_MAPS_MIN <= g.size * math.prod(w.shape[1:]) < _CONCURRENT_MAPS_MAX
             and not (self.args["groups"] > 1 and w.shape[1] == 1)  # depthwise: each map
         ):  # two small maps: one each on two threads   # splits its own loops better
             gx, gw = par.both(input_grad, weight_grad)
