@@ -531,3 +531,10 @@ def test_named_parameters_make_a_group_with_their_names():
     assert again.param_groups[0]["param_names"] == opt.param_groups[0]["param_names"]
     with pytest.raises(TypeError, match="not a mix"):
         optim.SGD([("w", m[0].weight), m[0].bias], lr=0.1)
+
+
+def test_param_groups_all_named_or_none():
+    m = nn.Linear(2, 2)
+    opt = optim.Adam(m.named_parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="name its parameters or none"):
+        opt.add_param_group({"params": [nn.Linear(2, 2).weight]})

@@ -151,3 +151,20 @@ def test_index_gather_and_scatter_routes_as_torch(case):
     yo.backward(tg.Tensor(g))
     yt.backward(torch.tensor(g))
     np.testing.assert_array_equal(xo.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32])
+def test_small_int_index_arrays_into_long_dims(dtype):
+    # the backward's check for repeats added the dim's length to a uint8 index (overflow)
+    rng = np.random.default_rng(9)
+    idx = rng.permutation(min(np.iinfo(dtype).max, 120))[:60].astype(dtype)
+    for shape, key in (((3, 300, 5), (slice(None), idx)), ((300, 64), (idx,))):
+        x = rng.standard_normal(shape)
+        xo, xt = tg.Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        g = rng.standard_normal(xo[key].shape)
+        xo[key].backward(tg.Tensor(g))
+        xt[tuple(torch.from_numpy(k.astype(np.int64)) if isinstance(k, np.ndarray) else k
+                 for k in key)].backward(torch.tensor(g))  # fmt: skip
+        np.testing.assert_array_equal(xo.grad.numpy(), xt.grad.numpy())
+    with pytest.raises(IndexError, match="index 7 is out of bounds for axis 2 with size 5"):
+        tg.Tensor(np.zeros((2, 4, 5)))[0, :, [7]]  # (NumPy's message for the whole key)

@@ -119,6 +119,10 @@ def sigmoid32(x: np.ndarray) -> np.ndarray:
     one = np.float32(1)
 
     def run(s: slice) -> None:
+        with np.errstate(over="ignore"):  # (e^-x past float32's range: inf, and 0 after;
+            run_chunks(s)  # set on each thread, whose settings are its own)
+
+    def run_chunks(s: slice) -> None:
         for i in range(s.start, s.stop, PHI_CHUNK):
             o = flat_out[i : min(i + PHI_CHUNK, s.stop)]
             np.negative(flat_x[i : i + o.size], out=o)

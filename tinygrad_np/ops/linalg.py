@@ -75,8 +75,9 @@ class Linear(Op):
     inplace_reads = staticmethod(bilinear_reads)
 
     def forward(self, x, w, b=None):
-        if x.ndim > 2:  # (..., in) as (rows, in): the 2-D products below, split over the
-            # threads (np.matmul of a 3-D x runs on one: (32, 128, 256) -> 512, 33 -> 20 ms)
+        if x.ndim > 2 and x.size >= 4096:  # (..., in) as (rows, in): the 2-D products
+            # below, split over the threads (np.matmul of a 3-D x runs on one: (32, 128,
+            # 256) -> 512, 33 -> 20 ms; on a few entries the reshapes cost 2 us more)
             rows = math.prod(x.shape[:-1])
             y = self.forward(x.reshape(rows, x.shape[-1]), w, b)
             return y.reshape(x.shape[:-1] + (w.shape[0],))

@@ -345,6 +345,8 @@ def _add_rows(g: np.ndarray, rows: np.ndarray, shape) -> np.ndarray:
 
 
 _WHOLE = slice(None)
+# below this many entries of g np.add.at is as quick as checking the key for repeats
+UNIQUE_CHECK_MIN = 1 << 14
 
 
 def _lone_array_axis(key) -> int | None:
@@ -366,7 +368,7 @@ def _scatter_unique(g: np.ndarray, shape: tuple, idx: np.ndarray, axis: int) -> 
     and a zero slot by the inverse index: an assignment at the positions took 3.5 ms for g
     of (1024, 512) into (1024, 1024) on the last dim, this 0.7."""
     n = shape[axis]
-    flat = idx.reshape(-1)
+    flat = idx.reshape(-1).astype(np.intp, copy=False)
     inv = np.full(n, flat.size, dtype=np.intp)  # (unpicked: the zero slot)
     inv[np.where(flat < 0, flat + n, flat)] = np.arange(flat.size)
     lead, tail = shape[:axis], shape[axis + 1 :]
@@ -394,6 +396,7 @@ def _no_repeats(key: tuple, shape: tuple, g_size: int) -> bool:
         elif isinstance(k, np.ndarray) and k.ndim > 0:
             n = shape[dim]
             sizes.append(n)
+            k = k.astype(np.intp, copy=False)  # (a uint8 index + n could overflow)
             picks.append(np.where(k < 0, k + n, k))
             dim += 1
         else:
@@ -418,11 +421,12 @@ class IndexAdd(Op):
             and g.size >= SPARSE_MIN_ROW * rows.size  # (np.add.at is quicker on scalar rows)
         ):
             return _add_rows(g, rows, shape)
-        axis = _lone_array_axis(key)
+        big = g.size >= UNIQUE_CHECK_MIN
+        axis = _lone_array_axis(key) if big else None
         if axis and _no_repeats(key, shape, g.size):
             return _scatter_unique(g, shape, key[axis], axis)
         out = np.zeros(shape, dtype=g.dtype)
-        if _is_basic(key) or _no_repeats(key, shape, g.size):
+        if _is_basic(key) or (big and _no_repeats(key, shape, g.size)):
             out[key] = g
         else:
             np.add.at(out, key, g)
@@ -440,7 +444,14 @@ def getitem(x: Tensor, key) -> Tensor:
             return Getitem.apply(Getitem.apply(x, key=split[0]), key=split[1])
         return Getitem.apply(x, key=key)
     except IndexError as e:
-        raise IndexError(f"index {key!r} is invalid for a tensor of shape {x.shape}: {e}") from None
+        message = str(e)
+        try:  # NumPy's message for the whole key (np.take's and a split key's name other
+            x.data[key]  # axes), found again only on this failure
+        except IndexError as whole:
+            message = str(whole)
+        raise IndexError(
+            f"index {key!r} is invalid for a tensor of shape {x.shape}: {message}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- pad, cat

@@ -87,6 +87,13 @@ class Optimizer:
                 )
             group["param_names"] = [name for name, _ in ps]
             ps = [p for _, p in ps]
+        if self.param_groups and (
+            ("param_names" in group) != ("param_names" in self.param_groups[0])
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: every param group must name its parameters or none "
+                "(as PyTorch)"
+            )
         for i, p in enumerate(ps):
             if not isinstance(p, Tensor):
                 raise TypeError(
