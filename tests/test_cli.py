@@ -529,3 +529,53 @@ def test_train_with_stderr_closed(tiny, tmp_path):
                        preexec_fn=lambda: os.close(2))  # fmt: skip
     assert p.returncode == 0
     assert (tmp_path / "r" / "checkpoint.npz").is_file()
+
+
+def test_a_resume_keeps_the_runs_hyperparameters_and_extends_a_cosine_plan(tiny, tmp_path):
+    # config.json and the checkpoint recorded the command line's defaults on a resume
+    # (lr 0.05, momentum 0.9, no decay) while the optimizer ran on the saved ones; and a
+    # cosine run resumed with more epochs kept its old T_max (the rate rose again)
+    part = tmp_path / "part"
+    common = ("--batch-size", "32", "--optimizer", "sgd", "--momentum", "0.5",
+              "--weight-decay", "0.1", "--lr", "0.01")  # fmt: skip
+    assert run(*train_args(tiny, part, "--epochs", "1", *common, "--schedule", "cosine")) == 0
+    resume = ("train", "--resume", part / "checkpoint.npz", "--data-dir", tiny, "--quiet")
+    assert run(*resume, "--epochs", "3") == 0
+    config = json.loads((part / "config.json").read_text())
+    assert (config["lr"], config["momentum"], config["weight_decay"]) == (0.01, 0.5, 0.1)
+    meta, _, opt = cli.load_checkpoint(part / "checkpoint.npz")
+    assert meta["args"]["momentum"] == 0.5 and opt["param_groups"][0]["momentum"] == 0.5
+    lrs = [r["lr"] for r in records(part, "step")]
+    resumed = lrs[3:]  # (3 batches an epoch: from step 4 on, the 9-step curve's rest)
+    assert len(lrs) == 9 and all(a > b for a, b in zip(resumed, resumed[1:], strict=False))
+    fresh = tmp_path / "fresh"
+    assert run(*train_args(tiny, fresh, "--epochs", "3", *common, "--schedule", "cosine")) == 0
+    np.testing.assert_allclose(resumed, [r["lr"] for r in records(fresh, "step")][3:],
+                               rtol=1e-12)  # fmt: skip
+    # given again on a resume, momentum and weight decay replace the saved ones
+    const = tmp_path / "const"
+    assert run(*train_args(tiny, const, "--epochs", "1", *common)) == 0
+    again = ("train", "--resume", const / "checkpoint.npz", "--data-dir", tiny, "--quiet")
+    assert run(*again, "--epochs", "2", "--momentum", "0.7") == 0
+    _, _, opt = cli.load_checkpoint(const / "checkpoint.npz")
+    assert opt["param_groups"][0]["momentum"] == 0.7
+    assert opt["param_groups"][0]["weight_decay"] == 0.1
+
+
+def test_explain_refuses_options_its_op_does_not_take(capsys):
+    assert run("explain", "avg_pool2d", "--input", "1x1x8x8", "--kernel-size", "2",
+               "--dilation", "2") == 1  # fmt: skip
+    assert "avg_pool2d takes no --dilation" in capsys.readouterr().err
+    assert run("explain", "conv2d", "--input", "1x1x8x8", "--weight", "2x1x3x3",
+               "--ceil-mode", "--output-padding", "1") == 1  # fmt: skip
+    assert "conv2d takes no --output-padding, --ceil-mode" in capsys.readouterr().err
+    assert run("explain", "max_pool2d", "--input", "1x1x8x8", "--kernel-size", "2",
+               "--dilation", "2", "--ceil-mode") == 0  # fmt: skip
+
+
+def test_eval_of_a_run_folder_says_it_is_a_folder(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(*train_args(tiny, out, "--epochs", "1", "--batch-size", "32")) == 0
+    capsys.readouterr()
+    assert run("eval", out, "--data-dir", tiny) == 1
+    assert "is a folder, not a checkpoint file (its checkpoint.npz?)" in capsys.readouterr().err

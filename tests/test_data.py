@@ -602,3 +602,13 @@ def test_dataloader_makes_lists_of_python_floats_float32_as_tensor_does():
     assert xb.dtype == tg.Tensor([[1.0, 2.0]]).dtype
     (xb,) = next(iter(DataLoader(np.array([[1.0, 2.0]]), batch_size=1)))
     assert xb.dtype == np.float64  # (a float64 array keeps its dtype)
+
+
+def test_set_epoch_refuses_a_negative_epoch():
+    loader = DataLoader(np.arange(10), batch_size=4, shuffle=True, seed=0)
+    with pytest.raises(ValueError, match="set_epoch: epoch must be an int >= 0, got -1"):
+        loader.set_epoch(-1)
+    loader.set_epoch(2)
+    first = [b.numpy().tolist() for (b,) in loader]
+    loader.set_epoch(2)
+    assert [b.numpy().tolist() for (b,) in loader] == first

@@ -139,6 +139,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict, dict]:
     import tinygrad_np as tg
 
     path = Path(path)
+    if path.is_dir():
+        hint = " (its checkpoint.npz?)" if (path / "checkpoint.npz").is_file() else ""
+        raise CLIError(f"checkpoint {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CLIError(f"checkpoint {path} does not exist")
     try:
@@ -332,12 +335,19 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
                 setattr(args, key, saved[key])
             if args.epochs is None:
                 args.epochs = saved["epochs"]
+            given = {k: getattr(args, k, None) for k in ("lr", "momentum", "weight_decay")}
+            for key in given:  # (the run's, where not given again: its optimizer state
+                if given[key] is None:  # holds them, and config.json records them)
+                    setattr(args, key, saved.get(key))
         if getattr(args, "test_limit", None) is None:  # (the test set it was measured on)
             args.test_limit = saved.get("test_limit")
         if getattr(args, "workers", 1) is None:  # as the run began (its last bits depend on it)
             args.workers = saved.get("workers", 1)
     if args.epochs is None:
         args.epochs = TRAIN_DEFAULTS["epochs"]
+    for key in ("momentum", "weight_decay"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, TRAIN_DEFAULTS[key])
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
     if resume is not None and out is None and args.out is None:
         out = Path(args.resume).parent
@@ -361,14 +371,26 @@ def train(args: argparse.Namespace, out: Path | None = None) -> dict[str, Any]:
             model.load_state_dict(model_state)
             optimizer.load_state_dict(opt_state)
             progress = {k: meta["progress"][k] for k in progress} | meta["progress"]
-        if args.lr is not None and args.schedule == "constant":  # --lr overrides the saved one
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        hyper = {"momentum": given["momentum"], "weight_decay": given["weight_decay"]}
+        if args.schedule == "constant":  # --lr given again overrides the saved one
+            hyper["lr"] = given["lr"]
+        elif given["lr"] is not None and given["lr"] != saved.get("lr"):
+            print("note: --lr is ignored on resuming a cosine schedule (it continues the "
+                  f"run's, from {saved.get('lr')})", file=sys.stderr)  # fmt: skip
+            lr = args.lr = saved.get("lr")
+        for group in optimizer.param_groups:  # (--momentum and --weight-decay given again)
+            group.update({k: v for k, v in hyper.items() if v is not None and k in group})
     scheduler = None
     if args.schedule == "cosine":  # per batch, from lr down to 0 at the end of the last epoch
-        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs * len(loader))
+        total = args.epochs * len(loader)
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, total)
         if resume is not None and resume[0].get("scheduler"):
             scheduler.load_state_dict(resume[0]["scheduler"])
+            if scheduler.T_max != total:  # --epochs changed the plan: from here on the new
+                scheduler.T_max = total  # curve down to 0 (the saved one ended, or rose again)
+                for group, rate in zip(optimizer.param_groups, scheduler._closed_form_lr(),
+                                       strict=True):  # fmt: skip
+                    group["lr"] = rate
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.npz"
@@ -577,8 +599,14 @@ def _add_train_arguments(p: argparse.ArgumentParser, *, demo: bool = False) -> N
         default=None,
         help="learning rate (default: sgd 0.05, adam/adamw 1e-3)",
     )
-    p.add_argument("--momentum", type=_nonnegative_float, default=d["momentum"], help="sgd only")
-    p.add_argument("--weight-decay", type=_nonnegative_float, default=d["weight_decay"])
+    p.add_argument(
+        "--momentum", type=_nonnegative_float, default=None,
+        help=f"sgd only (default {d['momentum']}, or the resumed run's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--weight-decay", type=_nonnegative_float, default=None,
+        help=f"(default {d['weight_decay']}, or the resumed run's)",
+    )  # fmt: skip
     p.add_argument(
         "--schedule",
         choices=["constant", "cosine"],
@@ -827,10 +855,29 @@ def _padding(text: str):
     return _ints(text)
 
 
+# explain's options that not every op takes (their defaults), and which op takes which
+_EXPLAIN_OPTIONS = {"weight": None, "kernel_size": None, "dilation": 1, "groups": 1,
+                    "output_padding": 0, "ceil_mode": False, "dtype": "float32"}  # fmt: skip
+_EXPLAIN_OPTIONS_OF = {
+    "conv": {"weight", "dilation", "groups", "dtype"},
+    "conv_transpose": {"weight", "dilation", "groups", "output_padding"},
+    "max_pool": {"kernel_size", "dilation", "ceil_mode"},
+    "avg_pool": {"kernel_size", "ceil_mode"},
+}
+
+
 def run_explain(args: argparse.Namespace) -> int:
     from tinygrad_np import explain
 
     op = args.op
+    kind = op[:-2]  # conv, conv_transpose, max_pool or avg_pool
+    extra = [name for name in _EXPLAIN_OPTIONS if name not in _EXPLAIN_OPTIONS_OF[kind] and (
+        getattr(args, name) not in (None, False))]  # fmt: skip
+    if extra:  # (not silently dropped: the explanation would be of another call)
+        raise CLIError(f"{op} takes no " + ", ".join("--" + n.replace("_", "-") for n in extra))
+    for name, default in _EXPLAIN_OPTIONS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     kw: dict[str, Any] = {"stride": args.stride, "quiet": True}
     try:
         if op.startswith("conv"):
@@ -877,11 +924,13 @@ def add_explain(subparsers) -> None:
     p.add_argument("--stride", type=_ints, default=None)
     p.add_argument("--padding", type=_padding, default=None,
                    help="2, 2,1, same, valid, or before:after pairs like 0:1,1:1")  # fmt: skip
-    p.add_argument("--dilation", type=_ints, default=1)
-    p.add_argument("--groups", type=_positive_int, default=1)
-    p.add_argument("--output-padding", type=_ints, default=0)
-    p.add_argument("--ceil-mode", action="store_true")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dilation", type=_ints, default=None, help="default 1 (not avg pools)")
+    p.add_argument("--groups", type=_positive_int, default=None, help="default 1 (convs)")
+    p.add_argument("--output-padding", type=_ints, default=None,
+                   help="default 0 (transposed convs)")  # fmt: skip
+    p.add_argument("--ceil-mode", action="store_true", help="pools")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="default float32 (convs: the algorithm's choice)")  # fmt: skip
     p.set_defaults(func=run_explain, parser=p)
 
 

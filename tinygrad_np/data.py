@@ -532,6 +532,8 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use epoch ``epoch``'s permutation."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"DataLoader.set_epoch: epoch must be an int >= 0, got {epoch!r}")
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:

@@ -34,12 +34,15 @@ class _Writer:
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
 
+    _NAME_CHARS = 1000  # of a key's path, in its member's name (4 bytes a char at most)
+
     def _name(self, path: list[str]) -> str:
         # A zip member's name ends at a NUL byte, and NumPy's NpzFile finds "x.npy" as the
         # member of "x" (whose file is x.npy): such names get an escape or a suffix, so
         # that np.load shows every entry under a name of its own. (The JSON tree says
         # which entry each array is; the name is only for people reading the archive.)
         base = ("/".join(path) or "value").replace("\x00", "\\x00")
+        base = base[: self._NAME_CHARS]  # (a zip member's name holds at most 65535 bytes)
         name, i = base, 1
         while name in self.arrays or name == _META or name.endswith(".npy"):
             name, i = f"{base}#{i}", i + 1
