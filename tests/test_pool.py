@@ -317,3 +317,24 @@ def test_avg_pool_divides_as_pytorch_to_the_last_bit(dtype):
         # added in another order: to a few ulps of the terms)
         eps = np.finfo(dtype).eps
         np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=0, atol=32 * eps)
+
+
+@pytest.mark.parametrize("shape, k", [((6, 3, 8, 10), 2), ((4, 5, 12), 3), ((2, 2, 4, 6, 4), 2)])
+def test_tiling_windows_route_the_first_maximum_as_torch(shape, k):
+    # the scatter that finds each window's first maximum tap by tap (no padding, stride =
+    # kernel): ties (relu's zeros), -0.0 against 0.0, infinities, an inf and a NaN in g
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    a = np.maximum(rng.standard_normal(shape), 0)
+    a.reshape(-1)[:6] = [np.inf, -np.inf, 1.0, 1.0, 0.0, -0.0]
+    nd = a.ndim - 2
+    x = tg.Tensor(a, requires_grad=True)
+    y = getattr(F, f"max_pool{nd}d")(x, k)
+    g = rng.standard_normal(y.shape)
+    g.reshape(-1)[:2] = [np.inf, np.nan]
+    y.backward(tg.Tensor(g))
+    xt = torch.tensor(a, requires_grad=True)
+    getattr(torch.nn.functional, f"max_pool{nd}d")(xt, k).backward(torch.tensor(g))
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+    assert tg.gradgradcheck(lambda t: getattr(F, f"max_pool{nd}d")(t, k), (tg.Tensor(
+        rng.standard_normal(shape), requires_grad=True),))  # fmt: skip
