@@ -55,7 +55,7 @@ def blend(a: np.ndarray, b: np.ndarray, take_b: np.ndarray) -> np.ndarray:
     if ints is None or not (a.shape == b.shape == take_b.shape) or a.dtype != b.dtype:
         return np.where(take_b, b, a)
     mask = np.negative(take_b.view(np.int8))  # take b: -1 (all ones), take a: 0 (a byte)
-    out = np.bitwise_xor(a.view(ints), b.view(ints))
+    out = np.bitwise_xor(a.view(ints), b.view(ints), out=np.empty(a.shape, ints))  # (0-d too)
     np.bitwise_and(out, mask, out=out)  # a ^ b where b is taken, else 0
     np.bitwise_xor(out, a.view(ints), out=out)  # then b there, a elsewhere
     return out.view(a.dtype)
