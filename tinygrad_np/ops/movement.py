@@ -330,13 +330,19 @@ def _row_index(key) -> np.ndarray | None:
     return None
 
 
+def _from_zero(idx: np.ndarray, n: int) -> np.ndarray:
+    """An index array into a dim of ``n`` counted from 0 (negatives from the end), as
+    intp (a uint8 index plus n could overflow its dtype)."""
+    idx = idx.astype(np.intp, copy=False)
+    return np.where(idx < 0, idx + n, idx)
+
+
 def _add_rows(g: np.ndarray, rows: np.ndarray, shape) -> np.ndarray:
     """zeros(shape) with g[i] added at row rows[i] (g: rows.shape + shape[1:])."""
     import scipy.sparse
 
     n = shape[0]
-    flat = rows.reshape(-1).astype(np.int64)
-    flat = np.where(flat < 0, flat + n, flat)
+    flat = _from_zero(rows.reshape(-1), n)
     onehot = scipy.sparse.csr_matrix(
         (np.ones(flat.size, dtype=g.dtype), (flat, np.arange(flat.size))), shape=(n, flat.size)
     )
@@ -368,9 +374,9 @@ def _scatter_unique(g: np.ndarray, shape: tuple, idx: np.ndarray, axis: int) -> 
     and a zero slot by the inverse index: an assignment at the positions took 3.5 ms for g
     of (1024, 512) into (1024, 1024) on the last dim, this 0.7."""
     n = shape[axis]
-    flat = idx.reshape(-1).astype(np.intp, copy=False)
+    flat = _from_zero(idx.reshape(-1), n)
     inv = np.full(n, flat.size, dtype=np.intp)  # (unpicked: the zero slot)
-    inv[np.where(flat < 0, flat + n, flat)] = np.arange(flat.size)
+    inv[flat] = np.arange(flat.size)
     lead, tail = shape[:axis], shape[axis + 1 :]
     gz = np.zeros(lead + (flat.size + 1,) + tail, dtype=g.dtype)
     gz[(slice(None),) * axis + (slice(0, flat.size),)] = g.reshape(lead + (flat.size,) + tail)
@@ -394,10 +400,8 @@ def _no_repeats(key: tuple, shape: tuple, g_size: int) -> bool:
         if k is Ellipsis:
             dim += max(len(shape) - used, 0)
         elif isinstance(k, np.ndarray) and k.ndim > 0:
-            n = shape[dim]
-            sizes.append(n)
-            k = k.astype(np.intp, copy=False)  # (a uint8 index + n could overflow)
-            picks.append(np.where(k < 0, k + n, k))
+            sizes.append(shape[dim])
+            picks.append(_from_zero(k, shape[dim]))
             dim += 1
         else:
             dim += _dims_used(k)
@@ -421,12 +425,13 @@ class IndexAdd(Op):
             and g.size >= SPARSE_MIN_ROW * rows.size  # (np.add.at is quicker on scalar rows)
         ):
             return _add_rows(g, rows, shape)
-        big = g.size >= UNIQUE_CHECK_MIN
-        axis = _lone_array_axis(key) if big else None
-        if axis and _no_repeats(key, shape, g.size):
+        basic = _is_basic(key)
+        unique = not basic and g.size >= UNIQUE_CHECK_MIN and _no_repeats(key, shape, g.size)
+        axis = _lone_array_axis(key) if unique else None
+        if axis:
             return _scatter_unique(g, shape, key[axis], axis)
         out = np.zeros(shape, dtype=g.dtype)
-        if _is_basic(key) or (big and _no_repeats(key, shape, g.size)):
+        if basic or unique:
             out[key] = g
         else:
             np.add.at(out, key, g)
