@@ -298,3 +298,33 @@ def test_relu_in_chunks_and_short_row_sums():
     bad[0, 0, 3], bad[1, 2, 0], bad[1, 2, 1] = np.nan, np.inf, -np.inf
     s = tg.Tensor(bad).sum(-1).numpy()
     assert np.isnan(s[0, 0]) and np.isnan(s[1, 2]) and np.isfinite(s[0, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_gelu_in_chunks_gives_the_whole_array_expressions_bits(dtype):
+    # large arrays run the tanh GELU and its VJP by chunks on the threads: the same
+    # operations in the same order as the whole-array formulas, so the same bits
+    from tinygrad_np.ops import activation
+
+    rng = np.random.default_rng(12)
+    n = 2 * activation.PHI_CHUNK + 77
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    x[:6] = [np.inf, -np.inf, np.nan, 0.0, -0.0, 30.0]
+    g = rng.standard_normal(n).astype(dtype)
+    c = activation._TANH_C
+    with np.errstate(all="ignore"):
+        t = np.tanh(c * (x + 0.044715 * (x * x * x)))
+        y = 0.5 * x * (1 + t)
+        d = 0.5 * (1 + t) + (0.5 * c) * x * (1 - t * t) * (1 + (3 * 0.044715) * (x * x))
+    xt = tg.Tensor(x, requires_grad=True)
+    out = F.gelu(xt, approximate="tanh")
+    out.backward(tg.Tensor(g))
+    np.testing.assert_array_equal(out.numpy().view(np.uint8), y.view(np.uint8))
+    np.testing.assert_array_equal(xt.grad.numpy().view(np.uint8), (g * d).view(np.uint8))
+    torch = pytest.importorskip("torch")
+    tt = torch.tensor(x[6:], requires_grad=True)
+    ref = torch.nn.functional.gelu(tt, approximate="tanh")
+    ref.backward(torch.tensor(g[6:]))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out.numpy()[6:], ref.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(xt.grad.numpy()[6:], tt.grad.numpy(), rtol=tol, atol=tol)

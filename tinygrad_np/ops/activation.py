@@ -294,6 +294,66 @@ def _gelu_grad(x: np.ndarray, cdf: np.ndarray, g: np.ndarray) -> np.ndarray:
     return out
 
 
+def _gelu_tanh_chunks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tanh u, y) of the tanh GELU of a float32 or float64 array, the same operations in
+    the same order as the whole-array expressions, by cache-sized chunks on the threads
+    (whole arrays: ten passes through memory with a temporary each, on one thread). (4096,
+    1000), two threads, ms: float32 forward 9.1 -> 3.6, forward and backward 22.4 -> 7.9;
+    float64 21.6 -> 8.3 and 45.7 -> 14.9; the same bits."""
+    flat_x = np.ascontiguousarray(x).reshape(-1)
+    t, y = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+    flat_t, flat_y = t.reshape(-1), y.reshape(-1)
+
+    def run(s: slice) -> None:
+        buf = np.empty(min(PHI_CHUNK, s.stop - s.start), x.dtype)
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            j = min(i + PHI_CHUNK, s.stop)
+            xc, tc, yc, a = flat_x[i:j], flat_t[i:j], flat_y[i:j], buf[: j - i]
+            np.multiply(xc, xc, out=a)  # u = C (x + 0.044715 x^3), x^3 as (x x) x
+            a *= xc
+            a *= 0.044715
+            a += xc
+            a *= _TANH_C
+            np.tanh(a, out=tc)
+            np.multiply(xc, 0.5, out=yc)  # y = (0.5 x) (1 + tanh u)
+            np.add(tc, 1, out=a)
+            yc *= a
+
+    par.for_slices(flat_x.size, run, flat_x.size)
+    return t, y
+
+
+def _gelu_tanh_grad_chunks(x: np.ndarray, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """g (0.5 (1 + t) + (0.5 C) x (1 - t t) (1 + (3 * 0.044715) x x)), as the whole-array
+    expression computes it, by chunks on the threads (as ``_gelu_tanh_chunks``)."""
+    flat_x, flat_t = np.ascontiguousarray(x).reshape(-1), t.reshape(-1)
+    flat_g = np.ascontiguousarray(g).reshape(-1)
+    out = np.empty(t.shape, t.dtype)
+    flat_out = out.reshape(-1)
+
+    def run(s: slice) -> None:
+        n = min(PHI_CHUNK, s.stop - s.start)
+        a, b = np.empty(n, t.dtype), np.empty(n, t.dtype)
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            j = min(i + PHI_CHUNK, s.stop)
+            xc, tc, d, m = flat_x[i:j], flat_t[i:j], a[: j - i], b[: j - i]
+            np.multiply(xc, 0.5 * _TANH_C, out=m)  # ((0.5 C) x) (1 - t t)
+            np.multiply(tc, tc, out=d)
+            np.subtract(1, d, out=d)
+            m *= d
+            np.multiply(xc, xc, out=d)  # ... (1 + (3 * 0.044715) (x x))
+            d *= 3 * 0.044715
+            d += 1
+            m *= d
+            np.add(tc, 1, out=d)  # 0.5 (1 + t) + ...
+            d *= 0.5
+            d += m
+            np.multiply(flat_g[i:j], d, out=flat_out[i:j])
+
+    par.for_slices(flat_t.size, run, flat_t.size)
+    return out
+
+
 class Gelu(Op):
     """y = x * Phi(x) (or its tanh approximation).
 
@@ -307,6 +367,9 @@ class Gelu(Op):
         # an entry); x^3 as x * x * x, as PyTorch (np.power of a negative float32 base is
         # 60x slower)
         if approximate == "tanh":
+            if x.dtype.kind == "f" and x.dtype.itemsize >= 4 and x.size >= PHI_SMALL:
+                self.t, y = _gelu_tanh_chunks(x)
+                return y
             self.t = np.tanh(_TANH_C * (x + 0.044715 * (x * x * x)))
             return (0.5 * x * (1 + self.t)).astype(x.dtype, copy=False)
         if x.dtype == np.float32 and x.size >= PHI_SMALL:
@@ -322,6 +385,8 @@ class Gelu(Op):
             xd = x.data
             if self.args["approximate"] == "tanh":
                 t = self.t
+                if t.size >= PHI_SMALL and t.dtype == g.dtype and t.shape == g.shape:
+                    return (const(_gelu_tanh_grad_chunks(xd, t, g.data)),)
                 d = 0.5 * (1 + t) + (0.5 * _TANH_C) * xd * (1 - t * t) * (
                     1 + (3 * 0.044715) * (xd * xd)
                 )
