@@ -328,3 +328,22 @@ def test_tanh_gelu_in_chunks_gives_the_whole_array_expressions_bits(dtype):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out.numpy()[6:], ref.detach().numpy(), rtol=tol, atol=tol)
     np.testing.assert_allclose(xt.grad.numpy()[6:], tt.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_tanh_backward_in_chunks_give_the_formulas_bits(dtype):
+    from tinygrad_np.ops import activation
+
+    rng = np.random.default_rng(13)
+    n = 2 * activation.PHI_CHUNK + 5
+    x = (rng.standard_normal(n) * 5).astype(dtype)
+    x[:5] = [np.inf, -np.inf, np.nan, 0.0, -0.0]
+    g = rng.standard_normal(n).astype(dtype)
+    g[5] = np.inf
+    for name, factor in (("sigmoid", lambda y: y * (1 - y)), ("tanh", lambda y: 1 - y * y)):
+        xt = tg.Tensor(x, requires_grad=True)
+        y = getattr(xt, name)()
+        y.backward(tg.Tensor(g))
+        with np.errstate(all="ignore"):
+            want = g * factor(y.numpy())
+        np.testing.assert_array_equal(xt.grad.numpy().view(np.uint8), want.view(np.uint8))

@@ -134,6 +134,44 @@ def sigmoid32(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def by_chunks(fn, *arrays: np.ndarray) -> np.ndarray:
+    """``fn(out, *pieces)`` over PHI_CHUNK-long pieces of the flattened arrays (all of one
+    shape; the result takes the first one's dtype), split over the threads: the passes of
+    a piece find it in the cache, where whole-array expressions go through memory once a
+    pass, with a temporary each, on one thread."""
+    flats = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    out = np.empty(arrays[0].shape, arrays[0].dtype)
+    flat_out = out.reshape(-1)
+
+    def run(s: slice) -> None:
+        for i in range(s.start, s.stop, PHI_CHUNK):
+            j = min(i + PHI_CHUNK, s.stop)
+            fn(flat_out[i:j], *[f[i:j] for f in flats])
+
+    par.for_slices(flat_out.size, run, flat_out.size)
+    return out
+
+
+def _chunkable(y: np.ndarray, g: np.ndarray) -> bool:
+    """Whether a VJP factor of y times g goes ``by_chunks`` (large, one float dtype)."""
+    return (
+        y.size >= PHI_SMALL and y.shape == g.shape and y.dtype == g.dtype
+        and y.dtype.kind == "f" and y.dtype.itemsize >= 4
+    )  # fmt: skip
+
+
+def _sigmoid_grad(out, y, g) -> None:  # g (y (1 - y)), as the whole-array expression
+    np.subtract(1, y, out=out)
+    out *= y
+    out *= g
+
+
+def _tanh_grad(out, y, g) -> None:  # g (1 - y y), as the whole-array expression
+    np.multiply(y, y, out=out)
+    np.subtract(1, out, out=out)
+    out *= g
+
+
 class Sigmoid(Op):
     """y = 1 / (1 + e^-x).   VJP: gx = g * y * (1 - y)."""
 
@@ -149,6 +187,8 @@ class Sigmoid(Op):
 
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
+            if _chunkable(self.out, g.data):
+                return (const(by_chunks(_sigmoid_grad, self.out, g.data)),)
             return (g * const(self.out * (1 - self.out)),)
         y = self.saved_output(lambda: self.inputs[0].sigmoid())
         return (g * y * (1 - y),)
@@ -166,6 +206,8 @@ class Tanh(Op):
 
     def vjp(self, g):
         if not is_grad_enabled():  # not recorded: the factor is a constant, made in NumPy
+            if _chunkable(self.out, g.data):
+                return (const(by_chunks(_tanh_grad, self.out, g.data)),)
             return (g * const(1 - self.out * self.out),)
         y = self.saved_output(lambda: self.inputs[0].tanh())
         return (g * (1 - y * y),)
