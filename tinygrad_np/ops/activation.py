@@ -365,35 +365,21 @@ def _gelu_tanh_chunks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t, y
 
 
-def _gelu_tanh_grad_chunks(x: np.ndarray, t: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _gelu_tanh_grad(out, t, x, g) -> None:
     """g (0.5 (1 + t) + (0.5 C) x (1 - t t) (1 + (3 * 0.044715) x x)), as the whole-array
-    expression computes it, by chunks on the threads (as ``_gelu_tanh_chunks``)."""
-    flat_x, flat_t = np.ascontiguousarray(x).reshape(-1), t.reshape(-1)
-    flat_g = np.ascontiguousarray(g).reshape(-1)
-    out = np.empty(t.shape, t.dtype)
-    flat_out = out.reshape(-1)
-
-    def run(s: slice) -> None:
-        n = min(PHI_CHUNK, s.stop - s.start)
-        a, b = np.empty(n, t.dtype), np.empty(n, t.dtype)
-        for i in range(s.start, s.stop, PHI_CHUNK):
-            j = min(i + PHI_CHUNK, s.stop)
-            xc, tc, d, m = flat_x[i:j], flat_t[i:j], a[: j - i], b[: j - i]
-            np.multiply(xc, 0.5 * _TANH_C, out=m)  # ((0.5 C) x) (1 - t t)
-            np.multiply(tc, tc, out=d)
-            np.subtract(1, d, out=d)
-            m *= d
-            np.multiply(xc, xc, out=d)  # ... (1 + (3 * 0.044715) (x x))
-            d *= 3 * 0.044715
-            d += 1
-            m *= d
-            np.add(tc, 1, out=d)  # 0.5 (1 + t) + ...
-            d *= 0.5
-            d += m
-            np.multiply(flat_g[i:j], d, out=flat_out[i:j])
-
-    par.for_slices(flat_t.size, run, flat_t.size)
-    return out
+    expression computes it (for ``by_chunks``)."""
+    m = np.multiply(x, 0.5 * _TANH_C)  # ((0.5 C) x) (1 - t t)
+    np.multiply(t, t, out=out)
+    np.subtract(1, out, out=out)
+    m *= out
+    np.multiply(x, x, out=out)  # ... (1 + (3 * 0.044715) (x x))
+    out *= 3 * 0.044715
+    out += 1
+    m *= out
+    np.add(t, 1, out=out)  # 0.5 (1 + t) + ...
+    out *= 0.5
+    out += m
+    out *= g
 
 
 class Gelu(Op):
@@ -427,8 +413,8 @@ class Gelu(Op):
             xd = x.data
             if self.args["approximate"] == "tanh":
                 t = self.t
-                if t.size >= PHI_SMALL and t.dtype == g.dtype and t.shape == g.shape:
-                    return (const(_gelu_tanh_grad_chunks(xd, t, g.data)),)
+                if _chunkable(t, g.data):
+                    return (const(by_chunks(_gelu_tanh_grad, t, xd, g.data)),)
                 d = 0.5 * (1 + t) + (0.5 * _TANH_C) * xd * (1 - t * t) * (
                     1 + (3 * 0.044715) * (xd * xd)
                 )
