@@ -112,26 +112,16 @@ SIGMOID_SMALL = 4096
 
 
 def sigmoid32(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-x) of a float32 array, by chunks of PHI_CHUNK, split over threads."""
-    flat_x = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty(x.shape, np.float32)
-    flat_out = out.reshape(-1)
-    one = np.float32(1)
+    """1 / (1 + e^-x) of a float32 array, ``by_chunks``."""
+    return by_chunks(_sigmoid_chunk, x)
 
-    def run(s: slice) -> None:
-        with np.errstate(over="ignore"):  # (e^-x past float32's range: inf, and 0 after;
-            run_chunks(s)  # set on each thread, whose settings are its own)
 
-    def run_chunks(s: slice) -> None:
-        for i in range(s.start, s.stop, PHI_CHUNK):
-            o = flat_out[i : min(i + PHI_CHUNK, s.stop)]
-            np.negative(flat_x[i : i + o.size], out=o)
-            np.exp(o, out=o)
-            o += one
-            np.divide(one, o, out=o)
-
-    par.for_slices(flat_x.size, run, flat_x.size)
-    return out
+def _sigmoid_chunk(out, x) -> None:
+    with np.errstate(over="ignore"):  # (e^-x past float32's range: inf, and 0 after; set
+        np.negative(x, out=out)  # on each thread, whose settings are its own)
+        np.exp(out, out=out)
+        out += np.float32(1)
+        np.divide(np.float32(1), out, out=out)
 
 
 def by_chunks(fn, *arrays: np.ndarray) -> np.ndarray:
