@@ -338,3 +338,50 @@ def test_tiling_windows_route_the_first_maximum_as_torch(shape, k):
     np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
     assert tg.gradgradcheck(lambda t: getattr(F, f"max_pool{nd}d")(t, k), (tg.Tensor(
         rng.standard_normal(shape), requires_grad=True),))  # fmt: skip
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool_output_changed_in_place_raises(stride):
+    """The VJP finds each window's winner by comparing x with the saved output: a change
+    to that output in place must raise at backward (it gave zero gradients, or gradients
+    at the wrong elements), as must a change to x."""
+    x = _t(np.arange(16.0).reshape(1, 1, 4, 4))
+    y = F.max_pool2d(x, 2, stride)
+    with tg.no_grad():
+        y += 1
+    with pytest.raises(RuntimeError, match="max_pool2d"):
+        y.sum().backward()
+    x = _t(np.arange(16.0).reshape(1, 1, 4, 4))
+    y = F.max_pool2d(x, 2, stride)
+    with tg.no_grad():
+        x += 1
+    with pytest.raises(RuntimeError, match="max_pool2d"):
+        y.sum().backward()
+    x = _t(np.arange(16.0).reshape(1, 1, 4, 4))  # untouched: the usual gradient
+    F.max_pool2d(x, 2, 2).relu().sum().backward()
+    assert x.grad.data.ravel().tolist() == [0, 0, 0, 0, 0, 1, 0, 1] * 2
+
+
+@pytest.mark.parametrize(
+    "shape, k, s, value",
+    [((1, 1, 3, 3), 3, 1, 8000.0), ((1, 1, 16, 16), 8, 8, 2000.0), ((2, 1, 7, 7), 7, 7, 2000.0),
+     ((1, 2, 130), 130, 1, 600.0)],
+)  # fmt: skip
+def test_avg_pool_float16_sums_in_float32(shape, k, s, value):
+    """float16 windows are summed in float32, as PyTorch: in float16 the sums overflowed
+    to inf (nine values of 8000), in the forward and in the backward's overlapping adds."""
+    nd = len(shape) - 2
+    pool = getattr(F, f"avg_pool{nd}d")
+    x = tg.Tensor(np.full(shape, value, np.float16), requires_grad=True)
+    y = pool(x, k, s)
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y.data, np.full(y.shape, value, np.float16))
+    g = np.full(y.shape, 30000.0, np.float16)
+    y.backward(tg.Tensor(g))
+    assert x.grad.dtype == np.float16 and np.isfinite(x.grad.data).all()
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x.data, requires_grad=True)
+    yt = getattr(torch.nn.functional, f"avg_pool{nd}d")(xt, k, s)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    np.testing.assert_allclose(x.grad.data.astype(np.float64), xt.grad.numpy(), rtol=1e-3)

@@ -382,8 +382,15 @@ class MaxPool(Op):
     VJP: gx = g routed to the first maximal element of each window (``MaxPoolScatter``).
     The forward only takes maxima, one spatial dim at a time (a box's maximum is the
     maximum of its rows' maxima: 2 + 2 passes for a 3x3 window instead of 8, the first
-    ones with long contiguous rows); which tap won is found in the VJP.
+    ones with long contiguous rows); which tap won is found in the VJP, by comparing x
+    with the saved output: a change in place to either must raise at backward.
     """
+
+    keeps_output = True
+
+    @staticmethod
+    def reads(needs):  # x as well as the output (``keeps_output``)
+        return (True,)
 
     def forward(self, x, *, kernel_size, stride, padding, dilation, ceil_mode):
         nd = x.ndim - 2
@@ -505,6 +512,8 @@ class AvgPool(Op):
     def forward(self, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad):
         nd = x.ndim - 2
         self.name = f"avg_pool{nd}d"
+        dtype = x.dtype
+        x = _summable(x)
         xp = cm.pad_spatial(x, padding)
         ones = (1,) * nd
         out_sizes = cm._out_sizes(xp.shape[2:], kernel_size, stride, ones)
@@ -526,7 +535,7 @@ class AvgPool(Op):
             yb /= div  # (a quotient, correctly rounded as PyTorch's; not times 1/div)
 
         _for_sample_blocks(xp.shape, xp.itemsize, run, y.size * par.STRIDED_WEIGHT)
-        return y
+        return y.astype(dtype, copy=False)
 
     def vjp(self, g):
         return (AvgPoolTranspose.apply(g, input_size=tuple(self.inputs[0].shape[2:]), **self.args),)
@@ -540,6 +549,8 @@ class AvgPoolTranspose(Op):
     def forward(self, g, *, kernel_size, stride, padding, ceil_mode, count_include_pad, input_size):
         nd = g.ndim - 2
         self.name = f"avg_pool{nd}d_backward"
+        dtype = g.dtype
+        g = _summable(g)
         div = _divisor(
             input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, g.dtype
         )
@@ -563,12 +574,18 @@ class AvgPoolTranspose(Op):
             write_back()
 
         _for_sample_blocks(padded, g.itemsize, run, g.size * par.STRIDED_WEIGHT)
-        return gx
+        return gx.astype(dtype, copy=False)
 
     def vjp(self, h):
         a = dict(self.args)
         del a["input_size"]
         return (AvgPool.apply(h, **a),)
+
+
+def _summable(a: np.ndarray) -> np.ndarray:
+    """``a`` in the dtype its window sums are taken in: float16 in float32, as PyTorch
+    (summed in float16, nine values of 8000 overflowed to inf), others as they are."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
 
 
 def _divisor(input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, dt):
@@ -588,7 +605,7 @@ def _pool_args(what, input, nd, kernel_size, stride, padding, dilation, ceil_mod
             f"got shape {tuple(input.shape)}"
         )
     if input.dtype.kind != "f":
-        raise ValueError(f"{what}: input must be float32 or float64, got {input.dtype}")
+        raise ValueError(f"{what}: input must be a float tensor, got {input.dtype}")
     kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
     default = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
     strides = kernel if default else cm.expand_arg(stride, nd, "stride", what)
