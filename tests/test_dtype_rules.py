@@ -262,3 +262,18 @@ def test_complex_values_are_not_differentiated():
         a = np.array([1, 0], dt)
         _same(tg.Tensor(a) * (1 + 2j), torch.tensor(a, dtype=tdt) * (1 + 2j))
         _same(tg.Tensor(a) / 1j, torch.tensor(a, dtype=tdt) / 1j)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_integer_base_to_a_float_exponent_gradient_in_the_result_dtype(dtype):
+    """The exponent's gradient a^b log(a) with an integer base takes log(a) in the result's
+    dtype: it was taken in float32 (8 digits lost in float64), as PyTorch does not."""
+    a = tg.Tensor(np.array([3, 7, 10], np.int64))
+    b = tg.Tensor(np.array([0.5, 1.3, 2.0], dtype), requires_grad=True)
+    y = a**b
+    y.sum().backward()
+    assert y.dtype == np.result_type(np.int64, dtype) and b.grad.dtype == dtype  # (NumPy's)
+    base = np.array([3.0, 7.0, 10.0])
+    exact = base ** b.data.astype(np.float64) * np.log(base)
+    rtol = 1e-15 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(b.grad.data, exact, rtol=rtol)

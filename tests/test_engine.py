@@ -800,3 +800,42 @@ def test_a_wheres_condition_is_freed_by_the_backward():
     y.sum().backward()
     gc.collect()
     assert cond() is None  # (the output y still lives; its mask need not)
+
+
+def test_zero_dim_grad_accumulates_after_a_recorded_backward():
+    """A 0-d ``.grad`` that a create_graph backward made a graph node, accumulated into by
+    a later backward: the sum of two 0-d arrays is a NumPy scalar, which crashed the
+    in-place bookkeeping (no weak reference to a numpy.float64)."""
+    x = Tensor(np.float64(2.0), requires_grad=True)
+    (x**3).backward(create_graph=True)
+    (x**2).backward()
+    assert x.grad.shape == () and float(x.grad.data) == 16.0  # 3 * 2^2 + 2 * 2
+    x = Tensor(np.float64(2.0), requires_grad=True)
+    y = x * 1.0
+    y.retain_grad()
+    tg.grad(y * y, [x], create_graph=True)
+    (y * 3.0).backward()
+    assert y.grad.shape == () and float(y.grad.data) == 7.0  # 2y, then + 3 (as PyTorch)
+
+
+@pytest.mark.parametrize("fn", ["log_softmax", "softmax"])
+def test_softmax_second_order_graph_runs_through_the_output(fn):
+    """A recorded VJP of log_softmax goes through its output's node, as PyTorch's (which
+    saves the output): a hook on y applies in the second-order pass, and the first-order
+    gradient can be differentiated with respect to y. Recomputing softmax(x) went round
+    y: the hook was lost (half PyTorch's value) and y was "not used"."""
+    torch = pytest.importorskip("torch")
+    a = np.array([[0.3, -1.2], [0.5, 2.0]])
+    w = np.array([[0.7, 0.1], [-0.4, 1.3]])
+    c = np.array([[1.0, -2.0], [0.5, 3.0]])
+    results = []
+    for T, grad in ((Tensor, tg.grad), (torch.tensor, torch.autograd.grad)):
+        x = T(a, requires_grad=True)
+        y = getattr(x, fn)(1)
+        y.register_hook(lambda g: g * 2.0)
+        (gx,) = grad((y * T(w)).sum(), [x], create_graph=True)
+        (h,) = grad((gx * T(c)).sum(), [x], retain_graph=True)
+        (gy,) = grad((gx * T(c)).sum(), [y])
+        results.append([np.asarray(t.detach().numpy()) for t in (gx, h, gy)])
+    for ours, theirs in zip(*results, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)

@@ -818,7 +818,7 @@ def _accumulate(grad: Tensor, g: Tensor) -> None:
     ):
         np.add(data, g._data, out=data)
     else:
-        grad._data = data + g._data
+        grad._data = np.asarray(data + g._data)  # (0-d arrays add to a NumPy scalar)
     grad._modified()
 
 

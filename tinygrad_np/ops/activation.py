@@ -10,7 +10,7 @@ from scipy import special
 
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import blend, const, select, zero_where
+from tinygrad_np.ops.elementwise import Exp, blend, const, select, zero_where
 from tinygrad_np.ops.reduce import add_up, short_rows
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
@@ -484,8 +484,8 @@ class LogSoftmax(Op):
     name = "log_softmax"
 
     @staticmethod
-    def inplace_reads(needs, recording):  # the saved softmax, but x when recorded
-        return (recording,)
+    def inplace_reads(needs, recording):  # the saved softmax, never x
+        return (False,)
 
     def forward(self, x, *, dim):
         if x.shape[dim] == 0:
@@ -506,8 +506,24 @@ class LogSoftmax(Op):
             gx = self.out * add_up(gd, (dim,), True)  # (as Tensor.sum adds)
             np.subtract(gd, gx, out=gx)
             return (const(gx),)
-        p = self.saved_output(lambda: self.inputs[0].softmax(dim))
+        # Recorded: the softmax as exp(y) of this node's output y, so that the second-order
+        # graph runs through y's node (hooks on y, grad(..., [y]) see it, as in PyTorch,
+        # which saves y); recomputing softmax(x) went round it (a hook doubling y's
+        # gradient was lost). y's data is not kept: the exp's value is the saved softmax.
+        y = Tensor._make(np.broadcast_to(np.zeros((), self.out.dtype), self.out.shape), True, self)
+        p = _ExpOfLogSoftmax.apply(y, _p=self.out)
         return (g - p * g.sum(dim, keepdim=True),)
+
+
+class _ExpOfLogSoftmax(Exp):
+    """exp(y) of a log_softmax's output y, whose value (the softmax) that op saved: those
+    bits, without y's data. VJP (an exp's): g * the value."""
+
+    name = "exp"
+
+    def forward(self, y, *, _p):
+        self.out = _p
+        return _p
 
 
 def implicit_dim(x: Tensor, dim: int | None, what: str, stacklevel: int = 3) -> int:
