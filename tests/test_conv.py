@@ -2254,3 +2254,85 @@ def test_phase_planes_are_taken_where_they_gain_and_match_torch():
             yr.backward(torch.tensor(g))
             np.testing.assert_allclose(xt.grad.numpy(), xr.grad.numpy(), rtol=1e-10, atol=1e-10)
             np.testing.assert_allclose(wt.grad.numpy(), wr.grad.numpy(), rtol=1e-10, atol=1e-9)
+
+
+def _torch_conv_and_grads(x, w, g, **kw):
+    torch = pytest.importorskip("torch")
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, **kw)
+    yt.backward(torch.tensor(g))
+    return yt.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel, padding",
+    [((2, 2, 5, 5), (3, 3), 1),  # whole planes
+     ((1, 2, 20, 20), (3, 3), 1),  # band matrices
+     ((1, 2, 3, 300), (3, 3), 1),  # rows too wide for band matrices
+     ((1, 2, 2, 400), (1, 3), 0)],
+)  # fmt: skip
+def test_depthwise_with_an_infinite_tap_matches_torch(x_shape, kernel, padding):
+    """An inf tap: the forward is NaN where it reads the zero padding (0 * inf, as
+    PyTorch's float64 conv), on every depthwise route (the plane and band routes left the
+    padding out and gave finite values); the input gradient is NaN-free at inputs that
+    tap never reads (the wide grid spread 0 * inf from its zeros off the windows)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((2, 1) + kernel)
+    w[0, 0, 0, 0] = np.inf
+    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    y = F.conv2d(X, W, padding=padding, groups=2)
+    g = rng.standard_normal(y.shape)
+    y.backward(tg.Tensor(g))
+    yt, gxt = _torch_conv_and_grads(x, w, g, padding=padding, groups=2)
+    np.testing.assert_allclose(y.data, yt, rtol=1e-10, atol=1e-12)  # (NaN where torch's)
+    np.testing.assert_allclose(X.grad.data, gxt, rtol=1e-10, atol=1e-12)
+    gt = F.conv_transpose2d(tg.Tensor(g), W.detach(), padding=padding, groups=2)
+    np.testing.assert_allclose(gt.data, gxt, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, kw",
+    [((1, 1, 1), (1, 1, 1), dict(stride=5, padding=2)),
+     ((1, 1, 1, 4), (1, 1, 1, 3), dict(stride=(3, 2), padding=((2, 0), (2, 1))))],
+)  # fmt: skip
+def test_recorded_input_grad_with_padding_past_the_windows(x_shape, w_shape, kw):
+    """create_graph=True where the padding reaches past what the strided windows read: the
+    recorded input gradient cropped g by more than it holds and raised; the gradients now
+    match the unrecorded ones, and a second derivative runs."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    conv = F.conv1d if len(x_shape) == 3 else F.conv2d
+    X, W = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    plain = tg.grad(conv(X, W, **kw).sum(), [X, W])
+    recorded = tg.grad(conv(X, W, **kw).sum(), [X, W], create_graph=True)
+    for a, b in zip(plain, recorded, strict=True):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-12, atol=1e-15)
+    (ggw,) = tg.grad((recorded[0] * recorded[0]).sum() + recorded[1].sum(), [W], allow_unused=True)
+    assert ggw is None or np.isfinite(ggw.data).all()
+    assert tg.gradgradcheck(lambda a, b: conv(a, b, **kw), (X, W))
+
+
+def test_one_int_sequences_count_for_every_dim():
+    """``stride=(2,)``, ``padding=(1,)``, ``dilation=[2]``, ``output_padding=(1,)`` and a
+    pool's ``kernel_size=(2,)`` apply to every spatial dim, as PyTorch's functions take
+    them (they raised); other lengths still raise, naming the argument."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 8, 8)), rng.standard_normal((2, 2, 3, 3))
+    X, W = tg.Tensor(x), tg.Tensor(w)
+    xt, wt = torch.tensor(x), torch.tensor(w)
+    TF = torch.nn.functional
+    for kw in (dict(stride=(2,)), dict(padding=(1,)), dict(dilation=[2])):
+        np.testing.assert_allclose(F.conv2d(X, W, **kw).data, TF.conv2d(xt, wt, **kw).numpy(),
+                                   rtol=1e-12)  # fmt: skip
+    kw = dict(stride=2, output_padding=(1,))
+    np.testing.assert_allclose(F.conv_transpose2d(X, W, **kw).data,
+                               TF.conv_transpose2d(xt, wt, **kw).numpy(), rtol=1e-12)  # fmt: skip
+    np.testing.assert_array_equal(F.max_pool2d(X, (2,)).data, TF.max_pool2d(xt, (2,)).numpy())
+    ours, theirs = F.avg_pool2d(X, (2,), stride=(1,)), TF.avg_pool2d(xt, (2,), stride=(1,))
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="stride"):
+        F.conv2d(X, W, stride=(2, 2, 2))
+    with pytest.raises(ValueError, match="padding"):
+        F.max_pool2d(X, 2, padding=(1, 1, 1))

@@ -172,11 +172,14 @@ def scratch_budget(nbytes: int) -> Iterator[None]:
 
 
 def expand_arg(value, nd: int, name: str, what: str = "conv") -> tuple[int, ...]:
-    """An int or a sequence of ``nd`` ints as a tuple of ``nd`` ints (``name`` in errors)."""
+    """An int or a sequence of ``nd`` ints as a tuple of ``nd`` ints (``name`` in errors);
+    a sequence of one int counts for every dim, as in PyTorch (``stride=(2,)``)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value),) * nd
     if isinstance(value, Sequence) and not isinstance(value, str):
         vals = tuple(value)
+        if len(vals) == 1 and nd > 1:
+            vals = vals * nd
         if len(vals) == nd and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals
         ):
@@ -303,6 +306,13 @@ def resolve_padding(
         raise ValueError(
             f"{what}: padding must be 'valid' or 'same' when a string, got {padding!r}"
         )
+    if (
+        isinstance(padding, Sequence)
+        and len(padding) == 1
+        and nd > 1
+        and isinstance(padding[0], (int, np.integer))
+    ):
+        padding = tuple(padding) * nd  # (one int for every dim, as PyTorch)
     if isinstance(padding, Sequence) and len(padding) == nd and nd > 0:
         pairs = []
         for p in padding:
@@ -2052,7 +2062,9 @@ def correlate_transpose_depthwise(g, w, padded_sizes, strides, dilations, groups
         return correlate_transpose_depthwise_band(
             g, w, padded_sizes, strides, dilations, ((0, 0),) * nd, c, m, dtype
         )
-    if m == 1 and all(s_ == 1 for s_ in strides):
+    if m == 1 and all(s_ == 1 for s_ in strides) and all_finite(w):
+        # (g on the wide grid has zeros off the windows: an inf or NaN tap would spread
+        # 0 * inf = NaN from them onto inputs that tap never reads)
         grid = _WideGrid(padded_sizes, kernel, dilations, out_sizes)
         gw_ = grid.to_wide(g.astype(dtype, copy=False))  # (N, C, length)
         wf = w.reshape(c, -1).astype(dtype, copy=False)
@@ -3411,8 +3423,12 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     dim); the padded copy is made only for the routes that read it."""
     dtype = np.result_type(x.dtype, w.dtype)
     itemsize = np.dtype(dtype).itemsize
+    # The plane and band matrices leave the padding out: with an inf or NaN tap that
+    # would read it, the output is NaN there (0 * inf), as PyTorch's float64 conv has it.
+    skip_pads = all_finite(w) or not any(p for pair in pads for p in pair)
     if _depthwise_plane_route(x.shape, w.shape, pads, strides, dilations, groups, itemsize) and (
         all_finite(x)  # (the matrices' zeros would spread an inf or NaN over the plane)
+        and skip_pads
     ):
         y = correlate_depthwise_plane(x, w, strides, dilations, pads, dtype)
         if bias is not None:
@@ -3426,6 +3442,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         return (y, None) if keep_cols else y
     if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype) and (
         all_finite(x)  # (the band matrices' zeros would spread an inf or NaN along a row)
+        and skip_pads
     ):
         y = correlate_depthwise_band(x, w, strides, dilations, pads, dtype)
         if bias is not None:

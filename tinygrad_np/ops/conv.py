@@ -320,12 +320,23 @@ def conv_input_grad(
     kernel = tuple(w.shape[2:])
     nd = len(kernel)
     gd = Dilate.apply(g, stride=stride) if any(s > 1 for s in stride) else g
-    pads = [(0, 0), (0, 0)]
+    pads, keep = [(0, 0), (0, 0)], [slice(None), slice(None)]
     for n, k, d, (pb, _), m in zip(
         input_size, kernel, dilation, padding, gd.shape[2:], strict=True
     ):
-        front = d * (k - 1) - pb
-        pads.append((front, n + d * (k - 1) - front - m))  # total length n + d*(K-1)
+        # gd's entry i goes to i + front of a run of n + d*(K-1); those before or past it
+        # are cropped first (padding beyond what the strided windows reach can crop more
+        # than gd holds: the pad alone cannot), then zeros fill the rest
+        front, length = d * (k - 1) - pb, n + d * (k - 1)
+        start = min(max(0, -front), m)
+        stop = max(start, min(m, length - front))
+        f = min(max(front, 0), length)
+        keep.append(slice(start, stop))
+        pads.append((f, length - f - (stop - start)))
+    cropped = [k.start or (k.stop is not None and k.stop < m)
+               for k, m in zip(keep, gd.shape, strict=True)]
+    if any(cropped):
+        gd = gd[tuple(keep)]
     gp = gd.pad(pads)
     return Conv.apply(
         gp,
