@@ -187,7 +187,7 @@ ROWS: list[OpRow] = [
           lambda a: torch.where(torch.from_numpy(_MASK_3x4), a * 2.0, a), ops=("Where",)),
     # activations
     OpRow("relu", lambda a: a.relu(), [((3, 4),), ((2, 3, 2),)], lambda a: a.relu(),
-          ops=("Relu",), domain="away0"),
+          ops=("Relu", "Tie"), domain="away0"),
     OpRow("F.relu", lambda a: F.relu(a), [((3, 4),)], lambda a: a.relu(), ops=("Relu",),
           domain="away0"),
     OpRow("leaky_relu", lambda a: F.leaky_relu(a, 0.2), [((3, 4),)],

@@ -839,3 +839,21 @@ def test_softmax_second_order_graph_runs_through_the_output(fn):
         results.append([np.asarray(t.detach().numpy()) for t in (gx, h, gy)])
     for ours, theirs in zip(*results, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda a: a.relu(), lambda a: a.abs(), lambda a: F.leaky_relu(a, 0.1),
+           lambda a: F.max_pool2d(a.reshape(1, 1, 2, 2), 2)],
+)  # fmt: skip
+def test_second_derivative_through_a_mask_only_vjp_is_zeros(fn):
+    """With nothing but x requiring grad, the recorded gradient of relu, abs, leaky_relu or
+    max pooling still depends on x (with a zero derivative), as PyTorch's: it requires
+    grad, and the next derivative is zeros. It was a constant, and the next grad raised
+    that x was unused."""
+    x = Tensor(np.array([[0.3, -1.2], [0.5, 2.0]]), requires_grad=True)
+    w = Tensor(np.array([[0.7, 0.1], [-0.4, 1.3]]))  # a frozen layer
+    (g,) = tg.grad(fn(x @ w).sum(), [x], create_graph=True)
+    assert g.requires_grad
+    (h,) = tg.grad((g * g).sum(), [x])
+    np.testing.assert_array_equal(h.data, np.zeros((2, 2)))
+    assert tg.gradgradcheck(lambda a: fn(a @ w), (x,))

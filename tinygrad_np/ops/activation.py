@@ -10,7 +10,7 @@ from scipy import special
 
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import Exp, blend, const, select, zero_where
+from tinygrad_np.ops.elementwise import Exp, blend, const, select, tie, zero_where
 from tinygrad_np.ops.reduce import add_up, short_rows
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
@@ -66,7 +66,8 @@ class Relu(Op):
 
             par.for_slices(gd.size, run, gd.size)
             return (const(out),)
-        return (select(g, ~(self.out <= 0)),)  # (a NaN x passes g on, as PyTorch)
+        y = self.saved_output(lambda: self.inputs[0].relu())
+        return (select(tie(g, y), ~(self.out <= 0)),)  # (a NaN x passes g on, as PyTorch)
 
 
 class LeakyRelu(Op):
@@ -92,7 +93,7 @@ class LeakyRelu(Op):
         if not is_grad_enabled():
             gd = g.data
             return (const(blend(gd * slope, gd, self.pos)),)
-        return (g * const(np.where(self.pos, np.ones((), g.dtype), slope)),)
+        return (tie(g, self.inputs[0]) * const(np.where(self.pos, np.ones((), g.dtype), slope)),)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:

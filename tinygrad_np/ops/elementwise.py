@@ -72,6 +72,33 @@ def select(g: Tensor, keep: np.ndarray) -> Tensor:
     return const(zero_where(g.data, ~keep))
 
 
+class Tie(Op):
+    """``g`` itself, made to depend on ``of`` with a zero derivative. A recorded VJP whose
+    value depends on its op's input only through a mask (relu, abs, leaky_relu, max
+    pooling) is tied to that input, so that a second derivative through it is zeros, as
+    PyTorch's (threshold_backward and the like take the input), not an error that the
+    input was unused.   VJP: gg for g, zeros for ``of``."""
+
+    saves_inputs = False
+    name = "tie"
+
+    def forward(self, g, of):
+        return g.view()
+
+    def vjp(self, gg):
+        of = self.inputs[1]
+        zeros = const(np.zeros(of.shape, dtype=of.dtype)) if self.needs_grad[1] else None
+        return (gg if self.needs_grad[0] else None), zeros
+
+
+def tie(g: Tensor, of: Tensor) -> Tensor:
+    """``g``, tied to ``of`` (``Tie``) when the backward is recorded and ``of`` requires
+    grad; else ``g`` as it is."""
+    if is_grad_enabled() and of.requires_grad:
+        return Tie.apply(g, of)
+    return g
+
+
 def _check_broadcast(name: str, a: np.ndarray, b: np.ndarray) -> None:
     try:
         np.broadcast_shapes(a.shape, b.shape)
@@ -303,7 +330,7 @@ class Abs(Op):
         sign = np.sign(x, out=np.empty_like(x))  # (an array for a 0-d x too)
         if sign.dtype.kind == "f":  # (sign(nan) is nan: 0 there, as PyTorch's gradient)
             np.copyto(sign, 0, where=np.isnan(sign))
-        return (g * const(sign),)
+        return (tie(g, self.inputs[0]) * const(sign),)
 
 
 class Clip(Op):

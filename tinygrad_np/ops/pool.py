@@ -28,7 +28,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np import convmath as cm
 from tinygrad_np.autograd import Op
-from tinygrad_np.ops.elementwise import zero_where
+from tinygrad_np.ops.elementwise import tie, zero_where
 from tinygrad_np.tensor import Tensor
 
 
@@ -443,7 +443,7 @@ class MaxPool(Op):
         )
         return (
             MaxPoolScatter.apply(
-                g,
+                tie(g, self.inputs[0]),  # (recorded: a zero second derivative for x)
                 argmax=argmax,
                 kernel_size=a["kernel_size"],
                 stride=a["stride"],
