@@ -878,3 +878,16 @@ def test_tensors_on_disjoint_parts_of_one_array_do_not_change_each_other():
         a += 1.0  # its own part: the gradient would be wrong
     with pytest.raises(RuntimeError, match="changed in place"):
         z.backward()
+
+
+def test_batch_norm_with_no_channels_is_empty():
+    """Batch norm of an input with 0 channels is an empty output with empty gradients, as
+    PyTorch (it divided by the channel count: ZeroDivisionError)."""
+    x = tg.Tensor(np.zeros((4, 0)), requires_grad=True)
+    y = F.batch_norm(x, None, None, training=True)
+    assert y.shape == (4, 0)
+    y.sum().backward()
+    assert x.grad.shape == (4, 0)
+    w = tg.Tensor(np.zeros(0), requires_grad=True)
+    y = F.batch_norm(tg.Tensor(np.zeros((4, 0, 3))), np.zeros(0), np.ones(0), w, training=True)
+    assert y.shape == (4, 0, 3)

@@ -385,3 +385,15 @@ def test_avg_pool_float16_sums_in_float32(shape, k, s, value):
     yt.backward(torch.tensor(g))
     np.testing.assert_array_equal(y.data, yt.detach().numpy())
     np.testing.assert_allclose(x.grad.data.astype(np.float64), xt.grad.numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 0), (2, 0, 4), (3, 0), (1, 2, 0, 4)])
+def test_pool_of_empty_channel_or_spatial_dims_raises(shape):
+    """An empty channel or spatial dim raises, naming the input, as PyTorch: with padding
+    and ceil_mode an empty length made a window of padding only (-inf, or 0 / NaN for the
+    averages). An empty batch is an empty result."""
+    nd = len(shape) - 2 if len(shape) == 4 else 1
+    for pool in (getattr(F, f"max_pool{nd}d"), getattr(F, f"avg_pool{nd}d")):
+        with pytest.raises(ValueError, match="non-empty"):
+            pool(tg.Tensor(np.zeros(shape)), 3, 2, 1, ceil_mode=True)
+    assert F.max_pool1d(tg.Tensor(np.zeros((0, 3, 4))), 2).shape == (0, 3, 2)

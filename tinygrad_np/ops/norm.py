@@ -355,8 +355,8 @@ def batch_norm(
             )
     bshape = (1, C) + (1,) * (input.ndim - 2)  # broadcasts a (C,) vector over N and spatial
     dims = (0,) + tuple(range(2, input.ndim))
-    if input.size == 0 and C > 0:  # an empty batch: an empty output (as PyTorch), the
-        y = input * 1  # running statistics unchanged, zero gradients for weight and bias
+    if input.size == 0:  # an empty batch (or no channels): an empty output (as PyTorch),
+        y = input * 1  # the running statistics unchanged, zero gradients for weight and bias
         if weight is not None:
             y = y * weight.reshape(bshape)
         return y if bias is None else y + bias.reshape(bshape)

@@ -606,6 +606,11 @@ def _pool_args(what, input, nd, kernel_size, stride, padding, dilation, ceil_mod
         )
     if input.dtype.kind != "f":
         raise ValueError(f"{what}: input must be a float tensor, got {input.dtype}")
+    if 0 in input.shape[-nd - 1 :]:  # (a batch of 0 samples is fine, as in PyTorch)
+        raise ValueError(
+            f"{what}: input's channel and spatial dims must be non-empty, got shape "
+            f"{tuple(input.shape)}"
+        )
     kernel = cm.expand_arg(kernel_size, nd, "kernel_size", what)
     default = stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
     strides = kernel if default else cm.expand_arg(stride, nd, "stride", what)
