@@ -3425,10 +3425,12 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     itemsize = np.dtype(dtype).itemsize
     # The plane and band matrices leave the padding out: with an inf or NaN tap that
     # would read it, the output is NaN there (0 * inf), as PyTorch's float64 conv has it.
-    skip_pads = all_finite(w) or not any(p for pair in pads for p in pair)
+    def skip_pads() -> bool:  # (only asked where those routes are taken: w is summed)
+        return not any(p for pair in pads for p in pair) or all_finite(w)
+
     if _depthwise_plane_route(x.shape, w.shape, pads, strides, dilations, groups, itemsize) and (
         all_finite(x)  # (the matrices' zeros would spread an inf or NaN over the plane)
-        and skip_pads
+        and skip_pads()
     ):
         y = correlate_depthwise_plane(x, w, strides, dilations, pads, dtype)
         if bias is not None:
@@ -3442,7 +3444,7 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
         return (y, None) if keep_cols else y
     if _depthwise_band_route(x.shape, w.shape, pads, strides, dilations, groups, dtype) and (
         all_finite(x)  # (the band matrices' zeros would spread an inf or NaN along a row)
-        and skip_pads
+        and skip_pads()
     ):
         y = correlate_depthwise_band(x, w, strides, dilations, pads, dtype)
         if bias is not None:
