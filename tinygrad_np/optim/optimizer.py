@@ -318,7 +318,7 @@ class SGD(Optimizer):
             g = g + wd * p
         if buf is not None:
             buf *= mom
-            buf += (1 - damp) * g
+            buf += (1 - damp) * g if damp else g  # (no pass for a factor of 1)
             g = g + mom * buf if nesterov else buf
         p -= lr * g
 
