@@ -104,7 +104,7 @@ def test_gradcheck_fast_mode_checks_fewer_evaluations():
     fast = calls["n"]
     calls["n"] = 0
     tg.gradcheck(fn, x)
-    assert fast < 10 < 2 * 36 <= calls["n"]
+    assert fast <= 10 < 2 * 36 <= calls["n"]  # (1 + 1 for determinism + 4 a projection)
 
 
 def test_gradcheck_flags_kink():

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
 from tinygrad_np.autograd import Op
+from tinygrad_np.ops.elementwise import const
 
 
 class _Mul(Op):
@@ -115,3 +117,129 @@ def test_unusable_arguments_raise_clearly():
         tg.gradcheck(lambda a: a * 2, tg.Tensor([1.0], requires_grad=True))
     with pytest.raises(ValueError, match="no input requires grad"):
         tg.gradcheck(lambda a: a * 2, tg.Tensor([1.0], dtype="float64"))
+
+
+# ----------------------------------------------------------------- found by a hunt (19th)
+
+
+class _Scale(Op):
+    """y_i = w * c_i, its VJP with output ``bad``'s share ``factor`` times too large."""
+
+    c = np.random.default_rng(11).standard_normal(1000)
+    bad, factor = 7, 1.01
+
+    def forward(self, w):
+        return w * self.c
+
+    def vjp(self, g):
+        m = np.ones_like(self.c)
+        m[self.bad] = self.factor
+        return ((g * const(self.c * m)).sum().reshape(1),)
+
+
+def test_one_wrong_jacobian_entry_among_many_outputs_is_caught():
+    """Every Jacobian entry is compared (as PyTorch's default mode): one output's share of
+    the gradient 1% off among 1000 outputs failed to show in J^T u, whose tolerance grows
+    with the whole sum (missed 20 times in 20)."""
+    w = tg.Tensor([0.7], dtype="float64", requires_grad=True)
+    with pytest.raises(tg.GradcheckError) as info:
+        tg.gradcheck(lambda a: _Scale.apply(a), w)
+    e = info.value
+    assert e.input_index == 0 and e.index == (0,) and e.output_element == (7,)
+    assert "d output[7] / d inputs[0][0]" in str(e)
+    with pytest.raises(tg.GradcheckError):
+        tg.gradcheck(lambda a: _Scale.apply(a), w, fast_mode=True)
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+@pytest.mark.parametrize(
+    "fn, scale",
+    [(lambda a, b: (a.tanh(), tg.Tensor(np.full((3,), 1e8))), 1.0),
+     (lambda a, b: (a.tanh(), 1e8 * b), 1.0),
+     (lambda a, b: a.tanh() + 1e6 + b, 1.0),
+     (lambda a, b: (a * a, b), 1e6)],
+)  # fmt: skip
+def test_large_outputs_do_not_drown_the_differences(fn, scale, fast_mode):
+    """Each output is differenced on its own, and divided by how far apart the two points
+    really are: a large output beside the checked one (constant, or of another input), a
+    large offset, or a large x (where x + eps rounds) failed correct functions that
+    PyTorch passes."""
+    x = tg.Tensor(np.array([0.3, -0.7, 1.1]) * scale, dtype="float64", requires_grad=True)
+    y = tg.Tensor(np.array([0.2, 0.5, -0.4]), dtype="float64", requires_grad=True)
+    assert tg.gradcheck(fn, (x, y), fast_mode=fast_mode)
+    with pytest.raises(tg.GradcheckError):  # (a detached dependence still fails)
+        tg.gradcheck(lambda a: (a.tanh(), 1e3 * a.detach()), x, fast_mode=fast_mode)
+
+
+class _BadRelu(Op):
+    def forward(self, x):
+        self.m = (x > 0).astype(x.dtype)
+        return x * self.m
+
+    def vjp(self, g):
+        return (g * const(self.m * 1.05),)  # (slope 1.05: wrong wherever x > 0)
+
+
+def test_a_kink_does_not_excuse_failures_elsewhere():
+    """at_kink is True only when every failing element checked sits at a kink: a wrong
+    slope on six smooth elements, with one input at relu's kink as well, was reported as
+    "sits at a kink ... rather than call it a bug"."""
+    x = np.random.default_rng(5).standard_normal((3, 4))
+    x[0, 0] = 0.0
+    with pytest.raises(tg.GradcheckError) as info:
+        tg.gradcheck(lambda a: _BadRelu.apply(a), tg.Tensor(x, requires_grad=True))
+    assert info.value.at_kink is False
+    assert "sit at a kink, the others do not: the fault is real" in str(info.value)
+
+
+def test_strong_curvature_is_not_a_kink():
+    """A smooth function's one-sided slopes differ by its curvature times the step, which
+    doubles with the step; a kink's jump does not. 1e3 x^2 at x = 1e-9 with a wrong VJP
+    was called a kink."""
+
+    class BadSquare(Op):
+        def forward(self, x):
+            return 1e3 * x * x
+
+        def vjp(self, g):
+            return (g * 2e3 * self.inputs[0] + g * 1e-3,)
+
+    x = tg.Tensor([1e-9, 0.5], dtype="float64", requires_grad=True)
+    with pytest.raises(tg.GradcheckError) as info:
+        tg.gradcheck(lambda a: BadSquare.apply(a), x)
+    assert info.value.at_kink is False and "kink" not in str(info.value)
+
+
+def test_a_random_function_is_refused_as_such():
+    """A function that gives other values at the same inputs (dropout) raises at once,
+    saying so: it was reported as sitting at a kink."""
+    x = tg.Tensor(np.linspace(0.5, 1.5, 20), dtype="float64", requires_grad=True)
+    with pytest.raises(tg.GradcheckError, match="not deterministic"):
+        tg.gradcheck(lambda a: F.dropout(a, 0.5), x)
+
+
+def test_fast_mode_needs_a_projection_and_sees_a_small_element():
+    """n_projections=0 checked nothing and returned True; and the rounding allowance, a
+    worst-case bound linear in the outputs, let a gradient 3x too large at one element
+    (where it is small) pass."""
+    x = tg.Tensor(np.ones(4), dtype="float64", requires_grad=True)
+    with pytest.raises(ValueError, match="n_projections"):
+        tg.gradcheck(lambda a: a * 2, x, fast_mode=True, n_projections=0)
+
+    class BrokenMul(Op):
+        def forward(self, a, b):
+            self.a, self.b = a, b
+            return a * b
+
+        def vjp(self, g):
+            gb = g.data * self.a
+            gb[123, 45] *= 3.0
+            return tg.Tensor(g.data * self.b), tg.Tensor(gb)
+
+    rng = np.random.default_rng(1)
+    a = tg.Tensor(rng.standard_normal((300, 400)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal((300, 400)), requires_grad=True)
+    a.data[123, 45] = 0.004
+    with pytest.raises(tg.GradcheckError) as info:
+        tg.gradcheck(lambda p, q: BrokenMul.apply(p, q), (a, b), fast_mode=True)
+    assert info.value.input_index == 1
