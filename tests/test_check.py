@@ -269,7 +269,35 @@ def test_ties_and_the_ceil_mode_drop_rule_are_swept():
 def test_a_forward_returning_none_is_a_type_failure():
     report = check.conv(forward=lambda x, w, b, stride, padding: None, ndim=(1,))
     assert not report.ok and report.first.kind == "type"
-    assert "got NoneType" in report.first.message
+    assert "got None (nothing computed)" in report.first.message
+
+
+def test_a_backward_returning_none_gradients_fails():
+    """dx and dw returned as None fail (nothing would be compared; an empty submission
+    passed with exit code 0); only db may be None. A VJP's None counts as a zero
+    gradient: it passes only where the gradient is zero."""
+    report = check.conv(backward=lambda x, w, b, dy, stride, padding: (None, None, None),
+                        ndim=(2,))  # fmt: skip
+    assert not report.ok and report.first.kind == "type" and report.first.what == "dx"
+    assert "got None (nothing computed)" in str(report)
+
+    def half(x, w, b, dy, stride, padding):
+        return uc.conv_backward(x, w, b, dy, stride, padding, (1, 1), 1)[0], None, None
+
+    report = check.conv(backward=half, ndim=(2,))
+    assert not report.ok and report.first.what == "dw"
+    report = check.vjp(lambda a, b: a * b, lambda a, b, dy: (None, None), (3,), (3,))
+    assert not report.ok and report.first.what == "grad[0]"
+    assert check.vjp(lambda a, b: a * 2.0, lambda a, b, dy: (2 * dy, None), (3,), (3,)).ok
+
+
+def test_the_overlap_hint_needs_two_windows():
+    """"overlapping windows" is hinted only where a dim has two windows that share cells
+    (a failure shrunk to one window a row was told to add overlapping gradients)."""
+    one = check.PoolConfig(1, 1, (3, 2), (1, 2), (2, 1), (0, 0), (1, 1), ties=True)
+    assert "overlapping" not in (check._pool_hint(one, "max") or "")
+    two = check.PoolConfig(1, 1, (3, 3), (1, 2), (2, 1), (0, 0), (1, 1), ties=True)
+    assert "overlapping" in check._pool_hint(two, "max")
 
 
 def test_cli_check_loads_forward_and_backward_options_as_the_positional_ones(tmp_path, capsys):

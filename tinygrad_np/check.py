@@ -438,9 +438,10 @@ def _compare(
             raise TypeError
         arr = np.asarray(actual, dtype=np.float64)
     except (TypeError, ValueError):
+        got = "None (nothing computed)" if actual is None else type(actual).__name__
         return Failure(
             function, what, "type", cfg,
-            f"{what}: expected an array of shape {expected.shape}, got {type(actual).__name__}",
+            f"{what}: expected an array of shape {expected.shape}, got {got}",
             expected_shape=expected.shape,
         )  # fmt: skip
     if arr.shape != expected.shape:
@@ -728,8 +729,8 @@ def _run_conv(cfg: ConvConfig, fwd: _Signature | None, bwd: _Signature | None, s
             ))  # fmt: skip
             return fails
         for name, exp, act in zip(names, grads, outs, strict=False):
-            if act is None:  # a gradient the user does not compute
-                continue
+            if act is None and name == "db":  # (the docs allow it: a bias not trained)
+                continue  # (dx and dw as None fail below: nothing would be checked)
             err = _compare("backward", name, exp, act, cfg, atol, rtol)
             if err is not None:
                 err.hint = _conv_grad_hint(name, exp, act, cfg, atol, rtol)
@@ -956,8 +957,15 @@ def _pool_hint(cfg: PoolConfig, kind: str) -> str | None:
     tips = []
     if cfg.ties and kind == "max":
         tips.append("tied maxima: only the first (in row-major order) takes the gradient")
-    spans = [d * (k - 1) + 1 for k, d in zip(cfg.kernel, cfg.dilation, strict=True)]
-    if any(s < span for s, span in zip(cfg.stride, spans, strict=True)):
+    from tinygrad_np.convmath import conv_output_size
+
+    overlap = False  # (windows that share cells: a stride below the span, and two windows)
+    for n, k, s_, p, d in zip(cfg.size, cfg.kernel, cfg.stride, cfg.padding, cfg.dilation,
+                              strict=True):  # fmt: skip
+        span = d * (k - 1) + 1
+        windows = conv_output_size(n, k, s_, p, d, cfg.ceil_mode)
+        overlap |= s_ < span and windows > 1
+    if overlap:
         tips.append("overlapping windows: add (+=) each window's gradient, do not assign")
     if any(cfg.padding):
         tips.append(
@@ -1168,7 +1176,7 @@ def vjp(
                                     f"vjp_fn returned {len(outs)} gradients for {len(xs)} "
                                     "inputs")]  # fmt: skip
         for i, (e, a) in enumerate(zip(expected, outs, strict=True)):
-            if a is None:
+            if a is None and not np.any(e):  # (None for a zero gradient, as PyTorch's)
                 continue
             err = _compare("vjp_fn", f"grad[{i}]", e, a, cfg, atol, rtol)
             if err is not None:
