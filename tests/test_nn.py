@@ -977,3 +977,14 @@ def test_batch_norm_state_without_its_count_loads_keeping_the_count():
     model = nn.Sequential(shared, shared)  # (a shared module under two names)
     sd = {k: v for k, v in model.state_dict().items() if "num_batches" not in k}
     assert model.load_state_dict(sd) == ([], [])
+
+
+def test_a_module_cannot_take_a_parameters_place():
+    """Assigning a Module where a Parameter is raises, as PyTorch: it silently replaced the
+    parameter (the state dict lost 'weight')."""
+    lin = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="parameter 'weight'"):
+        lin.weight = nn.ReLU()
+    assert list(lin.state_dict()) == ["weight", "bias"]
+    lin.weight = None  # (None is allowed, as there)
+    assert lin.weight is None

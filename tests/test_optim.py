@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -538,3 +539,23 @@ def test_param_groups_all_named_or_none():
     opt = optim.Adam(m.named_parameters(), lr=0.1)
     with pytest.raises(ValueError, match="name its parameters or none"):
         opt.add_param_group({"params": [nn.Linear(2, 2).weight]})
+
+
+def test_scheduler_step_with_a_fractional_epoch_keeps_the_fraction():
+    """step(epoch) with a fraction (the step(e + i / n) pattern) takes the closed form at
+    that very point, as PyTorch: the fraction was dropped (int(epoch))."""
+    torch = pytest.importorskip("torch")
+    ours = optim.lr_scheduler.CosineAnnealingLR(optim.SGD([tg.Tensor([1.0], requires_grad=True)],
+                                                          lr=1.0), T_max=10)  # fmt: skip
+    p = torch.nn.Parameter(torch.ones(1))
+    theirs = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.SGD([p], lr=1.0), T_max=10)
+    with pytest.warns(UserWarning):
+        ours.step(2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.step(2.5)
+    assert ours.last_epoch == 2.5
+    assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-15)
+    ours.step()
+    theirs.step()
+    assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)

@@ -122,18 +122,18 @@ class Module:
             self._check_name(name, "parameter")
             self._forget(name, keep="_parameters")  # (a re-assigned one keeps its place)
             d["_parameters"][name] = value
-        elif isinstance(value, Module):
-            self._check_init(name)
-            self._check_name(name, "module")
-            self._forget(name, keep="_modules")
-            d["_modules"][name] = value
-        elif "_parameters" in d and name in d["_parameters"]:
+        elif "_parameters" in d and name in d["_parameters"]:  # (before a Module, as PyTorch)
             if value is not None:
                 raise TypeError(
                     f"cannot assign {type(value).__name__} to parameter '{name}' of "
                     f"{type(self).__name__}: wrap it in nn.Parameter (or assign None)"
                 )
             d["_parameters"][name] = None
+        elif isinstance(value, Module):
+            self._check_init(name)
+            self._check_name(name, "module")
+            self._forget(name, keep="_modules")
+            d["_modules"][name] = value
         elif "_modules" in d and name in d["_modules"]:
             if value is not None:
                 raise TypeError(

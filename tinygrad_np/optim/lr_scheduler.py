@@ -51,7 +51,7 @@ class LRScheduler:
         """The learning rate of each param group after the last ``step()``."""
         return list(self._last_lr)
 
-    def step(self, epoch: int | None = None) -> None:
+    def step(self, epoch: float | None = None) -> None:
         """Advance one epoch and write the new rates into the optimizer's param groups.
 
         ``step(epoch)`` (deprecated in PyTorch, and warned about as there) jumps to
@@ -66,7 +66,7 @@ class LRScheduler:
                 UserWarning,
                 stacklevel=2,
             )
-            self.last_epoch = int(epoch)
+            self.last_epoch = epoch  # (a fraction stays, as PyTorch: step(e + i / n))
             rates = self._closed_form_lr()
         for g, lr in zip(self.optimizer.param_groups, rates, strict=True):
             g["lr"] = lr
