@@ -26,8 +26,9 @@ class GradcheckError(AssertionError):
     sit where the function is not smooth).
     """
 
-    output_index = None  # (entry by entry: which output, and its element)
-    output_element = None
+    input_index = index = analytic = numerical = fraction = None  # (None: not known)
+    output_index = output_element = None  # (entry by entry: which output, and its element)
+    at_kink = False
 
     def __init__(self, message: str, **info):
         super().__init__(message)
@@ -184,11 +185,8 @@ def gradcheck(
                     f"{abs(ana - num):.3g}, allowed {allowed:.3g}).{where} "
                     "Run without fast_mode to find the element.",
                     input_index=culprit,
-                    index=None,
                     analytic=ana,
                     numerical=num,
-                    fraction=None,
-                    at_kink=False,
                 )
         return True
 
@@ -235,13 +233,7 @@ def _check_deterministic(first: list[np.ndarray], second: list[np.ndarray]) -> N
             raise GradcheckError(
                 f"gradcheck: fn is not deterministic: two evaluations at the same inputs "
                 f"differ (output {k}, by up to {np.nanmax(diff):.3g}), so finite differences "
-                "cannot check it; fix its randomness (a seeded generator, dropout off) first",
-                input_index=None,
-                index=None,
-                analytic=None,
-                numerical=None,
-                fraction=None,
-                at_kink=False,
+                "cannot check it; fix its randomness (a seeded generator, dropout off) first"
             )
 
 
