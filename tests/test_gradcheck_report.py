@@ -7,6 +7,7 @@ import pytest
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
+from tinygrad_np import nn
 from tinygrad_np.autograd import Op
 from tinygrad_np.ops.elementwise import const
 
@@ -243,3 +244,55 @@ def test_fast_mode_needs_a_projection_and_sees_a_small_element():
     with pytest.raises(tg.GradcheckError) as info:
         tg.gradcheck(lambda p, q: BrokenMul.apply(p, q), (a, b), fast_mode=True)
     assert info.value.input_index == 1
+
+
+# ----------------------------------------------------------- regressions of the rewrite
+
+
+class _WrongSquare(Op):
+    def forward(self, x):
+        return x * x
+
+    def vjp(self, g):
+        return (g * 3.0 * self.inputs[0],)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), ()])
+def test_the_projection_fallback_reports_a_wrong_gradient(shape):
+    """Beyond JACOBIAN_MAX_OUTPUTS outputs, J^T u is checked: a wrong gradient of a 2-d
+    or 0-d input raised IndexError there (flat indices into the input-shaped excess)."""
+    x = tg.Tensor(np.random.default_rng(0).uniform(0.5, 2.0, shape), requires_grad=True)
+    wide = tg.Tensor(np.ones((70, 70) + (1,) * len(shape)))  # (4900+ outputs)
+    with pytest.raises(tg.GradcheckError, match="random upstream gradient") as info:
+        tg.gradcheck(lambda a: _WrongSquare.apply(a) * wide, x)
+    assert info.value.input_index == 0 and info.value.fraction == 1.0
+
+
+def test_data_parallel_is_checked_on_the_graph_it_keeps():
+    """fn is evaluated twice for the determinism check and the second call's graph is the
+    one backwarded: nn.DataParallel keeps only its latest call's graph (gradcheck of it
+    raised after the check was added)."""
+    net = nn.Sequential(nn.Linear(3, 2)).double()
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((4, 3)), requires_grad=True)
+    with nn.DataParallel(net, workers=2) as dp:
+        assert tg.gradcheck(lambda a: dp(a), (x,))
+        assert tg.gradcheck(lambda a: dp(a), (x,), fast_mode=True)
+
+
+def test_a_kink_within_the_step_but_not_at_the_input_is_a_kink():
+    """relu's kink 0.6 eps from the input: the one-sided slopes at eps cross it, those at
+    eps/2 and eps/4 do not (the test at eps and 2 eps called it smooth)."""
+    x = tg.Tensor(np.array([0.0, 6e-7, -2.0]), requires_grad=True)
+    with pytest.raises(tg.GradcheckError) as info:
+        tg.gradcheck(lambda a: a.relu(), x)
+    assert info.value.at_kink and "the 2 failing elements sit at a kink" in str(info.value)
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_inputs_too_large_for_the_step_are_named(fast_mode):
+    """Where x +- eps rounds to x, finite differences measure nothing: gradcheck says so
+    (fast mode passed wrong VJPs there, its rounding correction being all the estimate)."""
+    x = tg.Tensor(np.full((2, 3), 1e13), requires_grad=True)
+    with pytest.raises(tg.GradcheckError, match="rounds to"):
+        tg.gradcheck(lambda a: _WrongSquare.apply(a), x, fast_mode=fast_mode)
+    assert tg.gradcheck(lambda a: a * a, x, eps=1e7, fast_mode=fast_mode)

@@ -988,3 +988,10 @@ def test_a_module_cannot_take_a_parameters_place():
     assert list(lin.state_dict()) == ["weight", "bias"]
     lin.weight = None  # (None is allowed, as there)
     assert lin.weight is None
+
+
+def test_conv_modules_take_one_int_sequences_as_pytorch():
+    """nn.Conv2d(padding=(1,), stride=(2,)) applies them to every dim, as F.conv2d does."""
+    conv = nn.Conv2d(2, 2, 3, stride=(2,), padding=(1,))
+    assert conv.stride == (2, 2) and conv.padding == (1, 1)
+    assert conv(tg.Tensor(np.zeros((1, 2, 7, 7), np.float32))).shape == (1, 2, 4, 4)

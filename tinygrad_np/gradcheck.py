@@ -122,8 +122,12 @@ def gradcheck(
     if fast_mode and n_projections < 1:
         raise ValueError(f"gradcheck: n_projections must be at least 1, got {n_projections}")
     rng = np.random.default_rng(seed)
+    first = _outputs(fn, inputs)
+    floats = [k for k, o in enumerate(first) if o.dtype.kind == "f"]
+    first = [np.array(first[k].data, np.float64) for k in floats]
+    # the second evaluation's graph is the one checked (nn.DataParallel keeps only the
+    # latest call's); the first's values must be the same
     outs = _outputs(fn, inputs)
-    floats = [k for k, o in enumerate(outs) if o.dtype.kind == "f"]
     live = [k for k in floats if outs[k].requires_grad]
     wrt = [t for t in inputs if t.requires_grad]
     wrt_idx = [i for i, t in enumerate(inputs) if t.requires_grad]
@@ -132,7 +136,7 @@ def gradcheck(
         o = _outputs(fn, inputs)  # recorded: fn may itself call backward (gradgradcheck)
         return [np.array(o[k].data, np.float64) for k in floats]  # (copies: o may be a view)
 
-    _check_deterministic([np.asarray(outs[k].data, np.float64) for k in floats], values())
+    _check_deterministic(first, [np.asarray(outs[k].data, np.float64) for k in floats])
     n_out = sum(int(outs[k].size) for k in floats)
     n_in = sum(int(t.size) for t in wrt)
     if not fast_mode and n_out <= JACOBIAN_MAX_OUTPUTS and n_out * n_in <= JACOBIAN_MAX_ENTRIES:
@@ -202,7 +206,7 @@ def gradcheck(
             excess[nonfinite] = np.inf  # (a non-finite element is the worst)
             j = int(np.argmax(excess))
             index = _index(j, t.shape)
-            kinks = _kinks(flat, np.flatnonzero(bad), excess, eps, values, None)
+            kinks = _kinks(flat, np.flatnonzero(bad), excess.reshape(-1), eps, values, None)
             frac = float(bad.mean())
             msg = (
                 f"gradcheck failed for inputs[{i_in}] (shape {tuple(t.shape)}), gradient J^T u "
@@ -258,7 +262,17 @@ def _columns(flat: np.ndarray, j: int, eps: float, values) -> tuple[list, list, 
         minus = values()
     finally:
         flat[j] = old
+    if not abs(up - down - 2 * eps) <= eps:  # (x so large that x +- eps rounds to x)
+        raise _step_lost(f"an element of {float(old):.6g}", f"a move of {up - down:.3g} "
+                         f"instead of {2 * eps:.3g}")  # fmt: skip
     return plus, minus, up - down
+
+
+def _step_lost(what: str, how: str) -> GradcheckError:
+    return GradcheckError(
+        f"gradcheck: at {what} the step x +- eps rounds to {how}, so finite differences "
+        "measure nothing there: pass an eps of about 1e-6 times the inputs' size (eps=...)"
+    )
 
 
 def _compare(ana: np.ndarray, num: np.ndarray, atol: float, rtol: float):
@@ -411,6 +425,13 @@ def _directional(wrt, vs, analytic, eps, atol, rtol, values, projected, noise):
                 float(np.sum(a * ((up - t.data) - 2 * h * v)))
                 for a, up, t, v in zip(analytic, ups, wrt, vs, strict=True)
             )
+            lost = np.sqrt(sum(  # how much of the move rounding took away (or added)
+                float(np.sum(((up - t.data) - 2 * h * v) ** 2))
+                for up, t, v in zip(ups, wrt, vs, strict=True)
+            ))  # fmt: skip
+            meant = 2 * h * np.sqrt(sum(float(np.sum(v * v)) for v in vs))
+            if not lost <= 0.5 * meant:  # (then the check would be mostly the correction)
+                raise _step_lost("these inputs", f"a move {lost / meant:.0%} off the one meant")
             minus = values()
         finally:
             for t, x in zip(wrt, saved, strict=True):
@@ -439,16 +460,20 @@ def _cat(arrays: list[np.ndarray], rows) -> np.ndarray:
 
 
 def _at_kink(flat: np.ndarray, j: int, eps: float, values, rows=None):
-    """Whether the one-sided slopes at element j disagree (the function is not smooth
-    there) for some output entry (of ``rows``, flat indices over the outputs; None:
-    all), and the slopes of the entry where they disagree most. A smooth function's
-    one-sided slopes differ by about f'' h, twice as much at step 2h; a kink within the
-    step gives a jump that does not grow with it."""
+    """Whether the function has a kink within eps of element j (where the step eps
+    crosses it, so that the finite difference and the derivative disagree for a good
+    reason), for some output entry (of ``rows``, flat indices over the outputs; None:
+    all); and the one-sided slopes of the entry where they disagree most.
+
+    The one-sided slopes at steps h = eps, eps/2, eps/4 differ by jumps j_h. For a
+    smooth function j_h = |f''| h: it halves with the step. A kink at distance d < h adds
+    about J (1 - d/h) to j_h, which does not halve; one beyond eps leaves all three
+    smooth (there the failure is the backward's)."""
     f0 = _cat(values(), rows)
     if f0.size == 0:
         return False, (0.0, 0.0)
     jumps, slopes = [], None
-    for h in (eps, 2 * eps):
+    for h in (eps, eps / 2, eps / 4):
         plus, minus, _ = _columns(flat, j, h, values)
         right, left = (_cat(plus, rows) - f0) / h, (f0 - _cat(minus, rows)) / h
         with np.errstate(invalid="ignore"):
@@ -457,9 +482,11 @@ def _at_kink(flat: np.ndarray, j: int, eps: float, values, rows=None):
             slopes = (left, right)
     left, right = slopes
     scale = np.maximum(np.maximum(np.abs(right), np.abs(left)), 1e-3)
+    j1, j2, j4 = jumps
     with np.errstate(invalid="ignore"):
-        kink = (jumps[0] > 0.1 * scale) & (jumps[1] < 1.5 * jumps[0])
-    m = int(np.argmax(np.where(np.isfinite(jumps[0]), jumps[0], 0)))
+        smooth = (np.abs(j1 - 2 * j2) <= 0.3 * j1) & (np.abs(j2 - 2 * j4) <= 0.3 * j2 + 1e-9)
+        kink = (j1 > 0.1 * scale) & ~smooth
+    m = int(np.argmax(np.where(np.isfinite(j1), j1, 0)))
     return bool(kink.any()), (float(left[m]), float(right[m]))
 
 

@@ -312,6 +312,11 @@ class _ConvNd(Module):
             self.padding = padding.lower()
         elif isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
             self.padding = (int(padding),) * n
+        elif (
+            isinstance(padding, (list, tuple)) and len(padding) == 1 and n > 1
+            and isinstance(padding[0], (int, np.integer)) and not isinstance(padding[0], bool)
+        ):  # fmt: skip
+            self.padding = (int(padding[0]),) * n  # (one int for every dim, as PyTorch)
         elif isinstance(padding, (list, tuple)) and len(padding) == n:
             self.padding = tuple(padding)  # one int or one (before, after) pair per dim
         else:
