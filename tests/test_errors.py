@@ -206,3 +206,27 @@ def test_nan_in_float32_training_step_does_not_raise():
     loss = F.mse_loss(F.linear(Tensor(np.ones((3, 2), np.float32)), w), np.zeros((3, 1)))
     loss.backward()
     assert np.isnan(loss.item()) and np.isnan(w.grad.numpy()).all()
+
+
+def test_comparison_in_place_and_assignment_shape_errors_name_the_operation():
+    """API.md: a shape mismatch in any op raises ValueError naming the operands and their
+    shapes; comparisons, & and |, in-place arithmetic and item assignment passed NumPy's
+    message on (no op named; the in-place one with a third shape)."""
+    a, b = tg.ones(2, 3), tg.ones(4)
+    for fn, name in ((lambda: a < b, "less"), (lambda: a == b, "equal"),
+                     (lambda: (a > 0) & (b > 0), "bitwise_and")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"{name}: operands with shapes \(2, 3\) and \(4,\)"):
+            fn()
+    with tg.no_grad():
+        with pytest.raises(ValueError, match=r"add in place: .*\(4,\).*\(2, 3\)"):
+            a += b
+        with pytest.raises(ValueError, match=r"item assignment: .*\(4,\).*\(3,\)"):
+            a[0] = np.ones(4)
+
+
+def test_functions_take_pytorchs_input_keyword():
+    """F.softmax, F.log_softmax and F.dropout take input= as PyTorch's (they took x=)."""
+    t = tg.Tensor([[1.0, 2.0], [3.0, 5.0]])
+    np.testing.assert_array_equal(F.softmax(input=t, dim=1).data, F.softmax(t, 1).data)
+    np.testing.assert_array_equal(F.log_softmax(input=t, dim=0).data, F.log_softmax(t, 0).data)
+    assert F.dropout(input=t, p=0.0).shape == (2, 2)

@@ -502,3 +502,16 @@ def test_collapsing_a_long_graph_of_plain_ops_takes_linear_time():
         viz.to_dot(out, collapse=True)
         times.append(time.perf_counter() - t0)
     assert times[1] < 10 * times[0] + 0.5  # (it was 13x for 4x the ops: 0.6 -> 8 s)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_conv_transpose_nodes_show_the_kernel_size_and_output_padding(nd):
+    """API.md: op nodes show their arguments, kernel size among them. A transposed conv's
+    node showed its bookkeeping input_size (the output's size) and hid kernel_size and
+    output_padding behind "+2 more"."""
+    x = tg.randn(1, 2, *(4,) * nd)
+    w = tg.randn(2, 3, *(3,) * nd, requires_grad=True)
+    y = getattr(F, f"conv_transpose{nd}d")(x, w, stride=2, padding=1, output_padding=1)
+    src = viz.to_dot(y).source
+    assert "kernel_size=" in src and "output_padding=" in src
+    assert "input_size" not in src and "more" not in src

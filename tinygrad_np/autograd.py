@@ -439,6 +439,9 @@ class Op:
     #: Tensor of it made by this node (see saved_output)
     keeps_output: bool = False
 
+    #: arguments a graph's node does not show (the op's own bookkeeping; see viz)
+    viz_hidden: tuple[str, ...] = ()
+
     # -- bookkeeping used by the engine, hooks and viz
     _clock = 0  # the in-place clock (note_in_place)
     _released = False

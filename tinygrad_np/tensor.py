@@ -495,7 +495,20 @@ class Tensor:
                 "expand, or a view of one): use the out-of-place form or a .clone()"
             )
         other = o.data if isinstance(o, Tensor) else o
-        ufunc(self._data, other, out=self._data, casting="same_kind")
+        try:
+            ufunc(self._data, other, out=self._data, casting="same_kind")
+        except ValueError:
+            shape = np.shape(other)
+            try:
+                fits = np.broadcast_shapes(shape, self.shape) == self.shape
+            except ValueError:
+                fits = False
+            if fits:  # (another cause: NumPy's own message)
+                raise
+            raise ValueError(
+                f"{ufunc.__name__} in place: an operand of shape {tuple(shape)} cannot be "
+                f"broadcast to the tensor's shape {tuple(self.shape)}"
+            ) from None
         self._modified()
         return self
 
@@ -540,6 +553,15 @@ class Tensor:
         PyTorch), an int tensor with a float in float64, an int beyond the tensor's dtype
         by its value; a list of numbers takes a float tensor's dtype."""
         a = self._data
+        fn = ufunc
+
+        def ufunc(x, y):  # (a shape mismatch named as the other ops name it)
+            try:
+                return fn(x, y)
+            except ValueError:
+                _ew._check_broadcast(fn.__name__, x, np.asarray(y))
+                raise
+
         t = type(o)
         if t is not float and t is not int and isinstance(o, np.generic):
             o = o.item()
@@ -621,9 +643,18 @@ class Tensor:
         except (TypeError, ValueError):
             v = np.asarray(value)
             lead = next((i for i, n in enumerate(v.shape) if n != 1), v.ndim)
-            if not lead:
-                raise
-            target[key] = v.reshape(v.shape[lead:])  # (leading dims of 1, as PyTorch)
+            try:
+                if not lead:
+                    raise
+                target[key] = v.reshape(v.shape[lead:])  # (leading dims of 1, as PyTorch)
+            except ValueError:
+                where = np.shape(target[key])
+                if v.dtype.kind not in "biufc" or np.shape(v) == where:
+                    raise
+                raise ValueError(
+                    f"item assignment: a value of shape {v.shape} cannot be broadcast to the "
+                    f"selection's shape {where}"
+                ) from None
         self._modified()
 
     # ------------------------------------------------------------------ math methods

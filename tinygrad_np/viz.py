@@ -134,11 +134,12 @@ def _shorten(s: str, n: int = _MAX_ARG_CHARS) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def format_args(args: dict[str, Any]) -> list[str]:
-    """One ``name=value`` line per op argument, None and private ones left out."""
+def format_args(args: dict[str, Any], hidden: tuple[str, ...] = ()) -> list[str]:
+    """One ``name=value`` line per op argument, None and private ones (and ``hidden``,
+    an op's own bookkeeping: ``Op.viz_hidden``) left out."""
     lines = []
     for k, v in args.items():
-        if v is None or k.startswith("_"):
+        if v is None or k.startswith("_") or k in hidden:
             continue
         lines.append(_shorten(f"{k}={_fmt_value(v, key=(k == 'key'))}"))
     if len(lines) > _MAX_ARGS:
@@ -350,7 +351,7 @@ def _build(
     for i, op in enumerate(gr.ops):
         key = f"op{i}"
         gr.op_key[id(op)] = key
-        lines = format_args(getattr(op, "args", {}))
+        lines = format_args(getattr(op, "args", {}), getattr(op, "viz_hidden", ()))
         if show_grads and op._retain is not None:
             t = op._retain()
             if t is not None and t.grad is not None:
@@ -389,7 +390,7 @@ def _op_sig(op: Op, base: tuple) -> tuple:
     scope = tuple(type(m).__name__ for m in getattr(op, "scope", ())[len(base) :])
     return (
         op.name,
-        tuple(format_args(getattr(op, "args", {}))),
+        tuple(format_args(getattr(op, "args", {}), getattr(op, "viz_hidden", ()))),
         tuple((t.shape, str(t.dtype)) for t in op.inputs),
         scope,
     )

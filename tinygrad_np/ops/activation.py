@@ -541,8 +541,9 @@ def implicit_dim(x: Tensor, dim: int | None, what: str, stacklevel: int = 3) -> 
     return dim
 
 
-def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tensor:
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tensor:
     """Numerically stable softmax along ``dim`` (None: ``implicit_dim``, as PyTorch)."""
+    x = input  # (PyTorch's name for the keyword)
     float_input(x, "softmax")
     dim = implicit_dim(x, dim, "softmax", _stacklevel)
     if x.ndim == 0:
@@ -550,8 +551,9 @@ def softmax(x: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tensor:
     return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
 
 
-def log_softmax(x: Tensor, dim: int | None = None) -> Tensor:
+def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     """Numerically stable log-softmax along ``dim`` (None: ``implicit_dim``, as PyTorch)."""
+    x = input  # (PyTorch's name for the keyword)
     float_input(x, "log_softmax")
     dim = implicit_dim(x, dim, "log_softmax")
     if x.ndim == 0:

@@ -207,6 +207,7 @@ class ConvTranspose(Op):
     """
 
     inplace_reads = staticmethod(bilinear_reads)
+    viz_hidden = ("input_size",)  # (its output's size: the node shows the conv's own args)
 
     def forward(
         self, y, w, b=None, *, stride, padding, dilation, groups, input_size, _cache=None, **shown
@@ -490,15 +491,15 @@ def _conv_transpose(
         sizes.append(m)
         pads.append((p, p - extra))
     ins = (y, weight) if bias is None else (y, weight, bias)
-    x = ConvTranspose.apply(
+    x = ConvTranspose.apply(  # (in the order a graph's node lists them, six at most)
         *ins,
+        kernel_size=kernel,
         stride=strides,
         padding=tuple(pads),
+        output_padding=out_pad,
         dilation=dilations,
         groups=int(groups),
         input_size=tuple(sizes),
-        kernel_size=kernel,
-        output_padding=out_pad,
     )
     return x if batched else x.squeeze(0)
 

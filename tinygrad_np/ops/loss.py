@@ -341,8 +341,9 @@ class Dropout(Op):
         return (g * const(self.scale),)
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    x = input  # (PyTorch's name for the keyword)
     p = number_arg(p, "dropout", "p")
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(f"dropout: training must be a bool, got {training!r}")
