@@ -148,16 +148,20 @@ def test_linear_bias_gradient_over_many_rows_is_summed_in_float64():
     assert np.max(np.abs(b.grad.data - exact) / np.abs(exact)) < 2e-7
 
 
-def test_bce_with_logits_for_targets_near_one_is_accurate():
-    """(1 - t) x instead of max(x, 0) - x t: with t = 0.999 and positive logits the
-    subtraction cancelled (6e-5 relative error, PyTorch 1.6e-7); now 2e-7."""
+@pytest.mark.parametrize("sign, target", [(1, 0.999), (-1, 0.001), (-1, 1e-8), (1, 0.5)])
+def test_bce_with_logits_is_accurate_at_both_ends(sign, target):
+    """The linear term is (1 - t) x for a positive logit and -t x otherwise: max(x, 0) - x t
+    cancelled for t = 0.999 and positive logits (6e-5 relative error, PyTorch 1.6e-7), and
+    (1 - t) x - min(x, 0) for t near 0 and negative ones (1.0 at t = 1e-8, as PyTorch's)."""
     rng = np.random.default_rng(0)
-    x = (30 * np.abs(rng.standard_normal(10000))).astype(np.float32)
-    t = np.full(10000, 0.999, np.float32)
+    x = (sign * 30 * np.abs(rng.standard_normal(10000))).astype(np.float32)
+    t = np.full(10000, target, np.float32)
     loss = F.binary_cross_entropy_with_logits(tg.Tensor(x), t, reduction="none").data
-    x64 = x.astype(np.float64)
-    exact = (1 - t.astype(np.float64)) * x64 + np.log1p(np.exp(-x64))
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    exact = np.where(x64 > 0, (1 - t64) * x64, -t64 * x64) + np.log1p(np.exp(-np.abs(x64)))
     assert np.max(np.abs(loss - exact) / exact) < 1e-6
+    bools = F.binary_cross_entropy_with_logits(tg.Tensor(x), tg.Tensor(t > 0.5))
+    assert bools.dtype == np.float32  # (a bool target in x's dtype)
 
 
 def test_batch_norm_over_long_planes_sums_in_blocks():

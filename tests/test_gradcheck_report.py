@@ -296,3 +296,33 @@ def test_inputs_too_large_for_the_step_are_named(fast_mode):
     with pytest.raises(tg.GradcheckError, match="rounds to"):
         tg.gradcheck(lambda a: _WrongSquare.apply(a), x, fast_mode=fast_mode)
     assert tg.gradcheck(lambda a: a * a, x, eps=1e7, fast_mode=fast_mode)
+
+
+def test_inputs_holding_inf_or_nan_are_checked():
+    """An inf or NaN input stays one when moved: its nominal step is taken (such inputs
+    were refused as "too large for the step": masked logits, a where's masked entry)."""
+    logits = tg.Tensor(np.array([-np.inf, 0.3, 1.2]), requires_grad=True)
+    x = tg.Tensor(np.array([0.3, np.inf, -0.7]), requires_grad=True)
+    mask = tg.Tensor(np.array([True, False, True]))
+    for fast in (False, True):
+        assert tg.gradcheck(lambda a: a.softmax(0), logits, fast_mode=fast)
+        assert tg.gradcheck(lambda a: tg.where(mask, a, 0.0), x, fast_mode=fast)
+
+
+def test_a_wrong_vjp_at_large_inputs_is_reported_as_such():
+    """At x = 5e9 the step eps still moves x (it is measured exactly), but the kink probe's
+    shorter steps do not: the probe gives up there instead of raising its own "rounds to"
+    error over the real mismatch."""
+    x = tg.Tensor(np.array([5e9, -3e9]), requires_grad=True)
+    assert tg.gradcheck(lambda a: a * 1.0, x)
+    with pytest.raises(tg.GradcheckError, match="analytic 2, numerical 1") as info:
+        tg.gradcheck(lambda a: _Doubled.apply(a), x)
+    assert info.value.input_index == 0
+
+
+class _Doubled(Op):
+    def forward(self, x):
+        return x * 1.0
+
+    def vjp(self, g):
+        return (g * 2.0,)
