@@ -162,6 +162,8 @@ def test_bce_with_logits_is_accurate_at_both_ends(sign, target):
     assert np.max(np.abs(loss - exact) / exact) < 1e-6
     bools = F.binary_cross_entropy_with_logits(tg.Tensor(x), tg.Tensor(t > 0.5))
     assert bools.dtype == np.float32  # (a bool target in x's dtype)
+    wide = F.binary_cross_entropy_with_logits(tg.Tensor(x), tg.Tensor(t.astype(np.float64)))
+    assert wide.dtype == np.float64  # (a float target promotes, as PyTorch; not rounded)
 
 
 def test_batch_norm_over_long_planes_sums_in_blocks():

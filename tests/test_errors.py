@@ -230,3 +230,13 @@ def test_functions_take_pytorchs_input_keyword():
     np.testing.assert_array_equal(F.softmax(input=t, dim=1).data, F.softmax(t, 1).data)
     np.testing.assert_array_equal(F.log_softmax(input=t, dim=0).data, F.log_softmax(t, 0).data)
     assert F.dropout(input=t, p=0.0).shape == (2, 2)
+
+
+def test_assignment_errors_other_than_shapes_keep_numpys_message():
+    """Only a real shape mismatch gets the item-assignment shape message: NaN into an int
+    tensor keeps NumPy's "cannot convert float NaN to integer" (a scalar was reported as
+    not broadcasting)."""
+    t = tg.Tensor(np.arange(3))
+    for key in (slice(None), slice(0, 2), np.array([True, False, True]), [0, 2]):
+        with pytest.raises(ValueError, match="NaN to integer"):
+            t[key] = float("nan")

@@ -73,6 +73,14 @@ def _to_array(data: Any, dtype: np.dtype | None) -> np.ndarray:
     return np.array(arr)  # a copy, as torch.tensor
 
 
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target``."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 class Tensor:
     """An n-dimensional array that records the operations applied to it.
 
@@ -553,38 +561,34 @@ class Tensor:
         PyTorch), an int tensor with a float in float64, an int beyond the tensor's dtype
         by its value; a list of numbers takes a float tensor's dtype."""
         a = self._data
-        fn = ufunc
-
-        def ufunc(x, y):  # (a shape mismatch named as the other ops name it)
-            try:
-                return fn(x, y)
-            except ValueError:
-                _ew._check_broadcast(fn.__name__, x, np.asarray(y))
-                raise
-
-        t = type(o)
-        if t is not float and t is not int and isinstance(o, np.generic):
-            o = o.item()
+        try:  # (free unless it raises)
             t = type(o)
-        if t is float:
-            if not -3.4e38 < o < 3.4e38 and o == o and a.dtype.kind == "f":
-                big = _FLOAT_MAX.get(a.dtype, math.inf)  # (beyond the dtype: as an infinity,
-                if not -big <= o <= big:  # without NumPy's cast overflow warning)
-                    o = math.copysign(math.inf, o)
+            if t is not float and t is not int and isinstance(o, np.generic):
+                o = o.item()
+                t = type(o)
+            if t is float:
+                if not -3.4e38 < o < 3.4e38 and o == o and a.dtype.kind == "f":
+                    big = _FLOAT_MAX.get(a.dtype, math.inf)  # (beyond the dtype: as an infinity,
+                    if not -big <= o <= big:  # without NumPy's cast overflow warning)
+                        o = math.copysign(math.inf, o)
+                return Tensor._make(ufunc(a, o), False, None)
+            if t is int or t is bool:
+                return Tensor._make(ufunc(a, o), False, None)
+            if isinstance(o, Tensor):
+                return Tensor._make(ufunc(a, o._data), False, None)
+            if isinstance(o, (list, tuple)):
+                o = np.asarray(o)
+                if a.dtype.kind == "f" and o.dtype.kind in "iubf":
+                    o = o.astype(a.dtype)
+            elif o is None or isinstance(o, (str, bytes)):
+                if eq:  # (t == None is False, t != None True, as PyTorch)
+                    return NotImplemented
+                raise TypeError(f"cannot compare a Tensor with {type(o).__name__} {o!r:.40}")
             return Tensor._make(ufunc(a, o), False, None)
-        if t is int or t is bool:
-            return Tensor._make(ufunc(a, o), False, None)
-        if isinstance(o, Tensor):
-            return Tensor._make(ufunc(a, o._data), False, None)
-        if isinstance(o, (list, tuple)):
-            o = np.asarray(o)
-            if a.dtype.kind == "f" and o.dtype.kind in "iubf":
-                o = o.astype(a.dtype)
-        elif o is None or isinstance(o, (str, bytes)):
-            if eq:  # (t == None is False, t != None True, as PyTorch)
-                return NotImplemented
-            raise TypeError(f"cannot compare a Tensor with {type(o).__name__} {o!r:.40}")
-        return Tensor._make(ufunc(a, o), False, None)
+        except ValueError:  # (a shape mismatch named as the other ops name it)
+            b = o._data if isinstance(o, Tensor) else o
+            _ew._check_broadcast(ufunc.__name__, a, np.asarray(b))
+            raise
 
     def __eq__(self, o):  # type: ignore[override]
         return self._compare(o, np.equal, True)
@@ -649,8 +653,8 @@ class Tensor:
                 target[key] = v.reshape(v.shape[lead:])  # (leading dims of 1, as PyTorch)
             except ValueError:
                 where = np.shape(target[key])
-                if v.dtype.kind not in "biufc" or np.shape(v) == where:
-                    raise
+                if v.dtype.kind not in "biufc" or _broadcasts_to(v.shape[lead:], where):
+                    raise  # (another cause than the shapes: NumPy's own message)
                 raise ValueError(
                     f"item assignment: a value of shape {v.shape} cannot be broadcast to the "
                     f"selection's shape {where}"

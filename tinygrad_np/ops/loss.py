@@ -301,10 +301,10 @@ class BceWithLogits(Op):
         return (True, needs[0])
 
     def forward(self, x, t):
-        if t.dtype != x.dtype:  # (a bool or int target: in x's dtype, not int64's)
+        if t.dtype.kind not in "fc":  # (a bool or int target: in x's dtype, not int64's)
             t = t.astype(x.dtype)
-        with np.errstate(invalid="ignore"):
-            loss = np.subtract(x > 0, t, dtype=x.dtype)  # 1 - t or -t: exact either way
+        with np.errstate(invalid="ignore"):  # 1 - t or -t, exact either way, in the dtype
+            loss = np.subtract(x > 0, t, dtype=np.result_type(x, t))  # x and t promote to
             loss *= x
             loss += np.log1p(np.exp(-np.abs(x)))
         inf = np.isinf(x)
