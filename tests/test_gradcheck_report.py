@@ -326,3 +326,15 @@ class _Doubled(Op):
 
     def vjp(self, g):
         return (g * 2.0,)
+
+
+def test_reports_name_the_random_output_and_the_limit_that_applied():
+    """The determinism error names fn's output index (it counted float outputs only), and
+    the J^T u fallback says which limit sent it there (outputs, or Jacobian entries)."""
+    x = tg.Tensor(np.linspace(0.5, 1.5, 20), requires_grad=True)
+    with pytest.raises(tg.GradcheckError, match=r"output 2\b"):
+        tg.gradcheck(lambda a: (a > 1, a * 2, F.dropout(a, 0.5)), x)
+    wide = tg.Tensor(np.ones((2100, 1)))
+    y = tg.Tensor(np.random.default_rng(0).uniform(0.5, 2.0, (2100,)), requires_grad=True)
+    with pytest.raises(tg.GradcheckError, match="the Jacobian has 2100 x 2100 entries"):
+        tg.gradcheck(lambda a: _WrongSquare.apply(a) * wide[:, 0], y)

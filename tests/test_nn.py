@@ -983,7 +983,7 @@ def test_a_module_cannot_take_a_parameters_place():
     """Assigning a Module where a Parameter is raises, as PyTorch: it silently replaced the
     parameter (the state dict lost 'weight')."""
     lin = nn.Linear(2, 2)
-    with pytest.raises(TypeError, match="parameter 'weight'"):
+    with pytest.raises(TypeError, match="parameter 'weight' of Linear: expected nn.Parameter"):
         lin.weight = nn.ReLU()
     assert list(lin.state_dict()) == ["weight", "bias"]
     lin.weight = None  # (None is allowed, as there)

@@ -103,9 +103,10 @@ def gradcheck(
 
     Every entry d output[i] / d input[j] of the Jacobian is compared, as in PyTorch,
     where the float outputs have at most JACOBIAN_MAX_OUTPUTS elements (one backward
-    pass each); beyond that, J^T u for a random upstream gradient u, element by element
-    of the inputs. Each output is differenced on its own, so a large output (or one
-    that does not depend on the inputs) does not drown the others' changes.
+    pass each) and the Jacobian at most JACOBIAN_MAX_ENTRIES entries; beyond that, J^T u
+    for a random upstream gradient u, element by element of the inputs. Each output is
+    differenced on its own, so a large output (or one that does not depend on the
+    inputs) does not drown the others' changes.
 
     Returns True, or raises :class:`GradcheckError` naming the input, the worst
     element by its full index (and, entry by entry, the output element), both
@@ -136,13 +137,18 @@ def gradcheck(
         o = _outputs(fn, inputs)  # recorded: fn may itself call backward (gradgradcheck)
         return [np.array(o[k].data, np.float64) for k in floats]  # (copies: o may be a view)
 
-    _check_deterministic(first, [np.asarray(outs[k].data, np.float64) for k in floats])
+    _check_deterministic(first, [np.asarray(outs[k].data, np.float64) for k in floats], floats)
     n_out = sum(int(outs[k].size) for k in floats)
     n_in = sum(int(t.size) for t in wrt)
     if not fast_mode and n_out <= JACOBIAN_MAX_OUTPUTS and n_out * n_in <= JACOBIAN_MAX_ENTRIES:
         fresh = lambda: _outputs(fn, inputs)  # noqa: E731
         return _check_jacobian(outs, fresh, floats, live, wrt, wrt_idx, values, eps, atol, rtol)
 
+    too_many = (  # (why not entry by entry, for the report)
+        f"the outputs have {n_out} elements, more than JACOBIAN_MAX_OUTPUTS"
+        if n_out > JACOBIAN_MAX_OUTPUTS
+        else f"the Jacobian has {n_out} x {n_in} entries, more than JACOBIAN_MAX_ENTRIES"
+    )
     us = {k: rng.standard_normal(outs[k].shape) for k in floats}
     if live:
         analytic = grad(
@@ -210,8 +216,7 @@ def gradcheck(
             frac = float(bad.mean())
             msg = (
                 f"gradcheck failed for inputs[{i_in}] (shape {tuple(t.shape)}), gradient J^T u "
-                f"for a random upstream gradient u (the outputs have {n_out} elements, too "
-                f"many to compare every Jacobian entry): worst element "
+                f"for a random upstream gradient u ({too_many}): worst element "
                 f"{index}: analytic {ana.flat[j]:.6g}, numerical {num.flat[j]:.6g} "
                 f"(difference {err.flat[j]:.3g}, allowed {allowed.flat[j]:.3g}); "
                 f"{int(bad.sum())} of {bad.size} elements ({100 * frac:.1f}%) fail."
@@ -228,10 +233,10 @@ def gradcheck(
     return True
 
 
-def _check_deterministic(first: list[np.ndarray], second: list[np.ndarray]) -> None:
+def _check_deterministic(first: list, second: list, which: list[int]) -> None:
     """Raise unless two evaluations of fn at the same inputs gave the same values: finite
     differences of a random function (dropout, noise) check nothing."""
-    for k, (a, b) in enumerate(zip(first, second, strict=True)):
+    for k, a, b in zip(which, first, second, strict=True):  # (k: fn's output index)
         if not np.array_equal(a, b, equal_nan=True):
             diff = np.abs(a - b)
             raise GradcheckError(
@@ -425,10 +430,11 @@ def _directional(wrt, vs, analytic, eps, atol, rtol, values, projected, noise):
             for t, v, x in zip(wrt, vs, saved, strict=True):
                 np.subtract(x, h * v, out=t.data)
             # what rounding did to the move x+ - x- (not where x is inf or NaN: it stays)
-            errs = [
-                np.where(np.isfinite(x), (up - t.data) - 2 * h * v, 0.0)
-                for up, t, v, x in zip(ups, wrt, vs, saved, strict=True)
-            ]
+            with np.errstate(invalid="ignore"):  # (inf - inf, masked out)
+                errs = [
+                    np.where(np.isfinite(x), (up - t.data) - 2 * h * v, 0.0)
+                    for up, t, v, x in zip(ups, wrt, vs, saved, strict=True)
+                ]
             off = sum(  # <J^T u, (x+ - x-) - 2 h v>: the rounding of the two points
                 float(np.sum(a * e)) for a, e in zip(analytic, errs, strict=True)
             )

@@ -124,9 +124,13 @@ class Module:
             d["_parameters"][name] = value
         elif "_parameters" in d and name in d["_parameters"]:  # (before a Module, as PyTorch)
             if value is not None:
+                advice = (  # (a Module cannot become a Parameter)
+                    "expected nn.Parameter or None" if isinstance(value, Module)
+                    else "wrap it in nn.Parameter (or assign None)"
+                )  # fmt: skip
                 raise TypeError(
                     f"cannot assign {type(value).__name__} to parameter '{name}' of "
-                    f"{type(self).__name__}: wrap it in nn.Parameter (or assign None)"
+                    f"{type(self).__name__}: {advice}"
                 )
             d["_parameters"][name] = None
         elif isinstance(value, Module):

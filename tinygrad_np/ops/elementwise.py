@@ -259,8 +259,10 @@ class Pow(Op):
         if self.needs_grad[1]:
             # y * log(a), 0 where a == 0 and b >= 0 (log(1) = 0 in its place)
             zero = const((a.data == 0) & (b.data >= 0))
-            if a.dtype.kind not in "fc":  # an integer base (no grad) in the result's dtype:
-                a = const(a.data.astype(g.dtype))  # its log in float32 lost 8 digits
+            if a.dtype != g.dtype:  # the base in the result's dtype (an int's log in float32,
+                # or a float32 base's with a float64 exponent, lost digits); a float base may
+                # require grad (a recorded VJP): a cast op then, else a constant
+                a = a.astype(g.dtype) if a.dtype.kind in "fc" else const(a.data.astype(g.dtype))
             safe_a = Where.apply(zero, const(np.ones((), a.dtype)), a)
             gb = g * (a**b) * safe_a.log()
         return ga, gb

@@ -9,7 +9,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, bilinear_reads, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
-from tinygrad_np.ops.reduce import add_up
+from tinygrad_np.ops.reduce import leading_sum
 from tinygrad_np.tensor import Tensor, tensor_input
 
 
@@ -102,8 +102,8 @@ class Linear(Op):
             g2 = gd.reshape(rows, gd.shape[-1])
             gx = par.matmul(g2, w.data).reshape(x.shape) if need[0] else None
             gw = par.matmul(g2.T, x.data.reshape(rows, x.shape[-1])) if need[1] else None
-            gb = add_up(g2, (0,)) if len(need) == 3 and need[2] else None  # (float64 for
-            # many rows: a float32 sum down them was 28-313x PyTorch's error)
+            gb = leading_sum(g2) if len(need) == 3 and need[2] else None  # (a float32 sum
+            # down many rows was 28-313x PyTorch's error)
             return _consts(gx, gw, gb)[: len(need)]
         gx = g @ w if self.needs_grad[0] else None
         g2 = g.reshape(rows, g.shape[-1])  # (rows, out)
