@@ -81,6 +81,8 @@ def test_thread_count_from_the_environment(monkeypatch):
     monkeypatch.delenv("TINYGRAD_NP_NUM_THREADS")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert par._default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2,1")  # (OpenMP's nested list: the outer count;
+    assert par._default_threads() == 4  # it raised ValueError at the first op)
     monkeypatch.setenv("OMP_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="OMP_NUM_THREADS"):
         par._default_threads()

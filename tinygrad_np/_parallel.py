@@ -50,6 +50,8 @@ STRIDED_WEIGHT = 16
 def _default_threads() -> int:
     for var in ("TINYGRAD_NP_NUM_THREADS", "OMP_NUM_THREADS"):
         value = os.environ.get(var, "").strip()
+        if var == "OMP_NUM_THREADS":  # (OpenMP's list form, "2,1": the outer level's count)
+            value = value.split(",")[0].strip()
         if value:
             try:
                 n = int(value)
