@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 
 import numpy as np
 import pytest
 
+import tinygrad_np as tg
 from tinygrad_np import _parallel as par
 
 
@@ -232,3 +234,20 @@ def test_both_re_raises_and_waits(threads):
     assert done == [True]  # the second call had finished before the error came out
     with pytest.raises(KeyError):
         par.both(lambda: 1, lambda: {}["missing"])
+
+
+@pytest.mark.parametrize("bad", [0, 31])
+def test_the_callers_numpy_error_state_holds_on_the_pools_threads(threads, bad):
+    """NumPy's error state is per thread: np.errstate(invalid="raise") held only for the
+    slice the calling thread ran, so with 2 threads an inf - inf in the second half of the
+    batch gave NaN silently (and "ignore" held only there too)."""
+    import tinygrad_np.nn.functional as F
+
+    threads(2)
+    x = np.zeros((32, 32, 56, 56), np.float32)
+    x[bad, 0, 0, :2] = [np.inf, -np.inf]
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        F.avg_pool2d(tg.Tensor(x), 2)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(F.avg_pool2d(tg.Tensor(x), 2).data).sum() == 1

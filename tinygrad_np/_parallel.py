@@ -82,6 +82,12 @@ def carry(get: Callable[[], object], set_: Callable[[object], None]) -> None:
     _carried.append((get, set_))
 
 
+# NumPy's floating-point error state is per thread (a context variable since NumPy 2.0):
+# a caller's np.errstate(invalid="raise") must hold in the pool's threads too, or whether
+# an op raises would depend on the thread count and on which slice holds the bad value.
+carry(np.geterr, lambda state: np.seterr(**state))
+
+
 def _after_fork_in_child() -> None:
     """A forked child has none of its parent's threads: a lock one of them held would
     stay held forever, and the pool's threads are gone (it is made anew when needed)."""
