@@ -189,3 +189,16 @@ def test_linear_bias_gradient_blocks_are_as_accurate_as_pytorch(shape):
     ours = np.max(np.abs(leading_sum(g) - exact)) / np.max(np.abs(exact))
     theirs = np.max(np.abs(torch.tensor(g).sum(0).numpy() - exact)) / np.max(np.abs(exact))
     assert ours <= 2 * max(theirs, 1e-7), (ours, theirs)
+
+
+def test_batch_norm_on_short_rows_is_accurate_on_two_threads(threads):
+    """Short rows (spatial size below 32) are summed down the samples; each thread's share
+    was one float32 product, whose error grew with N (1.9e-5 at N = 200000 on 2 threads,
+    1.1e-6 on one, PyTorch 5e-7); blocks added in float64 give 1.4e-7."""
+    threads(2)
+    x = (100 + np.random.default_rng(0).standard_normal((200000, 8, 3))).astype(np.float32)
+    y = F.batch_norm(tg.Tensor(x), None, None, training=True)
+    x64 = x.astype(np.float64)
+    m, v = x64.mean((0, 2), keepdims=True), x64.var((0, 2), keepdims=True)
+    ref = (x64 - m) / np.sqrt(v + 1e-5)
+    assert np.max(np.abs(y.data - ref)) / np.max(np.abs(ref)) < 1e-6

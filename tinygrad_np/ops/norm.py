@@ -20,6 +20,7 @@ import numpy as np
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.reduce import leading_sum
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
 
@@ -60,7 +61,9 @@ def _channel_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     if length >= SHORT_ROWS:
         return _row_sums(a, b).sum(axis=0, dtype=np.float64)
     cols = (a if b is None else a * b).reshape(n, c * length)
-    return (np.ones(n, a.dtype) @ cols).reshape(c, length).sum(axis=1, dtype=np.float64)
+    # (down the samples in blocks, added in float64: one float32 product over a thread's
+    # share of a large batch lost accuracy with N; BatchNorm1d on (N, C))
+    return leading_sum(cols, float64=True).reshape(c, length).sum(axis=1)
 
 
 # Rows shorter than this are summed down the columns instead: (N, C) input to BatchNorm1d
