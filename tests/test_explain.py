@@ -413,3 +413,30 @@ def test_explain_names_the_routes_the_backward_maps_take(threads, monkeypatch):
     wv = tg.Tensor(np.ones((16, 8, 3, 3, 3), np.float32), requires_grad=True)
     F.conv3d(xv, wv, padding=1).sum().backward()
     assert ran == ["correlate_transpose_wide"]
+
+
+@pytest.mark.parametrize(
+    "xs, ws, kw, says, runs",
+    [((32, 2, 12, 12), (4, 2, 5, 5), {}, "then col2im", "correlate_transpose_samples_last"),
+     ((1, 4, 8, 8, 8), (16, 4, 2, 2, 2), {"padding": 1}, "tap views", "correlate_transpose_taps")],
+)  # fmt: skip
+def test_explained_input_gradient_route_is_the_one_run_on_two_threads(
+    threads, monkeypatch, xs, ws, kw, says, runs
+):
+    """On two threads a conv's backward maps share them only from 1M multiply-adds
+    (ops/conv.maps_side_by_side); below, dx runs on both threads and takes other routes.
+    explain assumed dx ran on one thread beside dw whenever the maps were below the upper
+    bound, and named the row-window or wide-grid route the op did not take."""
+    threads(2)
+    nd = len(xs) - 2
+    lines = [ln for ln in getattr(explain, f"conv{nd}d")(xs, ws, quiet=True, **kw).lines
+             if ln.startswith("  dx")]  # fmt: skip
+    assert len(lines) == 1 and says in lines[0]
+    ran = []
+    real = getattr(cm, runs)
+    monkeypatch.setattr(cm, runs, lambda *a, **k: (ran.append(runs), real(*a, **k))[1])
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal(xs).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal(ws).astype(np.float32), requires_grad=True)
+    getattr(F, f"conv{nd}d")(x, w, **kw).sum().backward()
+    assert ran == [runs]

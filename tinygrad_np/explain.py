@@ -302,8 +302,8 @@ def _dx_on_rows(xs, ws, out_shape, sizes, pads, strides, dilations, groups) -> b
 
     padded = (*xs[:2], *cm.padded_sizes(sizes, pads))
     macs = math.prod(out_shape) * math.prod(ws[1:])
-    if par.get_num_threads() > 1 and macs >= conv_op._CONCURRENT_MAPS_MAX:
-        return False
+    if par.get_num_threads() > 1 and not conv_op.maps_side_by_side(macs, groups, ws):
+        return False  # (dx on every thread: no row windows)
     with par.single_threaded():
         return cm._rows_route(padded, ws, strides, dilations, groups, "input_grad")
 
@@ -324,9 +324,7 @@ def _conv_dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, gr
             "flops; convmath.ONE_CHANNEL_SCALE)"
         )
         return
-    concurrent = par.get_num_threads() > 1 and (
-        math.prod(out_shape) * math.prod(ws[1:]) < conv_op._CONCURRENT_MAPS_MAX
-    )
+    concurrent = conv_op.maps_side_by_side(math.prod(out_shape) * math.prod(ws[1:]), groups, ws)
     with par.single_threaded() if concurrent else contextlib.nullcontext():
         _dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups, itemsize)
 

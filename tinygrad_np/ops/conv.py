@@ -103,6 +103,18 @@ _CONCURRENT_MAPS_MAX = 1 << 26
 _CONCURRENT_MAPS_MIN = 1 << 20
 
 
+def maps_side_by_side(macs: int, groups: int, w_shape) -> bool:
+    """Whether a conv's two backward maps of ``macs`` multiply-adds each run one on each
+    of two threads (``par.both``), each then on one thread (explain.py asks the same):
+    from _CONCURRENT_MAPS_MIN to _CONCURRENT_MAPS_MAX, with threads to spare, not for a
+    depthwise conv (each of its maps splits its own loops better)."""
+    return (
+        par.get_num_threads() > 1
+        and _CONCURRENT_MAPS_MIN <= macs < _CONCURRENT_MAPS_MAX
+        and not (groups > 1 and w_shape[1] == 1)
+    )
+
+
 def _bias_shape(o: int, nd: int) -> tuple[int, ...]:
     return (o,) + (1,) * nd
 
@@ -151,9 +163,8 @@ class Conv(Op):
             all(self.needs_grad[:2])
             and not is_grad_enabled()
             and not isinstance(kept, cm.Spectra)
-            and _CONCURRENT_MAPS_MIN <= g.size * math.prod(w.shape[1:]) < _CONCURRENT_MAPS_MAX
-            and not (self.args["groups"] > 1 and w.shape[1] == 1)  # depthwise: each map
-        ):  # two small maps: one each on two threads   # splits its own loops better
+            and maps_side_by_side(g.size * math.prod(w.shape[1:]), self.args["groups"], w.shape)
+        ):  # two small maps: one each on two threads
             gx, gw = par.both(input_grad, weight_grad)
         else:
             gx = input_grad() if self.needs_grad[0] else None
