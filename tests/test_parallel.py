@@ -251,3 +251,7 @@ def test_the_callers_numpy_error_state_holds_on_the_pools_threads(threads, bad):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isnan(F.avg_pool2d(tg.Tensor(x), 2).data).sum() == 1
+    calls = []  # (mode "call": the callback too; carrying the mode alone raised NameError)
+    with np.errstate(invalid="call", call=lambda kind, flag: calls.append(kind)):
+        F.avg_pool2d(tg.Tensor(x), 2)
+    assert calls and all("invalid" in k for k in calls)

@@ -30,6 +30,7 @@ loops are then still threaded, products use BLAS's own threads).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import os
 import threading
@@ -81,11 +82,6 @@ def carry(get: Callable[[], object], set_: Callable[[object], None]) -> None:
     state: ``get()`` read there, ``set_(value)`` on the worker for the task's duration."""
     _carried.append((get, set_))
 
-
-# NumPy's floating-point error state is per thread (a context variable since NumPy 2.0):
-# a caller's np.errstate(invalid="raise") must hold in the pool's threads too, or whether
-# an op raises would depend on the thread count and on which slice holds the bad value.
-carry(np.geterr, lambda state: np.seterr(**state))
 
 
 def _after_fork_in_child() -> None:
@@ -150,9 +146,14 @@ def _submit(workers: int, fn: Callable[[slice], object], s: slice):
     state of this thread. Another thread may replace or stop the pool between our taking
     it and submitting to it: then the new one takes the task."""
     values = [get() for get, _ in _carried]
+    # and this thread's context variables: NumPy's floating-point error state lives in one
+    # (since NumPy 2.0, with np.errstate's callback), so that a caller's np.errstate holds
+    # on the pool's threads too; else whether an op raised depended on the thread count and
+    # on which slice held the bad value
+    context = contextvars.copy_context()
     for attempt in range(3):
         try:
-            return _pool(workers).submit(_run_task, fn, s, values)
+            return _pool(workers).submit(context.run, _run_task, fn, s, values)
         except RuntimeError:  # "cannot schedule new futures after shutdown"
             if attempt == 2:
                 raise

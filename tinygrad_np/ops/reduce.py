@@ -111,7 +111,9 @@ def leading_sum(x: np.ndarray, float64: bool = False) -> np.ndarray:
     2571 -> 623, (200000, 3) 3760 -> 474 (nineteenth session). With ``float64`` the sum
     is returned in float64 (for callers that add such sums up further)."""
     n, c = x.shape
-    if n <= SERIAL_SUM_LIMIT or x.dtype not in (np.float32, np.float16):
+    if n <= SERIAL_SUM_LIMIT or x.dtype not in (np.float32, np.float16) or (
+        not x.flags.c_contiguous  # (the blocks' reshape would copy: a sum's broadcast g)
+    ):
         if float64:
             return (np.ones(n, dtype=x.dtype) @ x).astype(np.float64, copy=False)
         return add_up(x, (0,))
