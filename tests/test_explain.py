@@ -440,3 +440,25 @@ def test_explained_input_gradient_route_is_the_one_run_on_two_threads(
     w = tg.Tensor(rng.standard_normal(ws).astype(np.float32), requires_grad=True)
     getattr(F, f"conv{nd}d")(x, w, **kw).sum().backward()
     assert ran == [runs]
+
+
+def test_row_windows_not_kept_explain_the_weight_gradients_own_route(threads, monkeypatch):
+    """Where the forward's row windows are not kept for dw (over the cache), dw runs
+    correlate_weight_grad's GEMM route: explain said "forward and dw: by row windows ...
+    dw builds its own" and described no route for it."""
+    threads(1)
+    xs, ws = (16, 32, 64, 64), (32, 32, 3, 3)
+    lines = explain.conv2d(xs, ws, quiet=True).lines
+    rows = [ln for ln in lines if "by row windows" in ln]
+    assert len(rows) == 1 and rows[0].startswith("  forward: by row windows")
+    assert "dw takes the GEMM route below" in rows[0]
+    assert any("dw builds one sample's columns" in ln for ln in lines)
+    ran = []
+    real = cm.correlate_weight_grad_gemm
+    monkeypatch.setattr(cm, "correlate_weight_grad_gemm",
+                        lambda *a, **k: (ran.append(1), real(*a, **k))[1])  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal(xs).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal(ws).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w).sum().backward()
+    assert ran == [1]

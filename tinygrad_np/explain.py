@@ -218,9 +218,10 @@ def _thin_lines(lines, maps, xs, ws, pads, dilations, outs, itemsize) -> int:
     return scratch
 
 
-def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int:
-    """The row-window route's lines (forward and dw; convmath's partial im2col whose
-    kernel rows are contiguous blocks); returns its scratch."""
+def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> tuple[int, bool]:
+    """The row-window route's lines (the forward, and dw where the forward keeps R:
+    convmath's partial im2col whose kernel rows are contiguous blocks); returns its scratch
+    and whether R is kept for dw."""
     rows, taps, _ = cm._row_geometry(kernel, strides, outs, n_, c)
     r = cm._row_windows_size(kernel, strides, outs, n_, c) * itemsize
     per = cm._rows_chunk_bytes(c, o, kernel, strides, outs, padded, itemsize)
@@ -230,7 +231,8 @@ def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int
     kept = all(len(chunks) == 1 for chunks in shares) and r <= cm._settings["cache_bytes"]
     rest = "x".join(map(str, kernel[1:]))
     lines.append(
-        f"  forward and dw: by row windows ({len(kernel)}-D; {threads} thread(s), each on its "
+        f"  {'forward and dw' if kept else 'forward'}: by row windows ({len(kernel)}-D; "
+        f"{threads} thread(s), each on its "
         "share of "
         f"the samples): the input copied once per "
         f"kernel tap of the other dims ({rest}) into R, {rows} rows x C x {rest} x "
@@ -241,10 +243,10 @@ def _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize) -> int
         + (
             f"R kept from the forward for dw (at most {_bytes(cm._settings['cache_bytes'])})"
             if kept
-            else "R not kept (over the cache or chunked): dw builds its own"
+            else "R not kept (over the cache or chunked): dw takes the GEMM route below"
         )
     )
-    return threads * chunk * per
+    return threads * chunk * per, kept
 
 
 def _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, who) -> int:
@@ -592,7 +594,11 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         # forward kept no columns for it
         args = (xs, ws, pads, strides, dilations, groups)
         if cm._rows_route((n_, c, *padded), ws, strides, dilations, groups, "forward", itemsize):
-            scratch = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded, itemsize)
+            scratch, kept = _rows_lines(lines, n_, c, o, kernel, strides, outs, padded,
+                                        itemsize)  # fmt: skip
+            if not kept:  # (dw without the forward's R: convmath.correlate_weight_grad)
+                im2col = _im2col_lines(lines, n_, c, o, groups, kernel, outs, itemsize, "dw")
+                scratch = max(scratch, im2col)
             _conv_dx_lines(lines, xs, ws, out_shape, sizes, pads, strides, dilations, groups,
                            itemsize, padded, True)  # fmt: skip
             return _emit(Explanation(what, out_shape, lines, pads, unread, algo, scratch), quiet,
