@@ -171,15 +171,29 @@ def scratch_budget(nbytes: int) -> Iterator[None]:
 # ----------------------------------------------------------------------------- arguments
 
 
+def one_for_every_dim(value, nd: int):
+    """``value`` with a sequence of one int (not bool) repeated for each of ``nd`` dims, as
+    PyTorch's functions take ``stride=(2,)``; anything else as it is."""
+    if (
+        nd > 1
+        and isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 1
+        and isinstance(value[0], (int, np.integer))
+        and not isinstance(value[0], bool)
+    ):
+        return (int(value[0]),) * nd
+    return value
+
+
 def expand_arg(value, nd: int, name: str, what: str = "conv") -> tuple[int, ...]:
     """An int or a sequence of ``nd`` ints as a tuple of ``nd`` ints (``name`` in errors);
     a sequence of one int counts for every dim, as in PyTorch (``stride=(2,)``)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value),) * nd
+    value = one_for_every_dim(value, nd)
     if isinstance(value, Sequence) and not isinstance(value, str):
         vals = tuple(value)
-        if len(vals) == 1 and nd > 1:
-            vals = vals * nd
         if len(vals) == nd and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals
         ):
@@ -306,13 +320,7 @@ def resolve_padding(
         raise ValueError(
             f"{what}: padding must be 'valid' or 'same' when a string, got {padding!r}"
         )
-    if (
-        isinstance(padding, Sequence)
-        and len(padding) == 1
-        and nd > 1
-        and isinstance(padding[0], (int, np.integer))
-    ):
-        padding = tuple(padding) * nd  # (one int for every dim, as PyTorch)
+    padding = one_for_every_dim(padding, nd)
     if isinstance(padding, Sequence) and len(padding) == nd and nd > 0:
         pairs = []
         for p in padding:

@@ -312,12 +312,9 @@ class _ConvNd(Module):
             self.padding = padding.lower()
         elif isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
             self.padding = (int(padding),) * n
-        elif (
-            isinstance(padding, (list, tuple)) and len(padding) == 1 and n > 1
-            and isinstance(padding[0], (int, np.integer)) and not isinstance(padding[0], bool)
-        ):  # fmt: skip
-            self.padding = (int(padding[0]),) * n  # (one int for every dim, as PyTorch)
-        elif isinstance(padding, (list, tuple)) and len(padding) == n:
+        elif isinstance(padding, (list, tuple)) and len(
+            padding := cm.one_for_every_dim(padding, n)  # (one int: every dim, as PyTorch)
+        ) == n:
             self.padding = tuple(padding)  # one int or one (before, after) pair per dim
         else:
             raise ValueError(

@@ -111,9 +111,12 @@ def leading_sum(x: np.ndarray, float64: bool = False) -> np.ndarray:
     2571 -> 623, (200000, 3) 3760 -> 474 (nineteenth session). With ``float64`` the sum
     is returned in float64 (for callers that add such sums up further)."""
     n, c = x.shape
-    if n <= SERIAL_SUM_LIMIT or x.dtype not in (np.float32, np.float16) or (
-        not x.flags.c_contiguous  # (the blocks' reshape would copy: a sum's broadcast g)
-    ):
+    short = x.dtype in (np.float32, np.float16)
+    if float64 and short and n > SERIAL_SUM_LIMIT and not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)  # (accuracy asked for: the blocks need a copy)
+    if n <= SERIAL_SUM_LIMIT or not short or (
+        not x.flags.c_contiguous  # (the blocks' reshape would copy: a sum's broadcast g,
+    ):  # which add_up sums without one)
         if float64:
             return (np.ones(n, dtype=x.dtype) @ x).astype(np.float64, copy=False)
         return add_up(x, (0,))
