@@ -7,8 +7,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] && echo "" || (command -v sudo >/dev/null &&
 
 .PHONY: test demo lint bench system-deps clean
 
-# The demo needs the package and matplotlib; the tests add pytest, ruff, hypothesis and
-# the PyTorch reference (torch==2.13.0, CPU build).
+# The demo needs the package and matplotlib; the tests add pytest, ruff, hypothesis,
+# the PyTorch reference (torch==2.13.0, CPU build) and numba (the compiled depthwise
+# kernels, whose tests then run; the depthwise tests run a second time without them).
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -19,7 +20,7 @@ $(VENV)/.installed-demo: pyproject.toml $(VENV)/.created
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.created
-	$(PY) -m pip install -q -e '.[dev,reference,plot]'
+	$(PY) -m pip install -q -e '.[dev,reference,plot,fast]'
 	touch $@ $(VENV)/.installed-demo
 
 # Graphviz's `dot` renders graphs; Debian's dataset-fashion-mnist holds the demo's data.
@@ -38,6 +39,7 @@ system-deps:
 test: $(VENV)/.installed system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n auto -q
+	TINYGRAD_NP_COMPILED=0 $(PY) -m pytest -n auto -q -k depthwise
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""Under CI the PyTorch comparisons and the Graphviz renders must run, not skip."""
+"""Under CI the PyTorch comparisons, the compiled kernels' tests and the Graphviz renders
+must run, not skip."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def pytest_configure(config):
     missing = []
     if importlib.util.find_spec("torch") is None:
         missing.append("torch (pip install -e '.[reference]')")
+    if importlib.util.find_spec("numba") is None and os.environ.get(
+        "TINYGRAD_NP_COMPILED", "1"
+    ) not in ("0", "false", "no", "off"):
+        missing.append("numba (pip install -e '.[fast]'), for the compiled kernels' tests")
     if shutil.which("dot") is None:
         missing.append("Graphviz's dot (apt-get install graphviz)")
     if missing:
@@ -32,3 +37,13 @@ def threads():
     before = par.get_num_threads()
     yield par.set_num_threads
     par.set_num_threads(before)
+
+
+@pytest.fixture
+def numpy_depthwise():
+    """Depthwise convs on the NumPy routes for the test (the compiled kernels off): for
+    tests of those routes, which the compiled kernels replace where numba is installed."""
+    from tinygrad_np import convmath as cm
+
+    with cm.compiled_kernels(False):
+        yield

@@ -171,7 +171,7 @@ def _depthwise_case(cfg, seed: int):
 @pytest.mark.parametrize(
     "cfg", DEPTHWISE_GRAD_CONFIGS, ids=lambda c: f"{c[0]}d-{c[5]}-s{c[6]}-m{c[3]}"
 )
-def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
+def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch, numpy_depthwise):
     """The channel-major depthwise route, forced (the sizes here are below what its cost
     estimate takes), passes the float64 finite-difference checks: the plain backward
     runs its one-pass backward, the recorded one its separate maps."""
@@ -195,7 +195,7 @@ def test_depthwise_channel_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
 @pytest.mark.parametrize(
     "cfg", DEPTHWISE_GRAD_CONFIGS, ids=lambda c: f"{c[0]}d-{c[5]}-s{c[6]}-m{c[3]}"
 )
-def test_depthwise_plane_route_gradcheck_and_gradgradcheck(cfg, monkeypatch):
+def test_depthwise_plane_route_gradcheck_and_gradgradcheck(cfg, monkeypatch, numpy_depthwise):
     """The whole-plane depthwise route (small planes: the sizes here; taken with any
     number of samples) passes the float64 finite-difference checks, its three maps called
     (the recorded backward goes through conv and conv_transpose again, which take it too)."""
@@ -1269,7 +1269,7 @@ def test_depthwise_channel_route_is_taken_where_it_measured_faster():
     assert route((16, 8, 300), (8, 1, 3), "forward", pads=((1, 1),), s=(1,), d=(1,))  # no band
 
 
-def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch):
+def test_depthwise_conv_takes_the_channel_route_end_to_end(monkeypatch, numpy_depthwise):
     """F.conv2d on the benchmark's shape goes through the channel-major route for the
     forward and for the whole backward in one pass (counted), and agrees with the band
     matrices (float64); a recorded backward (create_graph) keeps the separate ops."""

@@ -153,7 +153,7 @@ def test_cli_explain(capsys):
     assert main(["explain", "conv2d", "--input", "1x3x8x8"]) == 1
 
 
-def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads):
+def test_explain_names_the_depthwise_route_and_the_im2col_layout(threads, numpy_depthwise):
     threads(2)  # (a 5x2 kernel: not on the row windows, below)
     dw = str(explain.conv2d((16, 64, 56, 56), (64, 1, 3, 3), padding=1, groups=64, quiet=True))
     assert "no im2col" in dw and "forward, dx, dw: one axpy" in dw and "3364 entries" in dw

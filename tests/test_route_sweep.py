@@ -174,7 +174,7 @@ def _torch_conv(torch, xt, wt, bt, stride, dilation, pads, groups):
 @pytest.mark.parametrize("threads_n", [1, 2])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_route_matches_torch(family, dtype, threads_n, threads, monkeypatch):
+def test_route_matches_torch(family, dtype, threads_n, threads, monkeypatch, numpy_depthwise):
     torch = pytest.importorskip("torch")
     names, make = FAMILIES[family]
     calls = {name: 0 for name in names}

@@ -34,6 +34,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.fft
 
+from tinygrad_np import _compiled
 from tinygrad_np import _parallel as par
 
 Pair = tuple[int, int]
@@ -49,6 +50,8 @@ _settings: dict = {
     "cache_bytes": int(os.environ.get("TINYGRAD_NP_CONV_CACHE", 16 * 2**20)),
     # im2col layout of the GEMM route: "auto", "batch" or "samples_last" (see below)
     "layout": os.environ.get("TINYGRAD_NP_CONV_LAYOUT", "auto").lower(),
+    # depthwise convs by compiled loops where numba is installed (tinygrad_np/_compiled.py)
+    "compiled": _compiled.enabled_by_environment(),
 }
 LAYOUTS = ("auto", "batch", "samples_last")
 if _settings["layout"] not in LAYOUTS:
@@ -157,6 +160,28 @@ def conv_layout(name: str) -> Iterator[None]:
     """
     with _setting("layout", name, LAYOUTS, "conv_layout"):
         yield
+
+
+@contextlib.contextmanager
+def compiled_kernels(enabled: bool) -> Iterator[None]:
+    """Turn the compiled depthwise kernels (``tinygrad_np/_compiled.py``, where numba is
+    installed) on or off inside a ``with`` block; off, depthwise convs take the NumPy
+    routes. Results agree to float rounding.
+
+    >>> with compiled_kernels(False):
+    ...     _settings["compiled"]
+    False
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"compiled_kernels: enabled must be a bool, got {enabled!r}")
+    with _override("compiled", enabled):
+        yield
+
+
+def has_compiled_kernels() -> bool:
+    """Whether depthwise convs can run as compiled loops here: numba imports, and neither
+    ``compiled_kernels(False)`` nor ``TINYGRAD_NP_COMPILED=0`` turned them off."""
+    return _settings["compiled"] and _compiled.available()
 
 
 @contextlib.contextmanager
@@ -3408,6 +3433,21 @@ def _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups):
     return padded, out_sizes
 
 
+def _compiled_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -> bool:
+    """Whether the conv of an input of ``x_shape`` padded by ``pads`` is a depthwise conv
+    that runs as compiled loops (``_compiled``): turned on, the algorithm left to "auto",
+    float32 or float64, and GEMM rather than FFT by the cost estimate."""
+    if not _settings["compiled"] or _settings["algorithm"] != "auto":
+        return False
+    if groups == 1 or groups != x_shape[1] or w_shape[1] != 1:
+        return False
+    if np.dtype(dtype) not in _compiled.DTYPES:
+        return False
+    if _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups) is None:
+        return False
+    return _compiled.available()
+
+
 def all_finite(a: np.ndarray) -> bool:
     """Whether ``a`` holds no inf or NaN (by its sum, one fast pass: a sum that overflows
     says no too, which only costs a slower route where this guards one)."""
@@ -3435,6 +3475,10 @@ def correlate_padded(x, w, pads, strides, dilations, groups, keep_cols=False, bi
     # would read it, the output is NaN there (0 * inf), as PyTorch's float64 conv has it.
     def skip_pads() -> bool:  # (only asked where those routes are taken: w is summed)
         return not any(p for pair in pads for p in pair) or all_finite(w)
+
+    if _compiled_route(x.shape, w.shape, pads, strides, dilations, groups, dtype):
+        y = _compiled.forward(x, w, bias, pads, strides, dilations, dtype)
+        return (y, None) if keep_cols else y
 
     if _depthwise_plane_route(x.shape, w.shape, pads, strides, dilations, groups, itemsize) and (
         all_finite(x)  # (the matrices' zeros would spread an inf or NaN over the plane)
@@ -3476,6 +3520,10 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     ``x`` unpadded, the others pad it (``cols``: what the forward kept, if anything)."""
     dtype = np.result_type(x.dtype, g.dtype)
     w_shape = (g.shape[1], 1) + tuple(kernel)
+    if cols is None and _compiled_route(x.shape, w_shape, pads, strides, dilations, groups,
+                                        dtype):  # fmt: skip
+        scratch = _settings["scratch_bytes"] // par.get_num_threads()
+        return _compiled.weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch)
     if (
         cols is None
         and _depthwise_plane_route(x.shape, w_shape, pads, strides, dilations, groups,
@@ -3868,6 +3916,8 @@ def correlate_transpose_cropped(g, w, input_size, pads, strides, dilations, grou
     dtype = np.result_type(g.dtype, w.dtype)
     x_shape = (g.shape[0], c) + tuple(input_size)
     itemsize = np.dtype(dtype).itemsize
+    if _compiled_route(x_shape, w.shape, pads, strides, dilations, groups, dtype):
+        return _compiled.input_grad(g, w, c, tuple(input_size), pads, strides, dilations, dtype)
     if _depthwise_plane_route(x_shape, w.shape, pads, strides, dilations, groups, itemsize) and (
         all_finite(g)
     ):

@@ -542,6 +542,19 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         wp, ow = padded[-1], outs[-1]
         band = cm._toeplitz_ok(c, o // c, kernel, wp, ow, itemsize)
         lines.append("  depthwise (one input channel per group): no im2col;")
+        if cm._compiled_route(xs, ws, pads, strides, dilations, groups, dtype):
+            how = (
+                "each channel's plane laid, padded, in a buffer of its own; each tap one "
+                "loop over the whole plane"
+                if all(s == 1 for s in strides) and all(min(p) >= 0 for p in pads)
+                else "each tap one loop along each output row"
+            )
+            lines.append(
+                f"    forward, dx and dw: compiled loops (numba; {how}; channels split over "
+                "the threads; off with convmath.compiled_kernels(False))"
+            )
+            return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet,
+                         unbatched)  # fmt: skip
         if cm._depthwise_plane_route(xs, ws, pads, strides, dilations, groups, itemsize):
             p, q = math.prod(sizes), math.prod(outs)
             lines.append(

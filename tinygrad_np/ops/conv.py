@@ -187,6 +187,9 @@ class Conv(Op):
         need = list(self.needs_grad) + [False] * (3 - len(self.needs_grad))
         if not (need[0] or need[1]):
             return None  # (the bias alone: one matrix-vector product, below)
+        if cm._compiled_route(x.shape, w.shape, a["padding"], a["stride"], a["dilation"],
+                              a["groups"], dtype):  # fmt: skip
+            return None  # (compiled loops: each map on its own, below)
         if cm._depthwise_plane_route(x.shape, w.shape, a["padding"], a["stride"],
                                      a["dilation"], a["groups"], dtype.itemsize):  # fmt: skip
             return None  # (small planes: whole-plane products, below)

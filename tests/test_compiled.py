@@ -1,0 +1,306 @@
+"""The compiled depthwise kernels (tinygrad_np/_compiled.py, numba): against PyTorch, against
+the NumPy routes they replace, by finite differences, on one and two threads, and the
+switches that turn them off. (The module's name holds "depthwise" nowhere: `make test`
+reruns the depthwise tests with the kernels off, and these need them on.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinygrad_np as tg
+import tinygrad_np.nn.functional as F
+from tinygrad_np import _compiled
+from tinygrad_np import convmath as cm
+
+torch = pytest.importorskip("torch")
+if not _compiled.available():  # (CI fails instead: tests/conftest.py)
+    pytest.skip("numba is not installed", allow_module_level=True)
+
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+TCONV = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+         3: torch.nn.functional.conv3d}  # fmt: skip
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts of the compiled maps that ran, by name."""
+    counts = {"forward": 0, "input_grad": 0, "weight_grad": 0}
+    for name in counts:
+        real = getattr(_compiled, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(_compiled, name, counted)
+    return counts
+
+
+def _random_case(rng, nd):
+    """A depthwise conv with random sizes, multiplier, strides, dilations and padding
+    (an int, per dim, asymmetric pairs or "same"), that PyTorch also accepts."""
+    while True:
+        n, m = (int(v) for v in rng.integers(1, 4, 2))
+        c = int(rng.integers(2, 5))  # (one channel is groups=1: a plain conv)
+        kernel = tuple(int(v) for v in rng.integers(1, 4, nd))
+        strides = tuple(int(v) for v in rng.integers(1, 4, nd))
+        dilations = tuple(int(v) for v in rng.integers(1, 3, nd))
+        sizes = tuple(int(v) for v in rng.integers(3, 10, nd))
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            padding = int(rng.integers(0, 3))
+        elif kind == 1:
+            padding = tuple(int(v) for v in rng.integers(0, 3, nd))
+        elif kind == 2:
+            padding = tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (nd, 2)))
+        else:
+            padding, strides = "same", (1,) * nd
+        pads = cm.resolve_padding(padding, sizes, kernel, strides, dilations)
+        padded = cm.padded_sizes(sizes, pads)
+        if all(p >= d * (k - 1) + 1 for p, k, d in zip(padded, kernel, dilations, strict=True)):
+            return (n, c, m, sizes, kernel, dict(stride=strides, padding=padding,
+                                                 dilation=dilations, groups=c))  # fmt: skip
+
+
+def _torch_padded(x, pads):
+    """x (a torch tensor) padded explicitly by (before, after) pairs (PyTorch's conv takes
+    only symmetric padding)."""
+    flat = [p for pair in reversed(pads) for p in pair]
+    return torch.nn.functional.pad(x, flat)
+
+
+def _both(n, c, m, sizes, kernel, kw, dtype, rng):
+    """(ours, PyTorch's): (y, gx, gw, gb) of one depthwise conv with a bias."""
+    nd = len(sizes)
+    x = rng.standard_normal((n, c) + sizes).astype(dtype)
+    w = rng.standard_normal((c * m, 1) + kernel).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype)
+    xt, wt, bt = (tg.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = CONV[nd](xt, wt, bt, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ours = (y.data,) + tuple(t.data for t in tg.grad(y, [xt, wt, bt], [tg.Tensor(g)]))
+    pads = cm.resolve_padding(kw["padding"], sizes, kernel, kw["stride"], kw["dilation"])
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = TCONV[nd](_torch_padded(tx, pads), tw, tb, stride=kw["stride"],
+                   dilation=kw["dilation"], groups=c)  # fmt: skip
+    grads = torch.autograd.grad(ty, [tx, tw, tb], torch.tensor(g))
+    return ours, (ty.detach().numpy(),) + tuple(t.numpy() for t in grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_compiled_depthwise_matches_torch_over_a_random_sweep(nd, dtype, calls):
+    rng = np.random.default_rng(100 * nd + (dtype == np.float32))
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    for _ in range(20):
+        case = _random_case(rng, nd)
+        ours, ref = _both(*case, dtype, rng)
+        for name, a, r in zip(("y", "gx", "gw", "gb"), ours, ref, strict=True):
+            assert a.dtype == dtype and a.shape == r.shape, (name, case)
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol, err_msg=f"{name} {case}")
+    assert calls["forward"] >= 20 and calls["input_grad"] >= 20 and calls["weight_grad"] >= 20
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_compiled_depthwise_agrees_with_the_numpy_routes(nd, calls):
+    rng = np.random.default_rng(7 + nd)
+    for _ in range(10):
+        case = _random_case(rng, nd)
+        seed = int(rng.integers(1 << 30))
+        compiled, _ = _both(*case, np.float32, np.random.default_rng(seed))
+        ran = dict(calls)
+        with cm.compiled_kernels(False):
+            numpy_routes, _ = _both(*case, np.float32, np.random.default_rng(seed))
+        assert calls == ran  # (none ran with the kernels off)
+        for a, r in zip(compiled, numpy_routes, strict=True):
+            np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(stride=1, padding=1, dilation=1),
+        dict(stride=(2, 1), padding=((0, 2), (1, 0)), dilation=(1, 2)),
+        dict(stride=3, padding=2, dilation=2),
+    ],
+)
+def test_compiled_depthwise_gradcheck_and_gradgradcheck(kw, calls):
+    """float64 finite differences through the compiled maps, second derivatives included
+    (the recorded backward is convs whose forwards run compiled too)."""
+    rng = np.random.default_rng(3)
+    x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((6, 1, 3, 2)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(6), requires_grad=True)
+
+    def fn(x, w, b):
+        return F.conv2d(x, w, b, groups=3, **kw)
+
+    assert tg.gradcheck(fn, (x, w, b))
+    assert tg.gradgradcheck(fn, (x, w, b))
+    assert calls["forward"] and calls["input_grad"] and calls["weight_grad"]
+
+
+def test_compiled_depthwise_transposed_conv_matches_torch(calls):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    # (C_in, C_out / groups, *K): its conv (from C_out = 2 channels to C_in) is depthwise
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    y = F.conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1, groups=2)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    gx, gw = tg.grad(y, [xt, wt], [tg.Tensor(g)])
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, stride=2, padding=1, output_padding=1,
+                                              groups=2)  # fmt: skip
+    tgx, tgw = torch.autograd.grad(ty, [tx, tw], torch.tensor(g))
+    for a, r in ((y.data, ty.detach()), (gx.data, tgx), (gw.data, tgw)):
+        np.testing.assert_allclose(a, r.numpy(), rtol=1e-4, atol=1e-4)
+    # its forward is the depthwise conv's input gradient, its dx that conv, dw its dw
+    assert calls["input_grad"] and calls["forward"] and calls["weight_grad"]
+
+
+@pytest.mark.parametrize("where", ["x", "w", "g"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_compiled_depthwise_non_finite_values_as_torch(where, value, stride, calls):
+    """An inf or NaN at the border (whose windows read padding) and one inside: every
+    output and gradient is inf or NaN exactly where PyTorch's float64 conv has it (the
+    wide grid's zeros between rows must not meet them)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 8, 9))
+    w = rng.standard_normal((3, 1, 3, 3))
+    out = (2, 3) + ((8, 9) if stride == 1 else (4, 5))
+    g = rng.standard_normal(out)
+    target = {"x": x, "w": w, "g": g}[where]
+    # a corner (read by windows that also read padding) and an inside entry
+    target[(0, 1, 0, 0) if where != "w" else (1, 0, 0, 0)] = value
+    target[(1, 2, 2, 1) if where != "w" else (2, 0, 1, 1)] = value
+    if where == "w":
+        g[0, 0, 1, 2] = 0.0  # a zero upstream entry meeting the inf weight
+    xt, wt = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt, stride=stride, padding=1, groups=3)
+    gx, gw = tg.grad(y, [xt, wt], [tg.Tensor(g)])
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=1, groups=3)
+    tgx, tgw = torch.autograd.grad(ty, [tx, tw], torch.tensor(g))
+    for name, a, r in (("y", y.data, ty.detach()), ("gx", gx.data, tgx), ("gw", gw.data, tgw)):
+        r = r.numpy()
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(r), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(r), err_msg=name)
+        fin = np.isfinite(r)
+        np.testing.assert_allclose(a[fin], r[fin], rtol=1e-10, atol=1e-10, err_msg=name)
+    assert calls["forward"] and calls["input_grad"] and calls["weight_grad"]
+
+
+def test_compiled_depthwise_gives_the_same_bits_on_one_and_two_threads(threads):
+    """Each thread computes whole channels: the thread count does not change a bit."""
+    rng = np.random.default_rng(9)
+    x = tg.Tensor(rng.standard_normal((4, 32, 30, 30)).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((64, 1, 3, 3)).astype(np.float32), requires_grad=True)
+    results = []
+    for n in (1, 2):
+        threads(n)
+        for kw in (dict(padding=1), dict(stride=2, padding=1)):
+            y = F.conv2d(x, w, groups=32, **kw)
+            results.append((n, y.data) + tuple(t.data for t in tg.grad(y.sum(), [x, w])))
+    for one, two in zip(results[:2], results[2:], strict=True):
+        for a, b in zip(one[1:], two[1:], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_compiled_row_kernels_agree_with_the_wide_grid(monkeypatch, calls):
+    """Stride-1 convs take the wide-grid kernels; the row kernels (strided convs, cropping
+    pads, non-finite operands) give the same results for them."""
+    rng = np.random.default_rng(13)
+    case = (3, 4, 2, (9, 11), (3, 2), dict(stride=1, padding=((1, 2), (0, 1)),
+                                           dilation=(2, 1), groups=4))  # fmt: skip
+    wide, ref = _both(*case, np.float64, np.random.default_rng(1))
+    monkeypatch.setattr(_compiled, "_wide", lambda *a: None)
+    rows, _ = _both(*case, np.float64, np.random.default_rng(1))
+    for a, b, r in zip(wide, rows, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    assert rng is not None and calls["weight_grad"] == 2
+
+
+def test_compiled_weight_grad_over_its_scratch_share_takes_the_row_kernel(monkeypatch):
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((2, 3, 40, 40))
+    g = rng.standard_normal((2, 3, 40, 40))
+    wide_runs = []
+    real = _compiled.kernels().depthwise_weight_grad_wide
+    monkeypatch.setattr(
+        _compiled.kernels(), "depthwise_weight_grad_wide",
+        lambda *a: wide_runs.append(1) or real(*a),
+    )  # fmt: skip
+    args = (x, g, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), np.dtype(np.float64))
+    big = _compiled.weight_grad(*args, 1 << 20)
+    assert wide_runs
+    wide_runs.clear()
+    small = _compiled.weight_grad(*args, 1000)  # (under one padded plane)
+    assert not wide_runs
+    np.testing.assert_allclose(small, big, rtol=1e-12)
+
+
+def test_compiled_route_with_cropping_pads_matches_the_numpy_routes():
+    """convmath's maps take negative pads (a crop) from internal callers: the row kernels
+    read them as offsets."""
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 3, 10, 9))
+    w = rng.standard_normal((6, 1, 3, 2))
+    pads = ((-1, 2), (1, -2))
+    args = ((1, 2), (2, 1), 3)
+    assert cm._compiled_route(x.shape, w.shape, pads, *args, np.float64)
+    y = cm.correlate_padded(x, w, pads, *args)
+    g = rng.standard_normal(y.shape)
+    gx = cm.correlate_transpose_cropped(g, w, x.shape[2:], pads, *args)
+    gw = cm.correlate_weight_grad_padded(x, g, (3, 2), pads, *args)
+    with cm.compiled_kernels(False):
+        assert not cm._compiled_route(x.shape, w.shape, pads, *args, np.float64)
+        ry = cm.correlate_padded(x, w, pads, *args)
+        rgx = cm.correlate_transpose_cropped(g, w, x.shape[2:], pads, *args)
+        rgw = cm.correlate_weight_grad_padded(x, g, (3, 2), pads, *args)
+    for a, r in ((y, ry), (gx, rgx), (gw, rgw)):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_kernels_switches(monkeypatch, calls):
+    x = tg.Tensor(np.ones((1, 2, 5, 5), np.float32))
+    w = tg.Tensor(np.ones((2, 1, 3, 3), np.float32))
+    assert cm.has_compiled_kernels()
+    with cm.compiled_kernels(False):
+        assert not cm.has_compiled_kernels()
+        F.conv2d(x, w, groups=2)
+        with cm.compiled_kernels(True):
+            assert cm.has_compiled_kernels()
+    with cm.conv_algorithm("gemm"):  # a forced algorithm keeps the NumPy routes
+        F.conv2d(x, w, groups=2)
+    assert calls["forward"] == 0
+    F.conv2d(x, w, groups=2)
+    assert calls["forward"] == 1
+    F.conv2d(tg.Tensor(np.ones((1, 2, 5, 5), np.float16)),
+             tg.Tensor(np.ones((2, 1, 3, 3), np.float16)), groups=2)  # fmt: skip
+    assert calls["forward"] == 1  # (float16: the NumPy routes)
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        with cm.compiled_kernels("no"):
+            pass
+    monkeypatch.setattr(_compiled, "_module", [None])  # as where numba does not import
+    assert not cm.has_compiled_kernels()
+    y = F.conv2d(x, w, padding=1, groups=2)
+    assert calls["forward"] == 1 and y.data[0, 0, 2, 2] == 9 and y.data[0, 0, 0, 0] == 4
+
+
+def test_compiled_kernels_off_by_environment():
+    code = (
+        "from tinygrad_np import convmath as cm; "
+        "print(cm.has_compiled_kernels(), cm._compiled.available())"
+    )
+    env = dict(os.environ, TINYGRAD_NP_COMPILED="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.split() == ["False", "True"]

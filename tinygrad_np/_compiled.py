@@ -1,0 +1,211 @@
+"""Depthwise convolution by compiled loops, where numba is installed (optional).
+
+NumPy cannot keep an output in a register through the taps of a depthwise conv: every
+route on NumPy and BLAS alone (``convmath``'s channel-major grids, band matrices, whole
+planes) makes one pass over memory per tap, and ran the benchmark's depthwise layer at
+2-2.5x PyTorch's time. Where ``numba`` imports, the three maps of a depthwise conv
+(one input channel per group, any channel multiplier, any number of spatial dims,
+strides, dilations and padding) run instead as the plain loops of
+``_compiled_kernels``: for each output row, each tap adds ``w * x`` along the row.
+They are compiled on first use (about a second each per dtype, then cached on disk
+beside the module) and run on this package's threads, each thread a range of channels.
+
+Turn them off with ``convmath.compiled_kernels(False)`` (a ``with`` block) or the
+environment variable ``TINYGRAD_NP_COMPILED=0``; ``conv_algorithm("gemm")`` or
+``("fft")`` also keeps them out (they run under "auto" only). Results agree with the
+NumPy routes to float rounding; the test suite runs both.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import threading
+
+import numpy as np
+
+from tinygrad_np import _parallel as par
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# a thread takes a share of a kernel only with at least this many multiply-adds (about
+# 50 us on the benchmark machine: the kernels release the GIL, a hand-off costs ~20 us)
+MIN_MACS_PER_THREAD = 1 << 18
+
+_lock = threading.Lock()
+_module: list = []  # [the kernels module or None], once imported (or found missing)
+
+
+def enabled_by_environment() -> bool:
+    """False where ``TINYGRAD_NP_COMPILED`` is set to 0 (or "false", "no", "off")."""
+    value = os.environ.get("TINYGRAD_NP_COMPILED", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def kernels():
+    """The compiled kernels' module, or None where numba is not installed or does not
+    import (a numba built for another NumPy raises on import: the NumPy routes run)."""
+    if not _module:
+        with _lock:
+            if not _module:
+                try:
+                    from tinygrad_np import _compiled_kernels
+                except Exception:  # noqa: BLE001 - any failure means: not available
+                    _compiled_kernels = None
+                _module.append(_compiled_kernels)
+    return _module[0]
+
+
+def available() -> bool:
+    """Whether the compiled depthwise kernels can run here (numba imports)."""
+    return kernels() is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _rowmap(sizes, out_sizes, kernel, strides, dilations, befores) -> np.ndarray:
+    """(prod(out_sizes), prod(kernel)) int64: the flat input row (over the dims given, all
+    but the last) that each output row reads at each tap, -1 where that row is padding."""
+    lead = len(sizes)
+    rows = np.zeros((1,) * (2 * lead), dtype=np.int64)
+    valid = np.ones((1,) * (2 * lead), dtype=bool)
+    for d in range(lead):
+        coord = (
+            np.arange(out_sizes[d])[:, None] * strides[d]
+            + np.arange(kernel[d])[None, :] * dilations[d]
+            - befores[d]
+        )
+        shape = [1] * (2 * lead)
+        shape[d], shape[lead + d] = out_sizes[d], kernel[d]
+        coord = coord.reshape(shape)
+        valid = valid & (coord >= 0) & (coord < sizes[d])
+        rows = rows * sizes[d] + coord
+    table = np.where(valid, rows, -1).reshape(math.prod(out_sizes), math.prod(kernel))
+    table = np.ascontiguousarray(table, dtype=np.int64)
+    table.flags.writeable = False
+    return table
+
+
+def _geometry(in_sizes, kernel, pads, strides, dilations):
+    """(rowmap, out_sizes, (sw, dw, pw)) of a depthwise conv of spatial ``in_sizes``."""
+    out_sizes = tuple(
+        (n + pb + pa - d * (k - 1) - 1) // s + 1
+        for n, k, (pb, pa), s, d in zip(in_sizes, kernel, pads, strides, dilations, strict=True)
+    )
+    table = _rowmap(
+        tuple(in_sizes[:-1]), out_sizes[:-1], tuple(kernel[:-1]), tuple(strides[:-1]),
+        tuple(dilations[:-1]), tuple(p[0] for p in pads[:-1]),
+    )  # fmt: skip
+    return table, out_sizes, (strides[-1], dilations[-1], pads[-1][0])
+
+
+@functools.lru_cache(maxsize=256)
+def _wide(in_sizes, kernel, pads, strides, dilations):
+    """The wide grid of a stride-1 conv (see ``_compiled_kernels``): (in_dst, out_src,
+    offs, plane, length), or None where a stride is above 1 or a pad crops."""
+    if any(s != 1 for s in strides) or any(p < 0 for pair in pads for p in pair):
+        return None
+    padded = [n + pb + pa for n, (pb, pa) in zip(in_sizes, pads, strict=True)]
+    out_sizes = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilations, strict=True)]
+    pitch = [math.prod(padded[d + 1 :]) for d in range(len(padded))]  # (C order)
+
+    def starts(sizes, shift):  # where each row (all dims but the last) starts
+        flat = np.zeros((1,), dtype=np.int64)
+        for d in range(len(sizes) - 1):
+            flat = (flat[:, None] + (np.arange(sizes[d]) + shift[d]) * pitch[d]).reshape(-1)
+        return flat + shift[-1]
+
+    in_dst = starts(in_sizes, [pb for pb, _ in pads])
+    out_src = starts(out_sizes, [0] * len(out_sizes))
+    offs = np.zeros((1,), dtype=np.int64)
+    for d, (k, dil) in enumerate(zip(kernel, dilations, strict=True)):
+        offs = (offs[:, None] + np.arange(k) * dil * pitch[d]).reshape(-1)
+    for a in (in_dst, out_src, offs):
+        a.flags.writeable = False
+    return in_dst, out_src, offs, math.prod(padded), int(out_src[-1]) + out_sizes[-1]
+
+
+def _rows(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` (N, C, *S) as a C-contiguous (N, C, prod(S[:-1]), S[-1]) array of ``dtype``."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a.reshape(a.shape[:2] + (math.prod(a.shape[2:-1]), a.shape[-1]))
+
+
+def _weight_rows(w: np.ndarray, dtype) -> np.ndarray:
+    """w (O, 1, *K) as a C-contiguous (O, prod(K[:-1]), K[-1]) array of ``dtype``."""
+    return np.ascontiguousarray(w, dtype=dtype).reshape(w.shape[0], -1, w.shape[-1])
+
+
+def _by_channels(c: int, macs: int, fn) -> None:
+    """``fn(c0, c1)`` over ranges of the ``c`` input channels, on the package's threads."""
+    par.for_slices(c, lambda s: fn(s.start, s.stop), macs * par.MIN_ELEMENTS // MIN_MACS_PER_THREAD)
+
+
+def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
+    """y (N, O, *out) of the depthwise conv of ``x`` (N, C, *S) zero-padded by ``pads``
+    with ``w`` (O, 1, *K), plus ``bias`` (O,) unless None."""
+    k = kernels()
+    n, c = x.shape[:2]
+    o, kernel = w.shape[0], tuple(w.shape[2:])
+    table, out_sizes, (sw, dw, pw) = _geometry(x.shape[2:], kernel, pads, strides, dilations)
+    y = np.empty((n, o) + out_sizes, dtype=dtype)
+    xr, wr = _rows(x, dtype), _weight_rows(w, dtype)
+    b = np.zeros(0, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    yr = y.reshape(n, o, table.shape[0], out_sizes[-1])
+    macs = y.size * math.prod(kernel)
+    wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
+    if wide is not None:
+        in_dst, out_src, offs, plane, length = wide
+        wt = wr.reshape(o, -1)
+        _by_channels(c, macs, lambda c0, c1: k.depthwise_forward_wide(
+            xr, wt, b, in_dst, out_src, offs, yr, plane, length, c0, c1))  # fmt: skip
+        return y
+    _by_channels(c, macs, lambda c0, c1: k.depthwise_forward(
+        xr, wr, b, table, yr, sw, dw, pw, c0, c1))  # fmt: skip
+    return y
+
+
+def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray:
+    """gx (N, C, *in_sizes): the input gradient of that conv (``c`` input channels) for
+    upstream ``g``."""
+    k = kernels()
+    n = g.shape[0]
+    kernel = tuple(w.shape[2:])
+    table, _, (sw, dw, pw) = _geometry(in_sizes, kernel, pads, strides, dilations)
+    gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
+    gr, wr = _rows(g, dtype), _weight_rows(w, dtype)
+    gxr = gx.reshape(n, c, math.prod(in_sizes[:-1]), in_sizes[-1])
+    macs = g.size * math.prod(kernel)
+    wide = _wide(tuple(in_sizes), kernel, tuple(pads), tuple(strides), tuple(dilations))
+    if wide is not None and np.isfinite(wr).all():  # (see depthwise_input_grad_wide)
+        in_dst, out_src, offs, plane, length = wide
+        wt = wr.reshape(w.shape[0], -1)
+        _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad_wide(
+            gr, wt, in_dst, out_src, offs, gxr, plane, length, c0, c1))  # fmt: skip
+        return gx
+    _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad(
+        gr, wr, table, gxr, sw, dw, pw, c0, c1))  # fmt: skip
+    return gx
+
+
+def weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch) -> np.ndarray:
+    """gw (O, 1, *kernel): the weight gradient of that conv for input ``x``, upstream ``g``
+    (the wide grid's accumulators only where they fit ``scratch`` bytes a thread)."""
+    k = kernels()
+    c, o = x.shape[1], g.shape[1]
+    kernel = tuple(kernel)
+    table, _, (sw, dw, pw) = _geometry(x.shape[2:], kernel, pads, strides, dilations)
+    gw = np.empty((o, math.prod(kernel[:-1]), kernel[-1]), dtype=dtype)
+    xr, gr = _rows(x, dtype), _rows(g, dtype)
+    macs = g.size * math.prod(kernel)
+    wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
+    if wide is not None:
+        in_dst, out_src, offs, plane, length = wide
+        if (math.prod(kernel) * k.LANES + plane + length) * gw.itemsize <= scratch:
+            gt = gw.reshape(o, -1)
+            _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
+                xr, gr, in_dst, out_src, offs, gt, plane, length, c0, c1))  # fmt: skip
+            if np.isfinite(gw).all():  # (else redone where every product is a window's)
+                return gw.reshape((o, 1) + kernel)
+    _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad(
+        xr, gr, table, gw, sw, dw, pw, c0, c1))  # fmt: skip
+    return gw.reshape((o, 1) + kernel)
