@@ -21,9 +21,17 @@ torch = pytest.importorskip("torch")
 if not _compiled.available():  # (CI fails instead: tests/conftest.py)
     pytest.skip("numba is not installed", allow_module_level=True)
 
+PLANE_ROUTE = cm._depthwise_plane_route
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TCONV = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
          3: torch.nn.functional.conv3d}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_plane_matrices(monkeypatch):
+    """The small planes here would take whole-plane matrices (where the kernels give way,
+    see convmath._compiled_route): this module's tests are of the kernels."""
+    monkeypatch.setattr(cm, "_depthwise_plane_route", lambda *a, **k: False)
 
 
 @pytest.fixture
@@ -289,6 +297,10 @@ def test_compiled_kernels_switches(monkeypatch, calls):
     with pytest.raises(TypeError, match="enabled must be a bool"):
         with cm.compiled_kernels("no"):
             pass
+    monkeypatch.setattr(cm, "_depthwise_plane_route", PLANE_ROUTE)  # (tiny planes go there)
+    tiny = ((64, 256, 4, 4), (256, 1, 3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 256)
+    assert not cm._compiled_route(*tiny, np.float32)
+    assert cm._compiled_route((64, 256, 40, 40), *tiny[1:], np.float32)
     monkeypatch.setattr(_compiled, "_module", [None])  # as where numba does not import
     assert not cm.has_compiled_kernels()
     y = F.conv2d(x, w, padding=1, groups=2)

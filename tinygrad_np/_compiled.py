@@ -32,6 +32,9 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # 50 us on the benchmark machine: the kernels release the GIL, a hand-off costs ~20 us)
 MIN_MACS_PER_THREAD = 1 << 18
 
+# the wide-grid kernels' buffers: samples' planes laid end to end, up to this many entries
+BLOCK_ENTRIES = 8192
+
 _lock = threading.Lock()
 _module: list = []  # [the kernels module or None], once imported (or found missing)
 
@@ -124,6 +127,12 @@ def _wide(in_sizes, kernel, pads, strides, dilations):
     return in_dst, out_src, offs, math.prod(padded), int(out_src[-1]) + out_sizes[-1]
 
 
+def _block(n: int, plane: int) -> int:
+    """How many samples' planes the wide-grid kernels lay end to end at once: up to
+    BLOCK_ENTRIES entries (two such buffers stay in the L1/L2 cache)."""
+    return max(1, min(n, BLOCK_ENTRIES // plane))
+
+
 def _rows(a: np.ndarray, dtype) -> np.ndarray:
     """``a`` (N, C, *S) as a C-contiguous (N, C, prod(S[:-1]), S[-1]) array of ``dtype``."""
     a = np.ascontiguousarray(a, dtype=dtype)
@@ -155,9 +164,9 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
         in_dst, out_src, offs, plane, length = wide
-        wt = wr.reshape(o, -1)
+        wt, nb = wr.reshape(o, -1), _block(n, plane)
         _by_channels(c, macs, lambda c0, c1: k.depthwise_forward_wide(
-            xr, wt, b, in_dst, out_src, offs, yr, plane, length, c0, c1))  # fmt: skip
+            xr, wt, b, in_dst, out_src, offs, yr, plane, length, nb, c0, c1))  # fmt: skip
         return y
     _by_channels(c, macs, lambda c0, c1: k.depthwise_forward(
         xr, wr, b, table, yr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -178,9 +187,9 @@ def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray
     wide = _wide(tuple(in_sizes), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None and np.isfinite(wr).all():  # (see depthwise_input_grad_wide)
         in_dst, out_src, offs, plane, length = wide
-        wt = wr.reshape(w.shape[0], -1)
+        wt, nb = wr.reshape(w.shape[0], -1), _block(n, plane)
         _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad_wide(
-            gr, wt, in_dst, out_src, offs, gxr, plane, length, c0, c1))  # fmt: skip
+            gr, wt, in_dst, out_src, offs, gxr, plane, length, nb, c0, c1))  # fmt: skip
         return gx
     _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad(
         gr, wr, table, gxr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -200,10 +209,10 @@ def weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch) -> np.nd
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
         in_dst, out_src, offs, plane, length = wide
-        if (math.prod(kernel) * k.LANES + plane + length) * gw.itemsize <= scratch:
-            gt = gw.reshape(o, -1)
+        if 2 * plane * gw.itemsize <= scratch:
+            gt, nb = gw.reshape(o, -1), _block(x.shape[0], plane)
             _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
-                xr, gr, in_dst, out_src, offs, gt, plane, length, c0, c1))  # fmt: skip
+                xr, gr, in_dst, out_src, offs, gt, plane, length, nb, c0, c1))  # fmt: skip
             if np.isfinite(gw).all():  # (else redone where every product is a window's)
                 return gw.reshape((o, 1) + kernel)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad(

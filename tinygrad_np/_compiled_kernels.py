@@ -157,51 +157,67 @@ def depthwise_weight_grad(x, g, rowmap, gw, sw, dw, pw, c0, c1):
 # ----------------------------------------------------------------------------- wide grids
 #
 # For stride 1 the row loops above are short (one output row, 50-odd entries a tap), and
-# their set-up per row and tap cost more than the multiply-adds. These kernels lay each
-# channel's plane, padded, in a flat buffer of its own and compute the outputs on its
-# "wide grid": output i is at the flat offset of i in the padded plane, tap k reads
-# ``offs[k]`` further on, so each tap is one loop over ``length`` entries (the whole
-# plane, with the entries between rows that are no output: computed, then dropped).
-# ``in_dst[r]``: where input row r starts in the padded buffer; ``out_src[r]``: where
-# output row r starts on the wide grid. (max(0, ...) on offsets read from arrays tells
-# LLVM they are not negative: without it every index gets a wraparound check and no loop
-# is vectorized.)
+# their set-up per row and tap cost more than the multiply-adds. These kernels lay a
+# channel's planes, padded, end to end in a flat buffer of their own (``nb`` samples at
+# a time, ``plane`` entries each) and compute the outputs on that "wide grid": output i
+# of sample s is at s * plane plus the flat offset of i in the padded plane, and tap k
+# reads ``offs[k]`` further on, so each tap is one loop over all the block's entries
+# (those between rows and between planes that are no output are computed, then
+# dropped). ``in_dst[r]``: where input row r starts in a padded plane; ``out_src[r]``:
+# where output row r starts; ``length``: one plane's run of outputs (from the first to
+# the last). Small planes are what the blocks are for: a 7x7 plane's taps are loops of
+# 61 entries, 32 samples' one loop of 2,600. (max(0, ...) on offsets read from arrays
+# tells LLVM they are not negative: without it every index gets a wraparound check and
+# no loop is vectorized.)
 
 
 @_jit
-def depthwise_forward_wide(x, w, bias, in_dst, out_src, offs, y, plane, length, c0, c1):
+def _planes_in(src, n0, count, c, in_dst, plane, buf):
+    """Copy samples n0 .. n0 + count - 1 of channel c of src (N, C, R, W) into their
+    padded planes in buf (the padding, never written, stays as it is)."""
+    width = src.shape[3]
+    for s in range(count):
+        base = s * plane
+        for r in range(src.shape[2]):
+            d = max(0, base + in_dst[r])
+            for j in range(width):
+                buf[d + j] = src[n0 + s, c, r, j]
+
+
+@_jit
+def depthwise_forward_wide(x, w, bias, in_dst, out_src, offs, y, plane, length, nb, c0, c1):
     """y (N, O, Rout, OW) = the stride-1 correlation of x (N, C, Rin, W) with w (O, taps),
     plus ``bias`` (O,) where it has entries; the padding's zeros are in the buffer (so a
     non-finite weight makes NaN where it reads them, as in a padded copy)."""
-    n_samples, c_in, r_in, width = x.shape
+    n_samples, c_in = x.shape[0], x.shape[1]
     o_all, taps = w.shape
     r_out, out_width = y.shape[2], y.shape[3]
     m = o_all // c_in
-    xb = np.zeros(plane, dtype=x.dtype)
-    yb = np.empty(length, dtype=y.dtype)
+    xb = np.zeros(nb * plane, dtype=x.dtype)
+    yb = np.empty(nb * plane, dtype=y.dtype)
     for c in range(c0, c1):
-        for n in range(n_samples):
-            for r in range(r_in):
-                d = max(0, in_dst[r])
-                for j in range(width):
-                    xb[d + j] = x[n, c, r, j]
+        for n0 in range(0, n_samples, nb):
+            count = min(nb, n_samples - n0)
+            run = (count - 1) * plane + length
+            _planes_in(x, n0, count, c, in_dst, plane, xb)
             for o in range(c * m, c * m + m):
                 start = bias[o] if bias.shape[0] > 0 else 0.0
-                for q in range(length):
+                for q in range(run):
                     yb[q] = start
                 for t in range(taps):
                     wv = w[o, t]
                     off = max(0, offs[t])
-                    for q in range(length):
+                    for q in range(run):
                         yb[q] += wv * xb[q + off]
-                for r in range(r_out):
-                    s = max(0, out_src[r])
-                    for j in range(out_width):
-                        y[n, o, r, j] = yb[s + j]
+                for s in range(count):
+                    for r in range(r_out):
+                        src = max(0, s * plane + out_src[r])
+                        for j in range(out_width):
+                            y[n0 + s, o, r, j] = yb[src + j]
 
 
 @_jit
-def depthwise_input_grad_wide(g, w, in_dst, out_src, offs, gx, plane, length, c0, c1):
+def depthwise_input_grad_wide(g, w, in_dst, out_src, offs, gx, plane, length, nb, c0, c1):
     """gx (N, C, Rin, W): the stride-1 transposed correlation of g (N, O, Rout, OW) with
     w (O, taps). g is laid on the wide grid with zeros between its rows, so the weights
     must be finite (0 * inf would reach inputs that no window pairs with that tap)."""
@@ -209,61 +225,65 @@ def depthwise_input_grad_wide(g, w, in_dst, out_src, offs, gx, plane, length, c0
     o_all, taps = w.shape
     r_out, out_width = g.shape[2], g.shape[3]
     m = o_all // c_in
-    gxb = np.empty(plane, dtype=gx.dtype)
-    gb = np.zeros(length, dtype=g.dtype)
+    gxb = np.empty(nb * plane, dtype=gx.dtype)
+    gb = np.zeros(nb * plane, dtype=g.dtype)  # (only outputs are written: zeros between)
     for c in range(c0, c1):
-        for n in range(n_samples):
-            for p in range(plane):
+        for n0 in range(0, n_samples, nb):
+            count = min(nb, n_samples - n0)
+            run = (count - 1) * plane + length
+            for p in range(count * plane):
                 gxb[p] = 0.0
             for o in range(c * m, c * m + m):
-                for r in range(r_out):
-                    s = max(0, out_src[r])
-                    for j in range(out_width):
-                        gb[s + j] = g[n, o, r, j]
+                for s in range(count):
+                    for r in range(r_out):
+                        d = max(0, s * plane + out_src[r])
+                        for j in range(out_width):
+                            gb[d + j] = g[n0 + s, o, r, j]
                 for t in range(taps):
                     wv = w[o, t]
                     off = max(0, offs[t])
-                    for q in range(length):
+                    for q in range(run):
                         gxb[q + off] += wv * gb[q]
-            for r in range(r_in):
-                d = max(0, in_dst[r])
-                for j in range(width):
-                    gx[n, c, r, j] = gxb[d + j]
+            for s in range(count):
+                for r in range(r_in):
+                    src = max(0, s * plane + in_dst[r])
+                    for j in range(width):
+                        gx[n0 + s, c, r, j] = gxb[src + j]
 
 
 @_jit
-def depthwise_weight_grad_wide(x, g, in_dst, out_src, offs, gw, plane, length, c0, c1):
+def depthwise_weight_grad_wide(x, g, in_dst, out_src, offs, gw, plane, length, nb, c0, c1):
     """gw (O, taps) = sum over samples of g (N, O, Rout, OW) times the padded input x
     (N, C, Rin, W) each tap reads, on the wide grid: LANES accumulators a tap (a vector
-    loop), summed at the end in float64. The entries between g's rows
-    are zeros: times a non-finite input they give NaN where the sum has none, so the
-    caller redoes a non-finite result on the row kernel."""
-    n_samples, c_in, r_in, width = x.shape
+    loop), summed at the end in float64. The entries between g's rows are zeros: times
+    a non-finite input they give NaN where the sum has none, so the caller redoes a
+    non-finite result on the row kernel."""
+    n_samples, c_in = x.shape[0], x.shape[1]
     o_all, taps = gw.shape
     r_out, out_width = g.shape[2], g.shape[3]
     m = o_all // c_in
-    xb = np.zeros(plane, dtype=x.dtype)
-    gb = np.zeros(length, dtype=g.dtype)
+    xb = np.zeros(nb * plane, dtype=x.dtype)
+    gb = np.zeros(nb * plane, dtype=g.dtype)  # (only outputs are written: zeros between)
     acc = np.empty((taps, LANES), dtype=gw.dtype)
-    full = length - length % LANES
     for c in range(c0, c1):
         for o in range(c * m, c * m + m):
             acc[:] = 0.0
-            for n in range(n_samples):
-                for r in range(r_in):
-                    d = max(0, in_dst[r])
-                    for j in range(width):
-                        xb[d + j] = x[n, c, r, j]
-                for r in range(r_out):
-                    s = max(0, out_src[r])
-                    for j in range(out_width):
-                        gb[s + j] = g[n, o, r, j]
+            for n0 in range(0, n_samples, nb):
+                count = min(nb, n_samples - n0)
+                run = (count - 1) * plane + length
+                full = run - run % LANES
+                _planes_in(x, n0, count, c, in_dst, plane, xb)
+                for s in range(count):
+                    for r in range(r_out):
+                        d = max(0, s * plane + out_src[r])
+                        for j in range(out_width):
+                            gb[d + j] = g[n0 + s, o, r, j]
                 for t in range(taps):
                     off = max(0, offs[t])
                     for q0 in range(0, full, LANES):
                         for u in range(LANES):
                             acc[t, u] += gb[q0 + u] * xb[q0 + u + off]
-                    for q in range(full, length):
+                    for q in range(full, run):
                         acc[t, q - full] += gb[q] * xb[q + off]
             for t in range(taps):
                 total = 0.0
