@@ -6,6 +6,7 @@ import numpy as np
 
 from tinygrad_np.ops.activation import gelu, leaky_relu, log_softmax, softmax
 from tinygrad_np.ops.conv import (
+    compiled_kernels,
     conv1d,
     conv2d,
     conv3d,
@@ -14,6 +15,7 @@ from tinygrad_np.ops.conv import (
     conv_transpose1d,
     conv_transpose2d,
     conv_transpose3d,
+    has_compiled_kernels,
     scratch_budget,
 )
 from tinygrad_np.ops.linalg import linear
@@ -40,6 +42,7 @@ __all__ = [
     "avg_pool1d",
     "avg_pool2d",
     "avg_pool3d",
+    "compiled_kernels",
     "conv1d",
     "conv2d",
     "conv3d",
@@ -48,6 +51,7 @@ __all__ = [
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
+    "has_compiled_kernels",
     "max_pool1d",
     "max_pool2d",
     "max_pool3d",

@@ -10,7 +10,9 @@ three linear maps, and each one's VJP is made of the other two:
 so every order of derivative works (``create_graph=True``). The NumPy work
 lives in ``tinygrad_np.convmath`` (im2col/GEMM or FFT, chosen by a cost
 estimate; force one with ``F.conv_algorithm("gemm" | "fft")``, and the GEMM route's
-im2col layout with ``F.conv_layout("batch" | "samples_last")``).
+im2col layout with ``F.conv_layout("batch" | "samples_last")``). Where numba is
+installed, depthwise convs run as compiled loops instead (``tinygrad_np/_compiled.py``;
+``F.compiled_kernels(False)`` turns them off).
 
 Input gradient, two equal routes. In a plain ``backward`` (nothing recorded)
 ``Conv.vjp`` calls the fused ``ConvTranspose`` (one GEMM, then col2im: a
@@ -18,7 +20,7 @@ strided add per kernel tap; for stride-1 convs with no more outputs than inputs,
 the full correlation below as one GEMM, ``convmath.correlate_transpose_full``; for
 stride-1 volume convs, col2im as one shift per tap of the flattened padded volume,
 ``convmath.correlate_transpose_wide``). A depthwise conv whose maps take
-convmath's channel-major grids computes its input, weight and bias gradients in one
+convmath's channel-major grids (the compiled kernels off or missing) computes its input, weight and bias gradients in one
 pass over g (``Conv._depthwise_backward``, ``convmath.backward_depthwise_channels``).
 When the backward pass is itself recorded
 (``create_graph=True``) it spells the same math out as visible nodes:
@@ -49,6 +51,8 @@ from tinygrad_np.tensor import Tensor
 conv_algorithm = cm.conv_algorithm
 conv_layout = cm.conv_layout
 scratch_budget = cm.scratch_budget
+compiled_kernels = cm.compiled_kernels
+has_compiled_kernels = cm.has_compiled_kernels
 
 
 def _geometry(args: dict) -> dict:
