@@ -326,6 +326,11 @@ def peak_memory_96(batch: int = 128) -> tuple[float, float | None]:
 def main() -> None:
     print(f"threads: {args.threads}; NumPy {np.__version__}", end="")
     print(f"; torch {torch.__version__}" if torch else "; torch not installed")
+    print(
+        "depthwise convs: compiled kernels (numba)"
+        if F.has_compiled_kernels()
+        else "depthwise convs: NumPy routes (numba missing, or TINYGRAD_NP_COMPILED=0)"
+    )
     if not args.memory_only:
         gemm = gemm_gflops()
         print(f"NumPy float32 matmul 1024^3: {gemm:.0f} GFLOP/s\n")

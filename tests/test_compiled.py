@@ -221,19 +221,23 @@ def test_compiled_depthwise_gives_the_same_bits_on_one_and_two_threads(threads):
             np.testing.assert_array_equal(a, b)
 
 
-def test_compiled_row_kernels_agree_with_the_wide_grid(monkeypatch, calls):
-    """Stride-1 convs take the wide-grid kernels; the row kernels (strided convs, cropping
-    pads, non-finite operands) give the same results for them."""
-    rng = np.random.default_rng(13)
-    case = (3, 4, 2, (9, 11), (3, 2), dict(stride=1, padding=((1, 2), (0, 1)),
-                                           dilation=(2, 1), groups=4))  # fmt: skip
-    wide, ref = _both(*case, np.float64, np.random.default_rng(1))
-    monkeypatch.setattr(_compiled, "_wide", lambda *a: None)
-    rows, _ = _both(*case, np.float64, np.random.default_rng(1))
-    for a, b, r in zip(wide, rows, ref, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
-    assert rng is not None and calls["weight_grad"] == 2
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_compiled_row_kernels_agree_with_the_wide_grid(nd, monkeypatch, calls):
+    """The wide-grid kernels (every conv without a cropping pad) and the row kernels (for
+    cropping pads and non-finite operands) give the same results, strided convs
+    included."""
+    rng = np.random.default_rng(13 + nd)
+    for _ in range(8):
+        case = _random_case(rng, nd)
+        seed = int(rng.integers(1 << 30))
+        wide, ref = _both(*case, np.float64, np.random.default_rng(seed))
+        with monkeypatch.context() as m:
+            m.setattr(_compiled, "_wide", lambda *a: None)
+            rows, _ = _both(*case, np.float64, np.random.default_rng(seed))
+        for a, b, r in zip(wide, rows, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+    assert calls["weight_grad"] == 16
 
 
 def test_compiled_weight_grad_over_its_scratch_share_takes_the_row_kernel(monkeypatch):

@@ -103,28 +103,45 @@ def _geometry(in_sizes, kernel, pads, strides, dilations):
 
 @functools.lru_cache(maxsize=256)
 def _wide(in_sizes, kernel, pads, strides, dilations):
-    """The wide grid of a stride-1 conv (see ``_compiled_kernels``): (in_dst, out_src,
-    offs, plane, length), or None where a stride is above 1 or a pad crops."""
-    if any(s != 1 for s in strides) or any(p < 0 for pair in pads for p in pair):
+    """The wide grid of a conv (see ``_compiled_kernels``), or None where a pad crops:
+    (in_dst, out_src, offs, plane, length, phase) with ``phase = (s, p, pp)``: the last
+    dim's stride and pad before, and the entries of one phase plane. With strides, the
+    padded plane is kept as its phase planes (entries ``r, r + s, r + 2s, ...`` of each
+    dim, one plane per combination of ``r``s), so that every tap reads one phase plane
+    at a fixed offset from where its output sits; ``in_dst[r]`` leaves out the last
+    dim's pad and phase (the kernels' copies spread each row over its phases)."""
+    if any(p < 0 for pair in pads for p in pair):
         return None
+    nd = len(in_sizes)
     padded = [n + pb + pa for n, (pb, pa) in zip(in_sizes, pads, strict=True)]
-    out_sizes = [p - d * (k - 1) for p, k, d in zip(padded, kernel, dilations, strict=True)]
-    pitch = [math.prod(padded[d + 1 :]) for d in range(len(padded))]  # (C order)
+    out_sizes = [
+        (p - d * (k - 1) - 1) // s + 1
+        for p, k, d, s in zip(padded, kernel, dilations, strides, strict=True)
+    ]
+    sizes = [-(-p // s) for p, s in zip(padded, strides, strict=True)]  # a phase plane
+    pp = math.prod(sizes)
+    pitch = [math.prod(sizes[d + 1 :]) for d in range(nd)]  # (C order, in a phase plane)
+    phase_pitch = [math.prod(strides[d + 1 :]) * pp for d in range(nd)]
 
-    def starts(sizes, shift):  # where each row (all dims but the last) starts
+    def lead_rows(counts, where):  # the offset of each row (over all dims but the last)
         flat = np.zeros((1,), dtype=np.int64)
-        for d in range(len(sizes) - 1):
-            flat = (flat[:, None] + (np.arange(sizes[d]) + shift[d]) * pitch[d]).reshape(-1)
-        return flat + shift[-1]
+        for d in range(nd - 1):
+            flat = (flat[:, None] + where(d, np.arange(counts[d]))).reshape(-1)
+        return flat
 
-    in_dst = starts(in_sizes, [pb for pb, _ in pads])
-    out_src = starts(out_sizes, [0] * len(out_sizes))
+    def placed(d, coord):  # padded coordinate -> its phase plane and place there
+        r, q = np.divmod(coord, strides[d])[::-1]
+        return r * phase_pitch[d] + q * pitch[d]
+
+    in_dst = lead_rows(in_sizes, lambda d, i: placed(d, i + pads[d][0]))
+    out_src = lead_rows(out_sizes, lambda d, i: i * pitch[d])
     offs = np.zeros((1,), dtype=np.int64)
     for d, (k, dil) in enumerate(zip(kernel, dilations, strict=True)):
-        offs = (offs[:, None] + np.arange(k) * dil * pitch[d]).reshape(-1)
+        offs = (offs[:, None] + placed(d, np.arange(k) * dil)).reshape(-1)
     for a in (in_dst, out_src, offs):
         a.flags.writeable = False
-    return in_dst, out_src, offs, math.prod(padded), int(out_src[-1]) + out_sizes[-1]
+    phase = (strides[-1], pads[-1][0], pp)
+    return in_dst, out_src, offs, pp * math.prod(strides), int(out_src[-1]) + out_sizes[-1], phase
 
 
 def _block(n: int, plane: int) -> int:
@@ -163,10 +180,10 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     macs = y.size * math.prod(kernel)
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
-        in_dst, out_src, offs, plane, length = wide
+        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
         wt, nb = wr.reshape(o, -1), _block(n, plane)
         _by_channels(c, macs, lambda c0, c1: k.depthwise_forward_wide(
-            xr, wt, b, in_dst, out_src, offs, yr, plane, length, nb, c0, c1))  # fmt: skip
+            xr, wt, b, in_dst, out_src, offs, yr, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
         return y
     _by_channels(c, macs, lambda c0, c1: k.depthwise_forward(
         xr, wr, b, table, yr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -186,10 +203,10 @@ def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray
     macs = g.size * math.prod(kernel)
     wide = _wide(tuple(in_sizes), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None and np.isfinite(wr).all():  # (see depthwise_input_grad_wide)
-        in_dst, out_src, offs, plane, length = wide
+        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
         wt, nb = wr.reshape(w.shape[0], -1), _block(n, plane)
         _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad_wide(
-            gr, wt, in_dst, out_src, offs, gxr, plane, length, nb, c0, c1))  # fmt: skip
+            gr, wt, in_dst, out_src, offs, gxr, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
         return gx
     _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad(
         gr, wr, table, gxr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -208,11 +225,11 @@ def weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch) -> np.nd
     macs = g.size * math.prod(kernel)
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
-        in_dst, out_src, offs, plane, length = wide
+        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
         if 2 * plane * gw.itemsize <= scratch:
             gt, nb = gw.reshape(o, -1), _block(x.shape[0], plane)
             _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
-                xr, gr, in_dst, out_src, offs, gt, plane, length, nb, c0, c1))  # fmt: skip
+                xr, gr, in_dst, out_src, offs, gt, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
             if np.isfinite(gw).all():  # (else redone where every product is a window's)
                 return gw.reshape((o, 1) + kernel)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad(

@@ -156,37 +156,66 @@ def depthwise_weight_grad(x, g, rowmap, gw, sw, dw, pw, c0, c1):
 
 # ----------------------------------------------------------------------------- wide grids
 #
-# For stride 1 the row loops above are short (one output row, 50-odd entries a tap), and
-# their set-up per row and tap cost more than the multiply-adds. These kernels lay a
-# channel's planes, padded, end to end in a flat buffer of their own (``nb`` samples at
-# a time, ``plane`` entries each) and compute the outputs on that "wide grid": output i
-# of sample s is at s * plane plus the flat offset of i in the padded plane, and tap k
+# The row loops above are short (one output row, 50-odd entries a tap), and their
+# set-up per row and tap cost more than the multiply-adds. These kernels lay a channel's
+# planes, padded, end to end in a flat buffer of their own (``nb`` samples at a time,
+# ``plane`` entries each) and compute the outputs on that "wide grid": output i of
+# sample s is at s * plane plus the flat offset of i in the padded plane, and tap k
 # reads ``offs[k]`` further on, so each tap is one loop over all the block's entries
 # (those between rows and between planes that are no output are computed, then
-# dropped). ``in_dst[r]``: where input row r starts in a padded plane; ``out_src[r]``:
-# where output row r starts; ``length``: one plane's run of outputs (from the first to
-# the last). Small planes are what the blocks are for: a 7x7 plane's taps are loops of
-# 61 entries, 32 samples' one loop of 2,600. (max(0, ...) on offsets read from arrays
-# tells LLVM they are not negative: without it every index gets a wraparound check and
-# no loop is vectorized.)
+# dropped). With strides the padded plane is laid out as its phase planes (see
+# ``_compiled._wide``): tap k then reads one phase plane, still at a fixed offset from
+# the output's place. ``in_dst[r]``: where input row r starts in a padded plane;
+# ``out_src[r]``: where output row r starts; ``length``: one plane's run of outputs
+# (from the first to the last). Small planes are what the blocks are for: a 7x7 plane's
+# taps are loops of 61 entries, 32 samples' one loop of 2,600. (max(0, ...) on offsets
+# read from arrays tells LLVM they are not negative: without it every index gets a
+# wraparound check and no loop is vectorized.)
 
 
 @_jit
-def _planes_in(src, n0, count, c, in_dst, plane, buf):
+def _planes_in(src, n0, count, c, in_dst, plane, sl, pl, pp, buf):
     """Copy samples n0 .. n0 + count - 1 of channel c of src (N, C, R, W) into their
-    padded planes in buf (the padding, never written, stays as it is)."""
+    padded planes in buf (the padding, never written, stays as it is); with a stride
+    ``sl`` along the last dim, entry j goes to phase (j + pl) % sl, place (j + pl) // sl."""
     width = src.shape[3]
     for s in range(count):
         base = s * plane
         for r in range(src.shape[2]):
-            d = max(0, base + in_dst[r])
-            for j in range(width):
-                buf[d + j] = src[n0 + s, c, r, j]
+            for ph in range(sl):
+                j0 = max(0, (ph - pl) % sl)  # the first entry of the row in phase ph
+                d = max(0, base + in_dst[r] + ph * pp + (j0 + pl) // sl)
+                if sl == 1:
+                    for u in range(width):
+                        buf[d + u] = src[n0 + s, c, r, u]
+                else:
+                    for u in range((width - j0 + sl - 1) // sl):
+                        buf[d + u] = src[n0 + s, c, r, j0 + u * sl]
 
 
 @_jit
-def depthwise_forward_wide(x, w, bias, in_dst, out_src, offs, y, plane, length, nb, c0, c1):
-    """y (N, O, Rout, OW) = the stride-1 correlation of x (N, C, Rin, W) with w (O, taps),
+def _planes_out(buf, n0, count, c, in_dst, plane, sl, pl, pp, dst):
+    """The reverse of ``_planes_in``: the padded planes' inside to dst (N, C, R, W)."""
+    width = dst.shape[3]
+    for s in range(count):
+        base = s * plane
+        for r in range(dst.shape[2]):
+            for ph in range(sl):
+                j0 = max(0, (ph - pl) % sl)
+                d = max(0, base + in_dst[r] + ph * pp + (j0 + pl) // sl)
+                if sl == 1:
+                    for u in range(width):
+                        dst[n0 + s, c, r, u] = buf[d + u]
+                else:
+                    for u in range((width - j0 + sl - 1) // sl):
+                        dst[n0 + s, c, r, j0 + u * sl] = buf[d + u]
+
+
+@_jit
+def depthwise_forward_wide(
+    x, w, bias, in_dst, out_src, offs, y, plane, length, sl, pl, pp, nb, c0, c1
+):
+    """y (N, O, Rout, OW) = the correlation of x (N, C, Rin, W) with w (O, taps),
     plus ``bias`` (O,) where it has entries; the padding's zeros are in the buffer (so a
     non-finite weight makes NaN where it reads them, as in a padded copy)."""
     n_samples, c_in = x.shape[0], x.shape[1]
@@ -199,7 +228,7 @@ def depthwise_forward_wide(x, w, bias, in_dst, out_src, offs, y, plane, length, 
         for n0 in range(0, n_samples, nb):
             count = min(nb, n_samples - n0)
             run = (count - 1) * plane + length
-            _planes_in(x, n0, count, c, in_dst, plane, xb)
+            _planes_in(x, n0, count, c, in_dst, plane, sl, pl, pp, xb)
             for o in range(c * m, c * m + m):
                 start = bias[o] if bias.shape[0] > 0 else 0.0
                 for q in range(run):
@@ -217,8 +246,10 @@ def depthwise_forward_wide(x, w, bias, in_dst, out_src, offs, y, plane, length, 
 
 
 @_jit
-def depthwise_input_grad_wide(g, w, in_dst, out_src, offs, gx, plane, length, nb, c0, c1):
-    """gx (N, C, Rin, W): the stride-1 transposed correlation of g (N, O, Rout, OW) with
+def depthwise_input_grad_wide(
+    g, w, in_dst, out_src, offs, gx, plane, length, sl, pl, pp, nb, c0, c1
+):
+    """gx (N, C, Rin, W): the transposed correlation of g (N, O, Rout, OW) with
     w (O, taps). g is laid on the wide grid with zeros between its rows, so the weights
     must be finite (0 * inf would reach inputs that no window pairs with that tap)."""
     n_samples, c_in, r_in, width = gx.shape
@@ -244,15 +275,13 @@ def depthwise_input_grad_wide(g, w, in_dst, out_src, offs, gx, plane, length, nb
                     off = max(0, offs[t])
                     for q in range(run):
                         gxb[q + off] += wv * gb[q]
-            for s in range(count):
-                for r in range(r_in):
-                    src = max(0, s * plane + in_dst[r])
-                    for j in range(width):
-                        gx[n0 + s, c, r, j] = gxb[src + j]
+            _planes_out(gxb, n0, count, c, in_dst, plane, sl, pl, pp, gx)
 
 
 @_jit
-def depthwise_weight_grad_wide(x, g, in_dst, out_src, offs, gw, plane, length, nb, c0, c1):
+def depthwise_weight_grad_wide(
+    x, g, in_dst, out_src, offs, gw, plane, length, sl, pl, pp, nb, c0, c1
+):
     """gw (O, taps) = sum over samples of g (N, O, Rout, OW) times the padded input x
     (N, C, Rin, W) each tap reads, on the wide grid: LANES accumulators a tap (a vector
     loop), summed at the end in float64. The entries between g's rows are zeros: times
@@ -272,7 +301,7 @@ def depthwise_weight_grad_wide(x, g, in_dst, out_src, offs, gw, plane, length, n
                 count = min(nb, n_samples - n0)
                 run = (count - 1) * plane + length
                 full = run - run % LANES
-                _planes_in(x, n0, count, c, in_dst, plane, xb)
+                _planes_in(x, n0, count, c, in_dst, plane, sl, pl, pp, xb)
                 for s in range(count):
                     for r in range(r_out):
                         d = max(0, s * plane + out_src[r])
