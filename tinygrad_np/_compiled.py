@@ -104,8 +104,8 @@ def _geometry(in_sizes, kernel, pads, strides, dilations):
 @functools.lru_cache(maxsize=256)
 def _wide(in_sizes, kernel, pads, strides, dilations):
     """The wide grid of a conv (see ``_compiled_kernels``), or None where a pad crops:
-    (in_dst, out_src, offs, plane, length, phase) with ``phase = (s, p, pp)``: the last
-    dim's stride and pad before, and the entries of one phase plane. With strides, the
+    (in_dst, out_src, offs, plane, length, s, p, pp): ``s`` and ``p`` the last dim's
+    stride and pad before, ``pp`` the entries of one phase plane. With strides, the
     padded plane is kept as its phase planes (entries ``r, r + s, r + 2s, ...`` of each
     dim, one plane per combination of ``r``s), so that every tap reads one phase plane
     at a fixed offset from where its output sits; ``in_dst[r]`` leaves out the last
@@ -140,8 +140,8 @@ def _wide(in_sizes, kernel, pads, strides, dilations):
         offs = (offs[:, None] + placed(d, np.arange(k) * dil)).reshape(-1)
     for a in (in_dst, out_src, offs):
         a.flags.writeable = False
-    phase = (strides[-1], pads[-1][0], pp)
-    return in_dst, out_src, offs, pp * math.prod(strides), int(out_src[-1]) + out_sizes[-1], phase
+    length = int(out_src[-1]) + out_sizes[-1]
+    return in_dst, out_src, offs, pp * math.prod(strides), length, strides[-1], pads[-1][0], pp
 
 
 def _block(n: int, plane: int) -> int:
@@ -180,10 +180,9 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     macs = y.size * math.prod(kernel)
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
-        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
-        wt, nb = wr.reshape(o, -1), _block(n, plane)
+        wt, nb = wr.reshape(o, -1), _block(n, wide[3])
         _by_channels(c, macs, lambda c0, c1: k.depthwise_forward_wide(
-            xr, wt, b, in_dst, out_src, offs, yr, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
+            xr, wt, b, *wide[:3], yr, *wide[3:], nb, c0, c1))  # fmt: skip
         return y
     _by_channels(c, macs, lambda c0, c1: k.depthwise_forward(
         xr, wr, b, table, yr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -203,10 +202,9 @@ def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray
     macs = g.size * math.prod(kernel)
     wide = _wide(tuple(in_sizes), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None and np.isfinite(wr).all():  # (see depthwise_input_grad_wide)
-        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
-        wt, nb = wr.reshape(w.shape[0], -1), _block(n, plane)
+        wt, nb = wr.reshape(w.shape[0], -1), _block(n, wide[3])
         _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad_wide(
-            gr, wt, in_dst, out_src, offs, gxr, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
+            gr, wt, *wide[:3], gxr, *wide[3:], nb, c0, c1))  # fmt: skip
         return gx
     _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad(
         gr, wr, table, gxr, sw, dw, pw, c0, c1))  # fmt: skip
@@ -225,11 +223,10 @@ def weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch) -> np.nd
     macs = g.size * math.prod(kernel)
     wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
     if wide is not None:
-        in_dst, out_src, offs, plane, length, (sl, pl, pp) = wide
-        if 2 * plane * gw.itemsize <= scratch:
-            gt, nb = gw.reshape(o, -1), _block(x.shape[0], plane)
+        if 2 * wide[3] * gw.itemsize <= scratch:  # (wide[3]: one sample's padded plane)
+            gt, nb = gw.reshape(o, -1), _block(x.shape[0], wide[3])
             _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
-                xr, gr, in_dst, out_src, offs, gt, plane, length, sl, pl, pp, nb, c0, c1))  # fmt: skip
+                xr, gr, *wide[:3], gt, *wide[3:], nb, c0, c1))  # fmt: skip
             if np.isfinite(gw).all():  # (else redone where every product is a window's)
                 return gw.reshape((o, 1) + kernel)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad(

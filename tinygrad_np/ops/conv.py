@@ -20,8 +20,9 @@ strided add per kernel tap; for stride-1 convs with no more outputs than inputs,
 the full correlation below as one GEMM, ``convmath.correlate_transpose_full``; for
 stride-1 volume convs, col2im as one shift per tap of the flattened padded volume,
 ``convmath.correlate_transpose_wide``). A depthwise conv whose maps take
-convmath's channel-major grids (the compiled kernels off or missing) computes its input, weight and bias gradients in one
-pass over g (``Conv._depthwise_backward``, ``convmath.backward_depthwise_channels``).
+convmath's channel-major grids (the compiled kernels off or missing) computes its
+input, weight and bias gradients in one pass over g (``Conv._depthwise_backward``,
+``convmath.backward_depthwise_channels``).
 When the backward pass is itself recorded
 (``create_graph=True``) it spells the same math out as visible nodes:
 
