@@ -240,23 +240,58 @@ def test_compiled_row_kernels_agree_with_the_wide_grid(nd, monkeypatch, calls):
     assert calls["weight_grad"] == 16
 
 
-def test_compiled_weight_grad_over_its_scratch_share_takes_the_row_kernel(monkeypatch):
+def test_compiled_kernels_over_the_scratch_budget_take_the_row_kernels(monkeypatch, threads):
+    """The wide grid's buffers (two of a sample's padded plane a thread) stay within the
+    scratch budget: over it on all threads, the work runs on one; over it on one, the
+    row kernels (no buffers) run. Neither depends on the thread count, so neither does
+    a bit of the result."""
     rng = np.random.default_rng(17)
     x = rng.standard_normal((2, 3, 40, 40))
     g = rng.standard_normal((2, 3, 40, 40))
+    w = rng.standard_normal((3, 1, 3, 3))
     wide_runs = []
-    real = _compiled.kernels().depthwise_weight_grad_wide
-    monkeypatch.setattr(
-        _compiled.kernels(), "depthwise_weight_grad_wide",
-        lambda *a: wide_runs.append(1) or real(*a),
-    )  # fmt: skip
-    args = (x, g, (3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), np.dtype(np.float64))
-    big = _compiled.weight_grad(*args, 1 << 20)
-    assert wide_runs
-    wide_runs.clear()
-    small = _compiled.weight_grad(*args, 1000)  # (under one padded plane)
-    assert not wide_runs
-    np.testing.assert_allclose(small, big, rtol=1e-12)
+    kern = _compiled.kernels()
+    for name in ("depthwise_forward_wide", "depthwise_input_grad_wide",
+                 "depthwise_weight_grad_wide"):  # fmt: skip
+        real = getattr(kern, name)
+        monkeypatch.setattr(kern, name, lambda *a, _r=real: wide_runs.append(1) or _r(*a))
+    geo = (((1, 1), (1, 1)), (1, 1), (1, 1))
+    dt = np.dtype(np.float64)
+
+    def maps():
+        return (_compiled.forward(x, w, None, *geo, dt),
+                _compiled.input_grad(g, w, 3, (40, 40), *geo, dt),
+                _compiled.weight_grad(x, g, (3, 3), *geo, dt))  # fmt: skip
+
+    plane = 42 * 42 * 8
+    results = {}
+    for budget in (1 << 24, 3 * plane, plane):  # all threads' buffers, one's, none
+        for n in (1, 2):
+            threads(n)
+            wide_runs.clear()
+            with cm.scratch_budget(budget):
+                results[budget, n] = maps()
+            assert len(wide_runs) == (3 if budget > plane else 0), (budget, n)
+        for a, b in zip(results[budget, 1], results[budget, 2], strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(results[1 << 24, 1], results[plane, 1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_geometry_caches_keep_small_tables_only():
+    """Tables of up to CACHE_MAX_ROWS rows are kept between calls; larger ones (a tall
+    input keeps 40 bytes a row) are made again each time, not held."""
+    geo = ((3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1))
+    small = _compiled._wide((20, 20), *geo)
+    assert _compiled._wide((20, 20), *geo)[0] is small[0]
+    tall = (_compiled.CACHE_MAX_ROWS + 1, 3)
+    assert _compiled._wide(tall, *geo)[0] is not _compiled._wide(tall, *geo)[0]
+    table = _compiled._rowmap((20,), (20,), (3,), (1,), (1,), (1,))
+    assert _compiled._rowmap((20,), (20,), (3,), (1,), (1,), (1,)) is table
+    big = (_compiled.CACHE_MAX_ROWS,)
+    assert _compiled._rowmap(big, big, (3,), (1,), (1,), (1,)) is not _compiled._rowmap(
+        big, big, (3,), (1,), (1,), (1,)
+    )
 
 
 def test_compiled_route_with_cropping_pads_matches_the_numpy_routes():
@@ -268,7 +303,7 @@ def test_compiled_route_with_cropping_pads_matches_the_numpy_routes():
     pads = ((-1, 2), (1, -2))
     args = ((1, 2), (2, 1), 3)
     assert cm._compiled_route(x.shape, w.shape, pads, *args, np.float64)
-    y = cm.correlate_padded(x, w, pads, *args)
+    y = cm.correlate_padded(x, w, [list(p) for p in pads], *args)  # (lists as well)
     g = rng.standard_normal(y.shape)
     gx = cm.correlate_transpose_cropped(g, w, x.shape[2:], pads, *args)
     gw = cm.correlate_weight_grad_padded(x, g, (3, 2), pads, *args)
@@ -320,3 +355,31 @@ def test_compiled_kernels_off_by_environment():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)  # fmt: skip
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_compiled_kernels_off_where_numba_runs_python_only():
+    """NUMBA_DISABLE_JIT=1 makes numba run the loops as Python (70x slower than the NumPy
+    routes): the kernels count as unavailable there."""
+    code = "from tinygrad_np import convmath as cm; print(cm.has_compiled_kernels())"
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.split() == ["False"]
+
+
+def test_compiled_kernels_compile_without_a_disk_cache(monkeypatch):
+    """Where numba has nowhere to write its cache (it raises when a cached function is
+    declared), the kernels are declared without one."""
+    import numba
+
+    kern = _compiled.kernels()
+    assert kern._cache_works()  # (here: beside the module, or the user's cache folder)
+    real = numba.njit
+
+    def no_locator(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function '_probe': no locator available")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kern.numba, "njit", no_locator)
+    assert not kern._cache_works()

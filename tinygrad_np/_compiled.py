@@ -60,11 +60,37 @@ def kernels():
 
 
 def available() -> bool:
-    """Whether the compiled depthwise kernels can run here (numba imports)."""
-    return kernels() is not None
+    """Whether the compiled depthwise kernels can run here: numba imports, and compiles
+    (``NUMBA_DISABLE_JIT=1`` would run the loops as Python, thousands of times slower)."""
+    if kernels() is None:
+        return False
+    import numba
+
+    return not numba.config.DISABLE_JIT
 
 
-@functools.lru_cache(maxsize=256)
+# Tables for at most this many rows are kept (64 geometries at most); larger ones, whose
+# convs take far longer than building them, are made for each call.
+CACHE_MAX_ROWS = 1 << 14
+
+
+def _small_cached(rows_of):
+    """An lru_cache for the geometries whose ``rows_of(*args)`` is at most CACHE_MAX_ROWS."""
+
+    def wrap(fn):
+        cached = functools.lru_cache(maxsize=64)(fn)
+
+        @functools.wraps(fn)
+        def pick(*args):
+            return (cached if rows_of(*args) <= CACHE_MAX_ROWS else fn)(*args)
+
+        pick.cache_clear = cached.cache_clear
+        return pick
+
+    return wrap
+
+
+@_small_cached(lambda sizes, out_sizes, kernel, *_: math.prod(out_sizes) * math.prod(kernel))
 def _rowmap(sizes, out_sizes, kernel, strides, dilations, befores) -> np.ndarray:
     """(prod(out_sizes), prod(kernel)) int64: the flat input row (over the dims given, all
     but the last) that each output row reads at each tap, -1 where that row is padding."""
@@ -101,7 +127,7 @@ def _geometry(in_sizes, kernel, pads, strides, dilations):
     return table, out_sizes, (strides[-1], dilations[-1], pads[-1][0])
 
 
-@functools.lru_cache(maxsize=256)
+@_small_cached(lambda in_sizes, *_: math.prod(in_sizes[:-1]))
 def _wide(in_sizes, kernel, pads, strides, dilations):
     """The wide grid of a conv (see ``_compiled_kernels``), or None where a pad crops:
     (in_dst, out_src, offs, plane, length, s, p, pp): ``s`` and ``p`` the last dim's
@@ -161,29 +187,58 @@ def _weight_rows(w: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(w, dtype=dtype).reshape(w.shape[0], -1, w.shape[-1])
 
 
-def _by_channels(c: int, macs: int, fn) -> None:
-    """``fn(c0, c1)`` over ranges of the ``c`` input channels, on the package's threads."""
-    par.for_slices(c, lambda s: fn(s.start, s.stop), macs * par.MIN_ELEMENTS // MIN_MACS_PER_THREAD)
+def _by_channels(c: int, macs: int, fn, scratch_each: int = 0) -> None:
+    """``fn(c0, c1)`` over ranges of the ``c`` input channels, on the package's threads
+    (on fewer where each would take ``scratch_each`` bytes of buffers and all of them
+    would outgrow the scratch budget: the thread count never changes what is computed)."""
+    from tinygrad_np import convmath
+
+    work = macs * par.MIN_ELEMENTS // MIN_MACS_PER_THREAD
+    if scratch_each * par.get_num_threads() > convmath._settings["scratch_bytes"]:
+        with par.single_threaded():
+            fn(0, c)
+        return
+    par.for_slices(c, lambda s: fn(s.start, s.stop), work)
+
+
+def _wide_fits(wide, itemsize: int) -> bool:
+    """Whether the wide-grid kernels' two buffers of one sample's padded plane fit the
+    scratch budget (else the row kernels run: they need none)."""
+    from tinygrad_np import convmath
+
+    return wide is not None and 2 * wide[3] * itemsize <= convmath._settings["scratch_bytes"]
+
+
+def _args(pads, strides, dilations):
+    """The geometry as tuples of ints (hashable, for the caches)."""
+    return (tuple((int(a), int(b)) for a, b in pads), tuple(int(s) for s in strides),
+            tuple(int(d) for d in dilations))  # fmt: skip
 
 
 def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     """y (N, O, *out) of the depthwise conv of ``x`` (N, C, *S) zero-padded by ``pads``
     with ``w`` (O, 1, *K), plus ``bias`` (O,) unless None."""
     k = kernels()
+    pads, strides, dilations = _args(pads, strides, dilations)
     n, c = x.shape[:2]
-    o, kernel = w.shape[0], tuple(w.shape[2:])
-    table, out_sizes, (sw, dw, pw) = _geometry(x.shape[2:], kernel, pads, strides, dilations)
+    o, kernel, sizes = w.shape[0], tuple(w.shape[2:]), tuple(x.shape[2:])
+    out_sizes = tuple(
+        (s + pb + pa - d * (kk - 1) - 1) // st + 1
+        for s, kk, (pb, pa), st, d in zip(sizes, kernel, pads, strides, dilations, strict=True)
+    )
     y = np.empty((n, o) + out_sizes, dtype=dtype)
     xr, wr = _rows(x, dtype), _weight_rows(w, dtype)
     b = np.zeros(0, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
-    yr = y.reshape(n, o, table.shape[0], out_sizes[-1])
+    yr = y.reshape(n, o, math.prod(out_sizes[:-1]), out_sizes[-1])
     macs = y.size * math.prod(kernel)
-    wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
-    if wide is not None:
+    wide = _wide(sizes, kernel, pads, strides, dilations)
+    if _wide_fits(wide, y.itemsize):
         wt, nb = wr.reshape(o, -1), _block(n, wide[3])
+        each = 2 * nb * wide[3] * y.itemsize  # (a thread's two buffers)
         _by_channels(c, macs, lambda c0, c1: k.depthwise_forward_wide(
-            xr, wt, b, *wide[:3], yr, *wide[3:], nb, c0, c1))  # fmt: skip
+            xr, wt, b, *wide[:3], yr, *wide[3:], nb, c0, c1), each)  # fmt: skip
         return y
+    table, _, (sw, dw, pw) = _geometry(sizes, kernel, pads, strides, dilations)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_forward(
         xr, wr, b, table, yr, sw, dw, pw, c0, c1))  # fmt: skip
     return y
@@ -193,42 +248,44 @@ def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray
     """gx (N, C, *in_sizes): the input gradient of that conv (``c`` input channels) for
     upstream ``g``."""
     k = kernels()
-    n = g.shape[0]
+    pads, strides, dilations = _args(pads, strides, dilations)
+    n, in_sizes = g.shape[0], tuple(int(s) for s in in_sizes)
     kernel = tuple(w.shape[2:])
-    table, _, (sw, dw, pw) = _geometry(in_sizes, kernel, pads, strides, dilations)
-    gx = np.empty((n, c) + tuple(in_sizes), dtype=dtype)
+    gx = np.empty((n, c) + in_sizes, dtype=dtype)
     gr, wr = _rows(g, dtype), _weight_rows(w, dtype)
     gxr = gx.reshape(n, c, math.prod(in_sizes[:-1]), in_sizes[-1])
     macs = g.size * math.prod(kernel)
-    wide = _wide(tuple(in_sizes), kernel, tuple(pads), tuple(strides), tuple(dilations))
-    if wide is not None and np.isfinite(wr).all():  # (see depthwise_input_grad_wide)
+    wide = _wide(in_sizes, kernel, pads, strides, dilations)
+    if _wide_fits(wide, gx.itemsize) and np.isfinite(wr).all():  # (see ..._input_grad_wide)
         wt, nb = wr.reshape(w.shape[0], -1), _block(n, wide[3])
+        each = 2 * nb * wide[3] * gx.itemsize
         _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad_wide(
-            gr, wt, *wide[:3], gxr, *wide[3:], nb, c0, c1))  # fmt: skip
+            gr, wt, *wide[:3], gxr, *wide[3:], nb, c0, c1), each)  # fmt: skip
         return gx
+    table, _, (sw, dw, pw) = _geometry(in_sizes, kernel, pads, strides, dilations)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_input_grad(
         gr, wr, table, gxr, sw, dw, pw, c0, c1))  # fmt: skip
     return gx
 
 
-def weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch) -> np.ndarray:
-    """gw (O, 1, *kernel): the weight gradient of that conv for input ``x``, upstream ``g``
-    (the wide grid's accumulators only where they fit ``scratch`` bytes a thread)."""
+def weight_grad(x, g, kernel, pads, strides, dilations, dtype) -> np.ndarray:
+    """gw (O, 1, *kernel): the weight gradient of that conv for input ``x``, upstream ``g``."""
     k = kernels()
+    pads, strides, dilations = _args(pads, strides, dilations)
     c, o = x.shape[1], g.shape[1]
-    kernel = tuple(kernel)
-    table, _, (sw, dw, pw) = _geometry(x.shape[2:], kernel, pads, strides, dilations)
+    kernel, sizes = tuple(int(v) for v in kernel), tuple(x.shape[2:])
     gw = np.empty((o, math.prod(kernel[:-1]), kernel[-1]), dtype=dtype)
     xr, gr = _rows(x, dtype), _rows(g, dtype)
     macs = g.size * math.prod(kernel)
-    wide = _wide(tuple(x.shape[2:]), kernel, tuple(pads), tuple(strides), tuple(dilations))
-    if wide is not None:
-        if 2 * wide[3] * gw.itemsize <= scratch:  # (wide[3]: one sample's padded plane)
-            gt, nb = gw.reshape(o, -1), _block(x.shape[0], wide[3])
-            _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
-                xr, gr, *wide[:3], gt, *wide[3:], nb, c0, c1))  # fmt: skip
-            if np.isfinite(gw).all():  # (else redone where every product is a window's)
-                return gw.reshape((o, 1) + kernel)
+    wide = _wide(sizes, kernel, pads, strides, dilations)
+    if _wide_fits(wide, gw.itemsize):
+        gt, nb = gw.reshape(o, -1), _block(x.shape[0], wide[3])
+        each = 2 * nb * wide[3] * gw.itemsize
+        _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad_wide(
+            xr, gr, *wide[:3], gt, *wide[3:], nb, c0, c1), each)  # fmt: skip
+        if np.isfinite(gw).all():  # (else redone where every product is a window's)
+            return gw.reshape((o, 1) + kernel)
+    table, _, (sw, dw, pw) = _geometry(sizes, kernel, pads, strides, dilations)
     _by_channels(c, macs, lambda c0, c1: k.depthwise_weight_grad(
         xr, gr, table, gw, sw, dw, pw, c0, c1))  # fmt: skip
     return gw.reshape((o, 1) + kernel)

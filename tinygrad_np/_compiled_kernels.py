@@ -18,7 +18,24 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_jit = numba.njit(nogil=True, cache=True, boundscheck=False)
+
+def _probe():  # (a function to try numba's disk cache on)
+    return 0
+
+
+def _cache_works() -> bool:
+    """Whether numba can keep compiled code on disk for this module: beside it, or in the
+    user's cache folder. Where neither is writable (a read-only install and no writable
+    home), it raises when a cached function is declared; the kernels are then compiled
+    afresh in each process instead."""
+    try:
+        numba.njit(cache=True)(_probe)
+    except RuntimeError:
+        return False
+    return True
+
+
+_jit = numba.njit(nogil=True, cache=_cache_works(), boundscheck=False)
 # the weight gradient's accumulators a tap: grid entry q adds into lane q % LANES (a
 # fixed-length loop LLVM vectorizes, and the accumulators stay in the L1 cache)
 LANES = 64

@@ -3529,8 +3529,7 @@ def correlate_weight_grad_padded(x, g, kernel, pads, strides, dilations, groups,
     w_shape = (g.shape[1], 1) + tuple(kernel)
     if cols is None and _compiled_route(x.shape, w_shape, pads, strides, dilations, groups,
                                         dtype):  # fmt: skip
-        scratch = _settings["scratch_bytes"] // par.get_num_threads()
-        return _compiled.weight_grad(x, g, kernel, pads, strides, dilations, dtype, scratch)
+        return _compiled.weight_grad(x, g, kernel, pads, strides, dilations, dtype)
     if (
         cols is None
         and _depthwise_plane_route(x.shape, w_shape, pads, strides, dilations, groups,
