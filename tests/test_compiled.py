@@ -1,7 +1,7 @@
 """The compiled depthwise kernels (tinygrad_np/_compiled.py, numba): against PyTorch, against
 the NumPy routes they replace, by finite differences, on one and two threads, and the
-switches that turn them off. (The module's name holds "depthwise" nowhere: `make test`
-reruns the depthwise tests with the kernels off, and these need them on.)"""
+switches that turn them off. (`make test` reruns the depthwise tests with the kernels
+off: this module skips itself there.)"""
 
 from __future__ import annotations
 
@@ -18,8 +18,12 @@ from tinygrad_np import _compiled
 from tinygrad_np import convmath as cm
 
 torch = pytest.importorskip("torch")
-if not _compiled.available():  # (CI fails instead: tests/conftest.py)
-    pytest.skip("numba is not installed", allow_module_level=True)
+if not cm.has_compiled_kernels():  # (CI without numba fails instead: tests/conftest.py)
+    pytest.skip(
+        "compiled kernels unavailable (numba missing or NUMBA_DISABLE_JIT) or turned off "
+        "(TINYGRAD_NP_COMPILED=0)",
+        allow_module_level=True,
+    )
 
 PLANE_ROUTE = cm._depthwise_plane_route
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

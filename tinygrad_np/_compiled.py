@@ -33,7 +33,7 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MIN_MACS_PER_THREAD = 1 << 18
 
 # the wide-grid kernels' buffers: samples' planes laid end to end, up to this many entries
-BLOCK_ENTRIES = 8192
+BLOCK_ENTRIES = 4096
 
 _lock = threading.Lock()
 _module: list = []  # [the kernels module or None], once imported (or found missing)
@@ -176,15 +176,23 @@ def _block(n: int, plane: int) -> int:
     return max(1, min(n, BLOCK_ENTRIES // plane))
 
 
+def _read_only(a: np.ndarray, dtype) -> np.ndarray:
+    """A C-contiguous read-only view of ``a`` as ``dtype`` (copied only where needed): the
+    kernels' inputs are always read-only, so numba compiles one version of each kernel
+    whether a caller's array is writeable or not."""
+    a = np.ascontiguousarray(a, dtype=dtype).view()
+    a.flags.writeable = False
+    return a
+
+
 def _rows(a: np.ndarray, dtype) -> np.ndarray:
-    """``a`` (N, C, *S) as a C-contiguous (N, C, prod(S[:-1]), S[-1]) array of ``dtype``."""
-    a = np.ascontiguousarray(a, dtype=dtype)
-    return a.reshape(a.shape[:2] + (math.prod(a.shape[2:-1]), a.shape[-1]))
+    """``a`` (N, C, *S) as a read-only (N, C, prod(S[:-1]), S[-1]) array of ``dtype``."""
+    return _read_only(a, dtype).reshape(a.shape[:2] + (math.prod(a.shape[2:-1]), a.shape[-1]))
 
 
 def _weight_rows(w: np.ndarray, dtype) -> np.ndarray:
-    """w (O, 1, *K) as a C-contiguous (O, prod(K[:-1]), K[-1]) array of ``dtype``."""
-    return np.ascontiguousarray(w, dtype=dtype).reshape(w.shape[0], -1, w.shape[-1])
+    """w (O, 1, *K) as a read-only (O, prod(K[:-1]), K[-1]) array of ``dtype``."""
+    return _read_only(w, dtype).reshape(w.shape[0], -1, w.shape[-1])
 
 
 def _by_channels(c: int, macs: int, fn, scratch_each: int = 0) -> None:
@@ -228,7 +236,7 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     )
     y = np.empty((n, o) + out_sizes, dtype=dtype)
     xr, wr = _rows(x, dtype), _weight_rows(w, dtype)
-    b = np.zeros(0, dtype) if bias is None else np.ascontiguousarray(bias, dtype=dtype)
+    b = _read_only(np.zeros(0, dtype) if bias is None else bias, dtype)
     yr = y.reshape(n, o, math.prod(out_sizes[:-1]), out_sizes[-1])
     macs = y.size * math.prod(kernel)
     wide = _wide(sizes, kernel, pads, strides, dilations)

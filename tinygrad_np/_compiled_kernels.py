@@ -191,17 +191,24 @@ def depthwise_weight_grad(x, g, rowmap, gw, sw, dw, pw, c0, c1):
 
 
 @_jit
+def _phase_start(r, ph, in_dst, sl, pl, pp):
+    """(first entry j of input row r in phase ph, its place in a padded plane): with a
+    stride ``sl`` along the last dim, entry j is at phase (j + pl) % sl, place
+    (j + pl) // sl."""
+    j0 = max(0, (ph - pl) % sl)
+    return j0, max(0, in_dst[r] + ph * pp + (j0 + pl) // sl)
+
+
+@_jit
 def _planes_in(src, n0, count, c, in_dst, plane, sl, pl, pp, buf):
-    """Copy samples n0 .. n0 + count - 1 of channel c of src (N, C, R, W) into their
-    padded planes in buf (the padding, never written, stays as it is); with a stride
-    ``sl`` along the last dim, entry j goes to phase (j + pl) % sl, place (j + pl) // sl."""
+    """Samples n0 .. n0 + count - 1 of channel c of src (N, C, R, W) into their padded
+    planes in buf (the padding, never written, stays as it is)."""
     width = src.shape[3]
     for s in range(count):
-        base = s * plane
         for r in range(src.shape[2]):
             for ph in range(sl):
-                j0 = max(0, (ph - pl) % sl)  # the first entry of the row in phase ph
-                d = max(0, base + in_dst[r] + ph * pp + (j0 + pl) // sl)
+                j0, d = _phase_start(r, ph, in_dst, sl, pl, pp)
+                d = max(0, d + s * plane)  # (max: see above)
                 if sl == 1:
                     for u in range(width):
                         buf[d + u] = src[n0 + s, c, r, u]
@@ -212,14 +219,13 @@ def _planes_in(src, n0, count, c, in_dst, plane, sl, pl, pp, buf):
 
 @_jit
 def _planes_out(buf, n0, count, c, in_dst, plane, sl, pl, pp, dst):
-    """The reverse of ``_planes_in``: the padded planes' inside to dst (N, C, R, W)."""
+    """The reverse of ``_planes_in``: the padded planes' insides to dst (N, C, R, W)."""
     width = dst.shape[3]
     for s in range(count):
-        base = s * plane
         for r in range(dst.shape[2]):
             for ph in range(sl):
-                j0 = max(0, (ph - pl) % sl)
-                d = max(0, base + in_dst[r] + ph * pp + (j0 + pl) // sl)
+                j0, d = _phase_start(r, ph, in_dst, sl, pl, pp)
+                d = max(0, d + s * plane)  # (max: see above)
                 if sl == 1:
                     for u in range(width):
                         dst[n0 + s, c, r, u] = buf[d + u]
@@ -229,15 +235,35 @@ def _planes_out(buf, n0, count, c, in_dst, plane, sl, pl, pp, dst):
 
 
 @_jit
+def _outputs_in(src, n0, count, o, out_src, plane, buf):
+    """Channel o of samples n0 .. n0 + count - 1 of src (N, O, Rout, OW) to their places
+    on the wide grid in buf (the entries between them are left as they are)."""
+    for s in range(count):
+        for r in range(src.shape[2]):
+            d = max(0, s * plane + out_src[r])
+            for j in range(src.shape[3]):
+                buf[d + j] = src[n0 + s, o, r, j]
+
+
+@_jit
+def _outputs_out(buf, n0, count, o, out_src, plane, dst):
+    """The reverse of ``_outputs_in``."""
+    for s in range(count):
+        for r in range(dst.shape[2]):
+            d = max(0, s * plane + out_src[r])
+            for j in range(dst.shape[3]):
+                dst[n0 + s, o, r, j] = buf[d + j]
+
+
+@_jit
 def depthwise_forward_wide(
     x, w, bias, in_dst, out_src, offs, y, plane, length, sl, pl, pp, nb, c0, c1
 ):
-    """y (N, O, Rout, OW) = the correlation of x (N, C, Rin, W) with w (O, taps),
-    plus ``bias`` (O,) where it has entries; the padding's zeros are in the buffer (so a
+    """y (N, O, Rout, OW) = the correlation of x (N, C, Rin, W) with w (O, taps), plus
+    ``bias`` (O,) where it has entries; the padding's zeros are in the buffer (so a
     non-finite weight makes NaN where it reads them, as in a padded copy)."""
     n_samples, c_in = x.shape[0], x.shape[1]
     o_all, taps = w.shape
-    r_out, out_width = y.shape[2], y.shape[3]
     m = o_all // c_in
     xb = np.zeros(nb * plane, dtype=x.dtype)
     yb = np.empty(nb * plane, dtype=y.dtype)
@@ -255,23 +281,18 @@ def depthwise_forward_wide(
                     off = max(0, offs[t])
                     for q in range(run):
                         yb[q] += wv * xb[q + off]
-                for s in range(count):
-                    for r in range(r_out):
-                        src = max(0, s * plane + out_src[r])
-                        for j in range(out_width):
-                            y[n0 + s, o, r, j] = yb[src + j]
+                _outputs_out(yb, n0, count, o, out_src, plane, y)
 
 
 @_jit
 def depthwise_input_grad_wide(
     g, w, in_dst, out_src, offs, gx, plane, length, sl, pl, pp, nb, c0, c1
 ):
-    """gx (N, C, Rin, W): the transposed correlation of g (N, O, Rout, OW) with
-    w (O, taps). g is laid on the wide grid with zeros between its rows, so the weights
+    """gx (N, C, Rin, W): the transposed correlation of g (N, O, Rout, OW) with w
+    (O, taps). g is laid on the wide grid with zeros between its entries, so the weights
     must be finite (0 * inf would reach inputs that no window pairs with that tap)."""
-    n_samples, c_in, r_in, width = gx.shape
+    n_samples, c_in = gx.shape[0], gx.shape[1]
     o_all, taps = w.shape
-    r_out, out_width = g.shape[2], g.shape[3]
     m = o_all // c_in
     gxb = np.empty(nb * plane, dtype=gx.dtype)
     gb = np.zeros(nb * plane, dtype=g.dtype)  # (only outputs are written: zeros between)
@@ -282,11 +303,7 @@ def depthwise_input_grad_wide(
             for p in range(count * plane):
                 gxb[p] = 0.0
             for o in range(c * m, c * m + m):
-                for s in range(count):
-                    for r in range(r_out):
-                        d = max(0, s * plane + out_src[r])
-                        for j in range(out_width):
-                            gb[d + j] = g[n0 + s, o, r, j]
+                _outputs_in(g, n0, count, o, out_src, plane, gb)
                 for t in range(taps):
                     wv = w[o, t]
                     off = max(0, offs[t])
@@ -301,38 +318,34 @@ def depthwise_weight_grad_wide(
 ):
     """gw (O, taps) = sum over samples of g (N, O, Rout, OW) times the padded input x
     (N, C, Rin, W) each tap reads, on the wide grid: LANES accumulators a tap (a vector
-    loop), summed at the end in float64. The entries between g's rows are zeros: times
-    a non-finite input they give NaN where the sum has none, so the caller redoes a
+    loop), summed at the end in float64. The entries between g's are zeros: times a
+    non-finite input they give NaN where the sum has none, so the caller redoes a
     non-finite result on the row kernel."""
     n_samples, c_in = x.shape[0], x.shape[1]
     o_all, taps = gw.shape
-    r_out, out_width = g.shape[2], g.shape[3]
     m = o_all // c_in
     xb = np.zeros(nb * plane, dtype=x.dtype)
     gb = np.zeros(nb * plane, dtype=g.dtype)  # (only outputs are written: zeros between)
-    acc = np.empty((taps, LANES), dtype=gw.dtype)
+    acc = np.empty((m, taps, LANES), dtype=gw.dtype)
     for c in range(c0, c1):
-        for o in range(c * m, c * m + m):
-            acc[:] = 0.0
-            for n0 in range(0, n_samples, nb):
-                count = min(nb, n_samples - n0)
-                run = (count - 1) * plane + length
-                full = run - run % LANES
-                _planes_in(x, n0, count, c, in_dst, plane, sl, pl, pp, xb)
-                for s in range(count):
-                    for r in range(r_out):
-                        d = max(0, s * plane + out_src[r])
-                        for j in range(out_width):
-                            gb[d + j] = g[n0 + s, o, r, j]
+        acc[:] = 0.0
+        for n0 in range(0, n_samples, nb):
+            count = min(nb, n_samples - n0)
+            run = (count - 1) * plane + length
+            full = run - run % LANES
+            _planes_in(x, n0, count, c, in_dst, plane, sl, pl, pp, xb)
+            for k in range(m):  # (the m outputs of channel c read the same planes)
+                _outputs_in(g, n0, count, c * m + k, out_src, plane, gb)
                 for t in range(taps):
                     off = max(0, offs[t])
                     for q0 in range(0, full, LANES):
                         for u in range(LANES):
-                            acc[t, u] += gb[q0 + u] * xb[q0 + u + off]
+                            acc[k, t, u] += gb[q0 + u] * xb[q0 + u + off]
                     for q in range(full, run):
-                        acc[t, q - full] += gb[q] * xb[q + off]
+                        acc[k, t, q - full] += gb[q] * xb[q + off]
+        for k in range(m):
             for t in range(taps):
                 total = 0.0
                 for u in range(LANES):
-                    total += np.float64(acc[t, u])
-                gw[o, t] = total
+                    total += np.float64(acc[k, t, u])
+                gw[c * m + k, t] = total
