@@ -176,13 +176,37 @@ def test_compiled_depthwise_transposed_conv_matches_torch(calls):
     assert calls["input_grad"] and calls["forward"] and calls["weight_grad"]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_depthwise_in_several_blocks_of_samples(dtype, monkeypatch, calls):
+    """The wide grid takes the samples in blocks (as many planes as BLOCK_ENTRIES holds):
+    with small blocks, every sample is in a later block or a last, shorter one."""
+    monkeypatch.setattr(_compiled, "BLOCK_ENTRIES", 200)  # (2-4 samples a block here)
+    rng = np.random.default_rng(21)
+    for case in [
+        (7, 3, 2, (6, 5), (3, 3), dict(stride=1, padding=1, dilation=1, groups=3)),
+        (9, 2, 1, (9, 7), (3, 2), dict(stride=(2, 3), padding=(1, 2), dilation=1, groups=2)),
+        (5, 2, 1, (30,), (5,), dict(stride=2, padding=2, dilation=2, groups=2)),
+    ]:
+        ours, ref = _both(*case, dtype, rng)
+        tol = 2e-4 if dtype == np.float32 else 1e-11
+        for name, a, r in zip(("y", "gx", "gw", "gb"), ours, ref, strict=True):
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol, err_msg=f"{name} {case}")
+    assert calls["forward"] == calls["input_grad"] == calls["weight_grad"] == 3
+
+
 @pytest.mark.parametrize("where", ["x", "w", "g"])
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_compiled_depthwise_non_finite_values_as_torch(where, value, stride, calls):
+@pytest.mark.parametrize("kernels", ["wide", "rows"])
+def test_compiled_depthwise_non_finite_values_as_torch(
+    where, value, stride, kernels, calls, monkeypatch
+):
     """An inf or NaN at the border (whose windows read padding) and one inside: every
     output and gradient is inf or NaN exactly where PyTorch's float64 conv has it (the
-    wide grid's zeros between rows must not meet them)."""
+    wide grid's zeros between rows must not meet them; the row kernels, for cropping
+    pads and planes over the scratch budget, add the padding's products themselves)."""
+    if kernels == "rows":
+        monkeypatch.setattr(_compiled, "_wide", lambda *a: None)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 8, 9))
     w = rng.standard_normal((3, 1, 3, 3))
