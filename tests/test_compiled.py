@@ -411,3 +411,20 @@ def test_compiled_kernels_compile_without_a_disk_cache(monkeypatch):
 
     monkeypatch.setattr(kern.numba, "njit", no_locator)
     assert not kern._cache_works()
+
+
+def test_explain_names_the_compiled_kernels():
+    from tinygrad_np import explain
+
+    args = ((16, 64, 56, 56), (64, 1, 3, 3))
+    text = str(explain.conv2d(*args, stride=2, padding=1, groups=64, quiet=True))
+    assert "compiled loops (numba" in text and "as their phase planes by the stride" in text
+    assert "a buffer of 3364 entries a sample" in text  # (4 phase planes of 29x29)
+    plain = str(explain.conv2d(*args, padding=1, groups=64, quiet=True))
+    assert "3364 entries" in plain and "phase planes" not in plain
+    with cm.scratch_budget(1000):  # (two buffers of 3364 floats do not fit)
+        rows = str(explain.conv2d(*args, padding=1, groups=64, quiet=True))
+    assert "each tap one loop along each output row, reading the input in place" in rows
+    with cm.compiled_kernels(False):
+        off = str(explain.conv2d(*args, padding=1, groups=64, quiet=True))
+    assert "compiled" not in off and "one axpy" in off

@@ -6,16 +6,22 @@ planes) makes one pass over memory per tap, and ran the benchmark's depthwise la
 2-2.5x PyTorch's time. Where ``numba`` imports, the three maps of a depthwise conv
 (one input channel per group, any channel multiplier, any number of spatial dims,
 strides, dilations and padding) run instead as the plain loops of
-``_compiled_kernels``: for each output row, each tap adds ``w * x`` along the row.
-They are compiled on first use (about a second each per dtype, then cached on disk
-beside the module) and run on this package's threads, each thread a range of channels.
+``_compiled_kernels``: a block of samples' padded planes (as phase planes where there
+are strides) is laid in a buffer, and each tap is one loop over all of it (the "wide
+grid", see ``_wide``). Row kernels, which read the input in place along each output
+row, take the convs the wide grid cannot: a pad that crops, a plane whose buffers
+would outgrow the scratch budget, and non-finite operands where the wide grid's zeros
+between rows would meet them (input gradient: weights; weight gradient: inputs).
 
-Turn them off with ``convmath.compiled_kernels(False)`` (a ``with`` block) or the
-environment variable ``TINYGRAD_NP_COMPILED=0``; ``conv_algorithm("gemm")`` or
-``("fft")`` also keeps them out (they run under "auto" only). Results agree with the
-NumPy routes to float rounding; the test suite runs both.
+The kernels are compiled on first use (about a second each per dtype; numba keeps them
+on disk, beside the module or in the user's cache folder, where it can write) and run
+on this package's threads, each thread a range of channels (so the thread count does
+not change a bit). Turn them off with ``convmath.compiled_kernels(False)`` (a ``with``
+block) or the environment variable ``TINYGRAD_NP_COMPILED=0``; ``conv_algorithm("gemm")``
+or ``("fft")`` also keeps them out (they run under "auto" only), and planes small enough
+for ``convmath``'s whole-plane matrices stay there. Results agree with the NumPy routes
+to float rounding; the test suite runs both.
 """
-
 from __future__ import annotations
 
 import functools

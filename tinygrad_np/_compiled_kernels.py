@@ -1,18 +1,20 @@
 """Depthwise convolution as plain loops, compiled by numba (imported only where numba is).
 
-Read ``tinygrad_np/_compiled.py`` first: it says when these run and how their arrays are
-laid out. Every kernel takes the spatial dims as rows: all dims but the last are
-flattened into one row index, and ``rowmap[r, t]`` is the input row that output row
-``r`` reads at leading tap ``t`` (all taps but the last dim's), or -1 where that row is
-padding. So one kernel serves 1-D (one row), 2-D and 3-D. Along a row, output entry
-``j`` at last-dim tap ``b`` reads input entry ``j * sw + b * dw - pw``.
+``tinygrad_np/_compiled.py`` says when these run and builds their index tables. Every
+kernel takes the spatial dims as rows: arrays come as (N, C, R, W), all dims but the last
+flattened into one row index R. The row kernels (first) read the input in place: for
+each output row and tap, ``rowmap[r, t]`` is the input row that output row ``r`` reads
+at leading tap ``t`` (all taps but the last dim's), or -1 where that row is padding, and
+along a row output entry ``j`` at last-dim tap ``b`` reads input entry
+``j * sw + b * dw - pw``. The wide-grid kernels (below them) copy a block of samples'
+planes into a padded buffer first. So one kernel serves 1-D (one row), 2-D and 3-D.
 
 Each kernel handles the input channels ``c0 <= c < c1`` (and their output channels
 ``c * m .. c * m + m - 1``), so threads given disjoint channel ranges write disjoint
 parts of the result. The loops keep NumPy's IEEE arithmetic (no fastmath): the inner
-loops are independent multiply-adds along a row, which LLVM vectorizes as they are.
+loops are independent multiply-adds along a row or buffer, which LLVM vectorizes as
+they are.
 """
-
 from __future__ import annotations
 
 import numba

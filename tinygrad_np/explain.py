@@ -543,12 +543,18 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
         band = cm._toeplitz_ok(c, o // c, kernel, wp, ow, itemsize)
         lines.append("  depthwise (one input channel per group): no im2col;")
         if cm._compiled_route(xs, ws, pads, strides, dilations, groups, dtype):
+            wide = cm._compiled._wide(tuple(sizes), tuple(kernel), tuple(pads),
+                                      tuple(strides), tuple(dilations))  # fmt: skip
             how = (
-                "each channel's plane laid, padded, in a buffer of its own; each tap one "
-                "loop over the whole plane"
-                if all(s == 1 for s in strides) and all(min(p) >= 0 for p in pads)
-                else "each tap one loop along each output row"
-            )
+                "each channel's planes laid, padded"
+                + (", as their phase planes by the stride" if any(s > 1 for s in strides)
+                   else "")
+                + f", in a buffer of {wide[3]} entries a sample; each tap one loop over "
+                "the buffer; the row kernels where an operand is inf or NaN"
+                if cm._compiled._wide_fits(wide, itemsize)
+                else "each tap one loop along each output row, reading the input in place "
+                "(a pad that crops, or a plane whose buffers outgrow the scratch budget)"
+            )  # fmt: skip
             lines.append(
                 f"    forward, dx and dw: compiled loops (numba; {how}; channels split over "
                 "the threads; off with convmath.compiled_kernels(False))"
