@@ -202,3 +202,52 @@ def test_batch_norm_on_short_rows_is_accurate_on_two_threads(threads):
     m, v = x64.mean((0, 2), keepdims=True), x64.var((0, 2), keepdims=True)
     ref = (x64 - m) / np.sqrt(v + 1e-5)
     assert np.max(np.abs(y.data - ref)) / np.max(np.abs(ref)) < 1e-6
+
+
+def test_float16_reductions_accumulate_in_float32_as_torch():
+    """A float16 sum, mean or variance adds in float32 and rounds once at the end, as
+    PyTorch's: the partial sums in float16 overflowed past 65504 (the variance of 8192
+    values of spread 8 was inf, the mean of 8192 sixteens inf)."""
+    torch = pytest.importorskip("torch")
+    x = (np.random.default_rng(0).standard_normal((8, 1024)) * 8 + 3).astype(np.float16)
+    sixteens = np.full((4, 8192), 16, np.float16)
+    tenths = np.full(100_000, 0.1, np.float16)
+    for ours, theirs in (
+        (tg.tensor(x).var(1), torch.tensor(x).var(1)),
+        (tg.tensor(x).var(), torch.tensor(x).var()),
+        (tg.tensor(sixteens).mean(1), torch.tensor(sixteens).mean(1)),
+        (tg.tensor(tenths).sum(), torch.tensor(tenths).sum()),
+        (tg.tensor(x).sum(0), torch.tensor(x).sum(0)),
+    ):
+        assert ours.dtype == np.float16
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    xt = tg.tensor(x, requires_grad=True)
+    (g,) = tg.grad(xt.var(), [xt])
+    tx = torch.tensor(x, requires_grad=True)
+    (tgrad,) = torch.autograd.grad(tx.var(), [tx])
+    assert g.dtype == np.float16
+    np.testing.assert_allclose(g.numpy(), tgrad.numpy(), rtol=1e-2, atol=1e-6)
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+@pytest.mark.parametrize("shape", [(8, 4, 32, 32), (2, 1, 70, 70), (256, 3)])
+def test_float16_batch_norm_training_as_torch(shape, recorded):
+    """Batch norm on float16 input: its statistics in float32 (the squares' sum of a
+    channel of 8192 values overflowed float16 and every output was 0)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 8 + 3).astype(np.float16)
+    w, b = (rng.standard_normal(shape[1]).astype(np.float16) for _ in range(2))
+    g = rng.standard_normal(shape).astype(np.float16)
+    xt, wt, bt = (tg.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.batch_norm(xt, None, None, wt, bt, training=True)
+    grads = tg.grad(y, [xt, wt, bt], [tg.tensor(g)], create_graph=recorded)
+    tx, tw, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.batch_norm(tx, None, None, tw, tb, training=True)
+    ref = torch.autograd.grad(ty, [tx, tw, tb], torch.tensor(g.astype(np.float64)))
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=0, atol=2e-2)
+    for a, r in zip(grads, ref, strict=True):
+        r = r.numpy()
+        assert a.dtype == np.float16
+        np.testing.assert_allclose(a.numpy(), r, rtol=0, atol=5e-3 * max(1.0, np.abs(r).max()))

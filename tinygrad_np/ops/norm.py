@@ -30,6 +30,9 @@ def _row_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     rows. (``np.einsum("ij,ij->i")``, as fast, added a row of 65536 float32 squares
     27.7 ulps off, the dot products 1.6.)"""
     n, c, length = a.shape
+    if a.dtype.itemsize < 4:  # float16: in float32 (a row of 1024 squares of 8 is 65536,
+        a = a.astype(np.float32)  # over float16's largest, 65504: inf, and y = 0)
+        b = None if b is None else b.astype(np.float32)
     rows = a.reshape(n * c, length)
     if length > ROW_BLOCK:  # blocks of a long row, their sums added in float64
         total = np.zeros(n * c)
@@ -60,6 +63,9 @@ def _channel_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     n, c, length = a.shape
     if length >= SHORT_ROWS:
         return _row_sums(a, b).sum(axis=0, dtype=np.float64)
+    if a.dtype.itemsize < 4:  # (float16: as in _row_sums)
+        a = a.astype(np.float32)
+        b = None if b is None else b.astype(np.float32)
     cols = (a if b is None else a * b).reshape(n, c * length)
     # (down the samples in blocks, added in float64: one float32 product over a thread's
     # share of a large batch lost accuracy with N; BatchNorm1d on (N, C))
