@@ -29,3 +29,18 @@ def tg_inputs(row: OpRow, shapes: tuple, dtype=np.float64, seed: int = 0) -> lis
     arrays = make_inputs(row, shapes, seed=seed, dtype=dtype)
     mask = grad_mask(row, len(arrays))
     return [tg.Tensor(a, requires_grad=m) for a, m in zip(arrays, mask, strict=True)]
+
+
+def count_calls(monkeypatch, module, names) -> dict:
+    """Wrap each function ``names`` of ``module`` to count its calls (for the test):
+    returns the counts by name, updated as the functions run."""
+    counts = {name: 0 for name in names}
+    for name in names:
+        real = getattr(module, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    return counts

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from _rows import count_calls
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
@@ -41,16 +42,7 @@ def no_plane_matrices(monkeypatch):
 @pytest.fixture
 def calls(monkeypatch):
     """Counts of the compiled maps that ran, by name."""
-    counts = {"forward": 0, "input_grad": 0, "weight_grad": 0}
-    for name in counts:
-        real = getattr(_compiled, name)
-
-        def counted(*args, _real=real, _name=name, **kwargs):
-            counts[_name] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(_compiled, name, counted)
-    return counts
+    return count_calls(monkeypatch, _compiled, ("forward", "input_grad", "weight_grad"))
 
 
 def _random_case(rng, nd):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _rows import count_calls
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
@@ -177,15 +178,7 @@ def _torch_conv(torch, xt, wt, bt, stride, dilation, pads, groups):
 def test_route_matches_torch(family, dtype, threads_n, threads, monkeypatch, numpy_depthwise):
     torch = pytest.importorskip("torch")
     names, make = FAMILIES[family]
-    calls = {name: 0 for name in names}
-    for name in names:
-        real = getattr(cm, name)
-
-        def counted(*a, _real=real, _name=name, **k):
-            calls[_name] += 1
-            return _real(*a, **k)
-
-        monkeypatch.setattr(cm, name, counted)
+    calls = count_calls(monkeypatch, cm, names)
     threads(threads_n)
     seed = sorted(FAMILIES).index(family) * 4 + threads_n + 2 * (dtype == "float32")
     rng = np.random.default_rng(seed)

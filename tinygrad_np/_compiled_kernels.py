@@ -221,7 +221,9 @@ def _planes_in(src, n0, count, c, in_dst, plane, sl, pl, pp, buf):
 
 @_jit
 def _planes_out(buf, n0, count, c, in_dst, plane, sl, pl, pp, dst):
-    """The reverse of ``_planes_in``: the padded planes' insides to dst (N, C, R, W)."""
+    """The reverse of ``_planes_in``: the padded planes' insides to dst (N, C, R, W). (A
+    function of its own: the kernels' inputs are read-only arrays, and numba will not
+    compile one function with a branch that writes to them, even a branch never taken.)"""
     width = dst.shape[3]
     for s in range(count):
         for r in range(dst.shape[2]):
