@@ -12,12 +12,28 @@ def test_correct_reference_passes_every_dim_and_the_whole_sweep():
     report = check.conv(forward=uc.conv_forward, backward=uc.conv_backward)
     assert report.ok, str(report)
     assert report.failures == [] and report.first is None
-    assert len(report.checked) == 45  # 15 configurations x 1-D, 2-D, 3-D
+    assert len(report.checked) == 48  # 16 configurations x 1-D, 2-D, 3-D
     labels = " ".join(report.checked)
     for feature in ("stride 2 leaves a row over", "asymmetric padding", "SAME padding",
                     "dilation 2", "groups 2", "depthwise", "non-square kernel"):  # fmt: skip
         assert feature in labels
-    assert str(report).startswith("check.conv (forward and backward): OK, 45 configurations")
+    assert str(report).startswith("check.conv (forward and backward): OK, 48 configurations")
+
+
+def test_sweep_catches_a_bug_of_depthwise_convs_with_a_channel_multiplier_only():
+    """A dw wrong only where each channel has several filters (a hunt: the sweep's one
+    depthwise configuration had one filter a channel, and this passed)."""
+
+    def backward(x, w, b, dy, stride, padding, dilation, groups):
+        dx, dw, db = uc.conv_backward(x, w, b, dy, stride, padding, dilation, groups)
+        if groups > 1 and w.shape[1] == 1 and w.shape[0] > x.shape[1]:
+            dw = dw[..., ::-1].copy()
+        return dx, dw, db
+
+    report = check.conv(forward=uc.conv_forward, backward=backward)
+    assert not report.ok and report.failures
+    assert all("3 filters a channel" in f.config.label and f.what == "dw"
+               for f in report.failures), report.failures  # fmt: skip
 
 
 def test_sweep_really_leaves_rows_over_and_splits_same_unevenly():
@@ -106,7 +122,7 @@ def _only_2d(x, w, b, stride, padding, dilation, groups):
 def test_unsupported_dims_are_skipped_with_a_note_unless_asked_for():
     report = check.conv(forward=_only_2d)
     assert report.ok, str(report)
-    assert len(report.checked) == 15 and all(c.startswith("2-D") for c in report.checked)
+    assert len(report.checked) == 16 and all(c.startswith("2-D") for c in report.checked)
     notes = " ".join(report.notes)
     assert "1-D skipped" in notes and "3-D skipped" in notes and "pass ndim=1" in notes
     explicit = check.conv(forward=_only_2d, ndim=(1, 2))

@@ -201,6 +201,8 @@ _CONV_ROWS: list[dict[str, Any]] = [
     dict(label="groups 2", n=2, cin=4, cout=6, size=(5, 4, 4), k=(3, 2, 2), g=2),
     dict(label="depthwise (groups = channels)", n=1, cin=3, cout=3, size=(5, 5, 4),
          k=(2, 3, 2), g=3),
+    dict(label="depthwise, 3 filters a channel, strided", n=2, cin=2, cout=6, size=(6, 5, 4),
+         k=(3, 2, 2), s=(2, 1, 1), p=((1, 1), (0, 1), (1, 0)), g=2),
     dict(
         label="everything at once",
         n=2, cin=4, cout=2, size=(9, 8, 7), k=(3, 2, 2), s=(2, 3, 2), d=(2, 1, 2),

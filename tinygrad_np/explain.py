@@ -550,7 +550,8 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
                 + (", as their phase planes by the stride" if any(s > 1 for s in strides)
                    else "")
                 + f", in a buffer of {wide[3]} entries a sample; each tap one loop over "
-                "the buffer; the row kernels where an operand is inf or NaN"
+                "the buffer; dx on the row kernels where a weight is inf or NaN, dw where "
+                "its sums came out so"
                 if cm._compiled._wide_fits(wide, itemsize)
                 else "each tap one loop along each output row, reading the input in place "
                 "(a pad that crops, or a plane whose buffers outgrow the scratch budget)"
