@@ -120,12 +120,17 @@ def _rowmap(sizes, out_sizes, kernel, strides, dilations, befores) -> np.ndarray
     return table
 
 
-def _geometry(in_sizes, kernel, pads, strides, dilations):
-    """(rowmap, out_sizes, (sw, dw, pw)) of a depthwise conv of spatial ``in_sizes``."""
-    out_sizes = tuple(
+def _out_sizes(in_sizes, kernel, pads, strides, dilations) -> tuple[int, ...]:
+    """The output sizes of a conv of spatial ``in_sizes`` padded by ``pads``."""
+    return tuple(
         (n + pb + pa - d * (k - 1) - 1) // s + 1
         for n, k, (pb, pa), s, d in zip(in_sizes, kernel, pads, strides, dilations, strict=True)
     )
+
+
+def _geometry(in_sizes, kernel, pads, strides, dilations):
+    """(rowmap, out_sizes, (sw, dw, pw)) of a depthwise conv of spatial ``in_sizes``."""
+    out_sizes = _out_sizes(in_sizes, kernel, pads, strides, dilations)
     table = _rowmap(
         tuple(in_sizes[:-1]), out_sizes[:-1], tuple(kernel[:-1]), tuple(strides[:-1]),
         tuple(dilations[:-1]), tuple(p[0] for p in pads[:-1]),
@@ -146,10 +151,7 @@ def _wide(in_sizes, kernel, pads, strides, dilations):
         return None
     nd = len(in_sizes)
     padded = [n + pb + pa for n, (pb, pa) in zip(in_sizes, pads, strict=True)]
-    out_sizes = [
-        (p - d * (k - 1) - 1) // s + 1
-        for p, k, d, s in zip(padded, kernel, dilations, strides, strict=True)
-    ]
+    out_sizes = _out_sizes(in_sizes, kernel, pads, strides, dilations)
     sizes = [-(-p // s) for p, s in zip(padded, strides, strict=True)]  # a phase plane
     pp = math.prod(sizes)
     pitch = [math.prod(sizes[d + 1 :]) for d in range(nd)]  # (C order, in a phase plane)
@@ -236,10 +238,7 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     pads, strides, dilations = _args(pads, strides, dilations)
     n, c = x.shape[:2]
     o, kernel, sizes = w.shape[0], tuple(w.shape[2:]), tuple(x.shape[2:])
-    out_sizes = tuple(
-        (s + pb + pa - d * (kk - 1) - 1) // st + 1
-        for s, kk, (pb, pa), st, d in zip(sizes, kernel, pads, strides, dilations, strict=True)
-    )
+    out_sizes = _out_sizes(sizes, kernel, pads, strides, dilations)
     y = np.empty((n, o) + out_sizes, dtype=dtype)
     xr, wr = _rows(x, dtype), _weight_rows(w, dtype)
     b = _read_only(np.zeros(0, dtype) if bias is None else bias, dtype)
