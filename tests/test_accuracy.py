@@ -251,3 +251,58 @@ def test_float16_batch_norm_training_as_torch(shape, recorded):
         r = r.numpy()
         assert a.dtype == np.float16
         np.testing.assert_allclose(a.numpy(), r, rtol=0, atol=5e-3 * max(1.0, np.abs(r).max()))
+
+
+def test_float16_ops_compute_in_float32_as_torch():
+    """float16 ops that lost their values in float16 intermediates now compute in float32
+    and round once (a dtype hunt), as PyTorch's float16 ops do on the CPU."""
+    torch = pytest.importorskip("torch")
+    f16 = np.float16
+
+    def both(fn_ours, fn_torch, *arrays):
+        ours = fn_ours(*(tg.tensor(a) for a in arrays))
+        theirs = fn_torch(*(torch.tensor(a) for a in arrays))
+        assert ours.dtype == np.float16
+        return ours.numpy().astype(float), theirs.numpy().astype(float)
+
+    checks = [  # (ours, PyTorch's float16), each of float16 inputs
+        both(lambda x: x / 100000, lambda x: x / 100000, f16([1.0, 2.0])),
+        both(lambda x: 1e-5 * x, lambda x: 1e-5 * x, f16([1.0, 2.0])),
+        both(lambda x, t: F.mse_loss(x, t), torch.nn.functional.mse_loss,
+             np.full(70000, 1.5, f16), np.zeros(70000, f16)),
+        both(lambda x: F.softmax(x, 0), lambda x: torch.softmax(x, 0), np.zeros((5000, 2), f16)),
+        both(lambda x: F.log_softmax(x, 0), lambda x: torch.log_softmax(x, 0),
+             np.zeros((5000, 2), f16)),
+        both(lambda x: F.cross_entropy(x, np.zeros((2, 3), int)),
+             lambda x: torch.nn.functional.cross_entropy(x, torch.zeros((2, 3), dtype=int)),
+             np.zeros((2, 5000, 3), f16)),
+        both(lambda x: F.batch_norm(x, None, None, training=True),
+             lambda x: torch.nn.functional.batch_norm(x, None, None, training=True),
+             (np.random.default_rng(0).normal(0, 300, (8, 2, 4, 4))).astype(f16)),
+        both(lambda x: F.batch_norm(x, f16([-35000]), f16([60000]), training=False),
+             lambda x: torch.nn.functional.batch_norm(
+                 x, torch.tensor(f16([-35000])), torch.tensor(f16([60000])), training=False),
+             f16([[35000.0], [-35000.0]])),
+    ]  # fmt: skip
+    for ours, theirs in checks:
+        np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-5)
+    x = tg.tensor(f16([300, -300, 1000]), requires_grad=True)  # (x * x overflowed: NaN)
+    F.gelu(x, approximate="tanh").sum().backward()
+    assert x.grad.dtype == np.float16 and x.grad.tolist() == [1.0, 0.0, 1.0]
+    logits = np.random.default_rng(0).uniform(-10, 40, (1, 2000)).astype(f16)
+    xt = tg.tensor(logits, requires_grad=True)  # (its double backward was NaN everywhere)
+    (g,) = tg.grad(F.log_softmax(xt, 1).sum(), [xt], create_graph=True)
+    (h,) = tg.grad((g * g).sum(), [xt])
+    assert h.dtype == np.float16 and np.isfinite(h.numpy()).all()
+
+
+def test_float16_batch_norm_running_variance_as_torch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(0, 300, (8, 2, 4, 4)).astype(np.float16)
+    bn = tg.nn.BatchNorm2d(2).to(np.float16)
+    bn(tg.tensor(x))
+    ref = torch.nn.BatchNorm2d(2).half()
+    ref(torch.tensor(x))
+    assert bn.running_var.dtype == np.float16  # (it was inf: the variance over 65504)
+    np.testing.assert_allclose(bn.running_var.numpy(), ref.running_var.numpy(), rtol=1e-3)
+    np.testing.assert_allclose(bn.running_mean.numpy(), ref.running_mean.numpy(), rtol=1e-3)

@@ -18,6 +18,7 @@ from tinygrad_np import autograd
 from tinygrad_np.autograd import run_backward, weak
 
 _FLOAT_DEFAULT = np.float32
+_F16 = np.dtype(np.float16)  # (dtype objects of the builtin types are singletons)
 # (lowest, highest, bits) of each integer dtype, and the largest finite value of each
 # float dtype: looked up per scalar operation (np.iinfo / np.finfo cost a microsecond)
 _INT_RANGE = {
@@ -435,38 +436,74 @@ class Tensor:
             return promoted, other
         return self, other
 
+    def _half(self, op, o, reverse: bool = False, **pair) -> Tensor:
+        """``op`` of this float16 tensor and ``o`` (``o`` first when ``reverse``). A Python or
+        NumPy scalar that float16 cannot hold exactly is applied in float32, the result
+        rounded once to float16, as PyTorch computes it: rounded first, ``x / 100000`` was
+        x / inf = 0 and ``x * 1e-8`` x * 0."""
+        if (
+            isinstance(o, (float, int, np.floating, np.integer))
+            and not isinstance(o, (bool, np.bool_))
+            and float(np.float16(o)) != float(o)  # (as float64: NumPy compares in float16)
+        ):
+            a = self.astype(np.float32)
+            b = Tensor._make(np.asarray(o, dtype=np.float32), False, None)
+            return (op.apply(b, a) if reverse else op.apply(a, b)).astype(np.float16)
+        a, b = self._pair(o, **pair)
+        return op.apply(b, a) if reverse else op.apply(a, b)
+
     def __add__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Add, o, wrap=True)
         return _ew.Add.apply(*self._pair(o, wrap=True))
 
     def __radd__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Add, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Add.apply(b, a)
 
     def __sub__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Sub, o, wrap=True)
         return _ew.Sub.apply(*self._pair(o, wrap=True))
 
     def __rsub__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Sub, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Sub.apply(b, a)
 
     def __mul__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Mul, o, wrap=True)
         return _ew.Mul.apply(*self._pair(o, wrap=True))
 
     def __rmul__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Mul, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Mul.apply(b, a)
 
     def __truediv__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Div, o, true_div=True)
         return _ew.Div.apply(*self._pair(o, true_div=True))
 
     def __rtruediv__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Div, o, reverse=True, true_div=True)
         a, b = self._pair(o, true_div=True)
         return _ew.Div.apply(b, a)
 
     def __pow__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Pow, o)
         return _ew.Pow.apply(*self._pair(o))
 
     def __rpow__(self, o):
+        if self._data.dtype is _F16:
+            return self._half(_ew.Pow, o, reverse=True)
         a, b = self._pair(o)
         return _ew.Pow.apply(b, a)
 

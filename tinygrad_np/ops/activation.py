@@ -422,11 +422,22 @@ class Gelu(Op):
         return (g * d,)
 
 
+def in_float32(fn, x: Tensor, *args, **kwargs) -> Tensor:
+    """``fn(x, *args)`` for float16 ``x``, computed in float32 and its result rounded to
+    float16 once, as PyTorch computes float16: in float16, softmax's sum of exponentials
+    stopped growing at 2048 (along dim 0: 2.4x the right probability for 5000 entries),
+    the tanh GELU's gradient was NaN from |x| = 256 (x * x overflowed), the MSE's squares
+    overflowed from a difference of 256. The gradient comes back in float16."""
+    return fn(x.astype(np.float32), *args, **kwargs).astype(np.float16)
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """GELU, exact (``approximate="none"``) or the tanh approximation (``"tanh"``)."""
     float_input(input, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    if input.dtype == np.float16:  # (see in_float32)
+        return in_float32(gelu, input, approximate)
     return Gelu.apply(input, approximate=approximate)
 
 
@@ -546,6 +557,8 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tens
     x = input  # (PyTorch's name for the keyword)
     float_input(x, "softmax")
     dim = implicit_dim(x, dim, "softmax", _stacklevel)
+    if x.dtype == np.float16:
+        return in_float32(softmax, x, dim)
     if x.ndim == 0:
         return Softmax.apply(x.reshape(1), dim=0).reshape(())
     return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
@@ -556,6 +569,8 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     x = input  # (PyTorch's name for the keyword)
     float_input(x, "log_softmax")
     dim = implicit_dim(x, dim, "log_softmax")
+    if x.dtype == np.float16:
+        return in_float32(log_softmax, x, dim)
     if x.ndim == 0:
         return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())
     return LogSoftmax.apply(x, dim=_dim(x, dim, "log_softmax"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.activation import row_max, row_sum
+from tinygrad_np.ops.activation import in_float32, row_max, row_sum
 from tinygrad_np.ops.elementwise import const, select
 from tinygrad_np.tensor import Tensor, float_input, generator, number_arg
 
@@ -158,6 +158,8 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_target(input, target, ignore_index, "cross_entropy")
+    if input.dtype == np.float16:
+        return in_float32(cross_entropy, input, target, reduction, label_smoothing, ignore_index)
     x, t, single = _batched(input, t)
     out = CrossEntropy.apply(
         x,
@@ -280,6 +282,8 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     float_input(input, "mse_loss")
     _check_reduction(reduction, "mse_loss")
     t = _target_like(input, target, "mse_loss")
+    if input.dtype == t.dtype == np.float16:
+        return in_float32(mse_loss, input, t.astype(np.float32), reduction)
     if reduction != "none":  # (fused: no array of squares, nothing kept but x and t)
         return MseLoss.apply(input, t, mean=reduction == "mean")
     d = input - t
@@ -329,6 +333,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     float_input(input, "binary_cross_entropy_with_logits")
     t = _target_like(input, target, "binary_cross_entropy_with_logits")
+    if input.dtype == t.dtype == np.float16:
+        return in_float32(binary_cross_entropy_with_logits, input, t.astype(np.float32),
+                          reduction)  # fmt: skip
     return _reduce(BceWithLogits.apply(input, t), reduction)
 
 

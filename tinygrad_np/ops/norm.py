@@ -30,9 +30,6 @@ def _row_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     rows. (``np.einsum("ij,ij->i")``, as fast, added a row of 65536 float32 squares
     27.7 ulps off, the dot products 1.6.)"""
     n, c, length = a.shape
-    if a.dtype.itemsize < 4:  # float16: in float32 (a row of 1024 squares of 8 is 65536,
-        a = a.astype(np.float32)  # over float16's largest, 65504: inf, and y = 0)
-        b = None if b is None else b.astype(np.float32)
     rows = a.reshape(n * c, length)
     if length > ROW_BLOCK:  # blocks of a long row, their sums added in float64
         total = np.zeros(n * c)
@@ -63,9 +60,6 @@ def _channel_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     n, c, length = a.shape
     if length >= SHORT_ROWS:
         return _row_sums(a, b).sum(axis=0, dtype=np.float64)
-    if a.dtype.itemsize < 4:  # (float16: as in _row_sums)
-        a = a.astype(np.float32)
-        b = None if b is None else b.astype(np.float32)
     cols = (a if b is None else a * b).reshape(n, c * length)
     # (down the samples in blocks, added in float64: one float32 product over a thread's
     # share of a large batch lost accuracy with N; BatchNorm1d on (N, C))
@@ -322,6 +316,18 @@ class BatchNormEval(Op):
         return tuple(out)
 
 
+def _batch_norm_in_float32(x, rm, rv, weight, bias, training, momentum, eps) -> Tensor:
+    """``batch_norm`` of float16 ``x`` computed in float32: the result, the gradients and
+    the running statistics (updated in place) rounded to float16 once."""
+    rm32, rv32 = (None if r is None else r.astype(np.float32) for r in (rm, rv))
+    w32, b32 = (None if t is None else t.astype(np.float32) for t in (weight, bias))
+    out = batch_norm(x.astype(np.float32), rm32, rv32, w32, b32, training, momentum, eps)
+    for r, r32 in ((rm, rm32), (rv, rv32)):
+        if r is not None and training:
+            r[...] = r32
+    return out.astype(np.float16)
+
+
 def _stat_array(t: Any, C: int, what: str) -> np.ndarray | None:
     if t is None:
         return None
@@ -379,6 +385,10 @@ def batch_norm(
                 f"batch_norm: input is {input.dtype} but {name} is {a.dtype} (convert one: "
                 "model.double() or x.float())"
             )
+    if input.dtype == np.float16:  # in float32, rounded once, as PyTorch: in float16 the
+        # squares' sums overflowed (every output 0), a variance over 65504 did, and x - mean
+        # and the gradients' sums lost most of their digits
+        return _batch_norm_in_float32(input, rm, rv, weight, bias, training, momentum, eps)
     bshape = (1, C) + (1,) * (input.ndim - 2)  # broadcasts a (C,) vector over N and spatial
     dims = (0,) + tuple(range(2, input.ndim))
     if input.size == 0:  # an empty batch (or no channels): an empty output (as PyTorch),
