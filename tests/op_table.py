@@ -20,6 +20,7 @@ import numpy as np
 
 import tinygrad_np as tg
 import tinygrad_np.nn.functional as F
+from tinygrad_np.ops import elementwise as _ew
 from tinygrad_np.ops.movement import IndexAdd
 
 try:  # torch_fn bodies only run in test_vs_torch.py, which skips without PyTorch
@@ -178,6 +179,13 @@ ROWS: list[OpRow] = [
           lambda a: a.to(torch.float32) * 2.0, ops=("Cast",), eps=1e-3, atol=1e-3),
     OpRow("double", lambda a: a.float().double(), [((3, 4),)],
           lambda a: a.float().double(), ops=("Cast",), eps=1e-3, atol=1e-3),
+    # the casts of a float16 op computed in float32 (they add in-place checks to a Cast)
+    OpRow("widen_read", lambda a: _ew.WidenRead.apply(a, dtype=np.dtype("float32"), of="row")
+          * 2.0, [((3, 4),)], lambda a: a.to(torch.float32) * 2.0, ops=("WidenRead",),
+          eps=1e-3, atol=1e-3),
+    OpRow("narrow_kept", lambda a: _ew.NarrowKept.apply(a, dtype=np.dtype("float32"), of="row")
+          * 2.0, [((3, 4),)], lambda a: a.to(torch.float32) * 2.0, ops=("NarrowKept",),
+          eps=1e-3, atol=1e-3),
     OpRow("where", lambda a, b: tg.where(a > 0, a, b),
           [((3, 4), (3, 4)), ((2, 3), (3,)), ((3, 1), (1, 4))],
           lambda a, b: torch.where(a > 0, a, b), ops=("Where",), domain="away0"),

@@ -306,3 +306,37 @@ def test_float16_batch_norm_running_variance_as_torch():
     assert bn.running_var.dtype == np.float16  # (it was inf: the variance over 65504)
     np.testing.assert_allclose(bn.running_var.numpy(), ref.running_var.numpy(), rtol=1e-3)
     np.testing.assert_allclose(bn.running_mean.numpy(), ref.running_mean.numpy(), rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "build, change, raises",
+    [
+        (lambda x: x**0.1, "input", True),  # (pow reads x)
+        (lambda x: 1e-5 / x, "input", True),
+        (lambda x: F.gelu(x), "input", True),
+        (lambda x: F.batch_norm(x.reshape(3, 1), None, None, training=True), "input", True),
+        (lambda x: F.softmax(x, 0), "output", True),  # (softmax reads its output)
+        (lambda x: F.log_softmax(x, 0), "output", True),
+        (lambda x: F.softmax(x, 0), "input", False),
+        (lambda x: x * 1e-5, "input", False),  # (x * s reads s only)
+        (lambda x: x * 1e-5, "output", False),
+    ],
+)
+def test_float16_in_float32_keeps_the_in_place_check(build, change, raises):
+    """A float16 op computed in float32 keeps a float32 copy; a change in place to the
+    float16 tensor its backward reads (in PyTorch) still raises at backward, as PyTorch
+    and the float32 ops do (a regression hunt: the copies had hidden it)."""
+    x = tg.tensor(np.array([0.5, 1.5, 2.0], np.float16), requires_grad=True)
+    y = build(x)
+    with tg.no_grad():
+        if change == "input":
+            x += 1
+        else:
+            y += 1
+    g = tg.tensor(np.ones(y.shape, np.float16))
+    if raises:
+        with pytest.raises(RuntimeError, match="changed in place"):
+            y.backward(g)
+    else:
+        y.backward(g)
+        assert x.grad is not None and x.grad.dtype == np.float16

@@ -446,7 +446,12 @@ class Tensor:
             and not isinstance(o, (bool, np.bool_))
             and float(np.float16(o)) != float(o)  # (as float64: NumPy compares in float16)
         ):
-            a = self.astype(np.float32)
+            # (a power, and a scalar divided by x, read x in their backward: a change to x
+            # in place then raises, as in PyTorch; see elementwise.WidenRead)
+            if op is _ew.Pow or (op is _ew.Div and reverse):
+                a = _ew.WidenRead.apply(self, dtype=np.dtype(np.float32), of=op.__name__.lower())
+            else:
+                a = self.astype(np.float32)
             b = Tensor._make(np.asarray(o, dtype=np.float32), False, None)
             return (op.apply(b, a) if reverse else op.apply(a, b)).astype(np.float16)
         a, b = self._pair(o, **pair)

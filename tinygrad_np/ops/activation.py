@@ -10,7 +10,16 @@ from scipy import special
 
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import Exp, blend, const, select, tie, zero_where
+from tinygrad_np.ops.elementwise import (
+    Exp,
+    NarrowKept,
+    WidenRead,
+    blend,
+    const,
+    select,
+    tie,
+    zero_where,
+)
 from tinygrad_np.ops.reduce import add_up, short_rows
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
@@ -422,13 +431,23 @@ class Gelu(Op):
         return (g * d,)
 
 
-def in_float32(fn, x: Tensor, *args, **kwargs) -> Tensor:
+def in_float32(fn, x: Tensor, *args, reads: str = "", **kwargs) -> Tensor:
     """``fn(x, *args)`` for float16 ``x``, computed in float32 and its result rounded to
     float16 once, as PyTorch computes float16: in float16, softmax's sum of exponentials
     stopped growing at 2048 (along dim 0: 2.4x the right probability for 5000 entries),
     the tanh GELU's gradient was NaN from |x| = 256 (x * x overflowed), the MSE's squares
-    overflowed from a difference of 256. The gradient comes back in float16."""
-    return fn(x.astype(np.float32), *args, **kwargs).astype(np.float16)
+    overflowed from a difference of 256. The gradient comes back in float16. ``reads``:
+    "input" or "output", what the op's backward reads in PyTorch (a change to it in place
+    before backward then raises, as there; see ``elementwise.WidenRead``)."""
+    name = fn.__name__
+    if reads == "input":
+        x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of=name)
+    else:
+        x32 = x.astype(np.float32)
+    out = fn(x32, *args, **kwargs)
+    if reads == "output":
+        return NarrowKept.apply(out, dtype=np.dtype(np.float16), of=name)
+    return out.astype(np.float16)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -437,7 +456,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
     if input.dtype == np.float16:  # (see in_float32)
-        return in_float32(gelu, input, approximate)
+        return in_float32(gelu, input, approximate, reads="input")
     return Gelu.apply(input, approximate=approximate)
 
 
@@ -558,7 +577,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tens
     float_input(x, "softmax")
     dim = implicit_dim(x, dim, "softmax", _stacklevel)
     if x.dtype == np.float16:
-        return in_float32(softmax, x, dim)
+        return in_float32(softmax, x, dim, reads="output")
     if x.ndim == 0:
         return Softmax.apply(x.reshape(1), dim=0).reshape(())
     return Softmax.apply(x, dim=_dim(x, dim, "softmax"))
@@ -570,7 +589,7 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     float_input(x, "log_softmax")
     dim = implicit_dim(x, dim, "log_softmax")
     if x.dtype == np.float16:
-        return in_float32(log_softmax, x, dim)
+        return in_float32(log_softmax, x, dim, reads="output")
     if x.ndim == 0:
         return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())
     return LogSoftmax.apply(x, dim=_dim(x, dim, "log_softmax"))

@@ -389,6 +389,37 @@ class Cast(Op):
         return (g.astype(self.inputs[0].dtype),)
 
 
+# A float16 op computed in float32 (``Tensor._half``, ``activation.in_float32``) keeps a
+# float32 copy of its input, or makes its float16 output from a float32 one, so a change in
+# place to the float16 tensor would go unseen at backward, where PyTorch (which keeps the
+# float16 tensor) raises. These casts stand in for the op in that check.
+
+
+class WidenRead(Cast):
+    """x (float16) as float32, for an op whose backward reads x: the in-place check of x
+    at backward is this node's (a Cast whose VJP reads nothing otherwise)."""
+
+    saves_inputs = True
+    viz_hidden = ("of",)
+
+    def forward(self, x, *, dtype, of):
+        self.name = f"astype for {of}"
+        return x.astype(dtype)
+
+
+class NarrowKept(Cast):
+    """y (float32) as float16, for an op whose backward reads its output: a change to the
+    float16 output in place raises at backward (``keeps_output``)."""
+
+    keeps_output = True
+    viz_hidden = ("of",)
+
+    def forward(self, x, *, dtype, of):
+        self.name = f"astype for {of}"
+        self.out = x.astype(dtype)
+        return self.out
+
+
 class Where(Op):
     """y = a where c else b (c a constant bool array).   VJP: ga = g where c, gb = g where not c."""
 

@@ -283,7 +283,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     _check_reduction(reduction, "mse_loss")
     t = _target_like(input, target, "mse_loss")
     if input.dtype == t.dtype == np.float16:
-        return in_float32(mse_loss, input, t.astype(np.float32), reduction)
+        return in_float32(mse_loss, input, t.astype(np.float32), reduction, reads="input")
     if reduction != "none":  # (fused: no array of squares, nothing kept but x and t)
         return MseLoss.apply(input, t, mean=reduction == "mean")
     d = input - t
@@ -335,7 +335,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     t = _target_like(input, target, "binary_cross_entropy_with_logits")
     if input.dtype == t.dtype == np.float16:
         return in_float32(binary_cross_entropy_with_logits, input, t.astype(np.float32),
-                          reduction)  # fmt: skip
+                          reduction, reads="input")  # fmt: skip
     return _reduce(BceWithLogits.apply(input, t), reduction)
 
 

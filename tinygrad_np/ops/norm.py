@@ -19,7 +19,7 @@ import numpy as np
 
 from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import const
+from tinygrad_np.ops.elementwise import WidenRead, const
 from tinygrad_np.ops.reduce import leading_sum
 from tinygrad_np.tensor import Tensor, float_input, number_arg
 
@@ -321,7 +321,8 @@ def _batch_norm_in_float32(x, rm, rv, weight, bias, training, momentum, eps) -> 
     the running statistics (updated in place) rounded to float16 once."""
     rm32, rv32 = (None if r is None else r.astype(np.float32) for r in (rm, rv))
     w32, b32 = (None if t is None else t.astype(np.float32) for t in (weight, bias))
-    out = batch_norm(x.astype(np.float32), rm32, rv32, w32, b32, training, momentum, eps)
+    x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of="batch_norm")  # (its backward
+    out = batch_norm(x32, rm32, rv32, w32, b32, training, momentum, eps)  # reads x)
     for r, r32 in ((rm, rm32), (rv, rv32)):
         if r is not None and training:
             r[...] = r32
