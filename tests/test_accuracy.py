@@ -315,6 +315,7 @@ def test_float16_batch_norm_running_variance_as_torch():
         (lambda x: 1e-5 / x, "input", True),
         (lambda x: F.gelu(x), "input", True),
         (lambda x: F.batch_norm(x.reshape(3, 1), None, None, training=True), "input", True),
+        (lambda x: x.var(), "input", True),
         (lambda x: F.softmax(x, 0), "output", True),  # (softmax reads its output)
         (lambda x: F.log_softmax(x, 0), "output", True),
         (lambda x: F.softmax(x, 0), "input", False),

@@ -7,7 +7,7 @@ from collections import namedtuple
 import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
-from tinygrad_np.ops.elementwise import const, select
+from tinygrad_np.ops.elementwise import WidenRead, const, select
 from tinygrad_np.tensor import Tensor
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -87,7 +87,7 @@ def add_up(x: np.ndarray, dim: tuple[int, ...], keepdim: bool = False) -> np.nda
     SERIAL_SUM_LIMIT slices one after another (``Sum``'s forward, for VJPs in NumPy);
     short rows (``short_rows``) as a product with a vector of ones."""
     if x.dtype == np.float16:  # in float32, as PyTorch: float16 partial sums overflow past
-        # 65504 and lose the small terms (100,000 x 0.1 came to 256)
+        # 65504 and stop growing (5000 ones summed down the rows came to 2048)
         return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float32).astype(np.float16)
     if len(dim) == 1 and x.ndim > 1 and short_rows(x, dim[0]):
         s = np.matmul(x, np.ones(x.shape[-1], x.dtype))
@@ -175,8 +175,10 @@ def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tens
     derivative is exact, and the second term takes out the mean's rounding, which
     sum d^2 / n alone would add squared (float32 data near 1e6 came out 4e4 ulps off)."""
     dims = normalize_dims(_all_if_empty(dim), x.ndim, "var")
-    if x.dtype == np.float16:  # (in float32, as PyTorch: the squares' sum overflows float16)
-        return var(x.astype(np.float32), dims, correction, keepdim).astype(np.float16)
+    if x.dtype == np.float16:  # (in float32, as PyTorch: the squares' sum overflows float16;
+        # its backward reads x there, so a change to x in place raises: WidenRead)
+        x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of="var")
+        return var(x32, dims, correction, keepdim).astype(np.float16)
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     denom = max(n - correction, 0)
     scale = 1.0 / denom if denom else float("inf")
