@@ -420,3 +420,24 @@ def test_explain_names_the_compiled_kernels():
     with cm.compiled_kernels(False):
         off = str(explain.conv2d(*args, padding=1, groups=64, quiet=True))
     assert "compiled" not in off and "one axpy" in off
+
+
+def test_compiled_route_against_plane_matrices_and_fft(monkeypatch):
+    """Which depthwise convs the kernels take (measured, see convmath.PLANE_OVER_COMPILED):
+    planes up to 6x6 stay on the whole-plane matrices, larger ones come here; kernels the
+    estimate sends to FFT come here up to COMPILED_MAX_TAPS taps."""
+    monkeypatch.setattr(cm, "_depthwise_plane_route", PLANE_ROUTE)
+
+    def route(n, c, size, k):
+        pads = ((k // 2, k // 2),) * 2
+        return cm._compiled_route((n, c, size, size), (c, 1, k, k), pads, (1, 1), (1, 1), c,
+                                  np.float32)  # fmt: skip
+
+    assert not route(64, 512, 6, 3) and PLANE_ROUTE(
+        (64, 512, 6, 6), (512, 1, 3, 3), ((1, 1), (1, 1)), (1, 1), (1, 1), 512, 4
+    )
+    assert route(32, 512, 7, 3) and route(32, 256, 8, 3)
+    fft = cm._depthwise_on_gemm((16, 64, 56, 56), (64, 1, 15, 15), ((7, 7),) * 2, (1, 1),
+                                (1, 1), 64)  # fmt: skip
+    assert fft is None and route(16, 64, 56, 15)  # (FFT by the estimate: 2x slower)
+    assert not route(16, 64, 56, 31)  # (961 taps: FFT)

@@ -3443,16 +3443,28 @@ def _compiled_route(x_shape, w_shape, pads, strides, dilations, groups, dtype) -
         return False
     if np.dtype(dtype) not in _compiled.DTYPES:
         return False
-    if _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups) is None:
+    if math.prod(w_shape[2:]) > COMPILED_MAX_TAPS and (
+        _depthwise_on_gemm(x_shape, w_shape, pads, strides, dilations, groups) is None
+    ):  # (FFT by the estimate, and kernels this large: see COMPILED_MAX_TAPS)
         return False
-    # planes small enough for whole-plane matrices stay there: their copies in and out of
-    # the kernels' buffers are rows of a few entries (3x3 on 1024 channels at 4x4, b64,
-    # forward and backward: 4.5 ms by plane matrices, 8.9 compiled; at 7x7 on 512 channels,
-    # b32, 6.5 against 5.7)
     itemsize = np.dtype(dtype).itemsize
-    if _depthwise_plane_route(x_shape, w_shape, pads, strides, dilations, groups, itemsize):
+    if math.prod(x_shape[2:]) <= PLANE_OVER_COMPILED and _depthwise_plane_route(
+        x_shape, w_shape, pads, strides, dilations, groups, itemsize
+    ):
         return False
     return _compiled.available()
+
+
+# Depthwise convs on the compiled kernels against the other routes, forward and backward,
+# 2 threads, float32, ms. Tiny planes (up to PLANE_OVER_COMPILED entries) stay on the
+# whole-plane matrices, whose kernels' copies in and out are rows of a few numbers: 3x3 on
+# 1024 channels at 4x4 (b64) 4.6 against 7.8 compiled, 512 at 5x5 3.3 / 5.5, at 6x6 5.7 /
+# 8.8; at 7x7 (b32) 7.8 / 6.3, 256 at 8x8 5.9 / 2.2. Large kernels, where the cost estimate
+# takes FFT, stay compiled up to COMPILED_MAX_TAPS taps (the estimate is of the GEMM routes):
+# 15x15 on 64 channels at 56x56 (b16) 198 by FFT against 95 compiled; 31x31 321 by FFT
+# against 569 compiled.
+PLANE_OVER_COMPILED = 36
+COMPILED_MAX_TAPS = 400
 
 
 def all_finite(a: np.ndarray) -> bool:
