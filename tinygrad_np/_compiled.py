@@ -11,16 +11,18 @@ are strides) is laid in a buffer, and each tap is one loop over all of it (the "
 grid", see ``_wide``). Row kernels, which read the input in place along each output
 row, take the convs the wide grid cannot: a pad that crops, a plane whose buffers
 would outgrow the scratch budget, and non-finite operands where the wide grid's zeros
-between rows would meet them (input gradient: weights; weight gradient: inputs).
+between rows would meet them (the input gradient, for a non-finite weight; the weight
+gradient, redone where its sums came out non-finite).
 
 The kernels are compiled on first use (about a second each per dtype; numba keeps them
 on disk, beside the module or in the user's cache folder, where it can write) and run
 on this package's threads, each thread a range of channels (so the thread count does
-not change a bit). Turn them off with ``convmath.compiled_kernels(False)`` (a ``with``
-block) or the environment variable ``TINYGRAD_NP_COMPILED=0``; ``conv_algorithm("gemm")``
-or ``("fft")`` also keeps them out (they run under "auto" only), and planes small enough
-for ``convmath``'s whole-plane matrices stay there. Results agree with the NumPy routes
-to float rounding; the test suite runs both.
+not change a bit). Turn them off with ``F.compiled_kernels(False)`` (a ``with`` block)
+or the environment variable ``TINYGRAD_NP_COMPILED=0`` (read at import);
+``conv_algorithm("gemm")`` or ``("fft")`` also keeps them out (they run under "auto"
+only). Planes of 6x6 or less stay on ``convmath``'s whole-plane matrices, and kernels
+over 400 taps that the cost estimate sends to FFT on FFT (``convmath._compiled_route``).
+Results agree with the NumPy routes to float rounding; the test suite runs both.
 """
 from __future__ import annotations
 

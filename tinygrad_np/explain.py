@@ -558,7 +558,7 @@ def _conv(nd, input_shape, weight_shape, stride, padding, dilation, groups, dtyp
             )  # fmt: skip
             lines.append(
                 f"    forward, dx and dw: compiled loops (numba; {how}; channels split over "
-                "the threads; off with convmath.compiled_kernels(False))"
+                "the threads; off with F.compiled_kernels(False))"
             )
             return _emit(Explanation(what, out_shape, lines, pads, unread, algo, 0), quiet,
                          unbatched)  # fmt: skip
