@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -441,3 +443,61 @@ def test_compiled_route_against_plane_matrices_and_fft(monkeypatch):
                                 (1, 1), 64)  # fmt: skip
     assert fft is None and route(16, 64, 56, 15)  # (FFT by the estimate: 2x slower)
     assert not route(16, 64, 56, 31)  # (961 taps: FFT)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+@pytest.mark.parametrize("lock", ["module", "numba"])
+def test_a_fork_while_a_thread_imports_or_compiles_does_not_hang_the_child(lock, monkeypatch):
+    """A thread importing numba (this module's lock) or compiling a kernel (numba's lock)
+    while another forks (nn.DataParallel's workers) left the lock held in the child,
+    which hung on its first depthwise conv (a thread hunt). The fork now waits for both."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    if lock == "module":  # (as before the first import: kernels() takes the lock)
+        monkeypatch.setattr(_compiled, "_module", [])
+    held = threading.Event()
+
+    def hold():  # holds the lock for half a second, as an import or a compile would
+        with _compiled._lock if lock == "module" else global_compiler_lock:
+            held.set()
+            time.sleep(0.5)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    pid = os.fork()  # (waits for the lock)
+    if pid == 0:
+        code = 1
+        try:
+            x = tg.tensor(np.ones((2, 4, 9, 9), np.float64))
+            y = F.conv2d(x, tg.tensor(np.ones((4, 1, 3, 3))), padding=1, groups=4)
+            code = 0 if y.numpy()[0, 0, 4, 4] == 9 else 1
+        finally:
+            os._exit(code)
+    t.join()
+    for _ in range(300):  # up to 30 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the forked child hung on the {lock} lock")
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_compiled_maps_called_directly_with_wrong_shapes_raise():
+    """The kernels read without bounds checks: shapes convmath never passes raise."""
+    x = np.ones((4, 8, 8, 8))
+    geo = (((1, 1), (1, 1)), (1, 1), (1, 1), np.dtype(np.float64))
+    w = np.ones((8, 1, 3, 3))
+    with pytest.raises(ValueError, match="output sizes"):
+        _compiled.weight_grad(x, np.ones((4, 8, 200, 200)), (3, 3), *geo)
+    with pytest.raises(ValueError, match="output sizes"):
+        _compiled.input_grad(np.ones((4, 8, 200, 200)), w, 8, (8, 8), *geo)
+    with pytest.raises(ValueError, match="7 filters for 8 channels"):
+        _compiled.forward(x, np.ones((7, 1, 3, 3)), None, *geo)
+    with pytest.raises(ValueError, match="bias"):
+        _compiled.forward(x, w, np.ones(3), *geo)
+    assert _compiled.forward(x, w, None, *geo)[0, 0, 3, 3] == 9

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 
 import numpy as np
@@ -45,6 +46,35 @@ BLOCK_ENTRIES = 4096
 
 _lock = threading.Lock()
 _module: list = []  # [the kernels module or None], once imported (or found missing)
+
+
+def _numba_compiler_lock():
+    """numba's lock around compiling (and loading from its cache), once numba is imported."""
+    module = sys.modules.get("numba.core.compiler_lock")
+    return None if module is None else module.global_compiler_lock
+
+
+def _before_fork() -> None:
+    """Hold this module's lock and numba's compiler lock across a fork: a thread of the
+    parent importing numba or compiling a kernel at that moment would leave the lock held
+    in the child, where no thread can release it (nn.DataParallel's workers hung on
+    their first depthwise conv)."""
+    _lock.acquire()
+    compiler = _numba_compiler_lock()
+    if compiler is not None:
+        compiler.acquire()
+
+
+def _after_fork() -> None:
+    compiler = _numba_compiler_lock()
+    if compiler is not None:
+        compiler.release()
+    _lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork,
+                        after_in_child=_after_fork)  # fmt: skip
 
 
 def enabled_by_environment() -> bool:
@@ -233,6 +263,18 @@ def _args(pads, strides, dilations):
             tuple(int(d) for d in dilations))  # fmt: skip
 
 
+def _check(what: str, c: int, o: int, got_out, want_out) -> None:
+    """The shapes the kernels trust (they read without bounds checks): ``o`` filters for
+    ``c`` channels, and g's spatial sizes those of the conv's output. convmath's callers
+    always pass such shapes; a direct call with others raises instead of reading past an
+    array."""
+    if c <= 0 or o % c or tuple(got_out) != tuple(want_out):
+        raise ValueError(
+            f"_compiled.{what}: {o} filters for {c} channels, output sizes {tuple(got_out)} "
+            f"(the conv's: {tuple(want_out)})"
+        )
+
+
 def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     """y (N, O, *out) of the depthwise conv of ``x`` (N, C, *S) zero-padded by ``pads``
     with ``w`` (O, 1, *K), plus ``bias`` (O,) unless None."""
@@ -241,6 +283,9 @@ def forward(x, w, bias, pads, strides, dilations, dtype) -> np.ndarray:
     n, c = x.shape[:2]
     o, kernel, sizes = w.shape[0], tuple(w.shape[2:]), tuple(x.shape[2:])
     out_sizes = _out_sizes(sizes, kernel, pads, strides, dilations)
+    _check("forward", c, o, out_sizes, out_sizes)
+    if bias is not None and np.shape(bias) != (o,):
+        raise ValueError(f"_compiled.forward: bias of shape {np.shape(bias)} for {o} filters")
     y = np.empty((n, o) + out_sizes, dtype=dtype)
     xr, wr = _rows(x, dtype), _weight_rows(w, dtype)
     b = _read_only(np.zeros(0, dtype) if bias is None else bias, dtype)
@@ -266,6 +311,10 @@ def input_grad(g, w, c, in_sizes, pads, strides, dilations, dtype) -> np.ndarray
     pads, strides, dilations = _args(pads, strides, dilations)
     n, in_sizes = g.shape[0], tuple(int(s) for s in in_sizes)
     kernel = tuple(w.shape[2:])
+    _check("input_grad", c, w.shape[0], g.shape[2:],
+           _out_sizes(in_sizes, kernel, pads, strides, dilations))  # fmt: skip
+    if g.shape[1] != w.shape[0]:
+        raise ValueError(f"_compiled.input_grad: g has {g.shape[1]} channels, w {w.shape[0]}")
     gx = np.empty((n, c) + in_sizes, dtype=dtype)
     gr, wr = _rows(g, dtype), _weight_rows(w, dtype)
     gxr = gx.reshape(n, c, math.prod(in_sizes[:-1]), in_sizes[-1])
@@ -289,6 +338,9 @@ def weight_grad(x, g, kernel, pads, strides, dilations, dtype) -> np.ndarray:
     pads, strides, dilations = _args(pads, strides, dilations)
     c, o = x.shape[1], g.shape[1]
     kernel, sizes = tuple(int(v) for v in kernel), tuple(x.shape[2:])
+    _check("weight_grad", c, o, g.shape[2:], _out_sizes(sizes, kernel, pads, strides, dilations))
+    if g.shape[0] != x.shape[0]:
+        raise ValueError(f"_compiled.weight_grad: g has {g.shape[0]} samples, x {x.shape[0]}")
     gw = np.empty((o, math.prod(kernel[:-1]), kernel[-1]), dtype=dtype)
     xr, gr = _rows(x, dtype), _rows(g, dtype)
     macs = g.size * math.prod(kernel)
