@@ -16,9 +16,9 @@ def pytest_configure(config):
     missing = []
     if importlib.util.find_spec("torch") is None:
         missing.append("torch (pip install -e '.[reference]')")
-    if importlib.util.find_spec("numba") is None and os.environ.get(
-        "TINYGRAD_NP_COMPILED", "1"
-    ) not in ("0", "false", "no", "off"):
+    from tinygrad_np import _compiled
+
+    if importlib.util.find_spec("numba") is None and _compiled.enabled_by_environment():
         missing.append("numba (pip install -e '.[fast]'), for the compiled kernels' tests")
     if shutil.which("dot") is None:
         missing.append("Graphviz's dot (apt-get install graphviz)")

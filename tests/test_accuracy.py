@@ -286,6 +286,25 @@ def test_float16_ops_compute_in_float32_as_torch():
     ]  # fmt: skip
     for ours, theirs in checks:
         np.testing.assert_allclose(ours, theirs, rtol=2e-3, atol=1e-5)
+    for reversed_op in (lambda x: 0.1 - x, lambda x: 1e-5 / x, lambda x: 3.3**x):
+        ours, theirs = both(reversed_op, reversed_op, f16([0.5, 1.5, 3.0]))  # (operand order)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3)
+    for op in ("/=", "*="):  # in place: the scalar in float32 too
+        x, tx = tg.tensor(f16([1.0, 2.0])), torch.tensor(f16([1.0, 2.0]))
+        for s in ((100000,) if op == "/=" else (1e-8, 1e8)):
+            x = x.__itruediv__(s) if op == "/=" else x.__imul__(s)
+            tx = tx.__itruediv__(s) if op == "/=" else tx.__imul__(s)
+        assert x.dtype == np.float16 and x.tolist() == tx.tolist()  # ([1e-05, 2e-05]; [0, 0])
+    rng = np.random.default_rng(1)  # BCE: its gradient for the target, -x / N, in float32
+    logits = (rng.standard_normal(300_000) * 4).astype(f16)
+    target = rng.uniform(0, 1, 300_000).astype(f16)
+    xt, tt = tg.tensor(logits, requires_grad=True), tg.tensor(target, requires_grad=True)
+    _, gt = tg.grad(F.binary_cross_entropy_with_logits(xt, tt), [xt, tt])
+    rx, rt = torch.tensor(logits, requires_grad=True), torch.tensor(target, requires_grad=True)
+    _, ref = torch.autograd.grad(torch.nn.functional.binary_cross_entropy_with_logits(rx, rt),
+                                 [rx, rt])  # fmt: skip
+    assert gt.dtype == np.float16
+    np.testing.assert_allclose(gt.numpy().astype(float), ref.numpy().astype(float), atol=1.2e-7)
     x = tg.tensor(f16([300, -300, 1000]), requires_grad=True)  # (x * x overflowed: NaN)
     F.gelu(x, approximate="tanh").sum().backward()
     assert x.grad.dtype == np.float16 and x.grad.tolist() == [1.0, 0.0, 1.0]
@@ -318,6 +337,12 @@ def test_float16_batch_norm_running_variance_as_torch():
         (lambda x: x.var(), "input", True),
         (lambda x: F.softmax(x, 0), "output", True),  # (softmax reads its output)
         (lambda x: F.log_softmax(x, 0), "output", True),
+        (lambda x: F.mse_loss(x, tg.tensor(np.zeros(3, np.float16))), "input", True),
+        (lambda x: F.binary_cross_entropy_with_logits(x, tg.tensor(np.ones(3, np.float16))),
+         "input", True),
+        (lambda x: F.batch_norm(tg.tensor(np.array([[1.0, 2.0], [3.0, 5.0], [4.0, 0.0]],
+                                                   np.float16)), None, None, x[:2],
+                                training=True), "input", True),  # (w, read for x's gradient)
         (lambda x: F.softmax(x, 0), "input", False),
         (lambda x: x * 1e-5, "input", False),  # (x * s reads s only)
         (lambda x: x * 1e-5, "output", False),
@@ -325,8 +350,8 @@ def test_float16_batch_norm_running_variance_as_torch():
 )
 def test_float16_in_float32_keeps_the_in_place_check(build, change, raises):
     """A float16 op computed in float32 keeps a float32 copy; a change in place to the
-    float16 tensor its backward reads (in PyTorch) still raises at backward, as PyTorch
-    and the float32 ops do (a regression hunt: the copies had hidden it)."""
+    float16 tensor its backward reads still raises at backward, as PyTorch's float16 op
+    does (a regression hunt: the copies had hidden it)."""
     x = tg.tensor(np.array([0.5, 1.5, 2.0], np.float16), requires_grad=True)
     y = build(x)
     with tg.no_grad():

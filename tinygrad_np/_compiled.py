@@ -154,10 +154,10 @@ def _rowmap(sizes, out_sizes, kernel, strides, dilations, befores) -> np.ndarray
 
 def _out_sizes(in_sizes, kernel, pads, strides, dilations) -> tuple[int, ...]:
     """The output sizes of a conv of spatial ``in_sizes`` padded by ``pads``."""
-    return tuple(
-        (n + pb + pa - d * (k - 1) - 1) // s + 1
-        for n, k, (pb, pa), s, d in zip(in_sizes, kernel, pads, strides, dilations, strict=True)
-    )
+    from tinygrad_np import convmath  # (imported here: convmath imports this module)
+
+    padded = convmath.padded_sizes(in_sizes, pads)
+    return tuple(convmath._out_sizes(padded, kernel, strides, dilations))
 
 
 def _geometry(in_sizes, kernel, pads, strides, dilations):
@@ -182,7 +182,9 @@ def _wide(in_sizes, kernel, pads, strides, dilations):
     if any(p < 0 for pair in pads for p in pair):
         return None
     nd = len(in_sizes)
-    padded = [n + pb + pa for n, (pb, pa) in zip(in_sizes, pads, strict=True)]
+    from tinygrad_np import convmath
+
+    padded = convmath.padded_sizes(in_sizes, pads)
     out_sizes = _out_sizes(in_sizes, kernel, pads, strides, dilations)
     sizes = [-(-p // s) for p, s in zip(padded, strides, strict=True)]  # a phase plane
     pp = math.prod(sizes)

@@ -18,7 +18,23 @@ from tinygrad_np import autograd
 from tinygrad_np.autograd import run_backward, weak
 
 _FLOAT_DEFAULT = np.float32
-_F16 = np.dtype(np.float16)  # (dtype objects of the builtin types are singletons)
+# float16's dtype: compared with ``is`` on the hot paths (the builtin dtypes are singletons;
+# a byte-swapped float16 array's is not, and takes the plain float16 arithmetic)
+FLOAT16 = np.dtype(np.float16)
+
+
+def _float16_misses(o) -> bool:
+    """Whether ``o`` is a Python or NumPy real scalar that float16 cannot hold exactly (out
+    of its range, NaN, or between its values): a float16 op then applies it in float32."""
+    if not isinstance(o, (float, int, np.floating, np.integer)) or isinstance(
+        o, (bool, np.bool_)
+    ):
+        return False
+    f = float(o)
+    if not abs(f) <= 65504.0:  # (beyond float16, or NaN: no cast, which would warn)
+        return True
+    with np.errstate(all="ignore"):  # (a cast below float16's range underflows quietly)
+        return float(np.float16(f)) != f
 # (lowest, highest, bits) of each integer dtype, and the largest finite value of each
 # float dtype: looked up per scalar operation (np.iinfo / np.finfo cost a microsecond)
 _INT_RANGE = {
@@ -441,13 +457,9 @@ class Tensor:
         NumPy scalar that float16 cannot hold exactly is applied in float32, the result
         rounded once to float16, as PyTorch computes it: rounded first, ``x / 100000`` was
         x / inf = 0 and ``x * 1e-8`` x * 0."""
-        if (
-            isinstance(o, (float, int, np.floating, np.integer))
-            and not isinstance(o, (bool, np.bool_))
-            and float(np.float16(o)) != float(o)  # (as float64: NumPy compares in float16)
-        ):
-            # (a power, and a scalar divided by x, read x in their backward: a change to x
-            # in place then raises, as in PyTorch; see elementwise.WidenRead)
+        if _float16_misses(o):
+            # (a power, and a scalar divided by x, read x in their backward, as their
+            # float32 ops do: a change to x in place then raises; see elementwise.WidenRead)
             if op is _ew.Pow or (op is _ew.Div and reverse):
                 a = _ew.WidenRead.apply(self, dtype=np.dtype(np.float32), of=op.__name__.lower())
             else:
@@ -458,56 +470,56 @@ class Tensor:
         return op.apply(b, a) if reverse else op.apply(a, b)
 
     def __add__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Add, o, wrap=True)
         return _ew.Add.apply(*self._pair(o, wrap=True))
 
     def __radd__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Add, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Add.apply(b, a)
 
     def __sub__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Sub, o, wrap=True)
         return _ew.Sub.apply(*self._pair(o, wrap=True))
 
     def __rsub__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Sub, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Sub.apply(b, a)
 
     def __mul__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Mul, o, wrap=True)
         return _ew.Mul.apply(*self._pair(o, wrap=True))
 
     def __rmul__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Mul, o, reverse=True, wrap=True)
         a, b = self._pair(o, wrap=True)
         return _ew.Mul.apply(b, a)
 
     def __truediv__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Div, o, true_div=True)
         return _ew.Div.apply(*self._pair(o, true_div=True))
 
     def __rtruediv__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Div, o, reverse=True, true_div=True)
         a, b = self._pair(o, true_div=True)
         return _ew.Div.apply(b, a)
 
     def __pow__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Pow, o)
         return _ew.Pow.apply(*self._pair(o))
 
     def __rpow__(self, o):
-        if self._data.dtype is _F16:
+        if self._data.dtype is FLOAT16:
             return self._half(_ew.Pow, o, reverse=True)
         a, b = self._pair(o)
         return _ew.Pow.apply(b, a)
@@ -545,6 +557,8 @@ class Tensor:
                 "expand, or a view of one): use the out-of-place form or a .clone()"
             )
         other = o.data if isinstance(o, Tensor) else o
+        if self._data.dtype is FLOAT16 and _float16_misses(other):  # (see _half)
+            other = np.float32(other)  # (NumPy computes in float32, rounds once into out)
         try:
             ufunc(self._data, other, out=self._data, casting="same_kind")
         except ValueError:

@@ -21,7 +21,7 @@ from tinygrad_np.ops.elementwise import (
     zero_where,
 )
 from tinygrad_np.ops.reduce import add_up, short_rows
-from tinygrad_np.tensor import Tensor, float_input, number_arg
+from tinygrad_np.tensor import FLOAT16, Tensor, float_input, number_arg
 
 _ZEROS: dict = {}
 
@@ -455,7 +455,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     float_input(input, "gelu")
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    if input.dtype == np.float16:  # (see in_float32)
+    if input.dtype is FLOAT16:  # (see in_float32)
         return in_float32(gelu, input, approximate, reads="input")
     return Gelu.apply(input, approximate=approximate)
 
@@ -576,7 +576,7 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3) -> Tens
     x = input  # (PyTorch's name for the keyword)
     float_input(x, "softmax")
     dim = implicit_dim(x, dim, "softmax", _stacklevel)
-    if x.dtype == np.float16:
+    if x.dtype is FLOAT16:
         return in_float32(softmax, x, dim, reads="output")
     if x.ndim == 0:
         return Softmax.apply(x.reshape(1), dim=0).reshape(())
@@ -588,7 +588,7 @@ def log_softmax(input: Tensor, dim: int | None = None) -> Tensor:
     x = input  # (PyTorch's name for the keyword)
     float_input(x, "log_softmax")
     dim = implicit_dim(x, dim, "log_softmax")
-    if x.dtype == np.float16:
+    if x.dtype is FLOAT16:
         return in_float32(log_softmax, x, dim, reads="output")
     if x.ndim == 0:
         return LogSoftmax.apply(x.reshape(1), dim=0).reshape(())

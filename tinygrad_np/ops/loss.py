@@ -7,7 +7,7 @@ import numpy as np
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.activation import in_float32, row_max, row_sum
 from tinygrad_np.ops.elementwise import const, select
-from tinygrad_np.tensor import Tensor, float_input, generator, number_arg
+from tinygrad_np.tensor import FLOAT16, Tensor, float_input, generator, number_arg
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -158,7 +158,7 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     t = _class_target(input, target, ignore_index, "cross_entropy")
-    if input.dtype == np.float16:
+    if input.dtype is FLOAT16:
         return in_float32(cross_entropy, input, target, reduction, label_smoothing, ignore_index)
     x, t, single = _batched(input, t)
     out = CrossEntropy.apply(
@@ -282,7 +282,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     float_input(input, "mse_loss")
     _check_reduction(reduction, "mse_loss")
     t = _target_like(input, target, "mse_loss")
-    if input.dtype == t.dtype == np.float16:
+    if input.dtype is FLOAT16 and t.dtype is FLOAT16:
         return in_float32(mse_loss, input, t.astype(np.float32), reduction, reads="input")
     if reduction != "none":  # (fused: no array of squares, nothing kept but x and t)
         return MseLoss.apply(input, t, mean=reduction == "mean")
@@ -333,7 +333,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target, reduction: str = "me
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     float_input(input, "binary_cross_entropy_with_logits")
     t = _target_like(input, target, "binary_cross_entropy_with_logits")
-    if input.dtype == t.dtype == np.float16:
+    if input.dtype is FLOAT16 and t.dtype is FLOAT16:
         return in_float32(binary_cross_entropy_with_logits, input, t.astype(np.float32),
                           reduction, reads="input")  # fmt: skip
     return _reduce(BceWithLogits.apply(input, t), reduction)

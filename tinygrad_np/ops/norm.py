@@ -21,7 +21,7 @@ from tinygrad_np import _parallel as par
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import WidenRead, const
 from tinygrad_np.ops.reduce import leading_sum
-from tinygrad_np.tensor import Tensor, float_input, number_arg
+from tinygrad_np.tensor import FLOAT16, Tensor, float_input, number_arg
 
 
 def _row_sums(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -320,9 +320,11 @@ def _batch_norm_in_float32(x, rm, rv, weight, bias, training, momentum, eps) -> 
     """``batch_norm`` of float16 ``x`` computed in float32: the result, the gradients and
     the running statistics (updated in place) rounded to float16 once."""
     rm32, rv32 = (None if r is None else r.astype(np.float32) for r in (rm, rv))
-    w32, b32 = (None if t is None else t.astype(np.float32) for t in (weight, bias))
-    x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of="batch_norm")  # (its backward
-    out = batch_norm(x32, rm32, rv32, w32, b32, training, momentum, eps)  # reads x)
+    # (its backward reads x for w's gradient and w for x's: their in-place checks)
+    x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of="batch_norm")
+    w32 = None if weight is None else WidenRead.apply(weight, dtype=x32.dtype, of="batch_norm")
+    b32 = None if bias is None else bias.astype(np.float32)
+    out = batch_norm(x32, rm32, rv32, w32, b32, training, momentum, eps)
     for r, r32 in ((rm, rm32), (rv, rv32)):
         if r is not None and training:
             r[...] = r32
@@ -386,7 +388,7 @@ def batch_norm(
                 f"batch_norm: input is {input.dtype} but {name} is {a.dtype} (convert one: "
                 "model.double() or x.float())"
             )
-    if input.dtype == np.float16:  # in float32, rounded once, as PyTorch: in float16 the
+    if input.dtype is FLOAT16:  # in float32, rounded once, as PyTorch: in float16 the
         # squares' sums overflowed (every output 0), a variance over 65504 did, and x - mean
         # and the gradients' sums lost most of their digits
         return _batch_norm_in_float32(input, rm, rv, weight, bias, training, momentum, eps)

@@ -8,7 +8,7 @@ import numpy as np
 
 from tinygrad_np.autograd import Op, is_grad_enabled
 from tinygrad_np.ops.elementwise import WidenRead, const, select
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import FLOAT16, Tensor
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -86,7 +86,7 @@ def add_up(x: np.ndarray, dim: tuple[int, ...], keepdim: bool = False) -> np.nda
     """np.sum over ``dim``, in float64 where a float32 sum would add more than
     SERIAL_SUM_LIMIT slices one after another (``Sum``'s forward, for VJPs in NumPy);
     short rows (``short_rows``) as a product with a vector of ones."""
-    if x.dtype == np.float16:  # in float32, as PyTorch: float16 partial sums overflow past
+    if x.dtype is FLOAT16:  # in float32, as PyTorch: float16 partial sums overflow past
         # 65504 and stop growing (5000 ones summed down the rows came to 2048)
         return np.sum(x, axis=dim, keepdims=keepdim, dtype=np.float32).astype(np.float16)
     if len(dim) == 1 and x.ndim > 1 and short_rows(x, dim[0]):
@@ -161,7 +161,7 @@ def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     if x.dtype.kind not in "fc":
         raise TypeError(f"mean needs a floating-point tensor, got dtype {x.dtype}")
     dims = normalize_dims(_all_if_empty(dim), x.ndim, "mean")
-    if x.dtype == np.float16:  # (divided in float32: a sum of 8192 values of 16 is inf in
+    if x.dtype is FLOAT16:  # (divided in float32: a sum of 8192 values of 16 is inf in
         return mean(x.astype(np.float32), dims, keepdim).astype(np.float16)  # float16)
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     return Sum.apply(x, dim=dims, keepdim=keepdim) * (1.0 / max(n, 1) if n else float("nan"))
@@ -175,7 +175,7 @@ def var(x: Tensor, dim=None, correction: int = 1, keepdim: bool = False) -> Tens
     derivative is exact, and the second term takes out the mean's rounding, which
     sum d^2 / n alone would add squared (float32 data near 1e6 came out 4e4 ulps off)."""
     dims = normalize_dims(_all_if_empty(dim), x.ndim, "var")
-    if x.dtype == np.float16:  # (in float32, as PyTorch: the squares' sum overflows float16;
+    if x.dtype is FLOAT16:  # (in float32, as PyTorch: the squares' sum overflows float16;
         # its backward reads x there, so a change to x in place raises: WidenRead)
         x32 = WidenRead.apply(x, dtype=np.dtype(np.float32), of="var")
         return var(x32, dims, correction, keepdim).astype(np.float16)
