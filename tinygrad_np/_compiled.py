@@ -44,7 +44,7 @@ MIN_MACS_PER_THREAD = 1 << 18
 # the wide-grid kernels' buffers: samples' planes laid end to end, up to this many entries
 BLOCK_ENTRIES = 4096
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # (re-entrant: a fork from a thread that holds it, see _before_fork)
 _module: list = []  # [the kernels module or None], once imported (or found missing)
 
 
