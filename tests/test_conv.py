@@ -2336,3 +2336,29 @@ def test_one_int_sequences_count_for_every_dim():
         F.conv2d(X, W, stride=(2, 2, 2))
     with pytest.raises(ValueError, match="padding"):
         F.max_pool2d(X, 2, padding=(1, 1, 1))
+
+
+def test_without_numba_depthwise_convs_run_on_the_numpy_routes(tmp_path):
+    """numba is optional: where it does not import, the package, its depthwise convs and
+    their gradients work on the NumPy routes (a process with a stand-in `numba` module
+    that raises on import)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "numba.py").write_text("raise ImportError('no numba here')\n")
+    code = """
+import numpy as np
+import tinygrad_np as tg, tinygrad_np.nn.functional as F
+x = tg.Tensor(np.ones((2, 3, 9, 9)), requires_grad=True)
+w = tg.Tensor(np.ones((6, 1, 3, 3)), requires_grad=True)
+y = F.conv2d(x, w, padding=1, groups=3)
+gx, gw = tg.grad(y.sum(), [x, w])
+print(F.has_compiled_kernels(), y.numpy()[0, 0, 4, 4], gx.numpy()[0, 0, 4, 4])
+print(gw.numpy()[0, 0, 1, 1])
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), root]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.split() == ["False", "9.0", "18.0", "162.0"], out.stderr

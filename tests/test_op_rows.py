@@ -16,6 +16,7 @@ from _rows import cases, tg_inputs
 from op_table import ROWS
 
 import tinygrad_np
+from tinygrad_np import _compiled
 from tinygrad_np.autograd import Op
 
 
@@ -23,6 +24,8 @@ def _import_all() -> None:
     for mod in pkgutil.walk_packages(tinygrad_np.__path__, "tinygrad_np."):
         if mod.name.rsplit(".", 1)[-1] == "__main__":  # importing it would run the CLI
             continue
+        if mod.name == "tinygrad_np._compiled_kernels" and not _compiled.available():
+            continue  # (imports numba, an optional dependency; it defines no Op)
         importlib.import_module(mod.name)
 
 
