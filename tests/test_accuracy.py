@@ -366,3 +366,16 @@ def test_float16_in_float32_keeps_the_in_place_check(build, change, raises):
     else:
         y.backward(g)
         assert x.grad is not None and x.grad.dtype == np.float16
+
+
+def test_float16_mse_keeps_the_in_place_check_on_a_constant_target():
+    """MSE computes float16 in float32 inside its op, which keeps x and the target, so a
+    change to the target in place before backward raises, as PyTorch's (a final review:
+    a float32 copy of a constant target had no node to check)."""
+    t = tg.tensor(np.zeros(3, np.float16))
+    x = tg.tensor(np.ones(3, np.float16), requires_grad=True)
+    y = F.mse_loss(x, t)
+    with tg.no_grad():
+        t += 1
+    with pytest.raises(RuntimeError, match="changed in place"):
+        y.backward()

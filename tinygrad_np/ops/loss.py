@@ -246,12 +246,13 @@ class MseLoss(Op):
     """loss = sum (x - t)^2, divided by their count for the mean.
 
     VJP: gx = 2 g (x - t) (/ count), gt = -gx; x - t is made again in the backward (as
-    PyTorch, which keeps x and t), not kept from the forward."""
+    PyTorch, which keeps x and t), not kept from the forward. float16 is computed in
+    float32 (its squares overflowed from a difference of 256), the results rounded once."""
 
     name = "mse_loss"
 
     def forward(self, x, t, *, mean):
-        d = np.subtract(x, t)
+        d = np.subtract(x, t, dtype=np.float32 if x.dtype is FLOAT16 else None)
         flat = d.reshape(-1)
         total = 0.0
         for i in range(0, flat.size, MSE_CHUNK):
@@ -260,7 +261,7 @@ class MseLoss(Op):
             total += float(np.sum(part))
         if mean:
             total = total / flat.size if flat.size else np.nan
-        return np.asarray(total, dtype=d.dtype)
+        return np.asarray(total, dtype=x.dtype)
 
     def vjp(self, g):
         x, t = self.inputs
@@ -268,9 +269,10 @@ class MseLoss(Op):
         if is_grad_enabled():
             gx = (x - t) * (g * scale)
         else:
-            d = np.subtract(x.data, t.data)
+            wide = x.dtype is FLOAT16  # (in float32: see forward)
+            d = np.subtract(x.data, t.data, dtype=np.float32 if wide else None)
             d *= g.data * scale
-            gx = const(d)
+            gx = const(d.astype(x.dtype, copy=False))
         return (
             gx if self.needs_grad[0] else None,
             -gx if self.needs_grad[1] else None,
@@ -282,8 +284,6 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     float_input(input, "mse_loss")
     _check_reduction(reduction, "mse_loss")
     t = _target_like(input, target, "mse_loss")
-    if input.dtype is FLOAT16 and t.dtype is FLOAT16:
-        return in_float32(mse_loss, input, t.astype(np.float32), reduction, reads="input")
     if reduction != "none":  # (fused: no array of squares, nothing kept but x and t)
         return MseLoss.apply(input, t, mean=reduction == "mean")
     d = input - t
