@@ -252,7 +252,8 @@ class MseLoss(Op):
     name = "mse_loss"
 
     def forward(self, x, t, *, mean):
-        d = np.subtract(x, t, dtype=np.float32 if x.dtype is FLOAT16 else None)
+        dtype = np.result_type(x, t)
+        d = np.subtract(x, t, dtype=np.float32 if dtype is FLOAT16 else None)
         flat = d.reshape(-1)
         total = 0.0
         for i in range(0, flat.size, MSE_CHUNK):
@@ -261,7 +262,7 @@ class MseLoss(Op):
             total += float(np.sum(part))
         if mean:
             total = total / flat.size if flat.size else np.nan
-        return np.asarray(total, dtype=x.dtype)
+        return np.asarray(total, dtype=dtype)
 
     def vjp(self, g):
         x, t = self.inputs
@@ -269,10 +270,10 @@ class MseLoss(Op):
         if is_grad_enabled():
             gx = (x - t) * (g * scale)
         else:
-            wide = x.dtype is FLOAT16  # (in float32: see forward)
-            d = np.subtract(x.data, t.data, dtype=np.float32 if wide else None)
-            d *= g.data * scale
-            gx = const(d.astype(x.dtype, copy=False))
+            dtype = np.result_type(x.data, t.data)
+            d = np.subtract(x.data, t.data, dtype=np.float32 if dtype is FLOAT16 else None)
+            d *= g.data * scale  # (float16: in float32, see forward)
+            gx = const(d.astype(dtype, copy=False))
         return (
             gx if self.needs_grad[0] else None,
             -gx if self.needs_grad[1] else None,
