@@ -35,6 +35,8 @@ def _float16_misses(o) -> bool:
         return True
     with np.errstate(all="ignore"):  # (a cast below float16's range underflows quietly)
         return float(np.float16(f)) != f
+
+
 # (lowest, highest, bits) of each integer dtype, and the largest finite value of each
 # float dtype: looked up per scalar operation (np.iinfo / np.finfo cost a microsecond)
 _INT_RANGE = {
